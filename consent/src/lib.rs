@@ -1,0 +1,11 @@
+//! # warrant-consent — what an agent may do, for whom
+//!
+//! The policy decision point. It will hold the tool catalog and its risk classes, the
+//! trust ceilings, the grants a human gives an agent, Biscuit minting / attenuation /
+//! verification, the OAuth 2.1 authorization server for MCP clients, the vault and the
+//! ledger. Today it owns the **tool catalog**: every tool every upstream has offered,
+//! recorded as the gateway discovers it, which the risk classification builds on.
+//!
+//! Tables owned here are prefixed `consent_`.
+
+pub mod catalog;

@@ -1,0 +1,159 @@
+//! The database handle shared by every crate, and the migrations that shape it.
+//!
+//! Warrant runs on SQLite (the embedded default: one file under the data directory,
+//! created on first start) or PostgreSQL (by URL, for teams and replicas). Both backends
+//! run the same migrations history (`migrations/sqlite`, `migrations/postgres`) and the
+//! same queries: each store module writes portable SQL with `$n` placeholders, which both
+//! drivers accept, and dispatches on [`Db`] once per query.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// What can go wrong opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Which backend a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool to one of the two supported backends.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The file name of the embedded SQLite database inside the data directory.
+pub const SQLITE_FILE: &str = "warrant.db";
+
+impl Db {
+    /// Opens the database named by `url`, or the embedded SQLite file under `data_dir`
+    /// when `url` is `None` (creating the directory and the file on first start).
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Self, DbError> {
+        match url {
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+                    path: data_dir.display().to_string(),
+                    source,
+                })?;
+                let options = SqliteConnectOptions::new().filename(data_dir.join(SQLITE_FILE));
+                Self::open_sqlite(options).await
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let options = SqliteConnectOptions::from_str(url).map_err(DbError::Connect)?;
+                Self::open_sqlite(options).await
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .map_err(DbError::Connect)?;
+                Ok(Self::Postgres(pool))
+            }
+            Some(other) => Err(DbError::UnsupportedUrl(other.to_owned())),
+        }
+    }
+
+    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Self, DbError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        Ok(Self::Sqlite(pool))
+    }
+
+    /// Applies every pending migration of this backend's history.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .map_err(DbError::Migrate)
+    }
+
+    /// The backend behind this handle.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Answers when the database accepts a trivial query (used by `/readyz`).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+        .map_err(DbError::Query)
+    }
+
+    /// Closes every connection (flushes SQLite's WAL on the last one).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_sqlite_is_created_and_migrated() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("nested/data");
+        let db = Db::open(None, &data).await.expect("open");
+        db.migrate().await.expect("migrate");
+        db.migrate().await.expect("migrations are idempotent");
+        assert!(data.join(SQLITE_FILE).exists());
+        assert_eq!(db.backend(), Backend::Sqlite);
+        db.ping().await.expect("ping");
+    }
+
+    #[tokio::test]
+    async fn unknown_scheme_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = Db::open(Some("mysql://x"), dir.path()).await.expect_err("refused");
+        assert!(err.to_string().contains("unsupported database URL"));
+    }
+}

@@ -1,0 +1,84 @@
+//! The command line: `warrant serve | check | import | demo-server`. Each subcommand
+//! lives in its own file; this one parses arguments and sets up logging.
+
+mod check;
+mod import;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Warrant: a consent-driven, identity-aware gateway for the Model Context Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "warrant", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (with no config file: SQLite, the built-in demo upstream, loopback).
+    Serve(serve::ServeArgs),
+    /// Validate a configuration file: exit 0 when valid, 2 with every problem printed.
+    Check {
+        /// The configuration file (default: $WARRANT_CONFIG, else ./warrant.toml).
+        #[arg(long, short, env = "WARRANT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Convert an `mcpServers` JSON file (Claude Desktop, Claude Code, Cursor) to warrant.toml.
+    Import {
+        /// The JSON file, e.g. .mcp.json or claude_desktop_config.json.
+        file: PathBuf,
+        /// Write the TOML here instead of standard output (an existing file is kept).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Run the built-in demo MCP server on standard input/output.
+    DemoServer,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check { config } => check::run(config),
+        Command::Import { file, output } => import::run(&file, output.as_deref()),
+        Command::Serve(args) => run_async(serve::run(args)),
+        Command::DemoServer => run_async(async {
+            crate::mcp::demo::serve_stdio().await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
+}
+
+fn run_async(future: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error (standard output carries the demo server's protocol and
+/// the listening line). `RUST_LOG` sets the filter.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,103 @@
+//! `warrant serve [--config FILE] [--listen ADDR] [--data-dir DIR]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::app;
+use crate::config::{self, Overrides};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The configuration file; without one, the embedded defaults are used.
+    #[arg(long, short, env = "WARRANT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "WARRANT_LISTEN")]
+    listen: Option<String>,
+    /// Where the embedded database lives [default: ./warrant-data].
+    #[arg(long, env = "WARRANT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL (or SQLite) URL instead of the embedded database file.
+    #[arg(long, env = "WARRANT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+    };
+    let config = match &args.config {
+        Some(path) => config::load(path, &overrides),
+        None => {
+            let exe = std::env::current_exe().context("cannot find the warrant executable")?;
+            config::embedded_default(&overrides, &exe)
+        }
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(report) => {
+            eprintln!("{report}");
+            return Ok(ExitCode::from(super::check::INVALID));
+        }
+    };
+    let embedded = args.config.is_none();
+    let upstreams = config.upstreams.len();
+    let database = if config.server.database_url.is_some() { "PostgreSQL/URL" } else { "SQLite" };
+    let data_dir = config.server.data_dir.clone();
+    let running = app::start(config).await?;
+    let url = running.mcp_url();
+    // The one line scripts wait for.
+    println!("Warrant listening on {url}");
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "  {upstreams} upstream{}{}; database: {database} (data dir {})",
+        if upstreams == 1 { "" } else { "s" },
+        if embedded { " (the built-in demo server)" } else { "" },
+        data_dir.display()
+    );
+    for status in running.gateway.status() {
+        match &status.reason {
+            Some(reason) => eprintln!("  upstream {} [{}]: {} ({reason})", status.name, status.transport, status.state),
+            None => eprintln!("  upstream {} [{}]: {}, {} tools", status.name, status.transport, status.state, status.tools),
+        }
+    }
+    eprintln!("  No sign-in yet: Warrant serves loopback only, and any local program can call its tools.");
+    eprintln!("  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}");
+    eprintln!("  or in .mcp.json / VS Code / Cursor:   {{\"mcpServers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}");
+
+    let shutdown = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    running.wait().await.context("the HTTP server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

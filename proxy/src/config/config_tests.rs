@@ -1,0 +1,159 @@
+use super::*;
+
+fn check(src: &str) -> Result<Config, Report> {
+    parse(src, "warrant.toml", &Overrides::default())
+}
+
+#[test]
+fn an_empty_file_is_a_valid_config_with_defaults() {
+    let config = check("").expect("valid");
+    assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(config.mcp.separator, "__");
+    assert!(config.upstreams.is_empty());
+    assert_eq!(config.mcp.protocol_versions.len(), SUPPORTED_PROTOCOL_VERSIONS.len());
+}
+
+#[test]
+fn upstreams_mirror_the_mcp_servers_shape() {
+    let config = check(
+        r#"
+[upstreams.files]
+command = "npx"
+args = ["-y", "some-server"]
+env = { ROOT = "/tmp" }
+start = "lazy"
+call_timeout = "5s"
+
+[upstreams.remote]
+url = "https://mcp.example.com/mcp"
+headers = { Authorization = { env = "PATH" } }
+prefix = ""
+
+[upstreams.old]
+type = "sse"
+url = "http://127.0.0.1:9/sse"
+"#,
+    )
+    .expect("valid");
+    let names: Vec<_> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["files", "old", "remote"]);
+    assert_eq!(config.upstreams[0].transport.kind(), "stdio");
+    assert_eq!(config.upstreams[0].start, StartMode::Lazy);
+    assert_eq!(config.upstreams[0].call_timeout, Duration::from_secs(5));
+    assert_eq!(config.upstreams[1].transport.kind(), "sse");
+    assert_eq!(config.upstreams[2].transport.kind(), "streamable-http");
+    assert_eq!(config.upstreams[2].prefix, "");
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let src = r#"[server]
+listen = "nowhere"
+
+[mcp]
+separator = "::"
+
+[upstreams.a]
+command = "x"
+url = "http://y"
+
+[upstreams.b]
+url = "ftp://z"
+call_timeout = "soon"
+
+[upstreams.c]
+comand = "typo"
+"#;
+    let report = check(src).expect_err("invalid");
+    let text = report.to_string();
+    let paths: Vec<_> = report.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["server.listen", "mcp.separator", "upstreams.a", "upstreams.b.url", "upstreams.b.call_timeout", "upstreams.c"],
+        "{text}"
+    );
+    assert!(text.contains("--> warrant.toml:2\n"), "{text}");
+    assert!(text.contains("12 | url = \"ftp://z\""), "{text}");
+    assert!(text.contains("unknown field `comand`"), "{text}");
+    assert!(text.ends_with("6 problems in warrant.toml"), "{text}");
+}
+
+#[test]
+fn unknown_keys_are_refused_everywhere() {
+    for src in ["bogus = 1", "[server]\nlisten2 = \"x\"", "[mcp]\nsep = \"x\""] {
+        let report = check(src).expect_err(src);
+        assert!(report.to_string().contains("unknown field"), "{src}: {report}");
+    }
+}
+
+#[test]
+fn syntax_errors_point_at_their_line() {
+    let report = check("[server]\nlisten = \n").expect_err("invalid");
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].line, Some(2), "{report}");
+}
+
+#[test]
+fn duplicate_prefixes_and_bad_names_are_refused() {
+    let report = check(
+        "[upstreams.a]\ncommand = \"x\"\nprefix = \"p\"\n[upstreams.b]\ncommand = \"y\"\nprefix = \"p\"\n[upstreams.\"bad name\"]\ncommand = \"z\"\n",
+    )
+    .expect_err("invalid");
+    let text = report.to_string();
+    assert!(text.contains("upstreams.b.prefix: prefix \"p\" is also the prefix of upstream \"a\""), "{text}");
+    assert!(text.contains("upstreams.bad name: an upstream name may use only"), "{text}");
+}
+
+#[test]
+fn missing_secrets_are_named_not_printed() {
+    let report = check(
+        "[upstreams.a]\nurl = \"http://h/mcp\"\nheaders = { Authorization = \"Bearer ${WARRANT_TEST_UNSET_TOKEN}\" }\n",
+    )
+    .expect_err("invalid");
+    let text = report.to_string();
+    assert!(text.contains("upstreams.a.headers.Authorization: environment variable WARRANT_TEST_UNSET_TOKEN is not set"), "{text}");
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:9999".into()),
+        data_dir: Some("/tmp/w".into()),
+        database_url: Some("postgres://u@h/db".into()),
+    };
+    let config = parse("[server]\nlisten = \"127.0.0.1:1\"\n", "t", &overrides).expect("valid");
+    assert_eq!(config.server.listen.port(), 9999);
+    assert_eq!(config.server.data_dir, PathBuf::from("/tmp/w"));
+    assert_eq!(config.server.database_url.as_ref().map(Secret::expose), Some("postgres://u@h/db"));
+}
+
+#[test]
+fn disabled_upstreams_are_skipped() {
+    let config = check("[upstreams.a]\ncommand = \"x\"\nenabled = false\n").expect("valid");
+    assert!(config.upstreams.is_empty());
+}
+
+#[test]
+fn import_converts_mcp_servers_json() {
+    let json = r#"{"mcpServers": {
+        "everything": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"]},
+        "my remote": {"type": "http", "url": "https://h/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
+        "legacy": {"type": "sse", "url": "http://h/sse", "autoApprove": []},
+        "keys": {"command": "srv", "env": {"API_KEY": "literal"}, "disabled": true}
+    }}"#;
+    let (raw, text) = import_mcp_servers(json).expect("import");
+    assert_eq!(raw.upstreams.len(), 4);
+    assert!(text.contains("[upstreams.my-remote]"), "{text}");
+    assert!(text.contains("type = \"sse\""), "{text}");
+    assert!(text.contains("# upstreams.keys: API_KEY holds a literal secret"), "{text}");
+    // The output is itself a valid configuration (given the referenced variable).
+    let reparsed: RawConfig = toml::from_str(&text).expect("valid TOML");
+    assert_eq!(reparsed.upstreams.len(), 4);
+}
+
+#[test]
+fn import_refuses_what_it_cannot_map() {
+    assert!(matches!(import_mcp_servers("{}"), Err(ImportError::NoServers)));
+    assert!(import_mcp_servers(r#"{"mcpServers": {"x": {"type": "sse"}}}"#).is_err());
+    assert!(import_mcp_servers("not json").is_err());
+}

@@ -1,0 +1,495 @@
+//! Configuration: `warrant.toml` parsed strictly (unknown keys are errors), validated
+//! into [`Config`] with **every** problem collected and reported with its key path and
+//! line. Validation has no side effects: it reads the environment and referenced files
+//! to check that secrets resolve, and changes nothing.
+//!
+//! Layers, lowest first: built-in defaults, the file, then the command line / `WARRANT_*`
+//! environment variables for the listen address, data directory and database URL.
+
+mod import;
+mod raw;
+mod report;
+mod value;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use import::{ImportError, import_mcp_servers};
+pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
+pub use report::{Problem, Report};
+pub use value::{Secret, resolve};
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./warrant-data";
+/// Default separator between an upstream's prefix and a tool name.
+pub const DEFAULT_SEPARATOR: &str = "__";
+const DEFAULT_PAGE_SIZE: usize = 100;
+const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The checked configuration the program runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub mcp: McpConfig,
+    /// Upstreams by name, in name order.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None`: the embedded SQLite file under `data_dir`.
+    pub database_url: Option<Secret>,
+    /// The URL clients use to reach the gateway, when it differs from `http://listen`.
+    pub public_url: Option<url::Url>,
+    /// Accepted `Host` values (DNS-rebinding protection); loopback names by default.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin` values; empty: only same-host origins.
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    pub separator: String,
+    pub page_size: usize,
+    /// Protocol revisions offered to clients, oldest first.
+    pub protocol_versions: Vec<String>,
+}
+
+/// The protocol revisions Warrant serves to clients.
+pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
+    &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Put before each tool and prompt name with the separator; empty: names as is.
+    pub prefix: String,
+    pub transport: Transport,
+    pub start: StartMode,
+    pub connect_timeout: Duration,
+    pub call_timeout: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, ValueRef>,
+        cwd: Option<PathBuf>,
+    },
+    StreamableHttp {
+        url: url::Url,
+        headers: BTreeMap<String, ValueRef>,
+    },
+    Sse {
+        url: url::Url,
+        headers: BTreeMap<String, ValueRef>,
+    },
+}
+
+impl Transport {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stdio { .. } => "stdio",
+            Self::StreamableHttp { .. } => "streamable-http",
+            Self::Sse { .. } => "sse",
+        }
+    }
+}
+
+/// When an upstream is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// At gateway start; its tools are listed from the first request.
+    Eager,
+    /// On the first request that needs it.
+    Lazy,
+}
+
+/// Overrides from the command line and environment, applied over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, Report> {
+    let origin = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| Report {
+        origin: origin.clone(),
+        source: None,
+        problems: vec![Problem::new("", format!("cannot read the file: {e}"))],
+    })?;
+    parse(&source, &origin, overrides)
+}
+
+/// Validates configuration text; `origin` names it in messages.
+pub fn parse(source: &str, origin: &str, overrides: &Overrides) -> Result<Config, Report> {
+    let mut report = Report {
+        origin: origin.to_owned(),
+        source: Some(source.to_owned()),
+        problems: Vec::new(),
+    };
+    let result = match toml::from_str::<RawConfig>(source) {
+        Ok(raw) => validate(&raw, overrides, &mut report.problems),
+        Err(e) => {
+            let mut problem = Problem::new("", e.message().to_owned());
+            problem.line = e.span().map(|s| report::line_of_offset(source, s.start));
+            report.problems.push(problem);
+            None
+        }
+    };
+    report.locate();
+    match result {
+        Some(config) if report.problems.is_empty() => Ok(config),
+        _ => Err(report),
+    }
+}
+
+/// The configuration used when no file is given: the built-in demo upstream.
+pub fn embedded_default(overrides: &Overrides, exe: &Path) -> Result<Config, Report> {
+    let mut raw = RawConfig::default();
+    raw.upstreams.insert(
+        "demo".into(),
+        toml::Value::try_from(RawUpstream {
+            command: Some(exe.display().to_string()),
+            args: vec!["demo-server".into()],
+            ..RawUpstream::default()
+        })
+        .map_err(|e| Report {
+            origin: "built-in defaults".into(),
+            source: None,
+            problems: vec![Problem::new("upstreams.demo", e.to_string())],
+        })?,
+    );
+    let mut problems = Vec::new();
+    match validate(&raw, overrides, &mut problems) {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(Report {
+            origin: "built-in defaults".into(),
+            source: None,
+            problems,
+        }),
+    }
+}
+
+/// Checks everything, collecting every problem; returns a config only if all is well.
+pub fn validate(raw: &RawConfig, overrides: &Overrides, problems: &mut Vec<Problem>) -> Option<Config> {
+    let server = validate_server(raw.server.clone().unwrap_or_default(), overrides, problems);
+    let mcp = validate_mcp(raw.mcp.clone().unwrap_or_default(), problems);
+    let mut upstreams = Vec::new();
+    let mut prefixes: HashMap<String, String> = HashMap::new();
+    for (name, value) in &raw.upstreams {
+        let path = format!("upstreams.{name}");
+        let raw_upstream = match value.clone().try_into::<RawUpstream>() {
+            Ok(u) => u,
+            Err(e) => {
+                problems.push(Problem::new(&path, e.message().trim().to_owned()));
+                continue;
+            }
+        };
+        let Some(upstream) = validate_upstream(name, raw_upstream, &mcp.separator, problems) else {
+            continue;
+        };
+        if !upstream.prefix.is_empty() {
+            if let Some(other) = prefixes.insert(upstream.prefix.clone(), name.clone()) {
+                problems.push(Problem::new(
+                    format!("{path}.prefix"),
+                    format!(
+                        "prefix {:?} is also the prefix of upstream {other:?}: their names would collide",
+                        upstream.prefix
+                    ),
+                ));
+            }
+        }
+        upstreams.push(upstream);
+    }
+    if problems.is_empty() {
+        Some(Config {
+            server: server?,
+            mcp,
+            upstreams,
+        })
+    } else {
+        None
+    }
+}
+
+fn validate_server(raw: RawServer, o: &Overrides, problems: &mut Vec<Problem>) -> Option<ServerConfig> {
+    let listen_text = o.listen.clone().or(raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            problems.push(Problem::new(
+                "server.listen",
+                format!("{listen_text:?} is not an address like 127.0.0.1:8080 ({e})"),
+            ));
+            None
+        }
+    };
+    let database_url = match o.database_url.clone() {
+        Some(url) => Some(ValueRef::Literal(url)),
+        None => raw.database_url,
+    };
+    let database_url = database_url.and_then(|v| match resolve(&v) {
+        Ok(secret) => {
+            let url = secret.expose();
+            let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p));
+            if !ok {
+                problems.push(Problem::new(
+                    "server.database_url",
+                    "must start with sqlite: or postgres:// (or be left out for the embedded SQLite file)",
+                ));
+            }
+            Some(secret)
+        }
+        Err(e) => {
+            problems.push(Problem::new("server.database_url", e));
+            None
+        }
+    });
+    let public_url = raw.public_url.and_then(|u| match url::Url::parse(&u) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        Ok(_) => {
+            problems.push(Problem::new("server.public_url", "must be an http or https URL"));
+            None
+        }
+        Err(e) => {
+            problems.push(Problem::new("server.public_url", format!("{u:?}: {e}")));
+            None
+        }
+    });
+    let max_body_bytes = match raw.max_body_bytes {
+        Some(0) => {
+            problems.push(Problem::new("server.max_body_bytes", "must be greater than 0"));
+            DEFAULT_MAX_BODY
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => DEFAULT_MAX_BODY,
+    };
+    let shutdown_grace = duration(raw.shutdown_grace, "server.shutdown_grace", DEFAULT_SHUTDOWN_GRACE, problems);
+    let mut allowed_hosts = raw
+        .allowed_hosts
+        .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]);
+    if let Some(url) = &public_url {
+        if let Some(host) = url.host_str() {
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            if !allowed_hosts.contains(&host) {
+                allowed_hosts.push(host);
+            }
+        }
+    }
+    for (i, origin) in raw.allowed_origins.iter().flatten().enumerate() {
+        if origin != "null" && url::Url::parse(origin).is_err() {
+            problems.push(Problem::new(
+                format!("server.allowed_origins.{i}"),
+                format!("{origin:?} is not an origin like https://app.example.com"),
+            ));
+        }
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        data_dir: o.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        database_url,
+        public_url,
+        allowed_hosts,
+        allowed_origins: raw.allowed_origins.unwrap_or_default(),
+        max_body_bytes,
+        shutdown_grace,
+    })
+}
+
+fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
+    let separator = raw.separator.unwrap_or_else(|| DEFAULT_SEPARATOR.into());
+    if separator.is_empty() || !separator.chars().all(is_name_char) {
+        problems.push(Problem::new(
+            "mcp.separator",
+            format!("{separator:?} must be one or more of the characters A-Z a-z 0-9 _ - . /"),
+        ));
+    }
+    let page_size = match raw.page_size {
+        Some(0) => {
+            problems.push(Problem::new("mcp.page_size", "must be at least 1"));
+            DEFAULT_PAGE_SIZE
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => DEFAULT_PAGE_SIZE,
+    };
+    let protocol_versions = match raw.protocol_versions {
+        None => SUPPORTED_PROTOCOL_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+        Some(list) => {
+            for (i, v) in list.iter().enumerate() {
+                if !SUPPORTED_PROTOCOL_VERSIONS.contains(&v.as_str()) {
+                    problems.push(Problem::new(
+                        format!("mcp.protocol_versions.{i}"),
+                        format!("{v:?} is not a revision Warrant serves ({})", SUPPORTED_PROTOCOL_VERSIONS.join(", ")),
+                    ));
+                }
+            }
+            if list.is_empty() {
+                problems.push(Problem::new("mcp.protocol_versions", "must list at least one revision"));
+            }
+            let mut list = list;
+            list.sort();
+            list.dedup();
+            list
+        }
+    };
+    McpConfig {
+        separator,
+        page_size,
+        protocol_versions,
+    }
+}
+
+fn validate_upstream(name: &str, raw: RawUpstream, separator: &str, problems: &mut Vec<Problem>) -> Option<UpstreamConfig> {
+    let path = format!("upstreams.{name}");
+    let before = problems.len();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        problems.push(Problem::new(&path, "an upstream name may use only A-Z a-z 0-9 _ -"));
+    }
+    let prefix = raw.prefix.clone().unwrap_or_else(|| name.to_owned());
+    if !prefix.chars().all(is_name_char) {
+        problems.push(Problem::new(
+            format!("{path}.prefix"),
+            format!("{prefix:?} may use only A-Z a-z 0-9 _ - . /"),
+        ));
+    } else if !prefix.is_empty() && prefix.contains(separator) {
+        problems.push(Problem::new(
+            format!("{path}.prefix"),
+            format!("{prefix:?} contains the separator {separator:?}, which makes names ambiguous"),
+        ));
+    }
+    let kind = raw.kind.as_deref().map(str::to_ascii_lowercase);
+    let transport = match (raw.command, raw.url) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(&path, "set either `command` (stdio) or `url` (HTTP), not both"));
+            None
+        }
+        (None, None) => {
+            problems.push(Problem::new(&path, "needs `command` (a stdio server) or `url` (an HTTP server)"));
+            None
+        }
+        (Some(command), None) => {
+            if !matches!(kind.as_deref(), None | Some("stdio")) {
+                problems.push(Problem::new(format!("{path}.type"), "a `command` upstream has type \"stdio\""));
+            }
+            if command.trim().is_empty() {
+                problems.push(Problem::new(format!("{path}.command"), "must not be empty"));
+            }
+            if !raw.headers.is_empty() {
+                problems.push(Problem::new(format!("{path}.headers"), "headers apply to HTTP upstreams only"));
+            }
+            check_values(&raw.env, &format!("{path}.env"), problems);
+            Some(Transport::Stdio {
+                command,
+                args: raw.args,
+                env: raw.env,
+                cwd: raw.cwd,
+            })
+        }
+        (None, Some(url_text)) => {
+            if !raw.args.is_empty() || !raw.env.is_empty() || raw.cwd.is_some() {
+                problems.push(Problem::new(&path, "`args`, `env` and `cwd` apply to stdio upstreams only"));
+            }
+            check_values(&raw.headers, &format!("{path}.headers"), problems);
+            match url::Url::parse(&url_text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => match kind.as_deref() {
+                    None | Some("http" | "streamable-http" | "streamablehttp") => {
+                        Some(Transport::StreamableHttp { url, headers: raw.headers })
+                    }
+                    Some("sse") => Some(Transport::Sse { url, headers: raw.headers }),
+                    Some(other) => {
+                        problems.push(Problem::new(
+                            format!("{path}.type"),
+                            format!("{other:?} is not one of \"http\", \"streamable-http\", \"sse\""),
+                        ));
+                        None
+                    }
+                },
+                Ok(_) => {
+                    problems.push(Problem::new(format!("{path}.url"), "must be an http or https URL"));
+                    None
+                }
+                Err(e) => {
+                    problems.push(Problem::new(format!("{path}.url"), format!("{url_text:?}: {e}")));
+                    None
+                }
+            }
+        }
+    };
+    let start = match raw.start.as_deref() {
+        None | Some("eager") => StartMode::Eager,
+        Some("lazy") => StartMode::Lazy,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{path}.start"),
+                format!("{other:?} is not \"eager\" or \"lazy\""),
+            ));
+            StartMode::Eager
+        }
+    };
+    let connect_timeout = duration(raw.connect_timeout, &format!("{path}.connect_timeout"), DEFAULT_CONNECT_TIMEOUT, problems);
+    let call_timeout = duration(raw.call_timeout, &format!("{path}.call_timeout"), DEFAULT_CALL_TIMEOUT, problems);
+    let restart_backoff_max =
+        duration(raw.restart_backoff_max, &format!("{path}.restart_backoff_max"), DEFAULT_BACKOFF_MAX, problems);
+    if raw.enabled == Some(false) || problems.len() > before {
+        return None;
+    }
+    Some(UpstreamConfig {
+        name: name.to_owned(),
+        prefix,
+        transport: transport?,
+        start,
+        connect_timeout,
+        call_timeout,
+        restart_backoff_max,
+    })
+}
+
+fn check_values(values: &BTreeMap<String, ValueRef>, path: &str, problems: &mut Vec<Problem>) {
+    for (key, value) in values {
+        if let Err(e) = resolve(value) {
+            problems.push(Problem::new(format!("{path}.{key}"), e));
+        }
+    }
+}
+
+fn duration(text: Option<String>, path: &str, default: Duration, problems: &mut Vec<Problem>) -> Duration {
+    let Some(text) = text else { return default };
+    match humantime::parse_duration(&text) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            problems.push(Problem::new(path, "must be longer than zero"));
+            default
+        }
+        Err(e) => {
+            problems.push(Problem::new(path, format!("{text:?} is not a duration like \"30s\" or \"2m\" ({e})")));
+            default
+        }
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,91 @@
+//! The configuration exactly as written in `warrant.toml`: serde types that refuse
+//! unknown keys. [`super::validate`] turns them into the checked [`super::Config`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<RawServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<RawMcp>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, toml::Value>,
+}
+
+/// `[server]`: where and how the gateway listens and stores its data.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<ValueRef>,
+    pub public_url: Option<String>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_body_bytes: Option<u64>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// `[mcp]`: how the aggregated endpoint presents the upstreams.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMcp {
+    pub separator: Option<String>,
+    pub page_size: Option<u64>,
+    pub protocol_versions: Option<Vec<String>>,
+}
+
+/// `[upstreams.NAME]`: one downstream MCP server. The transport keys mirror the
+/// `mcpServers` JSON of Claude Desktop / Claude Code / Cursor (`command`, `args`, `env`,
+/// `cwd` for stdio; `type`, `url`, `headers` for HTTP); the rest are Warrant's own.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, ValueRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, ValueRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_backoff_max: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A value that may be a secret: a literal string (in which `${VAR}` and
+/// `${VAR:-default}` are replaced from the environment), or a reference to an
+/// environment variable or a file whose content is the value.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ValueRef {
+    Literal(String),
+    Env {
+        env: String,
+    },
+    File {
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,112 @@
+//! Values that may carry secrets: resolved from the environment or a file at start, held
+//! in a [`Secret`] that never prints its content.
+
+use std::fmt;
+
+use super::ValueRef;
+
+/// A resolved value that must not reach logs: `Debug` and `Display` print a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The value itself, for the one place that needs it (a header, a child's env).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Resolves a value: expands `${VAR}` / `${VAR:-default}` in literals, reads `env` and
+/// `file` references. The error names what is missing, never a value.
+pub fn resolve(value: &ValueRef) -> Result<Secret, String> {
+    match value {
+        ValueRef::Literal(text) => expand(text).map(Secret),
+        ValueRef::Env { env } => std::env::var(env)
+            .map(Secret)
+            .map_err(|_| format!("environment variable {env} is not set")),
+        ValueRef::File { file } => std::fs::read_to_string(file)
+            .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| format!("cannot read secret file {}: {e}", file.display())),
+    }
+}
+
+/// `${VAR}` and `${VAR:-default}` expansion, as in the `mcpServers` JSON of Claude Code.
+/// `$$` stands for a literal `$`.
+fn expand(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {text:?}"))?;
+            let (name, default) = match body[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&body[..end], None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("${{{name}}} is not a valid variable reference"));
+            }
+            match (std::env::var(name), default) {
+                (Ok(value), _) => out.push_str(&value),
+                (Err(_), Some(default)) => out.push_str(default),
+                (Err(_), None) => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_references_and_defaults() {
+        // PATH is set in every test environment; the other name is unlikely to be.
+        let path = std::env::var("PATH").expect("PATH");
+        assert_eq!(expand("a ${PATH} b").expect("ok"), format!("a {path} b"));
+        assert_eq!(expand("${WARRANT_SURELY_UNSET_X:-dflt}").expect("ok"), "dflt");
+        assert_eq!(expand("cost $$5 and $x").expect("ok"), "cost $5 and $x");
+        assert!(expand("${WARRANT_SURELY_UNSET_X}").expect_err("missing").contains("WARRANT_SURELY_UNSET_X"));
+        assert!(expand("${oops").is_err());
+        assert!(expand("${a b}").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_references_are_read_and_trimmed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "abc\n").expect("write");
+        let value = ValueRef::File { file };
+        assert_eq!(resolve(&value).expect("ok").expose(), "abc");
+        let missing = ValueRef::File { file: dir.path().join("nope") };
+        assert!(resolve(&missing).expect_err("missing").contains("cannot read secret file"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Opening a connection to an upstream in its transport: a supervised stdio child, a
+//! Streamable HTTP client, or a legacy HTTP+SSE client. Each speaks the newest protocol
+//! revision the upstream accepts (rmcp negotiates it at `initialize`/`server/discover`).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+
+use rmcp::ServiceExt;
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::RoleClient;
+use tokio::io::AsyncBufReadExt;
+
+use super::client::UpstreamClient;
+use super::sse::{SseClientConfig, SseClientTransport};
+use crate::config::{Transport, UpstreamConfig, ValueRef, resolve};
+
+/// How many requests may be in flight to one HTTP upstream at once.
+const MAX_CONCURRENT_HTTP_REQUESTS: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Secret(String),
+    #[error("invalid header {name:?}: {reason}")]
+    Header { name: String, reason: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Sse(#[from] super::sse::SseTransportError),
+    #[error("initialization failed: {0}")]
+    Initialize(#[from] rmcp::service::ClientInitializeError),
+}
+
+pub(crate) async fn connect(
+    config: &UpstreamConfig,
+    client: UpstreamClient,
+) -> Result<RunningService<RoleClient, UpstreamClient>, ConnectError> {
+    match &config.transport {
+        Transport::Stdio { command, args, env, cwd } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).kill_on_drop(true);
+            for (key, value) in env {
+                let value = resolve(value).map_err(|e| ConnectError::Secret(format!("env {key}: {e}")))?;
+                cmd.env(key, value.expose());
+            }
+            if let Some(dir) = cwd {
+                cmd.current_dir(dir);
+            }
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|source| ConnectError::Spawn {
+                    command: command.clone(),
+                    source,
+                })?;
+            if let Some(stderr) = stderr {
+                let name = config.name.clone();
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::info!(upstream = %name, "stderr: {line}");
+                    }
+                });
+            }
+            Ok(client.serve(transport).await?)
+        }
+        Transport::StreamableHttp { url, headers } => {
+            let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                .max_concurrent_requests(MAX_CONCURRENT_HTTP_REQUESTS)
+                .control_request_timeout(config.connect_timeout);
+            transport_config.custom_headers = header_map(headers)?;
+            let http = http_client(config)?;
+            let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+            Ok(client.serve(transport).await?)
+        }
+        Transport::Sse { url, headers } => {
+            let mut sse_config = SseClientConfig::new(url.as_str())
+                .connect_timeout(config.connect_timeout)
+                .post_timeout(config.call_timeout)
+                .client(http_client(config)?);
+            sse_config.headers = header_map(headers)?.into_iter().collect();
+            let transport = SseClientTransport::connect(sse_config).await?;
+            Ok(client.serve(transport).await?)
+        }
+    }
+}
+
+/// One HTTP client per upstream: connect timeout, TCP_NODELAY (multi-frame SSE replies
+/// otherwise wait on delayed ACKs), pooled keep-alive connections.
+fn http_client(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(256)
+        .redirect(super::sse::same_origin_redirects())
+        .build()
+}
+
+fn header_map(
+    headers: &std::collections::BTreeMap<String, ValueRef>,
+) -> Result<HashMap<http::HeaderName, http::HeaderValue>, ConnectError> {
+    let mut map = HashMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let header_error = |reason: String| ConnectError::Header {
+            name: name.clone(),
+            reason,
+        };
+        let value = resolve(value).map_err(header_error)?;
+        let header_name =
+            http::HeaderName::try_from(name.as_str()).map_err(|e| header_error(e.to_string()))?;
+        let mut header_value = http::HeaderValue::try_from(value.expose())
+            .map_err(|_| header_error("the value has characters a header cannot carry".into()))?;
+        header_value.set_sensitive(true);
+        map.insert(header_name, header_value);
+    }
+    Ok(map)
+}

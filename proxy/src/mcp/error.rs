@@ -1,0 +1,72 @@
+//! The gateway's errors, and their one mapping to JSON-RPC errors at the edge. Every
+//! refusal says what happened and what to do; internal causes stay in the log.
+
+use std::time::Duration;
+
+use rmcp::ErrorData;
+use rmcp::model::ErrorCode;
+use serde_json::json;
+
+/// JSON-RPC code for a request that timed out (the same code the MCP SDKs use).
+pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
+/// JSON-RPC code for "the upstream that serves this is unavailable".
+pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC code for "the request was cancelled".
+pub const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("unknown tool {0:?}: it is not offered by any upstream (call tools/list)")]
+    UnknownTool(String),
+    #[error("unknown prompt {0:?}: it is not offered by any upstream (call prompts/list)")]
+    UnknownPrompt(String),
+    #[error("unknown resource {0:?}: no upstream offers it (call resources/list)")]
+    UnknownResource(String),
+    #[error("invalid cursor {0:?}: pass back the nextCursor of the previous page")]
+    InvalidCursor(String),
+    #[error("upstream {upstream:?} is unavailable: {reason}; its tools come back when it reconnects")]
+    UpstreamUnavailable { upstream: String, reason: String },
+    #[error("upstream {upstream:?} failed: {reason}")]
+    UpstreamFailed { upstream: String, reason: String },
+    #[error("upstream {upstream:?} did not answer within {}; the request was cancelled upstream", humantime::format_duration(*after))]
+    UpstreamTimeout { upstream: String, after: Duration },
+    /// An error the upstream itself returned: passed on as it is.
+    #[error("{}", .0.message)]
+    Upstream(ErrorData),
+    #[error("the request was cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+impl From<GatewayError> for ErrorData {
+    fn from(error: GatewayError) -> Self {
+        let message = error.to_string();
+        match error {
+            GatewayError::Upstream(data) => data,
+            GatewayError::UnknownTool(name) | GatewayError::UnknownPrompt(name) => {
+                ErrorData::invalid_params(message, Some(json!({ "name": name })))
+            }
+            GatewayError::UnknownResource(uri) => {
+                ErrorData::resource_not_found(message, Some(json!({ "uri": uri })))
+            }
+            GatewayError::InvalidCursor(_) => ErrorData::invalid_params(message, None),
+            GatewayError::UpstreamUnavailable { upstream, reason } => ErrorData::new(
+                UPSTREAM_UNAVAILABLE,
+                message,
+                Some(json!({ "upstream": upstream, "reason": reason, "retry": true })),
+            ),
+            GatewayError::UpstreamFailed { upstream, reason } => ErrorData::internal_error(
+                message,
+                Some(json!({ "upstream": upstream, "reason": reason })),
+            ),
+            GatewayError::UpstreamTimeout { upstream, after } => ErrorData::new(
+                REQUEST_TIMEOUT,
+                message,
+                Some(json!({ "upstream": upstream, "timeoutMs": after.as_millis() as u64 })),
+            ),
+            GatewayError::Cancelled => ErrorData::new(REQUEST_CANCELLED, message, None),
+            GatewayError::NotSupported(_) => ErrorData::new(ErrorCode::METHOD_NOT_FOUND, message, None),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Everything MCP: the aggregating server clients talk to ([`gateway`]), the
+//! upstream connections behind it ([`upstream`], [`connect`], [`client`], [`sse`]), the
+//! Streamable HTTP endpoint ([`http`]) and the built-in demo server ([`demo`]). This is
+//! the only module that uses `rmcp` types; see `README.md` beside it for the bridging.
+
+mod aggregate;
+mod client;
+mod connect;
+pub mod demo;
+pub mod error;
+pub mod gateway;
+pub mod http;
+mod sse;
+mod upstream;
+
+pub use gateway::{Gateway, UpstreamStatus};
+pub use upstream::Health;
