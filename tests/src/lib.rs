@@ -1,1 +1,171 @@
-//! placeholder
+//! The end-to-end harness: starts Warrant in-process on `127.0.0.1:0` with a given
+//! configuration and storage backend, starts real upstream peers (our fixture binaries,
+//! `@modelcontextprotocol/server-everything`), and connects real clients.
+//!
+//! Everything binds to loopback, every port is chosen by the OS, every process started
+//! here is killed when its guard drops, and every test gets its own data directory (and
+//! its own PostgreSQL database when that backend is selected).
+//!
+//! Backends: SQLite always; PostgreSQL when `WARRANT_TEST_DATABASE_URL` names a server
+//! where the user may create databases (the test script starts one). With
+//! `WARRANT_TEST_REQUIRE_POSTGRES=1` a missing URL is an error rather than a skip.
+
+pub mod client;
+pub mod peers;
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use tempfile::TempDir;
+use warrant_proxy::app::{self, Running};
+use warrant_proxy::config::{self, Overrides};
+
+pub use client::{Recorder, TestClient, connect};
+pub use peers::{ChildGuard, everything_http, fixture_http};
+pub use raw::{Raw, Reply};
+
+/// Installs the TLS provider and test logging, once per process.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let filter = tracing_subscriber::EnvFilter::try_from_env("WARRANT_TEST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary of this workspace, from the same target directory as the running test.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace` or scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+/// The Node packages the tests drive (installed by scripts/test.sh into tests/node).
+pub fn node_modules() -> PathBuf {
+    let dir = repo_root().join("tests/node/node_modules");
+    assert!(
+        dir.join("@modelcontextprotocol/server-everything").exists(),
+        "{} has no MCP peers: run scripts/test.sh, which installs them (npm ci in tests/node)",
+        dir.display()
+    );
+    dir
+}
+
+/// A storage backend for one gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backends this run covers.
+pub fn backends() -> Vec<Backend> {
+    let mut list = vec![Backend::Sqlite];
+    if std::env::var("WARRANT_TEST_DATABASE_URL").is_ok() {
+        list.push(Backend::Postgres);
+    } else if std::env::var("WARRANT_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+        panic!("WARRANT_TEST_REQUIRE_POSTGRES=1 but WARRANT_TEST_DATABASE_URL is not set");
+    }
+    list
+}
+
+/// A new, empty PostgreSQL database on the test server; its URL.
+pub async fn fresh_postgres() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("WARRANT_TEST_DATABASE_URL").expect("WARRANT_TEST_DATABASE_URL");
+    let name = format!("warrant_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let mut url = url::Url::parse(&base).expect("a valid URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A Warrant started for one test.
+pub struct TestGateway {
+    pub running: Running,
+    pub backend: Backend,
+    pub data_dir: TempDir,
+}
+
+impl TestGateway {
+    /// Starts Warrant with `toml` (its `[server] listen` is forced to `127.0.0.1:0`).
+    pub async fn start(toml: &str, backend: Backend) -> Self {
+        init();
+        let data_dir = tempfile::tempdir().expect("a temporary data directory");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_postgres().await),
+        };
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.path().to_path_buf()),
+            database_url,
+        };
+        let config = config::parse(toml, "test config", &overrides).unwrap_or_else(|report| panic!("{report}"));
+        let running = app::start(config).await.expect("Warrant starts");
+        Self {
+            running,
+            backend,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.running.mcp_url()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.running.local_addr)
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await.expect("Warrant stops cleanly");
+    }
+}
+
+/// A TOML table for a stdio upstream running one of our fixture binaries.
+pub fn stdio_upstream(name: &str, bin: &str, args: &[&str]) -> String {
+    let path = workspace_bin(bin);
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[upstreams.{name}]\ncommand = {:?}\nargs = [{}]\n",
+        path.display().to_string(),
+        args.join(", ")
+    )
+}
+
+/// A TOML table for `warrant demo-server` as a stdio upstream.
+pub fn demo_upstream(name: &str) -> String {
+    stdio_upstream(name, "warrant", &["demo-server"])
+}
+
+/// A TOML table for server-everything over stdio (with the machine's Node).
+pub fn everything_stdio_upstream(name: &str) -> String {
+    let script = node_modules().join("@modelcontextprotocol/server-everything/dist/index.js");
+    format!(
+        "[upstreams.{name}]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n",
+        script.display().to_string()
+    )
+}

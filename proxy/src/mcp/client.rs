@@ -7,6 +7,10 @@
 //! that upstream. A request back to a client that did not declare the capability is
 //! refused with a clear error instead of being sent where it cannot be answered.
 
+// Sampling, roots, logging and resources/subscribe are deprecated in 2026-07-28, but the
+// clients and servers of earlier revisions still use them, so the gateway carries them.
+#![allow(deprecated)]
+
 use std::sync::Weak;
 
 use rmcp::model::{
@@ -114,7 +118,6 @@ impl ClientHandler for UpstreamClient {
         }
     }
 
-    #[allow(deprecated)] // sampling is deprecated in 2026-07-28 but older clients still use it
     async fn create_message(
         &self,
         params: CreateMessageRequestParams,
@@ -133,7 +136,6 @@ impl ClientHandler for UpstreamClient {
         }
     }
 
-    #[allow(deprecated)] // roots are deprecated in 2026-07-28 but older clients still use them
     async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
         let result = self
             .ask_downstream(&context.extensions, "roots", |c| c.roots.is_some(), |origin| {
@@ -159,7 +161,6 @@ impl ClientHandler for UpstreamClient {
         }
     }
 
-    #[allow(deprecated)] // logging is deprecated in 2026-07-28 but older clients still use it
     async fn on_logging_message(&self, params: LoggingMessageNotificationParam, context: NotificationContext<RoleClient>) {
         if let Some((upstream, origin)) = self.origin(&context.extensions) {
             if let Err(e) = origin.downstream.notify_logging_message(params).await {

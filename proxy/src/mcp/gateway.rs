@@ -6,6 +6,10 @@
 //! this handler works on typed requests, so a client of one revision reaches an upstream
 //! of another without either noticing.
 
+// Sampling, roots, logging and resources/subscribe are deprecated in 2026-07-28, but the
+// clients and servers of earlier revisions still use them, so the gateway carries them.
+#![allow(deprecated)]
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -409,7 +413,6 @@ impl ServerHandler for Gateway {
         }
     }
 
-    #[allow(deprecated)] // resources/subscribe is how clients before 2026-07-28 subscribe
     async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         let upstream = self.resource_upstream(&request.uri)?;
         let uri = request.uri.clone();
@@ -419,7 +422,6 @@ impl ServerHandler for Gateway {
         Ok(())
     }
 
-    #[allow(deprecated)] // resources/unsubscribe is how clients before 2026-07-28 unsubscribe
     async fn unsubscribe(&self, request: UnsubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         let upstream = self.resource_upstream(&request.uri)?;
         if upstream.unsubscribe(&request.uri, &Self::session_id(&context)) {
@@ -453,7 +455,6 @@ impl ServerHandler for Gateway {
         }
     }
 
-    #[allow(deprecated)] // logging/setLevel is how clients before 2026-07-28 set the level
     async fn set_level(&self, request: SetLevelRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         // The level applies to every upstream that logs; one that is down misses it.
         let mut forwarded = 0usize;

@@ -47,18 +47,72 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
     let versions: Arc<Vec<String>> = Arc::new(config.mcp.protocol_versions.clone());
     axum::Router::new()
         .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(server.max_body_bytes, check_body))
         .layer(axum::middleware::from_fn_with_state(versions, check_protocol_version))
+}
+
+/// A JSON-RPC error response with no request id (the request could not be read).
+fn rpc_error(status: StatusCode, code: i32, message: String) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Reads a POST body within the size limit and checks it is one JSON-RPC message, so
+/// that an oversized body gets 413 and a malformed one a JSON-RPC parse error (400)
+/// with the reason, before the protocol layer sees it.
+async fn check_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    if request.method() != http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                format!("the request body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
+            );
+        }
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(message)) => {
+            if message.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    -32600,
+                    "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"".into(),
+                );
+            }
+        }
+        Ok(serde_json::Value::Array(_)) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18); send one message per request".into(),
+            );
+        }
+        Ok(_) => {
+            return rpc_error(StatusCode::BAD_REQUEST, -32600, "Invalid Request: expected a JSON-RPC message object".into());
+        }
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {e}")),
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 /// Refuses a `MCP-Protocol-Version` Warrant does not serve, with the list it does.
 async fn check_protocol_version(State(versions): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
-    let Some(value) = request.headers().get("mcp-protocol-version") else {
+    // Every value must be served (a request may carry the header twice).
+    let unsupported = request
+        .headers()
+        .get_all("mcp-protocol-version")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .find(|v| !versions.iter().any(|s| s == v))
+        .map(str::to_owned);
+    let Some(requested) = unsupported else {
         return next.run(request).await;
     };
-    let requested = value.to_str().unwrap_or("(not text)").to_owned();
-    if versions.iter().any(|v| *v == requested) {
-        return next.run(request).await;
-    }
     let supported = versions.join(", ");
     let modern_probe = requested.as_str() >= FIRST_STATELESS_REVISION
         && !versions.iter().any(|v| v.as_str() >= FIRST_STATELESS_REVISION);
@@ -75,11 +129,4 @@ async fn check_protocol_version(State(versions): State<Arc<Vec<String>>>, reques
         }
     });
     (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-}
-
-/// A body-less response, for handlers that only set a status.
-pub fn empty(status: StatusCode) -> Response {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = status;
-    response
 }
