@@ -7,7 +7,8 @@
 # exists, through Warrant ("via Warrant"). Direct and gateway runs alternate,
 # BENCH_ROUNDS times; the Markdown table at the end shows medians.
 #
-# Usage: bench/run.sh            (from anywhere; everything stays on 127.0.0.1)
+# Usage: bench/run.sh [> report.md]   (from anywhere; everything stays on 127.0.0.1)
+# Progress and per-run tables go to stderr, the final Markdown report to stdout.
 #
 # Environment (all optional):
 #   BENCH_CONCURRENCY=1,8,64   concurrency levels
@@ -18,8 +19,9 @@
 #   BENCH_BUILD=1              0 skips `cargo build --release`
 #   BENCH_AUTHORIZATION=       Authorization header value for calls through Warrant
 #                              (e.g. "Bearer <token>")
-#   BENCH_TOKEN_CMD=           command printing that value's token once Warrant runs; it
-#                              sees WARRANT_BENCH_CONFIG, WARRANT_BENCH_DATA_DIR, WARRANT_BENCH_URL
+#   BENCH_TOKEN_CMD=           command that prints a bearer token once Warrant runs (sent as
+#                              "Authorization: Bearer <token>"); it sees WARRANT_BENCH_CONFIG,
+#                              WARRANT_BENCH_DATA_DIR and WARRANT_BENCH_URL
 #   BENCH_WARRANT_CONFIG_EXTRA=  TOML appended to the generated Warrant config
 #   BENCH_WARRANT_START_TIMEOUT=30  seconds to wait for Warrant's /healthz
 #   BENCH_OUT=                 also write the Markdown report to this file
@@ -44,13 +46,18 @@ BENCH=$RELEASE_DIR/warrant_bench
 UPSTREAM=$RELEASE_DIR/bench_upstream
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-bench.XXXXXX")
-STARTED_PIDS=()
+STARTED_PIDS=() # servers, stopped on exit
+BENCH_PID=""    # the warrant_bench run in progress, if any
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 cleanup() {
     local pid
+    if [[ -n $BENCH_PID ]]; then
+        kill -TERM "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
     for pid in "${STARTED_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -105,13 +112,19 @@ free_port() {
     return 1
 }
 
-# bench LABEL URL TOOL PID OUT [ARGS...]: one warrant_bench run, JSON report saved to OUT.
+# bench LABEL URL TOOL PID OUT [ARGS...]: one warrant_bench run, JSON report saved
+# to OUT; its table goes to stderr, so stdout carries only the final Markdown.
+# It runs in the background so that a signal interrupts `wait` at once.
 bench() {
-    local label=$1 url=$2 tool=$3 pid=$4 out=$5
+    local label=$1 url=$2 tool=$3 pid=$4 out=$5 status=0
     shift 5
     "$BENCH" --url "$url" --tool "$tool" --pid "$pid" --label "$label" \
         --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
-        --save "$out" "$@"
+        --save "$out" "$@" >&2 &
+    BENCH_PID=$!
+    wait "$BENCH_PID" || status=$?
+    BENCH_PID=""
+    return "$status"
 }
 
 # --- build -------------------------------------------------------------------
@@ -140,11 +153,16 @@ log "upstream: $UPSTREAM_URL (pid $UPSTREAM_PID, mode $UPSTREAM_MODE)"
 
 # --- gateway -----------------------------------------------------------------
 GATEWAY=0
+GATEWAY_NOTE=""
+# skip_gateway REASON: no runs through Warrant; the reason goes into the report.
+skip_gateway() {
+    GATEWAY_NOTE="not measured: $1"
+    log "Warrant $GATEWAY_NOTE; only direct runs"
+    return 1
+}
 start_gateway() {
-    if [[ $GATEWAY_BUILT != 1 || ! -x $WARRANT ]]; then
-        log "no Warrant binary at $WARRANT; only direct runs"
-        return 1
-    fi
+    [[ $GATEWAY_BUILT == 1 ]] || skip_gateway "building warrant-proxy failed" || return 1
+    [[ -x $WARRANT ]] || skip_gateway "no Warrant binary at $WARRANT" || return 1
     local config=$WORK/warrant.toml data=$WORK/warrant-data port base
     mkdir -p "$data"
     {
@@ -153,16 +171,15 @@ start_gateway() {
             printf '\n%s\n' "$BENCH_WARRANT_CONFIG_EXTRA"
         fi
     } >"$config"
-    port=$(free_port) || { log "no free port for Warrant"; return 1; }
+    port=$(free_port) || skip_gateway "no free loopback port" || return 1
     "$WARRANT" serve --config "$config" --listen "127.0.0.1:$port" --data-dir "$data" \
         >"$WORK/warrant.log" 2>&1 &
     WARRANT_PID=$!
     STARTED_PIDS+=("$WARRANT_PID")
-    base=$(wait_for_url "$WORK/warrant.log" "$WARRANT_PID" "$START_TIMEOUT") || {
-        log "Warrant did not print its URL; its log:"
+    if ! base=$(wait_for_url "$WORK/warrant.log" "$WARRANT_PID" "$START_TIMEOUT"); then
         tail -n 40 "$WORK/warrant.log" >&2
-        return 1
-    }
+        skip_gateway "it did not print its URL (its log is above)" || return 1
+    fi
     # The printed URL may be the base or the /mcp endpoint.
     base=${base%/}
     base=${base%/mcp}
@@ -172,9 +189,8 @@ start_gateway() {
         sleep 0.1
     done
     if [[ $(http_status "$base/healthz") != 200 ]]; then
-        log "Warrant's $base/healthz never answered 200; its log:"
         tail -n 40 "$WORK/warrant.log" >&2
-        return 1
+        skip_gateway "$base/healthz never answered 200 (its log is above)" || return 1
     fi
     WARRANT_URL=$base/mcp
     log "Warrant: $WARRANT_URL (pid $WARRANT_PID)"
@@ -183,10 +199,9 @@ start_gateway() {
         local token
         token=$(WARRANT_BENCH_CONFIG=$config WARRANT_BENCH_DATA_DIR=$data \
             WARRANT_BENCH_URL=$WARRANT_URL bash -c "$BENCH_TOKEN_CMD") \
-            || { log "BENCH_TOKEN_CMD failed"; return 1; }
+            || skip_gateway "BENCH_TOKEN_CMD failed" || return 1
         AUTHORIZATION="Bearer $token"
     fi
-    return 0
 }
 if start_gateway; then
     GATEWAY=1
@@ -212,7 +227,8 @@ for round in $(seq "$ROUNDS"); do
             "$WORK/via-$round.json" "${VIA_ARGS[@]}"; then
             VIA_REPORTS+=(--via "$WORK/via-$round.json")
         else
-            log "warning: run $round through Warrant failed; no more gateway runs"
+            GATEWAY_NOTE="run $round through Warrant failed (see the errors above); no more gateway runs"
+            log "warning: $GATEWAY_NOTE"
             # A run that measured but saw errors still reports; keep it.
             [[ -s $WORK/via-$round.json ]] && VIA_REPORTS+=(--via "$WORK/via-$round.json")
             tail -n 20 "$WORK/warrant.log" >&2
@@ -228,9 +244,13 @@ cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' 
     printf -- '- machine: %s CPUs, %s, Linux %s\n' "$(nproc)" "${cpu_model:-unknown CPU}" "$(uname -r)"
     printf -- '- upstream: bench_upstream --mode %s (echo tool); load: warrant_bench, one keep-alive\n' \
         "$UPSTREAM_MODE"
-    printf '  connection and MCP session per worker; warm-up %s, window %s per level, %s rounds\n' \
+    printf '  connection and MCP session per worker; warm-up %s, window %s per level; rounds: %s\n' \
         "$WARMUP" "$DURATION" "$ROUNDS"
-    printf -- '- load generator, upstream and Warrant share the same %s CPUs\n\n' "$(nproc)"
+    printf -- '- load generator, upstream and Warrant share the same %s CPUs\n' "$(nproc)"
+    if [[ -n $GATEWAY_NOTE ]]; then
+        printf -- '- **Warrant: %s**\n' "$GATEWAY_NOTE"
+    fi
+    printf '\n'
     "$BENCH" compare "${DIRECT_REPORTS[@]}" "${VIA_REPORTS[@]}"
 } >"$WORK/report.md"
 cat "$WORK/report.md"

@@ -82,7 +82,11 @@ impl Catalog {
                 Some(value) => Some(encode("annotations", value)?),
                 None => None,
             };
-            rows.push((tool, annotations, encode("input schema", &tool.input_schema)?));
+            rows.push((
+                tool,
+                annotations,
+                encode("input schema", &tool.input_schema)?,
+            ));
         }
         macro_rules! upsert_all {
             ($pool:expr) => {{
@@ -150,12 +154,18 @@ mod tests {
             .record("notes", &[tool("read", "v1"), tool("write", "w")])
             .await
             .expect("record");
-        catalog.record("notes", &[tool("read", "v2")]).await.expect("record again");
+        catalog
+            .record("notes", &[tool("read", "v2")])
+            .await
+            .expect("record again");
         let rows = catalog.tools_of("notes").await.expect("list");
         assert_eq!(rows.len(), 2, "a tool that disappears keeps its history");
         assert_eq!(rows[0].name, "read");
         assert_eq!(rows[0].description.as_deref(), Some("v2"));
-        assert_eq!(rows[0].annotations.as_deref(), Some(r#"{"readOnlyHint":true}"#));
+        assert_eq!(
+            rows[0].annotations.as_deref(),
+            Some(r#"{"readOnlyHint":true}"#)
+        );
         assert!(catalog.tools_of("other").await.expect("list").is_empty());
     }
 }

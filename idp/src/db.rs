@@ -153,7 +153,9 @@ mod tests {
     #[tokio::test]
     async fn unknown_scheme_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let err = Db::open(Some("mysql://x"), dir.path()).await.expect_err("refused");
+        let err = Db::open(Some("mysql://x"), dir.path())
+            .await
+            .expect_err("refused");
         assert!(err.to_string().contains("unsupported database URL"));
     }
 }

@@ -88,7 +88,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if !listen.ip().is_loopback() {
         return Err(StartError::NotLoopback(listen));
     }
-    let url = config.server.database_url.as_ref().map(|s| s.expose().to_owned());
+    let url = config
+        .server
+        .database_url
+        .as_ref()
+        .map(|s| s.expose().to_owned());
     let db = Db::open(url.as_deref(), &config.server.data_dir).await?;
     db.migrate().await?;
 
@@ -120,8 +124,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| StartError::Bind { addr: listen, source })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let stop = shutdown.clone();
     let grace = config.server.shutdown_grace;
     let server = tokio::spawn(async move {
@@ -167,6 +177,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "database": database,
         "upstreams": state.gateway.status(),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }

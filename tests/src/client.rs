@@ -8,8 +8,9 @@
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
-    ElicitResult, ElicitationAction, Implementation, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, ElicitationAction, Implementation,
+    LoggingMessageNotificationParam, ProgressNotificationParam,
 };
 use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -42,7 +43,10 @@ impl TestClient {
 impl ClientHandler for TestClient {
     fn get_info(&self) -> ClientConfig {
         let capabilities = if self.capable {
-            ClientCapabilities::builder().enable_elicitation().enable_sampling().build()
+            ClientCapabilities::builder()
+                .enable_elicitation()
+                .enable_sampling()
+                .build()
         } else {
             ClientCapabilities::default()
         };
@@ -74,13 +78,21 @@ impl ClientHandler for TestClient {
         ))
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.progress.push(params);
         }
     }
 
-    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.logs.push(params);
         }

@@ -6,9 +6,10 @@
 //! here is killed when its guard drops, and every test gets its own data directory (and
 //! its own PostgreSQL database when that backend is selected).
 //!
-//! Backends: SQLite always; PostgreSQL when `WARRANT_TEST_DATABASE_URL` names a server
-//! where the user may create databases (the test script starts one). With
-//! `WARRANT_TEST_REQUIRE_POSTGRES=1` a missing URL is an error rather than a skip.
+//! Backends: each test runs on [`Backend::current`], SQLite unless
+//! `WARRANT_TEST_BACKEND=postgres`; the test script runs the suite once per backend.
+//! PostgreSQL needs `WARRANT_TEST_DATABASE_URL`, a server where the user may create
+//! databases (the test script starts one); each gateway gets a database of its own.
 
 pub mod client;
 pub mod peers;
@@ -32,7 +33,10 @@ pub fn init() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let filter = tracing_subscriber::EnvFilter::try_from_env("WARRANT_TEST_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -76,6 +80,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend of this test run: `WARRANT_TEST_BACKEND=postgres` (the test script's
+    /// second pass) or SQLite.
+    pub fn current() -> Self {
+        match std::env::var("WARRANT_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Self::Postgres,
+            _ => Self::Sqlite,
+        }
+    }
+}
+
 /// The backends this run covers.
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
@@ -92,7 +107,9 @@ pub async fn fresh_postgres() -> String {
     use sqlx::Connection;
     let base = std::env::var("WARRANT_TEST_DATABASE_URL").expect("WARRANT_TEST_DATABASE_URL");
     let name = format!("warrant_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
@@ -123,7 +140,8 @@ impl TestGateway {
             data_dir: Some(data_dir.path().to_path_buf()),
             database_url,
         };
-        let config = config::parse(toml, "test config", &overrides).unwrap_or_else(|report| panic!("{report}"));
+        let config = config::parse(toml, "test config", &overrides)
+            .unwrap_or_else(|report| panic!("{report}"));
         let running = app::start(config).await.expect("Warrant starts");
         Self {
             running,

@@ -26,7 +26,11 @@ impl Drop for ChildGuard {
 }
 
 /// Reads lines from a child's stream until one contains `marker`; returns that line.
-async fn wait_for_line(stream: impl AsyncRead + Unpin + Send + 'static, marker: &str, what: &str) -> String {
+async fn wait_for_line(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    marker: &str,
+    what: &str,
+) -> String {
     let mut lines = BufReader::new(stream).lines();
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {

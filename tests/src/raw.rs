@@ -34,7 +34,10 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 }
 
@@ -99,14 +102,20 @@ impl Raw {
         assert_eq!(reply.status, 200, "initialize: {reply:?}");
         self.session = reply.header("mcp-session-id");
         self.version = Some(version.to_owned());
-        let done = self.post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, &[]).await;
+        let done = self
+            .post(
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                &[],
+            )
+            .await;
         assert_eq!(done.status, 202, "initialized: {done:?}");
         reply
     }
 
     /// A request with `id` in the current session.
     pub async fn request(&self, id: i64, method: &str, params: Value) -> Reply {
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.post(body.to_string(), &[]).await
     }
 }
@@ -116,5 +125,9 @@ async fn finish(request: reqwest::RequestBuilder) -> Reply {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
-    Reply { status, headers, text }
+    Reply {
+        status,
+        headers,
+        text,
+    }
 }

@@ -21,7 +21,11 @@ fn check_prints_every_problem_with_its_line_and_exits_2() {
         "[server]\nlisten = \"localhost\"\n\n[upstreams.github]\nurl = \"htp//nope\"\nheaders = { Authorization = \"Bearer ${WARRANT_CLI_TEST_UNSET}\" }\n\n[upstreams.files]\ncommand = \"npx\"\nstart = \"sometimes\"\ntimeout = \"5s\"\n",
     )
     .expect("write");
-    let output = warrant().args(["check", "--config"]).arg(&path).output().expect("run");
+    let output = warrant()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8_lossy(&output.stderr);
     for expected in [
@@ -41,20 +45,41 @@ fn check_prints_every_problem_with_its_line_and_exits_2() {
 fn check_accepts_a_valid_file_and_a_syntax_error_points_at_its_line() {
     let dir = tempfile::tempdir().expect("dir");
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[upstreams.demo]\ncommand = \"warrant\"\nargs = [\"demo-server\"]\n").expect("write");
-    let output = warrant().args(["check", "--config"]).arg(&good).output().expect("run");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::write(
+        &good,
+        "[upstreams.demo]\ncommand = \"warrant\"\nargs = [\"demo-server\"]\n",
+    )
+    .expect("write");
+    let output = warrant()
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("valid (1 upstream: demo [stdio])"));
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[upstreams.demo]\ncommand = \"x\"\nargs = [\"a\",\n").expect("write");
-    let output = warrant().args(["check", "--config"]).arg(&bad).output().expect("run");
+    let output = warrant()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains(":3") || text.contains(":4"), "{text}");
 
     let missing = dir.path().join("nope.toml");
-    let output = warrant().args(["check", "--config"]).arg(&missing).output().expect("run");
+    let output = warrant()
+        .args(["check", "--config"])
+        .arg(&missing)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the file"));
 }
@@ -73,15 +98,43 @@ fn import_turns_mcp_servers_json_into_a_valid_config() {
     )
     .expect("write");
     let out = dir.path().join("warrant.toml");
-    let output = warrant().arg("import").arg(&json_path).arg("--output").arg(&out).output().expect("run");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = warrant()
+        .arg("import")
+        .arg(&json_path)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = std::fs::read_to_string(&out).expect("written");
     assert!(text.contains("[upstreams.remote-api]"), "{text}");
-    assert!(text.contains("Bearer ${HOME}"), "references stay references: {text}");
-    let check = warrant().args(["check", "--config"]).arg(&out).output().expect("run");
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        text.contains("Bearer ${HOME}"),
+        "references stay references: {text}"
+    );
+    let check = warrant()
+        .args(["check", "--config"])
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     // An existing file is never replaced.
-    let again = warrant().arg("import").arg(&json_path).arg("--output").arg(&out).output().expect("run");
+    let again = warrant()
+        .arg("import")
+        .arg(&json_path)
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .expect("run");
     assert!(!again.status.success());
 }
 
@@ -106,30 +159,54 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         .expect("a line within 30s")
         .expect("read")
         .expect("a line");
-    let url = line.strip_prefix("Warrant listening on ").expect("the listening line").to_owned();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"), "{line}");
-    assert!(dir.path().join("data/warrant.db").exists(), "the SQLite file is created on first start");
+    let url = line
+        .strip_prefix("Warrant listening on ")
+        .expect("the listening line")
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        "{line}"
+    );
+    assert!(
+        dir.path().join("data/warrant.db").exists(),
+        "the SQLite file is created on first start"
+    );
 
     let mut raw = Raw::new(&url);
     raw.initialize("2025-06-18").await;
     let reply = raw
         .request(1, "tools/call", json!({"name": "demo__send_payment", "arguments": {"to": "alice", "amount_cents": 1250, "currency": "eur"}}))
         .await;
-    let text = reply.response(1)["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned();
+    let text = reply.response(1)["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(text.contains("12.50 EUR to alice"), "{text}");
 
     let pid = child.id().expect("pid");
-    let status = std::process::Command::new("kill").arg(pid.to_string()).status().expect("kill");
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
     assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.expect("exits on SIGTERM").expect("wait");
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .expect("wait");
     assert!(exit.success(), "{exit:?}");
     let mut stderr = String::new();
     if let Some(mut err) = child.stderr.take() {
         use tokio::io::AsyncReadExt;
         let _ = err.read_to_string(&mut stderr).await;
     }
-    assert!(stderr.contains("loopback only"), "it says it is unauthenticated: {stderr}");
-    assert!(stderr.contains("claude mcp add --transport http warrant"), "it prints a client snippet: {stderr}");
+    assert!(
+        stderr.contains("loopback only"),
+        "it says it is unauthenticated: {stderr}"
+    );
+    assert!(
+        stderr.contains("claude mcp add --transport http warrant"),
+        "it prints a client snippet: {stderr}"
+    );
 }
 
 #[test]
@@ -143,5 +220,8 @@ fn serve_refuses_a_non_loopback_address_while_there_is_no_sign_in() {
         .expect("run");
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
-    assert!(text.contains("refusing to listen on 0.0.0.0:0") && text.contains("loopback"), "{text}");
+    assert!(
+        text.contains("refusing to listen on 0.0.0.0:0") && text.contains("loopback"),
+        "{text}"
+    );
 }

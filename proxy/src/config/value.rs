@@ -86,9 +86,16 @@ mod tests {
         // PATH is set in every test environment; the other name is unlikely to be.
         let path = std::env::var("PATH").expect("PATH");
         assert_eq!(expand("a ${PATH} b").expect("ok"), format!("a {path} b"));
-        assert_eq!(expand("${WARRANT_SURELY_UNSET_X:-dflt}").expect("ok"), "dflt");
+        assert_eq!(
+            expand("${WARRANT_SURELY_UNSET_X:-dflt}").expect("ok"),
+            "dflt"
+        );
         assert_eq!(expand("cost $$5 and $x").expect("ok"), "cost $5 and $x");
-        assert!(expand("${WARRANT_SURELY_UNSET_X}").expect_err("missing").contains("WARRANT_SURELY_UNSET_X"));
+        assert!(
+            expand("${WARRANT_SURELY_UNSET_X}")
+                .expect_err("missing")
+                .contains("WARRANT_SURELY_UNSET_X")
+        );
         assert!(expand("${oops").is_err());
         assert!(expand("${a b}").is_err());
     }
@@ -106,7 +113,13 @@ mod tests {
         std::fs::write(&file, "abc\n").expect("write");
         let value = ValueRef::File { file };
         assert_eq!(resolve(&value).expect("ok").expose(), "abc");
-        let missing = ValueRef::File { file: dir.path().join("nope") };
-        assert!(resolve(&missing).expect_err("missing").contains("cannot read secret file"));
+        let missing = ValueRef::File {
+            file: dir.path().join("nope"),
+        };
+        assert!(
+            resolve(&missing)
+                .expect_err("missing")
+                .contains("cannot read secret file")
+        );
     }
 }

@@ -63,10 +63,13 @@ impl Aggregate {
                 let mut exposed = tool.clone();
                 exposed.name = name.clone().into();
                 view.tools.push(exposed);
-                view.tool_routes.insert(name, Route {
-                    upstream: upstream.clone(),
-                    original: tool.name.to_string(),
-                });
+                view.tool_routes.insert(
+                    name,
+                    Route {
+                        upstream: upstream.clone(),
+                        original: tool.name.to_string(),
+                    },
+                );
             }
             for prompt in &offer.prompts {
                 let name = exposed_name(prefix, separator, &prompt.name);
@@ -77,10 +80,13 @@ impl Aggregate {
                 let mut exposed = prompt.clone();
                 exposed.name = name.clone();
                 view.prompts.push(exposed);
-                view.prompt_routes.insert(name, Route {
-                    upstream: upstream.clone(),
-                    original: prompt.name.clone(),
-                });
+                view.prompt_routes.insert(
+                    name,
+                    Route {
+                        upstream: upstream.clone(),
+                        original: prompt.name.clone(),
+                    },
+                );
             }
             for resource in &offer.resources {
                 if view.resource_routes.contains_key(&resource.uri) {
@@ -88,7 +94,8 @@ impl Aggregate {
                     continue;
                 }
                 view.resources.push(resource.clone());
-                view.resource_routes.insert(resource.uri.clone(), upstream.clone());
+                view.resource_routes
+                    .insert(resource.uri.clone(), upstream.clone());
             }
             for template in &offer.templates {
                 view.templates.push(template.clone());
@@ -105,7 +112,8 @@ impl Aggregate {
             name,
             "{what} name collides with another upstream's; left out (set a distinct `prefix`)"
         );
-        self.collisions.push(format!("{what} {name:?} of upstream {:?}", upstream.name()));
+        self.collisions
+            .push(format!("{what} {name:?} of upstream {:?}", upstream.name()));
     }
 
     pub(crate) fn tool(&self, name: &str) -> Option<&Route> {
@@ -138,7 +146,11 @@ impl Aggregate {
 
 /// One page of a list, and the cursor of the next page. The cursor is the offset of
 /// the next item, as text; anything else is refused.
-pub(crate) fn page<T: Clone>(items: &[T], cursor: Option<&str>, size: usize) -> Result<(Vec<T>, Option<String>), String> {
+pub(crate) fn page<T: Clone>(
+    items: &[T],
+    cursor: Option<&str>,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), String> {
     let start = match cursor {
         None => 0,
         Some(c) => match c.parse::<usize>() {
@@ -196,14 +208,18 @@ impl UriTemplate {
 fn matches_parts(parts: &[Part], uri: &str) -> bool {
     match parts.split_first() {
         None => uri.is_empty(),
-        Some((Part::Literal(lit), rest)) => uri.strip_prefix(lit.as_str()).is_some_and(|u| matches_parts(rest, u)),
+        Some((Part::Literal(lit), rest)) => uri
+            .strip_prefix(lit.as_str())
+            .is_some_and(|u| matches_parts(rest, u)),
         Some((var, rest)) => {
             // Try every split point: a variable takes at least one character.
             let limit = match var {
                 Part::Segment => uri.find(['/', '?', '#']).unwrap_or(uri.len()),
                 _ => uri.len(),
             };
-            (1..=limit).filter(|i| uri.is_char_boundary(*i)).any(|i| matches_parts(rest, &uri[i..]))
+            (1..=limit)
+                .filter(|i| uri.is_char_boundary(*i))
+                .any(|i| matches_parts(rest, &uri[i..]))
         }
     }
 }

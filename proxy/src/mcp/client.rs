@@ -14,12 +14,15 @@
 use std::sync::Weak;
 
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
-    CreateMessageResult, ElicitRequest, ElicitRequestParams, ElicitResult, Implementation,
-    ListRootsRequest, ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam,
-    ResourceUpdatedNotificationParam, ServerRequest,
+    ClientCapabilities, ClientConfig, ClientResult, CreateMessageRequest,
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequest, ElicitRequestParams,
+    ElicitResult, Implementation, ListRootsRequest, ListRootsResult,
+    LoggingMessageNotificationParam, ProgressNotificationParam, ResourceUpdatedNotificationParam,
+    ServerRequest,
 };
-use rmcp::service::{InboundStreamOrigin, NotificationContext, OriginatingRequestId, RequestContext};
+use rmcp::service::{
+    InboundStreamOrigin, NotificationContext, OriginatingRequestId, RequestContext,
+};
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 
 use super::upstream::{Change, Inflight, Upstream};
@@ -35,7 +38,14 @@ impl UpstreamClient {
         Self { upstream }
     }
 
-    fn origin(&self, extensions: &rmcp::model::Extensions) -> Option<(std::sync::Arc<Upstream>, Inflight)> {
+    pub(crate) fn upstream(&self) -> Weak<Upstream> {
+        self.upstream.clone()
+    }
+
+    fn origin(
+        &self,
+        extensions: &rmcp::model::Extensions,
+    ) -> Option<(std::sync::Arc<Upstream>, Inflight)> {
         let upstream = self.upstream.upgrade()?;
         let request = match extensions.get::<InboundStreamOrigin>() {
             Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
@@ -79,10 +89,17 @@ impl UpstreamClient {
         }
         let request = build(OriginatingRequestId(origin.downstream_request.clone()));
         tracing::debug!(upstream = %upstream.name(), what, "forwarding a request to the client");
-        origin.downstream.send_request(request).await.map_err(|e| match e {
-            rmcp::ServiceError::McpError(data) => data,
-            other => ErrorData::internal_error(format!("the client did not answer the {what}: {other}"), None),
-        })
+        origin
+            .downstream
+            .send_request(request)
+            .await
+            .map_err(|e| match e {
+                rmcp::ServiceError::McpError(data) => data,
+                other => ErrorData::internal_error(
+                    format!("the client did not answer the {what}: {other}"),
+                    None,
+                ),
+            })
     }
 }
 
@@ -106,15 +123,23 @@ impl ClientHandler for UpstreamClient {
         context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         let result = self
-            .ask_downstream(&context.extensions, "elicitation", |c| c.elicitation.is_some(), |origin| {
-                let mut request = ElicitRequest::new(params);
-                request.extensions.insert(origin);
-                ServerRequest::ElicitRequest(request)
-            })
+            .ask_downstream(
+                &context.extensions,
+                "elicitation",
+                |c| c.elicitation.is_some(),
+                |origin| {
+                    let mut request = ElicitRequest::new(params);
+                    request.extensions.insert(origin);
+                    ServerRequest::ElicitRequest(request)
+                },
+            )
             .await?;
         match result {
             ClientResult::ElicitResult(r) => Ok(r),
-            _ => Err(ErrorData::internal_error("the client answered the elicitation with something else", None)),
+            _ => Err(ErrorData::internal_error(
+                "the client answered the elicitation with something else",
+                None,
+            )),
         }
     }
 
@@ -124,52 +149,89 @@ impl ClientHandler for UpstreamClient {
         context: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
         let result = self
-            .ask_downstream(&context.extensions, "sampling", |c| c.sampling.is_some(), |origin| {
-                let mut request = CreateMessageRequest::new(params);
-                request.extensions.insert(origin);
-                ServerRequest::CreateMessageRequest(request)
-            })
+            .ask_downstream(
+                &context.extensions,
+                "sampling",
+                |c| c.sampling.is_some(),
+                |origin| {
+                    let mut request = CreateMessageRequest::new(params);
+                    request.extensions.insert(origin);
+                    ServerRequest::CreateMessageRequest(request)
+                },
+            )
             .await?;
         match result {
             ClientResult::CreateMessageResult(r) => Ok(*r),
-            _ => Err(ErrorData::internal_error("the client answered the sampling request with something else", None)),
+            _ => Err(ErrorData::internal_error(
+                "the client answered the sampling request with something else",
+                None,
+            )),
         }
     }
 
-    async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
         let result = self
-            .ask_downstream(&context.extensions, "roots", |c| c.roots.is_some(), |origin| {
-                let mut request = ListRootsRequest::default();
-                request.extensions.insert(origin);
-                ServerRequest::ListRootsRequest(request)
-            })
+            .ask_downstream(
+                &context.extensions,
+                "roots",
+                |c| c.roots.is_some(),
+                |origin| {
+                    let mut request = ListRootsRequest::default();
+                    request.extensions.insert(origin);
+                    ServerRequest::ListRootsRequest(request)
+                },
+            )
             .await?;
         match result {
             ClientResult::ListRootsResult(r) => Ok(r),
-            _ => Err(ErrorData::internal_error("the client answered roots/list with something else", None)),
+            _ => Err(ErrorData::internal_error(
+                "the client answered roots/list with something else",
+                None,
+            )),
         }
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
-        let Some(upstream) = self.upstream.upgrade() else { return };
-        let Some(origin) = upstream.origin_of_progress(&params.progress_token) else { return };
-        let Some(token) = origin.downstream_progress else { return };
-        let mut params = params;
-        params.progress_token = token;
-        if let Err(e) = origin.downstream.notify_progress(params).await {
-            tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward progress");
-        }
-    }
-
-    async fn on_logging_message(&self, params: LoggingMessageNotificationParam, context: NotificationContext<RoleClient>) {
-        if let Some((upstream, origin)) = self.origin(&context.extensions) {
-            if let Err(e) = origin.downstream.notify_logging_message(params).await {
-                tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let Some(upstream) = self.upstream.upgrade() else {
+            return;
+        };
+        let Some((origin, count)) = upstream.origin_of_progress(&params.progress_token) else {
+            return;
+        };
+        if let Some(token) = origin.downstream_progress {
+            let mut params = params;
+            params.progress_token = token;
+            if let Err(e) = origin.downstream.notify_progress(params).await {
+                tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward progress");
             }
         }
+        count.forwarded();
     }
 
-    async fn on_resource_updated(&self, params: ResourceUpdatedNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        context: NotificationContext<RoleClient>,
+    ) {
+        if let Some((upstream, origin)) = self.origin(&context.extensions)
+            && let Err(e) = origin.downstream.notify_logging_message(params).await
+        {
+            tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         if let Some(upstream) = self.upstream.upgrade() {
             upstream.resource_updated(params).await;
         }

@@ -5,15 +5,19 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 
+use std::sync::Weak;
+
+use rmcp::RoleClient;
 use rmcp::ServiceExt;
+use rmcp::model::{JsonRpcMessage, ServerNotification};
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::RoleClient;
 use tokio::io::AsyncBufReadExt;
 
 use super::client::UpstreamClient;
 use super::sse::{SseClientConfig, SseClientTransport};
+use super::upstream::Upstream;
 use crate::config::{Transport, UpstreamConfig, ValueRef, resolve};
 
 /// How many requests may be in flight to one HTTP upstream at once.
@@ -35,7 +39,7 @@ pub(crate) enum ConnectError {
     #[error("{0}")]
     Sse(#[from] super::sse::SseTransportError),
     #[error("initialization failed: {0}")]
-    Initialize(#[from] rmcp::service::ClientInitializeError),
+    Initialize(Box<rmcp::service::ClientInitializeError>),
 }
 
 pub(crate) async fn connect(
@@ -43,11 +47,17 @@ pub(crate) async fn connect(
     client: UpstreamClient,
 ) -> Result<RunningService<RoleClient, UpstreamClient>, ConnectError> {
     match &config.transport {
-        Transport::Stdio { command, args, env, cwd } => {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
             let mut cmd = tokio::process::Command::new(command);
             cmd.args(args).kill_on_drop(true);
             for (key, value) in env {
-                let value = resolve(value).map_err(|e| ConnectError::Secret(format!("env {key}: {e}")))?;
+                let value =
+                    resolve(value).map_err(|e| ConnectError::Secret(format!("env {key}: {e}")))?;
                 cmd.env(key, value.expose());
             }
             if let Some(dir) = cwd {
@@ -69,6 +79,7 @@ pub(crate) async fn connect(
                     }
                 });
             }
+            let transport = counted(transport, &client);
             Ok(client.serve(transport).await?)
         }
         Transport::StreamableHttp { url, headers } => {
@@ -78,6 +89,7 @@ pub(crate) async fn connect(
             transport_config.custom_headers = header_map(headers)?;
             let http = http_client(config)?;
             let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+            let transport = counted(transport, &client);
             Ok(client.serve(transport).await?)
         }
         Transport::Sse { url, headers } => {
@@ -87,8 +99,57 @@ pub(crate) async fn connect(
                 .client(http_client(config)?);
             sse_config.headers = header_map(headers)?.into_iter().collect();
             let transport = SseClientTransport::connect(sse_config).await?;
+            let transport = counted(transport, &client);
             Ok(client.serve(transport).await?)
         }
+    }
+}
+
+/// A transport that counts each progress notification as it is received, in order
+/// (see [`super::upstream::ProgressCount`]).
+struct Counted<T> {
+    inner: T,
+    upstream: Weak<Upstream>,
+}
+
+fn counted<T>(inner: T, client: &UpstreamClient) -> Counted<T> {
+    Counted {
+        inner,
+        upstream: client.upstream(),
+    }
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
+    for Counted<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await;
+        if let Some(JsonRpcMessage::Notification(note)) = &message
+            && let ServerNotification::ProgressNotification(progress) = &note.notification
+            && let Some(upstream) = self.upstream.upgrade()
+        {
+            upstream.progress_arrived(&progress.params.progress_token);
+        }
+        message
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+impl From<rmcp::service::ClientInitializeError> for ConnectError {
+    fn from(error: rmcp::service::ClientInitializeError) -> Self {
+        Self::Initialize(Box::new(error))
     }
 }
 

@@ -60,7 +60,10 @@ impl DemoServer {
         annotations(title = "Read a note", read_only_hint = true, open_world_hint = false)
     )]
     fn read_note(&self, Parameters(args): Parameters<ReadNote>) -> Result<String, String> {
-        let notes = self.notes.lock().map_err(|_| "the note store is unavailable".to_owned())?;
+        let notes = self
+            .notes
+            .lock()
+            .map_err(|_| "the note store is unavailable".to_owned())?;
         notes
             .get(&args.title)
             .cloned()
@@ -72,7 +75,10 @@ impl DemoServer {
         annotations(title = "List notes", read_only_hint = true, open_world_hint = false)
     )]
     fn list_notes(&self) -> Result<String, String> {
-        let notes = self.notes.lock().map_err(|_| "the note store is unavailable".to_owned())?;
+        let notes = self
+            .notes
+            .lock()
+            .map_err(|_| "the note store is unavailable".to_owned())?;
         if notes.is_empty() {
             return Ok("no notes yet".into());
         }
@@ -90,7 +96,10 @@ impl DemoServer {
         )
     )]
     fn write_note(&self, Parameters(args): Parameters<WriteNote>) -> Result<String, String> {
-        let mut notes = self.notes.lock().map_err(|_| "the note store is unavailable".to_owned())?;
+        let mut notes = self
+            .notes
+            .lock()
+            .map_err(|_| "the note store is unavailable".to_owned())?;
         let replaced = notes.insert(args.title.clone(), args.body).is_some();
         Ok(format!(
             "{} note {:?}",
@@ -113,7 +122,10 @@ impl DemoServer {
         if !args.confirm {
             return Err("nothing deleted: pass confirm = true".into());
         }
-        let mut notes = self.notes.lock().map_err(|_| "the note store is unavailable".to_owned())?;
+        let mut notes = self
+            .notes
+            .lock()
+            .map_err(|_| "the note store is unavailable".to_owned())?;
         let count = notes.len();
         notes.clear();
         Ok(format!("deleted {count} notes"))
@@ -135,9 +147,15 @@ impl DemoServer {
         }
         let currency = args.currency.to_ascii_uppercase();
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!("{:?} is not an ISO 4217 currency code", args.currency));
+            return Err(format!(
+                "{:?} is not an ISO 4217 currency code",
+                args.currency
+            ));
         }
-        let mut payments = self.payments.lock().map_err(|_| "the payment log is unavailable".to_owned())?;
+        let mut payments = self
+            .payments
+            .lock()
+            .map_err(|_| "the payment log is unavailable".to_owned())?;
         payments.push(format!("{} {} to {}", args.amount_cents, currency, args.to));
         Ok(format!(
             "payment #{} recorded: {}.{:02} {} to {} (demo: no money moved)",

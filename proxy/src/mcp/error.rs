@@ -24,7 +24,9 @@ pub enum GatewayError {
     UnknownResource(String),
     #[error("invalid cursor {0:?}: pass back the nextCursor of the previous page")]
     InvalidCursor(String),
-    #[error("upstream {upstream:?} is unavailable: {reason}; its tools come back when it reconnects")]
+    #[error(
+        "upstream {upstream:?} is unavailable: {reason}; its tools come back when it reconnects"
+    )]
     UpstreamUnavailable { upstream: String, reason: String },
     #[error("upstream {upstream:?} failed: {reason}")]
     UpstreamFailed { upstream: String, reason: String },
@@ -66,7 +68,9 @@ impl From<GatewayError> for ErrorData {
                 Some(json!({ "upstream": upstream, "timeoutMs": after.as_millis() as u64 })),
             ),
             GatewayError::Cancelled => ErrorData::new(REQUEST_CANCELLED, message, None),
-            GatewayError::NotSupported(_) => ErrorData::new(ErrorCode::METHOD_NOT_FOUND, message, None),
+            GatewayError::NotSupported(_) => {
+                ErrorData::new(ErrorCode::METHOD_NOT_FOUND, message, None)
+            }
         }
     }
 }

@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResponse,
-    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams,
-    ReadResourceResponse, Reference, ServerCapabilities, ServerConfig, ServerResult, SetLevelRequest,
-    SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
-    UnsubscribeRequestParams,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ServerCapabilities, ServerConfig, ServerResult, SetLevelRequest, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -77,7 +77,12 @@ impl Gateway {
             .mcp
             .protocol_versions
             .iter()
-            .filter_map(|v| ProtocolVersion::KNOWN_VERSIONS.iter().find(|k| k.as_str() == v).cloned())
+            .filter_map(|v| {
+                ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .find(|k| k.as_str() == v)
+                    .cloned()
+            })
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -114,12 +119,12 @@ impl Gateway {
                     },
                     () = inner.shutdown.cancelled() => break,
                 };
-                if matches!(change, Change::Tools | Change::Health) {
-                    if let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name) {
-                        let offer = upstream.offer();
-                        if !offer.tools.is_empty() {
-                            on_tools(&name, offer.tools.iter().map(tool_record).collect());
-                        }
+                if matches!(change, Change::Tools | Change::Health)
+                    && let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name)
+                {
+                    let offer = upstream.offer();
+                    if !offer.tools.is_empty() {
+                        on_tools(&name, offer.tools.iter().map(tool_record).collect());
                     }
                 }
                 inner.notify_sessions(change).await;
@@ -161,19 +166,23 @@ impl Gateway {
     /// The current aggregated view, rebuilt first if an upstream changed.
     fn view(&self) -> Arc<Aggregate> {
         let epoch = self.inner.changes.epoch();
-        if let Ok(view) = self.inner.view.read() {
-            if view.epoch == epoch {
-                return view.clone();
-            }
+        if let Ok(view) = self.inner.view.read()
+            && view.epoch == epoch
+        {
+            return view.clone();
         }
         let _guard = self.inner.rebuild.lock();
         let epoch = self.inner.changes.epoch();
-        if let Ok(view) = self.inner.view.read() {
-            if view.epoch == epoch {
-                return view.clone();
-            }
+        if let Ok(view) = self.inner.view.read()
+            && view.epoch == epoch
+        {
+            return view.clone();
         }
-        let fresh = Arc::new(Aggregate::build(epoch, &self.inner.upstreams, &self.inner.separator));
+        let fresh = Arc::new(Aggregate::build(
+            epoch,
+            &self.inner.upstreams,
+            &self.inner.separator,
+        ));
         if let Ok(mut slot) = self.inner.view.write() {
             *slot = fresh.clone();
         }
@@ -197,13 +206,11 @@ impl Gateway {
                 && name
                     .strip_prefix(prefix.as_str())
                     .is_some_and(|rest| rest.starts_with(self.inner.separator.as_str()));
-            if owns {
-                if let Health::Down(reason) = upstream.health() {
-                    return GatewayError::UpstreamUnavailable {
-                        upstream: upstream.name().to_owned(),
-                        reason,
-                    };
-                }
+            if owns && let Health::Down(reason) = upstream.health() {
+                return GatewayError::UpstreamUnavailable {
+                    upstream: upstream.name().to_owned(),
+                    reason,
+                };
             }
         }
         not_found
@@ -261,8 +268,13 @@ fn page_params(request: Option<PaginatedRequestParams>) -> Option<String> {
     request.and_then(|r| r.cursor)
 }
 
-fn paged<T: Clone>(items: &[T], request: Option<PaginatedRequestParams>, size: usize) -> Result<(Vec<T>, Option<String>), ErrorData> {
-    page(items, page_params(request).as_deref(), size).map_err(|c| GatewayError::InvalidCursor(c).into())
+fn paged<T: Clone>(
+    items: &[T],
+    request: Option<PaginatedRequestParams>,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), ErrorData> {
+    page(items, page_params(request).as_deref(), size)
+        .map_err(|c| GatewayError::InvalidCursor(c).into())
 }
 
 impl ServerHandler for Gateway {
@@ -318,7 +330,9 @@ impl ServerHandler for Gateway {
         let view = self.view();
         let name = request.name.to_string();
         let Some(route) = view.tool(&name) else {
-            return Err(self.unknown(&name, GatewayError::UnknownTool(name.clone())).into());
+            return Err(self
+                .unknown(&name, GatewayError::UnknownTool(name.clone()))
+                .into());
         };
         request.name = route.original.clone().into();
         let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
@@ -355,7 +369,9 @@ impl ServerHandler for Gateway {
         let view = self.view();
         let Some(route) = view.prompt(&request.name) else {
             let name = request.name.clone();
-            return Err(self.unknown(&name, GatewayError::UnknownPrompt(name.clone())).into());
+            return Err(self
+                .unknown(&name, GatewayError::UnknownPrompt(name.clone()))
+                .into());
         };
         request.name = route.original.clone();
         let forwarded = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
@@ -413,7 +429,11 @@ impl ServerHandler for Gateway {
         }
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let upstream = self.resource_upstream(&request.uri)?;
         let uri = request.uri.clone();
         upstream.subscribe(&uri, &Self::session_id(&context), context.peer.clone());
@@ -422,7 +442,11 @@ impl ServerHandler for Gateway {
         Ok(())
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let upstream = self.resource_upstream(&request.uri)?;
         if upstream.unsubscribe(&request.uri, &Self::session_id(&context)) {
             let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
@@ -431,7 +455,11 @@ impl ServerHandler for Gateway {
         Ok(())
     }
 
-    async fn complete(&self, mut request: CompleteRequestParams, context: RequestContext<RoleServer>) -> Result<CompleteResult, ErrorData> {
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
         let view = self.view();
         let upstream = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
@@ -446,7 +474,12 @@ impl ServerHandler for Gateway {
                 Some(upstream) => upstream.clone(),
                 None => return Err(GatewayError::UnknownResource(resource.uri.clone()).into()),
             },
-            _ => return Err(GatewayError::NotSupported("completion for this kind of reference".into()).into()),
+            _ => {
+                return Err(GatewayError::NotSupported(
+                    "completion for this kind of reference".into(),
+                )
+                .into());
+            }
         };
         let forwarded = ClientRequest::CompleteRequest(CompleteRequest::new(request));
         match upstream.forward(forwarded, None, &context.ct).await? {
@@ -455,7 +488,11 @@ impl ServerHandler for Gateway {
         }
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         // The level applies to every upstream that logs; one that is down misses it.
         let mut forwarded = 0usize;
         for upstream in &self.inner.upstreams {
@@ -468,7 +505,9 @@ impl ServerHandler for Gateway {
                 let req = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
                 match upstream.forward(req, None, &context.ct).await {
                     Ok(_) => forwarded += 1,
-                    Err(e) => tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel not applied"),
+                    Err(e) => {
+                        tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel not applied")
+                    }
                 }
             }
         }
@@ -489,7 +528,12 @@ impl Gateway {
             .inner
             .upstreams
             .iter()
-            .filter(|u| u.offer().capabilities.as_ref().is_some_and(|c| c.resources.is_some()))
+            .filter(|u| {
+                u.offer()
+                    .capabilities
+                    .as_ref()
+                    .is_some_and(|c| c.resources.is_some())
+            })
             .collect();
         match serving.as_slice() {
             [only] => Ok((*only).clone()),
@@ -512,7 +556,10 @@ fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
         name: tool.name.to_string(),
         title: tool.title.clone(),
         description: tool.description.as_ref().map(|d| d.to_string()),
-        annotations: tool.annotations.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+        annotations: tool
+            .annotations
+            .as_ref()
+            .and_then(|a| serde_json::to_value(a).ok()),
         input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
     }
 }

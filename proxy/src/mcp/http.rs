@@ -29,7 +29,11 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
     let server = &config.server;
     let mut origins: Vec<String> = server.allowed_origins.clone();
     for host in &server.allowed_hosts {
-        let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
         origins.push(format!("http://{host}:*"));
         origins.push(format!("https://{host}:*"));
     }
@@ -47,8 +51,14 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
     let versions: Arc<Vec<String>> = Arc::new(config.mcp.protocol_versions.clone());
     axum::Router::new()
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(server.max_body_bytes, check_body))
-        .layer(axum::middleware::from_fn_with_state(versions, check_protocol_version))
+        .layer(axum::middleware::from_fn_with_state(
+            server.max_body_bytes,
+            check_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            versions,
+            check_protocol_version,
+        ))
 }
 
 /// A JSON-RPC error response with no request id (the request could not be read).
@@ -71,7 +81,9 @@ async fn check_body(State(limit): State<usize>, request: Request, next: Next) ->
             return rpc_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 -32600,
-                format!("the request body is larger than the limit of {limit} bytes (server.max_body_bytes)"),
+                format!(
+                    "the request body is larger than the limit of {limit} bytes (server.max_body_bytes)"
+                ),
             );
         }
     };
@@ -93,15 +105,24 @@ async fn check_body(State(limit): State<usize>, request: Request, next: Next) ->
             );
         }
         Ok(_) => {
-            return rpc_error(StatusCode::BAD_REQUEST, -32600, "Invalid Request: expected a JSON-RPC message object".into());
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request: expected a JSON-RPC message object".into(),
+            );
         }
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {e}")),
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Refuses a `MCP-Protocol-Version` Warrant does not serve, with the list it does.
-async fn check_protocol_version(State(versions): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
+async fn check_protocol_version(
+    State(versions): State<Arc<Vec<String>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     // Every value must be served (a request may carry the header twice).
     let unsupported = request
         .headers()
@@ -115,10 +136,16 @@ async fn check_protocol_version(State(versions): State<Arc<Vec<String>>>, reques
     };
     let supported = versions.join(", ");
     let modern_probe = requested.as_str() >= FIRST_STATELESS_REVISION
-        && !versions.iter().any(|v| v.as_str() >= FIRST_STATELESS_REVISION);
+        && !versions
+            .iter()
+            .any(|v| v.as_str() >= FIRST_STATELESS_REVISION);
     // A modern client probing a gateway configured for older revisions only must see
     // an ordinary error (not the modern -32022) to fall back to `initialize`.
-    let code = if modern_probe { -32000 } else { UNSUPPORTED_PROTOCOL_VERSION };
+    let code = if modern_probe {
+        -32000
+    } else {
+        UNSUPPORTED_PROTOCOL_VERSION
+    };
     let body = json!({
         "jsonrpc": "2.0",
         "id": null,

@@ -24,7 +24,7 @@ use std::{borrow::Cow, sync::Arc, time::Duration};
 use futures::{StreamExt, stream::BoxStream};
 use reqwest::{
     Client, StatusCode,
-    header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue},
+    header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderMap},
 };
 use rmcp::{
     RoleClient,
@@ -35,7 +35,7 @@ use sse_stream::{Sse, SseStream};
 use url::Url;
 
 /// Default bound on the size of one SSE event (the same default rmcp uses).
-pub const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_EVENT_SIZE: usize = 16 * 1024 * 1024;
 /// Overrides any total timeout of a caller-supplied client for the long-lived `GET`.
 /// (tokio clamps sleeps to ~30 years, so this is safe.)
 const NO_TIMEOUT: Duration = Duration::from_hours(10 * 365 * 24);
@@ -47,27 +47,27 @@ type EventStream = BoxStream<'static, Result<Sse, sse_stream::Error>>;
 /// Connection settings for [`SseClientTransport::connect`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct SseClientConfig {
+pub(crate) struct SseClientConfig {
     /// URL of the SSE endpoint, e.g. `http://127.0.0.1:3001/sse`. Must be `http` or `https`.
-    pub url: String,
+    pub(crate) url: String,
     /// Extra headers (e.g. `Authorization`) sent on the `GET` and on every `POST`.
-    pub headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     /// Deadline for the whole handshake: `GET` response headers **and** the `endpoint` event.
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     /// Total deadline for each `POST` (until the `202` arrives).
-    pub post_timeout: Duration,
+    pub(crate) post_timeout: Duration,
     /// Largest SSE event accepted; a bigger one closes the transport.
-    pub max_event_size: usize,
+    pub(crate) max_event_size: usize,
     /// Client to use. When `None`, one is built with `connect_timeout` and `TCP_NODELAY`.
     /// A supplied client must not have a `read_timeout` shorter than the server's idle gaps
     /// (that would cut the stream); its total `timeout` is overridden for the `GET`.
-    pub client: Option<Client>,
+    pub(crate) client: Option<Client>,
 }
 
 impl SseClientConfig {
     /// Settings with defaults: no extra headers, 10 s connect timeout, 30 s per-`POST` timeout.
     #[must_use]
-    pub fn new(url: impl Into<String>) -> Self {
+    pub(crate) fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             headers: HeaderMap::new(),
@@ -77,34 +77,22 @@ impl SseClientConfig {
             client: None,
         }
     }
-    /// Adds (or replaces) a header sent on every request.
-    #[must_use]
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
-        self
-    }
     /// Sets the handshake deadline (see [`SseClientConfig::connect_timeout`]).
     #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
     /// Sets the per-`POST` deadline.
     #[must_use]
-    pub fn post_timeout(mut self, timeout: Duration) -> Self {
+    pub(crate) fn post_timeout(mut self, timeout: Duration) -> Self {
         self.post_timeout = timeout;
-        self
-    }
-    /// Sets the largest accepted SSE event in bytes.
-    #[must_use]
-    pub fn max_event_size(mut self, bytes: usize) -> Self {
-        self.max_event_size = bytes;
         self
     }
     /// Uses a caller-built client (remember the rustls provider must be installed first,
     /// and consider [`same_origin_redirects`]).
     #[must_use]
-    pub fn client(mut self, client: Client) -> Self {
+    pub(crate) fn client(mut self, client: Client) -> Self {
         self.client = Some(client);
         self
     }
@@ -114,7 +102,7 @@ impl SseClientConfig {
 /// credentials removed, because the query carries the session id (or sometimes an API key).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SseTransportError {
+pub(crate) enum SseTransportError {
     #[error("invalid SSE URL: {0}")]
     InvalidUrl(#[source] url::ParseError),
     #[error("unsupported SSE URL scheme `{0}` (expected http or https)")]
@@ -160,7 +148,7 @@ pub enum SseTransportError {
 }
 
 /// rmcp client transport for the legacy HTTP+SSE protocol. Create it with [`Self::connect`].
-pub struct SseClientTransport {
+pub(crate) struct SseClientTransport {
     events: EventStream,
     poster: Arc<Poster>,
     closed: bool,
@@ -185,7 +173,7 @@ impl SseClientTransport {
     /// Any [`SseTransportError`] except `Post*` and `Closed`: bad URL, connection failure or
     /// timeout, non-2xx status, wrong content type, no `endpoint` event in time, cross-origin
     /// endpoint.
-    pub async fn connect(config: SseClientConfig) -> Result<Self, SseTransportError> {
+    pub(crate) async fn connect(config: SseClientConfig) -> Result<Self, SseTransportError> {
         let sse_url = Url::parse(&config.url).map_err(SseTransportError::InvalidUrl)?;
         if !matches!(sse_url.scheme(), "http" | "https") {
             return Err(SseTransportError::UnsupportedScheme(
@@ -258,12 +246,6 @@ impl SseClientTransport {
             closed: false,
         })
     }
-
-    /// The URL messages are `POST`ed to (it contains the session id: do not log it).
-    #[must_use]
-    pub fn message_url(&self) -> &Url {
-        &self.poster.url
-    }
 }
 
 /// Redirect policy of the default client: follow at most 10 redirects, and only within the
@@ -272,7 +254,7 @@ impl SseClientTransport {
 /// `Authorization`/`Cookie` on a host change, so custom secret headers would leak. Use this
 /// policy for a caller-supplied client too.
 #[must_use]
-pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(Url::origin);
         if attempt.previous().len() > 10 {

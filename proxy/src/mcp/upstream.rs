@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rmcp::model::{
-    ClientRequest, Prompt, ProgressToken, RequestId, Resource, ResourceTemplate, ServerCapabilities,
-    Tool,
+    ClientRequest, ProgressToken, Prompt, RequestId, Resource, ResourceTemplate,
+    ServerCapabilities, Tool,
 };
 use rmcp::service::{Peer, RequestHandle, RunningService};
 use rmcp::{RoleClient, RoleServer};
@@ -53,12 +53,12 @@ impl Health {
 
 /// What an upstream offers, as last listed.
 #[derive(Debug, Default, Clone)]
-pub struct Offer {
-    pub tools: Vec<Tool>,
-    pub prompts: Vec<Prompt>,
-    pub resources: Vec<Resource>,
-    pub templates: Vec<ResourceTemplate>,
-    pub capabilities: Option<ServerCapabilities>,
+pub(crate) struct Offer {
+    pub(crate) tools: Vec<Tool>,
+    pub(crate) prompts: Vec<Prompt>,
+    pub(crate) resources: Vec<Resource>,
+    pub(crate) templates: Vec<ResourceTemplate>,
+    pub(crate) capabilities: Option<ServerCapabilities>,
 }
 
 /// A downstream request that is waiting on this upstream: where its progress and any
@@ -110,27 +110,73 @@ pub(crate) enum Change {
     Health,
 }
 
-pub struct Upstream {
-    pub config: UpstreamConfig,
+pub(crate) struct Upstream {
+    pub(crate) config: UpstreamConfig,
     health: watch::Sender<Health>,
     peer: RwLock<Option<Peer<RoleClient>>>,
     offer: RwLock<Arc<Offer>>,
     inflight: Mutex<Inflights>,
     /// Downstream sessions subscribed to a resource URI of this upstream.
-    subscribers: Mutex<HashMap<String, Vec<(String, Peer<RoleServer>)>>>,
+    subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
     changes: Changes,
     start_once: std::sync::Once,
     shutdown: CancellationToken,
 }
 
+/// A downstream session (by its session id) subscribed to a resource.
+type Subscriber = (String, Peer<RoleServer>);
+
 #[derive(Default)]
 struct Inflights {
     by_request: HashMap<RequestId, Inflight>,
-    by_progress: HashMap<ProgressToken, RequestId>,
+    by_progress: HashMap<ProgressToken, (RequestId, Arc<ProgressCount>)>,
+}
+
+/// Progress notifications of one call: how many arrived (counted in the order the
+/// transport received them) and how many were passed on. rmcp handles notifications
+/// in tasks of their own, so a call waits for its progress to be passed on before it
+/// returns its result; otherwise the last notification could trail the response.
+#[derive(Default)]
+pub(crate) struct ProgressCount {
+    received: std::sync::atomic::AtomicU64,
+    forwarded: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+impl ProgressCount {
+    pub(crate) fn received(&self) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    pub(crate) fn forwarded(&self) {
+        self.forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits (briefly) until every received notification was passed on.
+    async fn settle(&self) {
+        use std::sync::atomic::Ordering::Acquire;
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.forwarded.load(Acquire) >= self.received.load(Acquire) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    }
 }
 
 impl Upstream {
-    pub(crate) fn new(config: UpstreamConfig, changes: Changes, shutdown: CancellationToken) -> Arc<Self> {
+    pub(crate) fn new(
+        config: UpstreamConfig,
+        changes: Changes,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             health: watch::Sender::new(Health::Idle),
@@ -144,16 +190,16 @@ impl Upstream {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health.borrow().clone()
     }
 
     /// What the upstream offers (empty while it is not ready).
-    pub fn offer(&self) -> Arc<Offer> {
+    pub(crate) fn offer(&self) -> Arc<Offer> {
         self.offer.read().map(|o| o.clone()).unwrap_or_default()
     }
 
@@ -183,7 +229,9 @@ impl Upstream {
                         }
                     }
                     Health::Down(reason) => return Err(self.unavailable(reason)),
-                    Health::Stopped => return Err(self.unavailable("the gateway is shutting down".into())),
+                    Health::Stopped => {
+                        return Err(self.unavailable("the gateway is shutting down".into()));
+                    }
                     Health::Idle | Health::Starting => {}
                 }
                 if rx.changed().await.is_err() {
@@ -218,8 +266,12 @@ impl Upstream {
         });
         if changed {
             match &health {
-                Health::Down(reason) => tracing::warn!(upstream = %self.config.name, %reason, "upstream down"),
-                other => tracing::info!(upstream = %self.config.name, state = other.label(), "upstream state"),
+                Health::Down(reason) => {
+                    tracing::warn!(upstream = %self.config.name, %reason, "upstream down")
+                }
+                other => {
+                    tracing::info!(upstream = %self.config.name, state = other.label(), "upstream state")
+                }
             }
         }
     }
@@ -291,7 +343,10 @@ impl Upstream {
     }
 
     /// Lists what a fresh connection offers and publishes it.
-    async fn come_up(&self, running: &RunningService<RoleClient, UpstreamClient>) -> Result<(), String> {
+    async fn come_up(
+        &self,
+        running: &RunningService<RoleClient, UpstreamClient>,
+    ) -> Result<(), String> {
         let peer = running.peer().clone();
         let offer = list_offer(&peer).await?;
         tracing::info!(
@@ -341,7 +396,9 @@ impl Upstream {
 
     /// Re-lists one kind of offer after the upstream said it changed.
     pub(crate) async fn refresh(&self, change: Change) {
-        let Some(peer) = self.peer.read().ok().and_then(|p| p.clone()) else { return };
+        let Some(peer) = self.peer.read().ok().and_then(|p| p.clone()) else {
+            return;
+        };
         let mut offer = (*self.offer()).clone();
         let result = match change {
             Change::Tools => peer.list_all_tools().await.map(|t| offer.tools = t),
@@ -349,7 +406,9 @@ impl Upstream {
             Change::Resources => match peer.list_all_resources().await {
                 Ok(r) => {
                     offer.resources = r;
-                    peer.list_all_resource_templates().await.map(|t| offer.templates = t)
+                    peer.list_all_resource_templates()
+                        .await
+                        .map(|t| offer.templates = t)
                 }
                 Err(e) => Err(e),
             },
@@ -362,7 +421,9 @@ impl Upstream {
                 }
                 self.changes.publish(&self.config.name, change);
             }
-            Err(e) => tracing::warn!(upstream = %self.config.name, error = %e, "cannot re-list after a change"),
+            Err(e) => {
+                tracing::warn!(upstream = %self.config.name, error = %e, "cannot re-list after a change")
+            }
         }
     }
 
@@ -380,9 +441,8 @@ impl Upstream {
             .await
             .map_err(|e| self.call_failed(e))?;
         let id = handle.id.clone();
-        if let Some(origin) = origin {
-            self.track(id.clone(), handle.progress_token.clone(), origin);
-        }
+        let progress =
+            origin.map(|origin| self.track(id.clone(), handle.progress_token.clone(), origin));
         let timeout = self.config.call_timeout;
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, handle.await_response()) => match r {
@@ -401,12 +461,16 @@ impl Upstream {
                 Err(GatewayError::Cancelled)
             }
         };
+        if let (Ok(_), Some(progress)) = (&outcome, &progress) {
+            progress.settle().await;
+        }
         self.untrack(&id);
         outcome
     }
 
     async fn cancel_upstream(&self, peer: &Peer<RoleClient>, id: &RequestId, reason: &str) {
-        let params = rmcp::model::CancelledNotificationParam::new(Some(id.clone()), Some(reason.to_owned()));
+        let params =
+            rmcp::model::CancelledNotificationParam::new(Some(id.clone()), Some(reason.to_owned()));
         if let Err(e) = peer.notify_cancelled(params).await {
             tracing::debug!(upstream = %self.config.name, error = %e, "could not forward cancellation");
         }
@@ -418,7 +482,8 @@ impl Upstream {
             E::McpError(data) => GatewayError::Upstream(data),
             E::TransportClosed => GatewayError::UpstreamFailed {
                 upstream: self.config.name.clone(),
-                reason: "the connection closed during the call (the server exited or went away)".into(),
+                reason: "the connection closed during the call (the server exited or went away)"
+                    .into(),
             },
             other => GatewayError::UpstreamFailed {
                 upstream: self.config.name.clone(),
@@ -427,18 +492,27 @@ impl Upstream {
         }
     }
 
-    fn track(&self, id: RequestId, progress: ProgressToken, origin: Inflight) {
+    fn track(
+        &self,
+        id: RequestId,
+        progress: ProgressToken,
+        origin: Inflight,
+    ) -> Arc<ProgressCount> {
+        let count = Arc::new(ProgressCount::default());
         if let Ok(mut inflight) = self.inflight.lock() {
-            inflight.by_progress.insert(progress, id.clone());
+            inflight
+                .by_progress
+                .insert(progress, (id.clone(), count.clone()));
             inflight.by_request.insert(id, origin);
         }
+        count
     }
 
     fn untrack(&self, id: &RequestId) {
-        if let Ok(mut inflight) = self.inflight.lock() {
-            if inflight.by_request.remove(id).is_some() {
-                inflight.by_progress.retain(|_, v| v != id);
-            }
+        if let Ok(mut inflight) = self.inflight.lock()
+            && inflight.by_request.remove(id).is_some()
+        {
+            inflight.by_progress.retain(|_, (v, _)| v != id);
         }
     }
 
@@ -455,11 +529,24 @@ impl Upstream {
         None
     }
 
-    /// The downstream request (and its own progress token) for an upstream progress token.
-    pub(crate) fn origin_of_progress(&self, token: &ProgressToken) -> Option<Inflight> {
+    /// The downstream request (and its own progress token) for an upstream progress
+    /// token, with the call's progress count.
+    pub(crate) fn origin_of_progress(
+        &self,
+        token: &ProgressToken,
+    ) -> Option<(Inflight, Arc<ProgressCount>)> {
         let inflight = self.inflight.lock().ok()?;
-        let id = inflight.by_progress.get(token)?;
-        inflight.by_request.get(id).cloned()
+        let (id, count) = inflight.by_progress.get(token)?;
+        Some((inflight.by_request.get(id)?.clone(), count.clone()))
+    }
+
+    /// Counts a progress notification as the transport receives it, in order.
+    pub(crate) fn progress_arrived(&self, token: &ProgressToken) {
+        if let Ok(inflight) = self.inflight.lock()
+            && let Some((_, count)) = inflight.by_progress.get(token)
+        {
+            count.received();
+        }
     }
 
     /// Remembers that a downstream session wants updates of `uri`.
@@ -473,8 +560,12 @@ impl Upstream {
 
     /// Forgets a subscription; true when nobody else is subscribed to `uri`.
     pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
-        let Ok(mut subscribers) = self.subscribers.lock() else { return false };
-        let Some(list) = subscribers.get_mut(uri) else { return true };
+        let Ok(mut subscribers) = self.subscribers.lock() else {
+            return false;
+        };
+        let Some(list) = subscribers.get_mut(uri) else {
+            return true;
+        };
         list.retain(|(s, p)| s != session && !p.is_transport_closed());
         if list.is_empty() {
             subscribers.remove(uri);
@@ -485,7 +576,10 @@ impl Upstream {
     }
 
     /// Passes a `notifications/resources/updated` on to every subscribed session.
-    pub(crate) async fn resource_updated(&self, params: rmcp::model::ResourceUpdatedNotificationParam) {
+    pub(crate) async fn resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+    ) {
         let peers = self
             .subscribers
             .lock()
@@ -509,10 +603,16 @@ async fn list_offer(peer: &Peer<RoleClient>) -> Result<Offer, String> {
         ..Offer::default()
     };
     if caps.tools.is_some() {
-        offer.tools = peer.list_all_tools().await.map_err(|e| format!("tools/list failed: {e}"))?;
+        offer.tools = peer
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
     }
     if caps.prompts.is_some() {
-        offer.prompts = peer.list_all_prompts().await.map_err(|e| format!("prompts/list failed: {e}"))?;
+        offer.prompts = peer
+            .list_all_prompts()
+            .await
+            .map_err(|e| format!("prompts/list failed: {e}"))?;
     }
     if caps.resources.is_some() {
         offer.resources = peer
