@@ -83,6 +83,7 @@ pub struct UpstreamConfig {
     pub prefix: String,
     pub transport: Transport,
     pub start: StartMode,
+    pub protocol: ProtocolPin,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
     pub restart_backoff_max: Duration,
@@ -123,6 +124,17 @@ pub enum StartMode {
     Eager,
     /// On the first request that needs it.
     Lazy,
+}
+
+/// Which protocol eras Warrant speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolPin {
+    /// Each client's own era, when the upstream speaks it (one connection per era in use).
+    Auto,
+    /// Only the `initialize` era (up to 2025-11-25): one connection for every client.
+    Legacy,
+    /// Only 2026-07-28: one stateless connection for every client.
+    Modern,
 }
 
 /// Overrides from the command line and environment, applied over the file.
@@ -530,6 +542,18 @@ fn validate_upstream(
             StartMode::Eager
         }
     };
+    let protocol = match raw.protocol.as_deref() {
+        None | Some("auto") => ProtocolPin::Auto,
+        Some("2025-11-25") => ProtocolPin::Legacy,
+        Some("2026-07-28") => ProtocolPin::Modern,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{path}.protocol"),
+                format!("{other:?} is not \"auto\", \"2025-11-25\" or \"2026-07-28\""),
+            ));
+            ProtocolPin::Auto
+        }
+    };
     let connect_timeout = duration(
         raw.connect_timeout,
         &format!("{path}.connect_timeout"),
@@ -556,6 +580,7 @@ fn validate_upstream(
         prefix,
         transport: transport?,
         start,
+        protocol,
         connect_timeout,
         call_timeout,
         restart_backoff_max,

@@ -3,15 +3,17 @@
 //! templates with their URIs unchanged, and the routes back from each exposed name or
 //! URI to the upstream that serves it.
 //!
-//! The view is rebuilt only when an upstream's offer or health changes (an epoch
-//! counter says when); the per-request path reads it through one `Arc`.
+//! There is one view per protocol era (an upstream may offer different things to the
+//! clients of each, see [`super::upstream`]). A view is rebuilt only when an upstream's
+//! offer or health changes (an epoch counter says when); the per-request path reads it
+//! through one `Arc`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
-use super::upstream::Upstream;
+use super::upstream::{Era, Upstream};
 
 /// Where an exposed name leads.
 #[derive(Clone)]
@@ -46,13 +48,19 @@ pub(crate) fn exposed_name(prefix: &str, separator: &str, name: &str) -> String 
 }
 
 impl Aggregate {
-    pub(crate) fn build(epoch: u64, upstreams: &[Arc<Upstream>], separator: &str) -> Self {
+    /// The view clients of `era` get.
+    pub(crate) fn build(
+        epoch: u64,
+        era: Era,
+        upstreams: &[Arc<Upstream>],
+        separator: &str,
+    ) -> Self {
         let mut view = Self {
             epoch,
             ..Self::default()
         };
         for upstream in upstreams {
-            let offer = upstream.offer();
+            let offer = upstream.offer(era);
             let prefix = upstream.config.prefix.as_str();
             for tool in &offer.tools {
                 let name = exposed_name(prefix, separator, &tool.name);

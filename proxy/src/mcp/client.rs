@@ -25,28 +25,28 @@ use rmcp::service::{
 };
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 
-use super::upstream::{Change, Inflight, Upstream};
+use super::upstream::{Change, Inflight, Lane};
 
 /// The handler rmcp calls for messages from one upstream.
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
-    upstream: Weak<Upstream>,
+    lane: Weak<Lane>,
 }
 
 impl UpstreamClient {
-    pub(crate) fn new(upstream: Weak<Upstream>) -> Self {
-        Self { upstream }
+    pub(crate) fn new(lane: Weak<Lane>) -> Self {
+        Self { lane }
     }
 
-    pub(crate) fn upstream(&self) -> Weak<Upstream> {
-        self.upstream.clone()
+    pub(crate) fn lane(&self) -> Weak<Lane> {
+        self.lane.clone()
     }
 
     fn origin(
         &self,
         extensions: &rmcp::model::Extensions,
-    ) -> Option<(std::sync::Arc<Upstream>, Inflight)> {
-        let upstream = self.upstream.upgrade()?;
+    ) -> Option<(std::sync::Arc<Lane>, Inflight)> {
+        let upstream = self.lane.upgrade()?;
         let request = match extensions.get::<InboundStreamOrigin>() {
             Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
             _ => None,
@@ -56,7 +56,7 @@ impl UpstreamClient {
     }
 
     fn refresh(&self, change: Change) {
-        if let Some(upstream) = self.upstream.upgrade() {
+        if let Some(upstream) = self.lane.upgrade() {
             tokio::spawn(async move { upstream.refresh(change).await });
         }
     }
@@ -199,7 +199,7 @@ impl ClientHandler for UpstreamClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let Some(upstream) = self.upstream.upgrade() else {
+        let Some(upstream) = self.lane.upgrade() else {
             return;
         };
         let Some((origin, count)) = upstream.origin_of_progress(&params.progress_token) else {
@@ -232,8 +232,8 @@ impl ClientHandler for UpstreamClient {
         params: ResourceUpdatedNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        if let Some(upstream) = self.upstream.upgrade() {
-            upstream.resource_updated(params).await;
+        if let Some(upstream) = self.lane.upgrade() {
+            upstream.shared.resource_updated(params).await;
         }
     }
 

@@ -8,16 +8,16 @@ use std::process::Stdio;
 use std::sync::Weak;
 
 use rmcp::RoleClient;
-use rmcp::ServiceExt;
-use rmcp::model::{JsonRpcMessage, ServerNotification};
+use rmcp::model::{JsonRpcMessage, ProtocolVersion, ServerNotification};
 use rmcp::service::RunningService;
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use tokio::io::AsyncBufReadExt;
 
 use super::client::UpstreamClient;
 use super::sse::{SseClientConfig, SseClientTransport};
-use super::upstream::Upstream;
+use super::upstream::{Era, Lane};
 use crate::config::{Transport, UpstreamConfig, ValueRef, resolve};
 
 /// How many requests may be in flight to one HTTP upstream at once.
@@ -44,6 +44,7 @@ pub(crate) enum ConnectError {
 
 pub(crate) async fn connect(
     config: &UpstreamConfig,
+    era: Era,
     client: UpstreamClient,
 ) -> Result<RunningService<RoleClient, UpstreamClient>, ConnectError> {
     match &config.transport {
@@ -80,7 +81,9 @@ pub(crate) async fn connect(
                 });
             }
             let transport = counted(transport, &client);
-            Ok(client.serve(transport).await?)
+            Ok(client
+                .serve_with_lifecycle(transport, lifecycle(era))
+                .await?)
         }
         Transport::StreamableHttp { url, headers } => {
             let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
@@ -90,7 +93,9 @@ pub(crate) async fn connect(
             let http = http_client(config)?;
             let transport = StreamableHttpClientTransport::with_client(http, transport_config);
             let transport = counted(transport, &client);
-            Ok(client.serve(transport).await?)
+            Ok(client
+                .serve_with_lifecycle(transport, lifecycle(era))
+                .await?)
         }
         Transport::Sse { url, headers } => {
             let mut sse_config = SseClientConfig::new(url.as_str())
@@ -100,8 +105,21 @@ pub(crate) async fn connect(
             sse_config.headers = header_map(headers)?.into_iter().collect();
             let transport = SseClientTransport::connect(sse_config).await?;
             let transport = counted(transport, &client);
-            Ok(client.serve(transport).await?)
+            Ok(client
+                .serve_with_lifecycle(transport, lifecycle(era))
+                .await?)
         }
+    }
+}
+
+/// The handshake of each era: `initialize` for the legacy lane, `server/discover` for
+/// the 2026-07-28 lane.
+fn lifecycle(era: Era) -> ClientLifecycleMode {
+    match era {
+        Era::Legacy => ClientLifecycleMode::Initialize,
+        Era::Modern => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
     }
 }
 
@@ -109,13 +127,13 @@ pub(crate) async fn connect(
 /// (see [`super::upstream::ProgressCount`]).
 struct Counted<T> {
     inner: T,
-    upstream: Weak<Upstream>,
+    lane: Weak<Lane>,
 }
 
 fn counted<T>(inner: T, client: &UpstreamClient) -> Counted<T> {
     Counted {
         inner,
-        upstream: client.upstream(),
+        lane: client.lane(),
     }
 }
 
@@ -135,9 +153,9 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
         let message = self.inner.receive().await;
         if let Some(JsonRpcMessage::Notification(note)) = &message
             && let ServerNotification::ProgressNotification(progress) = &note.notification
-            && let Some(upstream) = self.upstream.upgrade()
+            && let Some(lane) = self.lane.upgrade()
         {
-            upstream.progress_arrived(&progress.params.progress_token);
+            lane.progress_arrived(&progress.params.progress_token);
         }
         message
     }

@@ -6,31 +6,18 @@
 //! this handler works on typed requests, so a client of one revision reaches an upstream
 //! of another without either noticing.
 
-// Sampling, roots, logging and resources/subscribe are deprecated in 2026-07-28, but the
-// clients and servers of earlier revisions still use them, so the gateway carries them.
-#![allow(deprecated)]
-
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
-    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
-    ServerCapabilities, ServerConfig, ServerResult, SetLevelRequest, SetLevelRequestParams,
-    SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
-};
-use rmcp::service::{NotificationContext, Peer, RequestContext};
-use rmcp::{ErrorData, RoleServer, ServerHandler};
+use rmcp::model::{ClientRequest, ProtocolVersion, RequestMetaObject, ServerResult};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData, RoleServer};
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::ToolRecord;
 
-use super::aggregate::{Aggregate, page};
+use super::aggregate::Aggregate;
 use super::error::GatewayError;
-use super::upstream::{Change, Changes, Health, Inflight, Upstream};
+use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
 
 /// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
@@ -45,7 +32,8 @@ struct Inner {
     page_size: usize,
     versions: Vec<ProtocolVersion>,
     changes: Changes,
-    view: RwLock<Arc<Aggregate>>,
+    /// The aggregated view per era (legacy, modern).
+    views: [RwLock<Arc<Aggregate>>; 2],
     rebuild: Mutex<()>,
     /// Sessions of clients that keep a session (2025-11-25 and older), told about list
     /// changes.
@@ -62,6 +50,9 @@ pub struct UpstreamStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub tools: usize,
+    /// The revision negotiated with it (of its first connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 impl Gateway {
@@ -91,7 +82,7 @@ impl Gateway {
                 page_size: config.mcp.page_size,
                 versions,
                 changes,
-                view: RwLock::new(Arc::default()),
+                views: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
                 rebuild: Mutex::new(()),
                 sessions: Mutex::new(Vec::new()),
                 shutdown,
@@ -122,7 +113,7 @@ impl Gateway {
                 if matches!(change, Change::Tools | Change::Health)
                     && let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name)
                 {
-                    let offer = upstream.offer();
+                    let offer = upstream.offer(Era::Legacy);
                     if !offer.tools.is_empty() {
                         on_tools(&name, offer.tools.iter().map(tool_record).collect());
                     }
@@ -137,10 +128,10 @@ impl Gateway {
     pub async fn settle(&self) -> Vec<String> {
         for upstream in &self.inner.upstreams {
             if upstream.config.start == StartMode::Eager {
-                let _ = upstream.peer().await;
+                let _ = upstream.ready(Era::Legacy).await;
             }
         }
-        self.view().collisions.clone()
+        self.view(Era::Legacy).collisions.clone()
     }
 
     pub fn status(&self) -> Vec<UpstreamStatus> {
@@ -157,49 +148,68 @@ impl Gateway {
                         Health::Down(reason) => Some(reason),
                         _ => None,
                     },
-                    tools: u.offer().tools.len(),
+                    tools: u.offer(Era::Legacy).tools.len(),
+                    protocol: u.protocol(),
                 }
             })
             .collect()
     }
 
-    /// The current aggregated view, rebuilt first if an upstream changed.
-    fn view(&self) -> Arc<Aggregate> {
+    /// The current aggregated view for clients of `era`, rebuilt first if an upstream
+    /// changed.
+    pub(super) fn view(&self, era: Era) -> Arc<Aggregate> {
+        let slot = &self.inner.views[usize::from(era == Era::Modern)];
         let epoch = self.inner.changes.epoch();
-        if let Ok(view) = self.inner.view.read()
+        if let Ok(view) = slot.read()
             && view.epoch == epoch
         {
             return view.clone();
         }
         let _guard = self.inner.rebuild.lock();
         let epoch = self.inner.changes.epoch();
-        if let Ok(view) = self.inner.view.read()
+        if let Ok(view) = slot.read()
             && view.epoch == epoch
         {
             return view.clone();
         }
         let fresh = Arc::new(Aggregate::build(
             epoch,
+            era,
             &self.inner.upstreams,
             &self.inner.separator,
         ));
-        if let Ok(mut slot) = self.inner.view.write() {
+        if let Ok(mut slot) = slot.write() {
             *slot = fresh.clone();
         }
         fresh
     }
 
     /// Lets lazy upstreams start and starting ones finish before a list is answered.
-    async fn settle_for_listing(&self) {
+    pub(super) async fn settle_for_listing(&self, era: Era) {
         for upstream in &self.inner.upstreams {
-            if matches!(upstream.health(), Health::Idle | Health::Starting) {
-                let _ = upstream.peer().await;
+            if matches!(upstream.lane(era).health(), Health::Idle | Health::Starting) {
+                let _ = upstream.ready(era).await;
             }
         }
     }
 
+    /// The view of `era`; when `found` says it lacks what a request names, first lets
+    /// the upstreams of that era start (a lane no client of the era has used yet).
+    pub(super) async fn settled_view(
+        &self,
+        era: Era,
+        found: impl Fn(&Aggregate) -> bool,
+    ) -> Arc<Aggregate> {
+        let view = self.view(era);
+        if found(&view) {
+            return view;
+        }
+        self.settle_for_listing(era).await;
+        self.view(era)
+    }
+
     /// Why a name that routes nowhere is unknown: maybe its upstream is down.
-    fn unknown(&self, name: &str, not_found: GatewayError) -> GatewayError {
+    pub(super) fn unknown(&self, name: &str, not_found: GatewayError) -> GatewayError {
         for upstream in &self.inner.upstreams {
             let prefix = &upstream.config.prefix;
             let owns = !prefix.is_empty()
@@ -216,17 +226,31 @@ impl Gateway {
         not_found
     }
 
-    fn inflight(context: &RequestContext<RoleServer>) -> Inflight {
-        use rmcp::model::RequestMetaObject;
-        let meta: &RequestMetaObject = &context.meta;
-        Inflight {
+    /// Sends a request to an upstream on the lane of the client's era.
+    pub(super) async fn send(
+        &self,
+        upstream: &Arc<Upstream>,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+        track: bool,
+    ) -> Result<ServerResult, GatewayError> {
+        let era = era_of(context);
+        let lane = upstream.ready(era).await?;
+        let origin = track.then(|| Inflight {
             downstream: context.peer.clone(),
             downstream_request: context.id.clone(),
-            downstream_progress: meta.get_progress_token(),
-        }
+            downstream_progress: context.meta.get_progress_token(),
+        });
+        lane.forward(
+            request,
+            origin,
+            upstream_meta(context, lane.era),
+            &context.ct,
+        )
+        .await
     }
 
-    fn session_id(context: &RequestContext<RoleServer>) -> String {
+    pub(super) fn session_id(context: &RequestContext<RoleServer>) -> String {
         context
             .extensions
             .get::<http::request::Parts>()
@@ -235,6 +259,72 @@ impl Gateway {
             .unwrap_or_default()
             .to_owned()
     }
+
+    pub(super) fn separator(&self) -> &str {
+        &self.inner.separator
+    }
+
+    pub(super) fn page_size(&self) -> usize {
+        self.inner.page_size
+    }
+
+    pub(super) fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.inner.upstreams
+    }
+
+    pub(super) fn register_session(&self, peer: Peer<RoleServer>) {
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.retain(|p| !p.is_transport_closed());
+            sessions.push(peer);
+        }
+    }
+
+    pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(super) fn versions(&self) -> &[ProtocolVersion] {
+        &self.inner.versions
+    }
+}
+
+/// The protocol era of the client behind a request: the version in its `_meta`
+/// (2026-07-28), else the one its session negotiated.
+pub(super) fn era_of(context: &RequestContext<RoleServer>) -> Era {
+    context
+        .meta
+        .protocol_version()
+        .or_else(|| {
+            context
+                .peer
+                .peer_info()
+                .map(|info| info.protocol_version.clone())
+        })
+        .map_or(Era::Legacy, |v| Era::of(&v))
+}
+
+/// The `_meta` to pass upstream: the client's own entries (a trace context, the log
+/// level it asked for, …), without its progress token (the gateway maps its own) and
+/// its identity (the gateway is the upstream's client). To a 2026-07-28 lane the
+/// client's declared capabilities go along, so the upstream asks only for input the
+/// client can give; a legacy lane has no use for per-request protocol metadata.
+fn upstream_meta(context: &RequestContext<RoleServer>, lane: Era) -> Option<RequestMetaObject> {
+    let mut meta = context.meta.clone();
+    let map = &mut meta.0.0;
+    map.remove("progressToken");
+    map.remove("io.modelcontextprotocol/clientInfo");
+    match lane {
+        Era::Legacy => map.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+        Era::Modern => {
+            if !map.contains_key("io.modelcontextprotocol/clientCapabilities") {
+                // An older client declared its capabilities at initialize.
+                if let Some(info) = context.peer.peer_info() {
+                    meta.set_client_capabilities(info.capabilities.clone());
+                }
+            }
+        }
+    }
+    (!meta.0.0.is_empty()).then_some(meta)
 }
 
 impl Inner {
@@ -264,261 +354,13 @@ impl Inner {
     }
 }
 
-fn page_params(request: Option<PaginatedRequestParams>) -> Option<String> {
-    request.and_then(|r| r.cursor)
-}
-
-fn paged<T: Clone>(
-    items: &[T],
-    request: Option<PaginatedRequestParams>,
-    size: usize,
-) -> Result<(Vec<T>, Option<String>), ErrorData> {
-    page(items, page_params(request).as_deref(), size)
-        .map_err(|c| GatewayError::InvalidCursor(c).into())
-}
-
-impl ServerHandler for Gateway {
-    fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
-            .enable_prompts()
-            .enable_prompts_list_changed()
-            .enable_resources()
-            .enable_resources_list_changed()
-            .enable_resources_subscribe()
-            .enable_completions()
-            .enable_logging()
-            .build();
-        ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("warrant", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Warrant aggregates several MCP servers: tool and prompt names are \
-                 <server>__<name>. Every call is routed to the server that offers it.",
-            )
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Owned(self.inner.versions.clone())
-    }
-
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if let Ok(mut sessions) = self.inner.sessions.lock() {
-            sessions.retain(|p| !p.is_transport_closed());
-            sessions.push(context.peer);
-        }
-    }
-
-    async fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        self.settle_for_listing().await;
-        let view = self.view();
-        let (tools, next) = paged(&view.tools, request, self.inner.page_size)?;
-        let mut result = ListToolsResult::with_all_items(tools);
-        result.next_cursor = next;
-        Ok(result)
-    }
-
-    async fn call_tool(
-        &self,
-        mut request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let view = self.view();
-        let name = request.name.to_string();
-        let Some(route) = view.tool(&name) else {
-            return Err(self
-                .unknown(&name, GatewayError::UnknownTool(name.clone()))
-                .into());
-        };
-        request.name = route.original.clone().into();
-        let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
-        let result = route
-            .upstream
-            .forward(forwarded, Some(Self::inflight(&context)), &context.ct)
-            .await?;
-        match result {
-            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
-            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
-            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
-            _ => Err(unexpected(route.upstream.name(), "tools/call")),
-        }
-    }
-
-    async fn list_prompts(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListPromptsResult, ErrorData> {
-        self.settle_for_listing().await;
-        let view = self.view();
-        let (prompts, next) = paged(&view.prompts, request, self.inner.page_size)?;
-        let mut result = ListPromptsResult::with_all_items(prompts);
-        result.next_cursor = next;
-        Ok(result)
-    }
-
-    async fn get_prompt(
-        &self,
-        mut request: GetPromptRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<GetPromptResponse, ErrorData> {
-        let view = self.view();
-        let Some(route) = view.prompt(&request.name) else {
-            let name = request.name.clone();
-            return Err(self
-                .unknown(&name, GatewayError::UnknownPrompt(name.clone()))
-                .into());
-        };
-        request.name = route.original.clone();
-        let forwarded = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
-        let result = route
-            .upstream
-            .forward(forwarded, Some(Self::inflight(&context)), &context.ct)
-            .await?;
-        match result {
-            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
-            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
-            _ => Err(unexpected(route.upstream.name(), "prompts/get")),
-        }
-    }
-
-    async fn list_resources(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListResourcesResult, ErrorData> {
-        self.settle_for_listing().await;
-        let view = self.view();
-        let (resources, next) = paged(&view.resources, request, self.inner.page_size)?;
-        let mut result = ListResourcesResult::with_all_items(resources);
-        result.next_cursor = next;
-        Ok(result)
-    }
-
-    async fn list_resource_templates(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.settle_for_listing().await;
-        let view = self.view();
-        let (templates, next) = paged(&view.templates, request, self.inner.page_size)?;
-        let mut result = ListResourceTemplatesResult::with_all_items(templates);
-        result.next_cursor = next;
-        Ok(result)
-    }
-
-    async fn read_resource(
-        &self,
-        request: ReadResourceRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ReadResourceResponse, ErrorData> {
-        let upstream = self.resource_upstream(&request.uri)?;
-        let forwarded = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
-        let result = upstream
-            .forward(forwarded, Some(Self::inflight(&context)), &context.ct)
-            .await?;
-        match result {
-            ServerResult::ReadResourceResult(r) => Ok(ReadResourceResponse::Complete(r)),
-            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
-            _ => Err(unexpected(upstream.name(), "resources/read")),
-        }
-    }
-
-    async fn subscribe(
-        &self,
-        request: SubscribeRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        let upstream = self.resource_upstream(&request.uri)?;
-        let uri = request.uri.clone();
-        upstream.subscribe(&uri, &Self::session_id(&context), context.peer.clone());
-        let forwarded = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
-        upstream.forward(forwarded, None, &context.ct).await?;
-        Ok(())
-    }
-
-    async fn unsubscribe(
-        &self,
-        request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        let upstream = self.resource_upstream(&request.uri)?;
-        if upstream.unsubscribe(&request.uri, &Self::session_id(&context)) {
-            let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
-            upstream.forward(forwarded, None, &context.ct).await?;
-        }
-        Ok(())
-    }
-
-    async fn complete(
-        &self,
-        mut request: CompleteRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CompleteResult, ErrorData> {
-        let view = self.view();
-        let upstream = match &mut request.r#ref {
-            Reference::Prompt(prompt) => {
-                let Some(route) = view.prompt(&prompt.name) else {
-                    let name = prompt.name.clone();
-                    return Err(GatewayError::UnknownPrompt(name).into());
-                };
-                prompt.name = route.original.clone();
-                route.upstream.clone()
-            }
-            Reference::Resource(resource) => match view.template(&resource.uri) {
-                Some(upstream) => upstream.clone(),
-                None => return Err(GatewayError::UnknownResource(resource.uri.clone()).into()),
-            },
-            _ => {
-                return Err(GatewayError::NotSupported(
-                    "completion for this kind of reference".into(),
-                )
-                .into());
-            }
-        };
-        let forwarded = ClientRequest::CompleteRequest(CompleteRequest::new(request));
-        match upstream.forward(forwarded, None, &context.ct).await? {
-            ServerResult::CompleteResult(r) => Ok(r),
-            _ => Err(unexpected(upstream.name(), "completion/complete")),
-        }
-    }
-
-    async fn set_level(
-        &self,
-        request: SetLevelRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<(), ErrorData> {
-        // The level applies to every upstream that logs; one that is down misses it.
-        let mut forwarded = 0usize;
-        for upstream in &self.inner.upstreams {
-            let logs = upstream
-                .offer()
-                .capabilities
-                .as_ref()
-                .is_some_and(|c| c.logging.is_some());
-            if logs {
-                let req = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
-                match upstream.forward(req, None, &context.ct).await {
-                    Ok(_) => forwarded += 1,
-                    Err(e) => {
-                        tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel not applied")
-                    }
-                }
-            }
-        }
-        tracing::debug!(forwarded, "logging/setLevel forwarded");
-        Ok(())
-    }
-}
-
 impl Gateway {
-    fn resource_upstream(&self, uri: &str) -> Result<Arc<Upstream>, ErrorData> {
-        let view = self.view();
+    pub(super) fn resource_upstream(
+        &self,
+        era: Era,
+        uri: &str,
+    ) -> Result<Arc<Upstream>, ErrorData> {
+        let view = self.view(era);
         if let Some(upstream) = view.resource(uri) {
             return Ok(upstream.clone());
         }
@@ -529,7 +371,7 @@ impl Gateway {
             .upstreams
             .iter()
             .filter(|u| {
-                u.offer()
+                u.offer(era)
                     .capabilities
                     .as_ref()
                     .is_some_and(|c| c.resources.is_some())
@@ -564,7 +406,7 @@ fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
     }
 }
 
-fn unexpected(upstream: &str, method: &str) -> ErrorData {
+pub(super) fn unexpected(upstream: &str, method: &str) -> ErrorData {
     GatewayError::UpstreamFailed {
         upstream: upstream.to_owned(),
         reason: format!("it answered {method} with a result of another kind"),

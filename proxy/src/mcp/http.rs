@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
@@ -48,112 +48,113 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         Arc::new(LocalSessionManager::default()),
         rmcp_config,
     );
-    let versions: Arc<Vec<String>> = Arc::new(config.mcp.protocol_versions.clone());
+    let edge = Arc::new(Edge {
+        versions: config.mcp.protocol_versions.clone(),
+        max_body_bytes: server.max_body_bytes,
+    });
     axum::Router::new()
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            server.max_body_bytes,
-            check_body,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            versions,
-            check_protocol_version,
-        ))
+        .layer(axum::middleware::from_fn_with_state(edge, check_request))
 }
 
-/// A JSON-RPC error response with no request id (the request could not be read).
-fn rpc_error(status: StatusCode, code: i32, message: String) -> Response {
-    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+/// What the edge checks before the protocol layer sees a request.
+struct Edge {
+    versions: Vec<String>,
+    max_body_bytes: usize,
+}
+
+/// A JSON-RPC error response (`id` is null when the request could not be read).
+fn rpc_error(
+    status: StatusCode,
+    id: Value,
+    code: i32,
+    message: String,
+    data: Option<Value>,
+) -> Response {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": error});
     (status, axum::Json(body)).into_response()
 }
 
 /// Reads a POST body within the size limit and checks it is one JSON-RPC message, so
 /// that an oversized body gets 413 and a malformed one a JSON-RPC parse error (400)
-/// with the reason, before the protocol layer sees it.
-async fn check_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    if request.method() != http::Method::POST {
-        return next.run(request).await;
-    }
+/// with the reason; then refuses a `MCP-Protocol-Version` Warrant does not serve, with
+/// the list it does. Errors echo the request id when there is one.
+async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                format!(
-                    "the request body is larger than the limit of {limit} bytes (server.max_body_bytes)"
-                ),
-            );
-        }
-    };
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(serde_json::Value::Object(message)) => {
-            if message.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+    let mut id = Value::Null;
+    let body = if parts.method == http::Method::POST {
+        let bytes = match axum::body::to_bytes(body, edge.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                let message = format!(
+                    "the request body is larger than the limit of {} bytes (server.max_body_bytes)",
+                    edge.max_body_bytes
+                );
+                return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, id, -32600, message, None);
+            }
+        };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(message)) => {
+                id = message.get("id").cloned().unwrap_or(Value::Null);
+                if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+                    let text = "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"";
+                    return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
+                }
+            }
+            Ok(Value::Array(_)) => {
+                let text = "Invalid Request: JSON-RPC batches are not supported (removed in MCP \
+                            2025-06-18); send one message per request";
+                return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
+            }
+            Ok(_) => {
+                let text = "Invalid Request: expected a JSON-RPC message object";
+                return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
+            }
+            Err(e) => {
                 return rpc_error(
                     StatusCode::BAD_REQUEST,
-                    -32600,
-                    "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"".into(),
+                    id,
+                    -32700,
+                    format!("Parse error: {e}"),
+                    None,
                 );
             }
         }
-        Ok(serde_json::Value::Array(_)) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "Invalid Request: JSON-RPC batches are not supported (removed in MCP 2025-06-18); send one message per request".into(),
-            );
-        }
-        Ok(_) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "Invalid Request: expected a JSON-RPC message object".into(),
-            );
-        }
-        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, -32700, format!("Parse error: {e}")),
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-/// Refuses a `MCP-Protocol-Version` Warrant does not serve, with the list it does.
-async fn check_protocol_version(
-    State(versions): State<Arc<Vec<String>>>,
-    request: Request,
-    next: Next,
-) -> Response {
+        Body::from(bytes)
+    } else {
+        body
+    };
     // Every value must be served (a request may carry the header twice).
-    let unsupported = request
-        .headers()
+    let unsupported = parts
+        .headers
         .get_all("mcp-protocol-version")
         .iter()
         .map(|v| v.to_str().unwrap_or("(not text)"))
-        .find(|v| !versions.iter().any(|s| s == v))
+        .find(|v| !edge.versions.iter().any(|s| s == v))
         .map(str::to_owned);
-    let Some(requested) = unsupported else {
-        return next.run(request).await;
-    };
-    let supported = versions.join(", ");
-    let modern_probe = requested.as_str() >= FIRST_STATELESS_REVISION
-        && !versions
-            .iter()
-            .any(|v| v.as_str() >= FIRST_STATELESS_REVISION);
-    // A modern client probing a gateway configured for older revisions only must see
-    // an ordinary error (not the modern -32022) to fall back to `initialize`.
-    let code = if modern_probe {
-        -32000
-    } else {
-        UNSUPPORTED_PROTOCOL_VERSION
-    };
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": {
-            "code": code,
-            "message": format!("Bad Request: unsupported MCP-Protocol-Version {requested:?}; this gateway serves {supported}"),
-            "data": { "requested": requested, "supported": *versions },
-        }
-    });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    if let Some(requested) = unsupported {
+        let modern_probe = requested.as_str() >= FIRST_STATELESS_REVISION
+            && !edge
+                .versions
+                .iter()
+                .any(|v| v.as_str() >= FIRST_STATELESS_REVISION);
+        // A modern client probing a gateway configured for older revisions only must see
+        // an ordinary error (not the modern -32022) to fall back to `initialize`.
+        let code = if modern_probe {
+            -32000
+        } else {
+            UNSUPPORTED_PROTOCOL_VERSION
+        };
+        let message = format!(
+            "Bad Request: unsupported MCP-Protocol-Version {requested:?}; this gateway serves {}",
+            edge.versions.join(", ")
+        );
+        let data = json!({ "requested": requested, "supported": edge.versions });
+        return rpc_error(StatusCode::BAD_REQUEST, id, code, message, Some(data));
+    }
+    next.run(Request::from_parts(parts, body)).await
 }

@@ -9,6 +9,7 @@ mod connect;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+mod handler;
 pub mod http;
 mod sse;
 mod upstream;

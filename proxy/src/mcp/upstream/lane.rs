@@ -1,55 +1,31 @@
-//! One upstream MCP server: its connection, its health, what it offers, and the
-//! supervisor that keeps it connected.
+//! One connection to an upstream, in one protocol era, and the supervisor that keeps it
+//! connected.
 //!
 //! The supervisor connects (spawning a stdio child, or opening an HTTP client), lists
 //! what the server offers, and then waits for the connection to end; when it does (the
-//! process exited, the server went away), the upstream is `down` with the reason, its
-//! tools are withdrawn from the aggregated lists, and the supervisor reconnects with
+//! process exited, the server went away), the lane is `down` with the reason, its tools
+//! are withdrawn from the aggregated lists, and the supervisor reconnects with
 //! exponential backoff (1 s doubling up to `restart_backoff_max`). A request for a down
-//! upstream gets a clear error naming the reason; every other upstream keeps serving.
+//! lane gets a clear error naming the reason; every other upstream keeps serving.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rmcp::RoleClient;
+use rmcp::RoleServer;
 use rmcp::model::{
     ClientRequest, ProgressToken, Prompt, RequestId, Resource, ResourceTemplate,
-    ServerCapabilities, Tool,
+    ServerCapabilities, ServerNotification, SubscriptionFilter, Tool,
 };
-use rmcp::service::{Peer, RequestHandle, RunningService};
-use rmcp::{RoleClient, RoleServer};
+use rmcp::service::{ClientInitializeError, Peer, RequestHandle, RunningService};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::client::UpstreamClient;
-use super::connect;
-use super::error::GatewayError;
-use crate::config::{StartMode, UpstreamConfig};
-
-/// Health of an upstream, as reported by `/readyz` and in errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// Not started yet (a lazy upstream before its first use).
-    Idle,
-    Starting,
-    Ready,
-    /// Down, with the reason; the supervisor is retrying.
-    Down(String),
-    /// Stopped for good (gateway shutting down).
-    Stopped,
-}
-
-impl Health {
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::Starting => "starting",
-            Self::Ready => "ready",
-            Self::Down(_) => "down",
-            Self::Stopped => "stopped",
-        }
-    }
-}
+use super::super::client::UpstreamClient;
+use super::super::connect::{self, ConnectError};
+use super::super::error::GatewayError;
+use super::{Change, Era, Health, LaneError, Shared};
 
 /// What an upstream offers, as last listed.
 #[derive(Debug, Default, Clone)]
@@ -61,7 +37,7 @@ pub(crate) struct Offer {
     pub(crate) capabilities: Option<ServerCapabilities>,
 }
 
-/// A downstream request that is waiting on this upstream: where its progress and any
+/// A downstream request that is waiting on this lane: where its progress and any
 /// request the upstream makes back (elicitation, sampling, roots) must go.
 #[derive(Clone)]
 pub(crate) struct Inflight {
@@ -69,62 +45,6 @@ pub(crate) struct Inflight {
     pub(crate) downstream_request: RequestId,
     pub(crate) downstream_progress: Option<ProgressToken>,
 }
-
-/// Announces changes that the aggregated view and the connected clients must pick up:
-/// an epoch counter (the view rebuilds when it moved) and a broadcast of each change.
-#[derive(Clone)]
-pub(crate) struct Changes {
-    tx: tokio::sync::broadcast::Sender<(String, Change)>,
-    epoch: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Changes {
-    pub(crate) fn new() -> Self {
-        Self {
-            tx: tokio::sync::broadcast::channel(256).0,
-            epoch: Arc::new(std::sync::atomic::AtomicU64::new(1)),
-        }
-    }
-
-    fn publish(&self, upstream: &str, change: Change) {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let _ = self.tx.send((upstream.to_owned(), change));
-    }
-
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
-        self.tx.subscribe()
-    }
-}
-
-/// A change in what an upstream offers or in its health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
-    Tools,
-    Prompts,
-    Resources,
-    /// Came up or went down: everything it offers changed at once.
-    Health,
-}
-
-pub(crate) struct Upstream {
-    pub(crate) config: UpstreamConfig,
-    health: watch::Sender<Health>,
-    peer: RwLock<Option<Peer<RoleClient>>>,
-    offer: RwLock<Arc<Offer>>,
-    inflight: Mutex<Inflights>,
-    /// Downstream sessions subscribed to a resource URI of this upstream.
-    subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
-    changes: Changes,
-    start_once: std::sync::Once,
-    shutdown: CancellationToken,
-}
-
-/// A downstream session (by its session id) subscribed to a resource.
-type Subscriber = (String, Peer<RoleServer>);
 
 #[derive(Default)]
 struct Inflights {
@@ -171,86 +91,98 @@ impl ProgressCount {
     }
 }
 
-impl Upstream {
-    pub(crate) fn new(
-        config: UpstreamConfig,
-        changes: Changes,
-        shutdown: CancellationToken,
-    ) -> Arc<Self> {
+pub(crate) struct Lane {
+    pub(crate) era: Era,
+    pub(crate) shared: Arc<Shared>,
+    health: watch::Sender<Health>,
+    peer: RwLock<Option<Peer<RoleClient>>>,
+    offer: RwLock<Arc<Offer>>,
+    protocol: RwLock<Option<String>>,
+    inflight: Mutex<Inflights>,
+    start_once: std::sync::Once,
+}
+
+impl Lane {
+    pub(crate) fn new(era: Era, shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Self {
-            config,
+            era,
+            shared,
             health: watch::Sender::new(Health::Idle),
             peer: RwLock::new(None),
             offer: RwLock::new(Arc::default()),
+            protocol: RwLock::new(None),
             inflight: Mutex::new(Inflights::default()),
-            subscribers: Mutex::new(HashMap::new()),
-            changes,
             start_once: std::sync::Once::new(),
-            shutdown,
         })
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.config.name
+        &self.shared.config.name
     }
 
     pub(crate) fn health(&self) -> Health {
         self.health.borrow().clone()
     }
 
-    /// What the upstream offers (empty while it is not ready).
+    pub(crate) fn protocol(&self) -> Option<String> {
+        self.protocol.read().ok().and_then(|p| p.clone())
+    }
+
+    /// What the lane's connection offers (empty while it is not ready).
     pub(crate) fn offer(&self) -> Arc<Offer> {
         self.offer.read().map(|o| o.clone()).unwrap_or_default()
     }
 
-    /// Starts the supervisor (once). Eager upstreams are started at boot, lazy ones on
-    /// their first use.
+    pub(crate) fn mark_unsupported(&self) {
+        self.set_health(Health::Unsupported);
+    }
+
+    /// Starts the supervisor (once).
     pub(crate) fn start(self: &Arc<Self>) {
+        if self.health() == Health::Unsupported {
+            return;
+        }
         self.start_once.call_once(|| {
             let this = self.clone();
             tokio::spawn(async move { this.supervise().await });
         });
     }
 
-    /// The connected peer, waiting (up to the connect timeout) for a starting upstream;
-    /// a clear error when it is down.
-    pub(crate) async fn peer(self: &Arc<Self>) -> Result<Peer<RoleClient>, GatewayError> {
-        if self.config.start == StartMode::Lazy {
-            self.start();
-        }
+    /// Waits (up to the connect timeout) until the lane is ready, or says why not.
+    pub(crate) async fn wait_ready(&self) -> Result<(), LaneError> {
         let mut rx = self.health.subscribe();
         let wait = async {
             loop {
                 let health = rx.borrow_and_update().clone();
                 match health {
-                    Health::Ready => {
-                        if let Some(peer) = self.peer.read().ok().and_then(|p| p.clone()) {
-                            return Ok(peer);
-                        }
-                    }
-                    Health::Down(reason) => return Err(self.unavailable(reason)),
+                    Health::Ready => return Ok(()),
+                    Health::Down(reason) => return Err(LaneError::Unavailable(reason)),
+                    Health::Unsupported => return Err(LaneError::Unsupported),
                     Health::Stopped => {
-                        return Err(self.unavailable("the gateway is shutting down".into()));
+                        return Err(LaneError::Unavailable(
+                            "the gateway is shutting down".into(),
+                        ));
                     }
                     Health::Idle | Health::Starting => {}
                 }
                 if rx.changed().await.is_err() {
-                    return Err(self.unavailable("its supervisor stopped".into()));
+                    return Err(LaneError::Unavailable("its supervisor stopped".into()));
                 }
             }
         };
-        match tokio::time::timeout(self.config.connect_timeout, wait).await {
+        let timeout = self.shared.config.connect_timeout;
+        match tokio::time::timeout(timeout, wait).await {
             Ok(result) => result,
-            Err(_) => Err(self.unavailable(format!(
+            Err(_) => Err(LaneError::Unavailable(format!(
                 "it did not become ready within {}",
-                humantime::format_duration(self.config.connect_timeout)
+                humantime::format_duration(timeout)
             ))),
         }
     }
 
     fn unavailable(&self, reason: String) -> GatewayError {
         GatewayError::UpstreamUnavailable {
-            upstream: self.config.name.clone(),
+            upstream: self.shared.config.name.clone(),
             reason,
         }
     }
@@ -265,12 +197,14 @@ impl Upstream {
             }
         });
         if changed {
+            let name = &self.shared.config.name;
+            let era = self.era.label();
             match &health {
                 Health::Down(reason) => {
-                    tracing::warn!(upstream = %self.config.name, %reason, "upstream down")
+                    tracing::warn!(upstream = %name, era, %reason, "upstream down")
                 }
                 other => {
-                    tracing::info!(upstream = %self.config.name, state = other.label(), "upstream state")
+                    tracing::info!(upstream = %name, era, state = other.label(), "upstream state")
                 }
             }
         }
@@ -278,19 +212,25 @@ impl Upstream {
 
     async fn supervise(self: Arc<Self>) {
         let mut backoff = Duration::from_secs(1);
+        let shutdown = self.shared.shutdown.clone();
+        let connect_timeout = self.shared.config.connect_timeout;
         loop {
-            if self.shutdown.is_cancelled() {
+            if shutdown.is_cancelled() {
                 break;
             }
             self.set_health(Health::Starting);
             let client = UpstreamClient::new(Arc::downgrade(&self));
-            let connecting = connect::connect(&self.config, client);
+            let connecting = connect::connect(&self.shared.config, self.era, client);
             let outcome = tokio::select! {
-                r = tokio::time::timeout(self.config.connect_timeout, connecting) => r,
-                () = self.shutdown.cancelled() => break,
+                r = tokio::time::timeout(connect_timeout, connecting) => r,
+                () = shutdown.cancelled() => break,
             };
             let running = match outcome {
                 Ok(Ok(running)) => running,
+                Ok(Err(ConnectError::Initialize(e))) if speaks_another_era(&e) => {
+                    self.unsupported(&format!("{e}"));
+                    return;
+                }
                 Ok(Err(e)) => {
                     self.went_down(format!("cannot connect: {e}"));
                     if !self.back_off(&mut backoff).await {
@@ -300,8 +240,8 @@ impl Upstream {
                 }
                 Err(_) => {
                     self.went_down(format!(
-                        "no answer to initialize within {}",
-                        humantime::format_duration(self.config.connect_timeout)
+                        "no answer to the handshake within {}",
+                        humantime::format_duration(connect_timeout)
                     ));
                     if !self.back_off(&mut backoff).await {
                         break;
@@ -309,6 +249,17 @@ impl Upstream {
                     continue;
                 }
             };
+            let negotiated = running
+                .peer()
+                .peer_info()
+                .map(|i| i.protocol_version.clone());
+            if let Some(version) = &negotiated
+                && Era::of(version) != self.era
+            {
+                let _ = running.cancel().await;
+                self.unsupported(&format!("it answered in revision {version}"));
+                return;
+            }
             match self.come_up(&running).await {
                 Ok(()) => backoff = Duration::from_secs(1),
                 Err(reason) => {
@@ -320,17 +271,21 @@ impl Upstream {
                     continue;
                 }
             }
+            let listening = self.listen_for_changes(running.peer().clone());
             let ct = running.cancellation_token();
             let reason = tokio::select! {
                 r = running.waiting() => match r {
                     Ok(quit) => format!("connection ended ({quit:?})"),
                     Err(e) => format!("connection task failed: {e}"),
                 },
-                () = self.shutdown.cancelled() => {
+                () = shutdown.cancelled() => {
                     ct.cancel();
                     break;
                 }
             };
+            if let Some(task) = listening {
+                task.abort();
+            }
             self.went_down(reason);
             if !self.back_off(&mut backoff).await {
                 break;
@@ -342,6 +297,13 @@ impl Upstream {
         self.set_health(Health::Stopped);
     }
 
+    /// The upstream does not speak this lane's era: its clients move to the other lane.
+    fn unsupported(&self, why: &str) {
+        tracing::info!(upstream = %self.name(), era = self.era.label(), why, "protocol era not spoken");
+        self.mark_unsupported();
+        self.shared.mark_unsupported(self.era);
+    }
+
     /// Lists what a fresh connection offers and publishes it.
     async fn come_up(
         &self,
@@ -349,12 +311,13 @@ impl Upstream {
     ) -> Result<(), String> {
         let peer = running.peer().clone();
         let offer = list_offer(&peer).await?;
+        let protocol = peer.peer_info().map(|i| i.protocol_version.to_string());
         tracing::info!(
-            upstream = %self.config.name,
+            upstream = %self.name(),
             tools = offer.tools.len(),
             prompts = offer.prompts.len(),
             resources = offer.resources.len(),
-            protocol = ?peer.peer_info().map(|i| i.protocol_version.to_string()),
+            protocol = protocol.as_deref().unwrap_or("?"),
             "upstream connected"
         );
         if let Ok(mut slot) = self.offer.write() {
@@ -363,9 +326,66 @@ impl Upstream {
         if let Ok(mut slot) = self.peer.write() {
             *slot = Some(peer);
         }
+        if let Ok(mut slot) = self.protocol.write() {
+            *slot = protocol;
+        }
         self.set_health(Health::Ready);
-        self.changes.publish(&self.config.name, Change::Health);
+        self.shared.changes.publish(self.name(), Change::Health);
         Ok(())
+    }
+
+    /// A 2026-07-28 server announces list changes only on a `subscriptions/listen`
+    /// stream: keep one open while the lane is up.
+    fn listen_for_changes(
+        self: &Arc<Self>,
+        peer: Peer<RoleClient>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self.era != Era::Modern {
+            return None;
+        }
+        let caps = self.offer().capabilities.clone().unwrap_or_default();
+        let mut filter = SubscriptionFilter::new();
+        filter.tools_list_changed = caps
+            .tools
+            .as_ref()
+            .and_then(|t| t.list_changed)
+            .filter(|c| *c);
+        filter.prompts_list_changed = caps
+            .prompts
+            .as_ref()
+            .and_then(|p| p.list_changed)
+            .filter(|c| *c);
+        filter.resources_list_changed = caps
+            .resources
+            .as_ref()
+            .and_then(|r| r.list_changed)
+            .filter(|c| *c);
+        if filter.tools_list_changed.is_none()
+            && filter.prompts_list_changed.is_none()
+            && filter.resources_list_changed.is_none()
+        {
+            return None;
+        }
+        let lane = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            let mut subscription = match peer.listen(filter).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for list changes upstream");
+                    return;
+                }
+            };
+            while let Ok(Some(notification)) = subscription.next().await {
+                let change = match notification {
+                    ServerNotification::ToolListChangedNotification(_) => Change::Tools,
+                    ServerNotification::PromptListChangedNotification(_) => Change::Prompts,
+                    ServerNotification::ResourceListChangedNotification(_) => Change::Resources,
+                    _ => continue,
+                };
+                let Some(lane) = lane.upgrade() else { return };
+                lane.refresh(change).await;
+            }
+        }))
     }
 
     fn went_down(&self, reason: String) {
@@ -376,7 +396,7 @@ impl Upstream {
             *offer = Arc::default();
         }
         self.set_health(Health::Down(reason));
-        self.changes.publish(&self.config.name, Change::Health);
+        self.shared.changes.publish(self.name(), Change::Health);
         // Calls waiting on the dead connection get their error from rmcp (the response
         // channel closes); forget their routing entries.
         if let Ok(mut inflight) = self.inflight.lock() {
@@ -387,10 +407,10 @@ impl Upstream {
     /// Sleeps the backoff (doubling it); false when the gateway is shutting down.
     async fn back_off(&self, backoff: &mut Duration) -> bool {
         let delay = *backoff;
-        *backoff = (*backoff * 2).min(self.config.restart_backoff_max);
+        *backoff = (*backoff * 2).min(self.shared.config.restart_backoff_max);
         tokio::select! {
             () = tokio::time::sleep(delay) => true,
-            () = self.shutdown.cancelled() => false,
+            () = self.shared.shutdown.cancelled() => false,
         }
     }
 
@@ -419,10 +439,10 @@ impl Upstream {
                 if let Ok(mut slot) = self.offer.write() {
                     *slot = Arc::new(offer);
                 }
-                self.changes.publish(&self.config.name, change);
+                self.shared.changes.publish(self.name(), change);
             }
             Err(e) => {
-                tracing::warn!(upstream = %self.config.name, error = %e, "cannot re-list after a change")
+                tracing::warn!(upstream = %self.name(), error = %e, "cannot re-list after a change")
             }
         }
     }
@@ -430,20 +450,26 @@ impl Upstream {
     /// Sends a request upstream on behalf of a downstream request, with the call timeout
     /// and with cancellation from the downstream side forwarded.
     pub(crate) async fn forward(
-        self: &Arc<Self>,
+        &self,
         request: ClientRequest,
         origin: Option<Inflight>,
+        meta: Option<rmcp::model::RequestMetaObject>,
         cancel: &CancellationToken,
     ) -> Result<rmcp::model::ServerResult, GatewayError> {
-        let peer = self.peer().await?;
+        let peer = self
+            .peer
+            .read()
+            .ok()
+            .and_then(|p| p.clone())
+            .ok_or_else(|| self.unavailable("it is reconnecting".into()))?;
         let handle: RequestHandle<RoleClient> = peer
-            .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+            .send_cancellable_request(request, request_options(meta))
             .await
             .map_err(|e| self.call_failed(e))?;
         let id = handle.id.clone();
         let progress =
             origin.map(|origin| self.track(id.clone(), handle.progress_token.clone(), origin));
-        let timeout = self.config.call_timeout;
+        let timeout = self.shared.config.call_timeout;
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, handle.await_response()) => match r {
                 Ok(Ok(result)) => Ok(result),
@@ -451,7 +477,7 @@ impl Upstream {
                 Err(_) => {
                     self.cancel_upstream(&peer, &id, "the gateway's call timeout elapsed").await;
                     Err(GatewayError::UpstreamTimeout {
-                        upstream: self.config.name.clone(),
+                        upstream: self.name().to_owned(),
                         after: timeout,
                     })
                 }
@@ -472,21 +498,22 @@ impl Upstream {
         let params =
             rmcp::model::CancelledNotificationParam::new(Some(id.clone()), Some(reason.to_owned()));
         if let Err(e) = peer.notify_cancelled(params).await {
-            tracing::debug!(upstream = %self.config.name, error = %e, "could not forward cancellation");
+            tracing::debug!(upstream = %self.name(), error = %e, "could not forward cancellation");
         }
     }
 
     fn call_failed(&self, error: rmcp::ServiceError) -> GatewayError {
         use rmcp::ServiceError as E;
+        let upstream = self.name().to_owned();
         match error {
             E::McpError(data) => GatewayError::Upstream(data),
             E::TransportClosed => GatewayError::UpstreamFailed {
-                upstream: self.config.name.clone(),
+                upstream,
                 reason: "the connection closed during the call (the server exited or went away)"
                     .into(),
             },
             other => GatewayError::UpstreamFailed {
-                upstream: self.config.name.clone(),
+                upstream,
                 reason: other.to_string(),
             },
         }
@@ -516,7 +543,7 @@ impl Upstream {
         }
     }
 
-    /// The downstream request a message from this upstream belongs to: the one whose
+    /// The downstream request a message from this lane belongs to: the one whose
     /// upstream request id it names, or else the only one in flight.
     pub(crate) fn origin_of(&self, upstream_request: Option<&RequestId>) -> Option<Inflight> {
         let inflight = self.inflight.lock().ok()?;
@@ -548,50 +575,25 @@ impl Upstream {
             count.received();
         }
     }
+}
 
-    /// Remembers that a downstream session wants updates of `uri`.
-    pub(crate) fn subscribe(&self, uri: &str, session: &str, peer: Peer<RoleServer>) {
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            let list = subscribers.entry(uri.to_owned()).or_default();
-            list.retain(|(s, p)| s != session && !p.is_transport_closed());
-            list.push((session.to_owned(), peer));
-        }
-    }
+fn request_options(
+    meta: Option<rmcp::model::RequestMetaObject>,
+) -> rmcp::service::PeerRequestOptions {
+    let mut options = rmcp::service::PeerRequestOptions::no_options();
+    options.meta = meta;
+    options
+}
 
-    /// Forgets a subscription; true when nobody else is subscribed to `uri`.
-    pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
-        let Ok(mut subscribers) = self.subscribers.lock() else {
-            return false;
-        };
-        let Some(list) = subscribers.get_mut(uri) else {
-            return true;
-        };
-        list.retain(|(s, p)| s != session && !p.is_transport_closed());
-        if list.is_empty() {
-            subscribers.remove(uri);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Passes a `notifications/resources/updated` on to every subscribed session.
-    pub(crate) async fn resource_updated(
-        &self,
-        params: rmcp::model::ResourceUpdatedNotificationParam,
-    ) {
-        let peers = self
-            .subscribers
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&params.uri).cloned())
-            .unwrap_or_default();
-        for (_, peer) in peers {
-            if let Err(e) = peer.notify_resource_updated(params.clone()).await {
-                tracing::debug!(upstream = %self.config.name, error = %e, "cannot forward a resource update");
-            }
-        }
-    }
+/// Whether a failed handshake means "the server answered, but not in this era" (rather
+/// than "the server is not there").
+fn speaks_another_era(error: &ClientInitializeError) -> bool {
+    matches!(
+        error,
+        ClientInitializeError::JsonRpcError(_)
+            | ClientInitializeError::NoCompatibleProtocolVersion { .. }
+            | ClientInitializeError::LegacyFallbackFailed { .. }
+    )
 }
 
 /// Lists everything a server offers, according to its declared capabilities.

@@ -1,0 +1,366 @@
+//! The MCP methods of the [`Gateway`]: lists answered from the aggregated view of the
+//! client's era, everything else routed to the upstream that serves it.
+//!
+//! Results pass through as the upstream sent them, with one normalisation: a result
+//! from an upstream of an older revision gets the `resultType` that 2026-07-28 clients
+//! require (`"complete"`), which older clients ignore.
+
+// Sampling, roots, logging and resources/subscribe are deprecated in 2026-07-28, but the
+// clients and servers of earlier revisions still use them, so the gateway carries them.
+#![allow(deprecated)]
+
+use std::borrow::Cow;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
+    CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, PromptListChangedNotification,
+    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
+    Reference, ResourceListChangedNotification, ResultType, ServerCapabilities, ServerConfig,
+    ServerNotification, ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest,
+    SubscribeRequestParams, SubscriptionFilter, Tool, ToolListChangedNotification,
+    UnsubscribeRequest, UnsubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use super::aggregate::page;
+use super::error::GatewayError;
+use super::gateway::{Gateway, era_of, unexpected};
+use super::upstream::{Change, Era};
+
+fn paged<T: Clone>(
+    items: &[T],
+    request: Option<PaginatedRequestParams>,
+    size: usize,
+) -> Result<(Vec<T>, Option<String>), ErrorData> {
+    let cursor = request.and_then(|r| r.cursor);
+    page(items, cursor.as_deref(), size).map_err(|c| GatewayError::InvalidCursor(c).into())
+}
+
+/// `"complete"` on a result that has no `resultType` (an upstream before 2026-07-28).
+fn complete(result_type: &mut Option<ResultType>) {
+    if result_type.is_none() {
+        *result_type = Some(ResultType::COMPLETE);
+    }
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_completions()
+            .enable_logging()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("warrant", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "Warrant aggregates several MCP servers: tool and prompt names are \
+                 <server>{}<name>. Every call is routed to the server that offers it.",
+                self.separator()
+            ))
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Owned(self.versions().to_vec())
+    }
+
+    /// Lets rmcp check the `Mcp-Param-*` headers of a 2026-07-28 `tools/call` against
+    /// the tool's schema, as an intermediary routing on them must.
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.view(Era::Modern)
+            .tools
+            .iter()
+            .find(|t| t.name == name)
+            .cloned()
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.register_session(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let era = era_of(&context);
+        self.settle_for_listing(era).await;
+        let view = self.view(era);
+        let (tools, next) = paged(&view.tools, request, self.page_size())?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let view = self
+            .settled_view(era_of(&context), |v| v.tool(&request.name).is_some())
+            .await;
+        let name = request.name.to_string();
+        let Some(route) = view.tool(&name) else {
+            return Err(self
+                .unknown(&name, GatewayError::UnknownTool(name.clone()))
+                .into());
+        };
+        request.name = route.original.clone().into();
+        let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
+        match self
+            .send(&route.upstream, forwarded, &context, true)
+            .await?
+        {
+            ServerResult::CallToolResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(CallToolResponse::Complete(r))
+            }
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            _ => Err(unexpected(route.upstream.name(), "tools/call")),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let era = era_of(&context);
+        self.settle_for_listing(era).await;
+        let view = self.view(era);
+        let (prompts, next) = paged(&view.prompts, request, self.page_size())?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let view = self
+            .settled_view(era_of(&context), |v| v.prompt(&request.name).is_some())
+            .await;
+        let Some(route) = view.prompt(&request.name) else {
+            let name = request.name.clone();
+            return Err(self
+                .unknown(&name, GatewayError::UnknownPrompt(name.clone()))
+                .into());
+        };
+        request.name = route.original.clone();
+        let forwarded = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
+        match self
+            .send(&route.upstream, forwarded, &context, true)
+            .await?
+        {
+            ServerResult::GetPromptResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(GetPromptResponse::Complete(r))
+            }
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            _ => Err(unexpected(route.upstream.name(), "prompts/get")),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let era = era_of(&context);
+        self.settle_for_listing(era).await;
+        let view = self.view(era);
+        let (resources, next) = paged(&view.resources, request, self.page_size())?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let era = era_of(&context);
+        self.settle_for_listing(era).await;
+        let view = self.view(era);
+        let (templates, next) = paged(&view.templates, request, self.page_size())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let era = era_of(&context);
+        self.settled_view(era, |v| v.resource(&request.uri).is_some())
+            .await;
+        let upstream = self.resource_upstream(era, &request.uri)?;
+        let forwarded = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
+        match self.send(&upstream, forwarded, &context, true).await? {
+            ServerResult::ReadResourceResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(ReadResourceResponse::Complete(r))
+            }
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            _ => Err(unexpected(upstream.name(), "resources/read")),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let upstream = self.resource_upstream(era_of(&context), &request.uri)?;
+        upstream.subscribe(
+            &request.uri,
+            &Gateway::session_id(&context),
+            context.peer.clone(),
+        );
+        let forwarded = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
+        self.send(&upstream, forwarded, &context, false).await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let upstream = self.resource_upstream(era_of(&context), &request.uri)?;
+        if upstream.unsubscribe(&request.uri, &Gateway::session_id(&context)) {
+            let forwarded = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
+            self.send(&upstream, forwarded, &context, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let view = self.view(era_of(&context));
+        let upstream = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let Some(route) = view.prompt(&prompt.name) else {
+                    return Err(GatewayError::UnknownPrompt(prompt.name.clone()).into());
+                };
+                prompt.name = route.original.clone();
+                route.upstream.clone()
+            }
+            Reference::Resource(resource) => match view.template(&resource.uri) {
+                Some(upstream) => upstream.clone(),
+                None => return Err(GatewayError::UnknownResource(resource.uri.clone()).into()),
+            },
+            _ => {
+                return Err(GatewayError::NotSupported(
+                    "completion for this kind of reference".into(),
+                )
+                .into());
+            }
+        };
+        let forwarded = ClientRequest::CompleteRequest(CompleteRequest::new(request));
+        match self.send(&upstream, forwarded, &context, false).await? {
+            ServerResult::CompleteResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(r)
+            }
+            _ => Err(unexpected(upstream.name(), "completion/complete")),
+        }
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // The level applies to every upstream that logs; one that is down misses it.
+        let era = era_of(&context);
+        for upstream in self.upstreams() {
+            let logs = upstream
+                .offer(era)
+                .capabilities
+                .as_ref()
+                .is_some_and(|c| c.logging.is_some());
+            if logs {
+                let req = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
+                if let Err(e) = self.send(upstream, req, &context, false).await {
+                    tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel not applied");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// 2026-07-28 clients learn about list changes on a `subscriptions/listen` stream.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        accepted.prompts_list_changed = requested.prompts_list_changed;
+        accepted.resources_list_changed = requested.resources_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.changes();
+        loop {
+            let change = tokio::select! {
+                r = changes.recv() => match r {
+                    Ok((_, change)) => change,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Health,
+                    Err(_) => return Ok(()),
+                },
+                () = context.cancelled() => return Ok(()),
+            };
+            let notifications = match change {
+                Change::Tools => vec![tool_list_changed()],
+                Change::Prompts => vec![prompt_list_changed()],
+                Change::Resources => vec![resource_list_changed()],
+                Change::Health => vec![
+                    tool_list_changed(),
+                    prompt_list_changed(),
+                    resource_list_changed(),
+                ],
+            };
+            for notification in notifications {
+                // A kind the client did not ask for is refused by the sink: skip it.
+                if let Err(rmcp::service::SubscriptionSendError::SubscriptionClosed) =
+                    context.sink().send(notification).await
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn tool_list_changed() -> ServerNotification {
+    ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default())
+}
+
+fn prompt_list_changed() -> ServerNotification {
+    ServerNotification::PromptListChangedNotification(PromptListChangedNotification::default())
+}
+
+fn resource_list_changed() -> ServerNotification {
+    ServerNotification::ResourceListChangedNotification(ResourceListChangedNotification::default())
+}
