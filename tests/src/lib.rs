@@ -23,7 +23,7 @@ use warrant_proxy::app::{self, Running};
 use warrant_proxy::config::{self, Overrides};
 
 pub use client::{Recorder, TestClient, connect};
-pub use peers::{ChildGuard, everything_http, fixture_http};
+pub use peers::{ChildGuard, everything_http, everything_sse, fixture_http};
 pub use raw::{Raw, Reply};
 
 /// Installs the TLS provider and test logging, once per process.

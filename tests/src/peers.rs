@@ -54,12 +54,24 @@ async fn wait_for_line(
 /// `@modelcontextprotocol/server-everything` over Streamable HTTP on loopback; its
 /// `/mcp` URL.
 pub async fn everything_http() -> (ChildGuard, String) {
+    let (child, addr) = everything("streamableHttp").await;
+    (child, format!("http://{addr}/mcp"))
+}
+
+/// `@modelcontextprotocol/server-everything` over the legacy HTTP+SSE transport on
+/// loopback; its `/sse` URL.
+pub async fn everything_sse() -> (ChildGuard, String) {
+    let (child, addr) = everything("sse").await;
+    (child, format!("http://{addr}/sse"))
+}
+
+async fn everything(mode: &str) -> (ChildGuard, String) {
     let modules = node_modules();
     let mut child = Command::new("node")
         .arg("--require")
         .arg(repo_root().join("tests/node/loopback.cjs"))
         .arg(modules.join("@modelcontextprotocol/server-everything/dist/index.js"))
-        .arg("streamableHttp")
+        .arg(mode)
         .env("PORT", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -70,7 +82,7 @@ pub async fn everything_http() -> (ChildGuard, String) {
     let stderr = child.stderr.take().expect("piped stderr");
     let line = wait_for_line(stderr, "loopback-listening", "server-everything").await;
     let addr = line.rsplit(' ').next().unwrap_or_default().to_owned();
-    (ChildGuard { child }, format!("http://{addr}/mcp"))
+    (ChildGuard { child }, addr)
 }
 
 /// One of our fixture binaries in its HTTP mode (`<bin> http --listen 127.0.0.1:0`),

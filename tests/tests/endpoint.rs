@@ -355,3 +355,36 @@ async fn a_gateway_limited_to_older_revisions_turns_a_modern_probe_away_cleanly(
     assert_eq!(init.response(0)["result"]["protocolVersion"], "2025-11-25");
     gateway.stop().await;
 }
+
+/// The reverse bridge: an upstream pinned to 2026-07-28 (stateless), used by a client
+/// of 2025-06-18 with a session.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_client_reaches_a_stateless_upstream() {
+    let gateway =
+        TestGateway::start(&config("protocol = \"2026-07-28\"\n"), Backend::current()).await;
+    let status = gateway.running.gateway.status();
+    assert_eq!(
+        status[0].protocol.as_deref(),
+        Some("2026-07-28"),
+        "{status:?}"
+    );
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-06-18").await;
+    let reply = raw
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "demo__write_note", "arguments": {"title": "t", "body": "b"}}),
+        )
+        .await;
+    assert_eq!(text_of(&reply.response(1)), "saved note \"t\"", "{reply:?}");
+    let reply = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "demo__read_note", "arguments": {"title": "t"}}),
+        )
+        .await;
+    assert_eq!(text_of(&reply.response(2)), "b");
+    gateway.stop().await;
+}

@@ -7,7 +7,8 @@ use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceReq
 use rmcp::service::RunningService;
 use serde_json::json;
 use warrant_e2e::{
-    Backend, TestClient, TestGateway, connect, everything_http, everything_stdio_upstream,
+    Backend, TestClient, TestGateway, connect, everything_http, everything_sse,
+    everything_stdio_upstream,
 };
 
 fn args(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
@@ -143,6 +144,25 @@ async fn server_everything_over_streamable_http() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn server_everything_over_legacy_http_sse() {
+    let (_server, url) = everything_sse().await;
+    let gateway = TestGateway::start(
+        &format!("[upstreams.ev]\ntype = \"sse\"\nurl = {url:?}\n"),
+        Backend::current(),
+    )
+    .await;
+    let handler = TestClient {
+        capable: true,
+        ..TestClient::default()
+    };
+    let client = connect(&gateway.url(), handler.clone()).await;
+    exercise(&client, &handler).await;
+    assert_eq!(gateway.running.gateway.status()[0].transport, "sse");
+    client.cancel().await.expect("close");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_without_the_capability_gets_a_clear_refusal() {
     let gateway = TestGateway::start(&everything_stdio_upstream("ev"), Backend::current()).await;
     let client = connect(&gateway.url(), TestClient::default()).await;
@@ -160,5 +180,42 @@ async fn a_client_without_the_capability_gets_a_clear_refusal() {
         "{text}"
     );
     client.cancel().await.expect("close");
+    gateway.stop().await;
+}
+
+/// A 2026-07-28 request to server-everything, which speaks only up to 2025-11-25: the
+/// gateway finds that out and bridges the stateless request onto its legacy session.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2026_client_reaches_an_upstream_that_predates_it() {
+    let gateway = TestGateway::start(&everything_stdio_upstream("ev"), Backend::current()).await;
+    let raw = warrant_e2e::Raw::new(&gateway.url());
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "0"}
+    });
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "ev__get-sum"),
+    ];
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "ev__get-sum", "arguments": {"a": 1, "b": 2}, "_meta": meta}});
+    let reply = raw.post(body.to_string(), &headers).await;
+    let response = reply.response(1);
+    assert_eq!(
+        response["result"]["content"][0]["text"], "The sum of 1 and 2 is 3.",
+        "{reply:?}"
+    );
+    assert_eq!(
+        response["result"]["resultType"], "complete",
+        "2026-07-28 results carry resultType"
+    );
+    let status = gateway.running.gateway.status();
+    assert_eq!(
+        status[0].protocol.as_deref(),
+        Some("2025-11-25"),
+        "{status:?}"
+    );
     gateway.stop().await;
 }
