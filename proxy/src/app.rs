@@ -16,7 +16,8 @@ use warrant_consent::catalog::{Catalog, ToolRecord};
 use warrant_idp::db::{Db, DbError};
 
 use crate::config::Config;
-use crate::mcp::Gateway;
+use crate::mcp::{Gateway, Observer};
+use crate::store::UpstreamEvents;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -98,15 +99,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     let gateway = Gateway::new(&config, shutdown.child_token());
-    let catalog = Catalog::new(db.clone());
-    gateway.start(move |server, records: Vec<ToolRecord>| {
-        let catalog = catalog.clone();
-        let server = server.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = catalog.record(&server, &records).await {
-                tracing::error!(upstream = %server, error = %e, "cannot record the tool catalog");
-            }
-        });
+    gateway.start(Recorder {
+        catalog: Catalog::new(db.clone()),
+        events: UpstreamEvents::new(db.clone()),
     });
     let collisions = gateway.settle().await;
     if !collisions.is_empty() {
@@ -159,6 +154,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         server,
     })
+}
+
+/// Writes what the gateway learns about upstreams to their tables, off the request path.
+struct Recorder {
+    catalog: Catalog,
+    events: UpstreamEvents,
+}
+
+impl Observer for Recorder {
+    fn tools(&self, upstream: &str, tools: Vec<ToolRecord>) {
+        let catalog = self.catalog.clone();
+        let upstream = upstream.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = catalog.record(&upstream, &tools).await {
+                tracing::error!(%upstream, error = %e, "cannot record the tool catalog");
+            }
+        });
+    }
+
+    fn health(&self, upstream: &str, state: &'static str, reason: Option<String>) {
+        let events = self.events.clone();
+        let upstream = upstream.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = events.record(&upstream, state, reason.as_deref()).await {
+                tracing::error!(%upstream, error = %e, "cannot record an upstream state change");
+            }
+        });
+    }
 }
 
 /// Readiness: the database answers. Upstreams are reported, not required: a down

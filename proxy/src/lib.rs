@@ -13,3 +13,4 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod mcp;
+pub mod store;

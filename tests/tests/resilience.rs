@@ -86,6 +86,30 @@ async fn an_upstream_that_crashes_mid_call_fails_that_call_only_and_comes_back()
     );
     let status = gateway.running.gateway.status();
     assert!(status.iter().all(|s| s.state == "ready"), "{status:?}");
+
+    // The history records the crash, with its reason, and the recovery.
+    let events = warrant_proxy::store::UpstreamEvents::new(gateway.running.db.clone());
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        let history = events.of("flaky").await.expect("history");
+        states = history
+            .iter()
+            .map(|e| (e.state.clone(), e.detail.clone()))
+            .collect::<Vec<_>>();
+        if states.last().is_some_and(|(s, _)| s == "ready") && states.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["ready", "down", "ready"], "{states:?}");
+    assert!(
+        states[1]
+            .1
+            .as_deref()
+            .is_some_and(|d| d.contains("connection ended")),
+        "{states:?}"
+    );
     client.cancel().await.expect("close");
     gateway.stop().await;
 }

@@ -41,6 +41,13 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+/// What the composition learns about upstreams as it happens: their tools (for the
+/// catalog) and their health (for the history). Called from one task, in order.
+pub trait Observer: Send + Sync + 'static {
+    fn tools(&self, upstream: &str, tools: Vec<ToolRecord>);
+    fn health(&self, upstream: &str, state: &'static str, reason: Option<String>);
+}
+
 /// How one upstream is doing, for `/readyz` and the start banner.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UpstreamStatus {
@@ -90,17 +97,19 @@ impl Gateway {
         }
     }
 
-    /// Starts the eager upstreams and the task that tells clients about changes.
-    /// `on_tools` receives each upstream's tool list whenever it is (re)read.
-    pub fn start(&self, on_tools: impl Fn(&str, Vec<ToolRecord>) + Send + Sync + 'static) {
+    /// Starts the eager upstreams and the task that tells clients (and `observer`)
+    /// about changes.
+    pub fn start(&self, observer: impl Observer) {
+        // Subscribe first: an upstream may come up before this task runs.
+        let mut rx = self.inner.changes.subscribe();
         for upstream in &self.inner.upstreams {
             if upstream.config.start == StartMode::Eager {
                 upstream.start();
             }
         }
         let inner = self.inner.clone();
-        let mut rx = inner.changes.subscribe();
         tokio::spawn(async move {
+            let mut last_health: HashMap<String, Health> = HashMap::new();
             loop {
                 let (name, change) = tokio::select! {
                     r = rx.recv() => match r {
@@ -110,12 +119,19 @@ impl Gateway {
                     },
                     () = inner.shutdown.cancelled() => break,
                 };
-                if matches!(change, Change::Tools | Change::Health)
-                    && let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name)
-                {
+                if let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name) {
+                    let health = upstream.health();
+                    if change == Change::Health && last_health.get(&name) != Some(&health) {
+                        let reason = match &health {
+                            Health::Down(reason) => Some(reason.clone()),
+                            _ => None,
+                        };
+                        observer.health(&name, health.label(), reason);
+                        last_health.insert(name.clone(), health);
+                    }
                     let offer = upstream.offer(Era::Legacy);
-                    if !offer.tools.is_empty() {
-                        on_tools(&name, offer.tools.iter().map(tool_record).collect());
+                    if matches!(change, Change::Tools | Change::Health) && !offer.tools.is_empty() {
+                        observer.tools(&name, offer.tools.iter().map(tool_record).collect());
                     }
                 }
                 inner.notify_sessions(change).await;

@@ -14,5 +14,5 @@ pub mod http;
 mod sse;
 mod upstream;
 
-pub use gateway::{Gateway, UpstreamStatus};
+pub use gateway::{Gateway, Observer, UpstreamStatus};
 pub use upstream::Health;
