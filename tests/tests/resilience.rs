@@ -148,6 +148,15 @@ async fn an_upstream_that_never_answers_times_out_and_is_cancelled_upstream() {
         reply.response(2)["result"]["content"][0]["text"],
         "still here"
     );
+    // The hung call was cancelled upstream, not left running there.
+    let reply = raw
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "flaky__cancellations", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(reply.response(3)["result"]["content"][0]["text"], "1");
     gateway.stop().await;
 }
 
@@ -288,6 +297,83 @@ async fn a_lazy_upstream_starts_on_first_use() {
     let tools = client.list_all_tools().await.expect("list");
     assert!(tools.iter().any(|t| t.name == "flaky__echo"), "{tools:?}");
     assert_eq!(gateway.running.gateway.status()[0].state, "ready");
+    client.cancel().await.expect("close");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cancellation_reaches_the_upstream() {
+    let gateway = TestGateway::start(&flaky(""), Backend::current()).await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-11-25").await;
+    let url = gateway.url();
+    let session = raw.session.clone().unwrap_or_default();
+    let hanging = tokio::spawn(async move {
+        let mut other = Raw::new(&url);
+        other.session = Some(session);
+        other.version = Some("2025-11-25".into());
+        other
+            .request(
+                77,
+                "tools/call",
+                json!({"name": "flaky__hang", "arguments": {}}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 77, "reason": "the user changed their mind"}});
+    let reply = raw.post(cancel.to_string(), &[]).await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let _ = tokio::time::timeout(Duration::from_secs(10), hanging).await;
+    let mut count = String::new();
+    for _ in 0..50 {
+        let reply = raw
+            .request(
+                2,
+                "tools/call",
+                json!({"name": "flaky__cancellations", "arguments": {}}),
+            )
+            .await;
+        count = reply.response(2)["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if count == "1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count, "1", "the upstream saw the cancellation");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_changes_reach_connected_clients() {
+    let (_fixture, url) = warrant_e2e::fixture_http("conformance_fixture").await;
+    let config = format!("[upstreams.fx]\nurl = {url:?}\n");
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let handler = TestClient::default();
+    let client = connect(&gateway.url(), handler.clone()).await;
+    let before = client.list_all_tools().await.expect("list").len();
+    client
+        .call_tool(CallToolRequestParams::new("fx__test_trigger_tool_change"))
+        .await
+        .expect("trigger");
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = handler.seen().tool_list_changed;
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen > 0,
+        "the client heard notifications/tools/list_changed"
+    );
+    let after = client.list_all_tools().await.expect("list again");
+    assert!(after.len() >= before, "{before} -> {}", after.len());
     client.cancel().await.expect("close");
     gateway.stop().await;
 }
