@@ -47,19 +47,26 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check::run(config),
         Command::Import { file, output } => import::run(&file, output.as_deref()),
-        Command::Serve(args) => run_async(serve::run(args)),
-        Command::DemoServer => run_async(async {
+        Command::Serve(args) => serve::run(args),
+        Command::DemoServer => run_async(1, async {
             crate::mcp::demo::serve_stdio().await?;
             Ok(ExitCode::SUCCESS)
         }),
     }
 }
 
-fn run_async(future: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// Runs a command on a runtime with `threads` worker threads; with one, everything
+/// runs on the calling thread (no wake-ups across threads, the cheapest per request on
+/// a small machine).
+fn run_async(threads: usize, future: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app;
-use crate::config::{self, Overrides};
+use crate::config::{self, Config, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ServeArgs {
@@ -25,27 +25,42 @@ pub(super) struct ServeArgs {
     database_url: Option<String>,
 }
 
-pub(super) async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// Loads the configuration, then runs the gateway on a runtime sized by it.
+pub(super) fn run(args: ServeArgs) -> ExitCode {
+    let (config, embedded) = match load(&args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let threads = config.server.worker_threads;
+    super::run_async(threads, serve(config, embedded))
+}
+
+fn load(args: &ServeArgs) -> Result<(Config, bool), ExitCode> {
     let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        database_url: args.database_url,
+        listen: args.listen.clone(),
+        data_dir: args.data_dir.clone(),
+        database_url: args.database_url.clone(),
     };
     let config = match &args.config {
         Some(path) => config::load(path, &overrides),
-        None => {
-            let exe = std::env::current_exe().context("cannot find the warrant executable")?;
-            config::embedded_default(&overrides, &exe)
-        }
+        None => match std::env::current_exe() {
+            Ok(exe) => config::embedded_default(&overrides, &exe),
+            Err(e) => {
+                eprintln!("error: cannot find the warrant executable: {e}");
+                return Err(ExitCode::FAILURE);
+            }
+        },
     };
-    let config = match config {
-        Ok(config) => config,
+    match config {
+        Ok(config) => Ok((config, args.config.is_none())),
         Err(report) => {
             eprintln!("{report}");
-            return Ok(ExitCode::from(super::check::INVALID));
+            Err(ExitCode::from(super::check::INVALID))
         }
-    };
-    let embedded = args.config.is_none();
+    }
+}
+
+async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
     let upstreams = config.upstreams.len();
     let database = if config.server.database_url.is_some() {
         "PostgreSQL/URL"

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Threads serving requests (1: a single-threaded runtime).
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +320,14 @@ fn validate_server(
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => DEFAULT_MAX_BODY,
     };
+    let worker_threads = match raw.worker_threads {
+        Some(0) => {
+            problems.push(Problem::new("server.worker_threads", "must be at least 1"));
+            1
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX).min(1024),
+        None => default_worker_threads(),
+    };
     let shutdown_grace = duration(
         raw.shutdown_grace,
         "server.shutdown_grace",
@@ -359,6 +369,7 @@ fn validate_server(
         allowed_origins: raw.allowed_origins.unwrap_or_default(),
         max_body_bytes,
         shutdown_grace,
+        worker_threads,
     })
 }
 
@@ -616,6 +627,14 @@ fn duration(
             default
         }
     }
+}
+
+/// One thread on a machine of up to two cores (the gateway shares them with its
+/// clients and upstreams, and a single-threaded runtime spends the least per request),
+/// one per core above that.
+fn default_worker_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if cores <= 2 { 1 } else { cores }
 }
 
 fn is_name_char(c: char) -> bool {

@@ -30,6 +30,7 @@ pub struct RawServer {
     pub allowed_origins: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,
+    pub worker_threads: Option<u64>,
 }
 
 /// `[mcp]`: how the aggregated endpoint presents the upstreams.

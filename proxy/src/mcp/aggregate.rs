@@ -21,6 +21,9 @@ pub(crate) struct Route {
     pub(crate) upstream: Arc<Upstream>,
     /// The name the upstream knows it by.
     pub(crate) original: String,
+    /// The tool declares no `x-mcp-header` parameters (whose `Mcp-Param-*` headers rmcp
+    /// validates), so the direct path may carry its calls.
+    pub(crate) plain: bool,
 }
 
 #[derive(Default)]
@@ -71,11 +74,14 @@ impl Aggregate {
                 let mut exposed = tool.clone();
                 exposed.name = name.clone().into();
                 view.tools.push(exposed);
+                let plain = !serde_json::to_string(&tool.input_schema)
+                    .is_ok_and(|schema| schema.contains("x-mcp-header"));
                 view.tool_routes.insert(
                     name,
                     Route {
                         upstream: upstream.clone(),
                         original: tool.name.to_string(),
+                        plain,
                     },
                 );
             }
@@ -93,6 +99,7 @@ impl Aggregate {
                     Route {
                         upstream: upstream.clone(),
                         original: prompt.name.clone(),
+                        plain: true,
                     },
                 );
             }

@@ -25,7 +25,7 @@ use rmcp::service::{
 };
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 
-use super::upstream::{Change, Inflight, Lane};
+use super::upstream::{Change, Lane, Tracked};
 
 /// The handler rmcp calls for messages from one upstream.
 #[derive(Clone)]
@@ -42,10 +42,18 @@ impl UpstreamClient {
         self.lane.clone()
     }
 
+    /// Where the lane's HTTP transport records the upstream's session id.
+    pub(crate) fn direct_session(&self) -> crate::mcp::direct::SessionSlot {
+        self.lane
+            .upgrade()
+            .map(|l| l.direct_session())
+            .unwrap_or_default()
+    }
+
     fn origin(
         &self,
         extensions: &rmcp::model::Extensions,
-    ) -> Option<(std::sync::Arc<Lane>, Inflight)> {
+    ) -> Option<(std::sync::Arc<Lane>, Tracked)> {
         let upstream = self.lane.upgrade()?;
         let request = match extensions.get::<InboundStreamOrigin>() {
             Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
@@ -70,7 +78,7 @@ impl UpstreamClient {
         declared: impl Fn(&ClientCapabilities) -> bool,
         build: impl FnOnce(OriginatingRequestId) -> ServerRequest,
     ) -> Result<ClientResult, ErrorData> {
-        let Some((upstream, origin)) = self.origin(extensions) else {
+        let Some((upstream, (origin, _))) = self.origin(extensions) else {
             return Err(ErrorData::invalid_request(
                 format!("the gateway cannot tell which client request this {what} belongs to"),
                 None,
@@ -220,10 +228,11 @@ impl ClientHandler for UpstreamClient {
         params: LoggingMessageNotificationParam,
         context: NotificationContext<RoleClient>,
     ) {
-        if let Some((upstream, origin)) = self.origin(&context.extensions)
-            && let Err(e) = origin.downstream.notify_logging_message(params).await
-        {
-            tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
+        if let Some((upstream, (origin, count))) = self.origin(&context.extensions) {
+            if let Err(e) = origin.downstream.notify_logging_message(params).await {
+                tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
+            }
+            count.logged();
         }
     }
 

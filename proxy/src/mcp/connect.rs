@@ -5,7 +5,14 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 
-use std::sync::Weak;
+use std::sync::{Arc, RwLock, Weak};
+
+use futures::stream::BoxStream;
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+};
+use sse_stream::Sse;
 
 use rmcp::RoleClient;
 use rmcp::model::{JsonRpcMessage, ProtocolVersion, ServerNotification};
@@ -90,7 +97,10 @@ pub(crate) async fn connect(
                 .max_concurrent_requests(MAX_CONCURRENT_HTTP_REQUESTS)
                 .control_request_timeout(config.connect_timeout);
             transport_config.custom_headers = header_map(headers)?;
-            let http = http_client(config)?;
+            let http = SessionRecorder {
+                inner: http_client(config)?,
+                session: client.direct_session(),
+            };
             let transport = StreamableHttpClientTransport::with_client(http, transport_config);
             let transport = counted(transport, &client);
             Ok(client
@@ -109,6 +119,79 @@ pub(crate) async fn connect(
                 .serve_with_lifecycle(transport, lifecycle(era))
                 .await?)
         }
+    }
+}
+
+/// The HTTP client of a Streamable HTTP lane, which remembers the session id the
+/// upstream issued, so the direct data path can post calls into the same session.
+#[derive(Clone)]
+struct SessionRecorder {
+    inner: reqwest::Client,
+    session: Arc<RwLock<Option<Arc<str>>>>,
+}
+
+impl SessionRecorder {
+    fn record(&self, id: Option<&str>) {
+        if let Some(id) = id
+            && let Ok(mut slot) = self.session.write()
+            && slot.as_deref() != Some(id)
+        {
+            *slot = Some(Arc::from(id));
+        }
+    }
+}
+
+impl StreamableHttpClient for SessionRecorder {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<http::HeaderName, http::HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.record(session_id.as_deref());
+        let response = self
+            .inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await?;
+        match &response {
+            StreamableHttpPostResponse::Json(_, id) | StreamableHttpPostResponse::Sse(_, id) => {
+                self.record(id.as_deref());
+            }
+            _ => {}
+        }
+        Ok(response)
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<http::HeaderName, http::HeaderValue>,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        if let Ok(mut slot) = self.session.write() {
+            *slot = None;
+        }
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<http::HeaderName, http::HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
     }
 }
 
@@ -182,7 +265,7 @@ fn http_client(config: &UpstreamConfig) -> Result<reqwest::Client, reqwest::Erro
         .build()
 }
 
-fn header_map(
+pub(crate) fn header_map(
     headers: &std::collections::BTreeMap<String, ValueRef>,
 ) -> Result<HashMap<http::HeaderName, http::HeaderValue>, ConnectError> {
     let mut map = HashMap::with_capacity(headers.len());

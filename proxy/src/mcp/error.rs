@@ -14,7 +14,7 @@ pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32003);
 /// JSON-RPC code for "the request was cancelled".
 pub const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     #[error("unknown tool {0:?}: it is not offered by any upstream (call tools/list)")]
     UnknownTool(String),

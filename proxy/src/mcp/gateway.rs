@@ -9,13 +9,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use axum::response::{IntoResponse, Response};
 use rmcp::model::{ClientRequest, ProtocolVersion, RequestMetaObject, ServerResult};
 use rmcp::service::{Peer, RequestContext};
+use rmcp::transport::common::server_side_http::SessionId;
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::{ErrorData, RoleServer};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::ToolRecord;
 
 use super::aggregate::Aggregate;
+use super::direct::{Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
 use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
@@ -35,9 +41,10 @@ struct Inner {
     /// The aggregated view per era (legacy, modern).
     views: [RwLock<Arc<Aggregate>>; 2],
     rebuild: Mutex<()>,
-    /// Sessions of clients that keep a session (2025-11-25 and older), told about list
-    /// changes.
-    sessions: Mutex<Vec<Peer<RoleServer>>>,
+    /// Sessions of clients that keep one (2025-11-25 and older), by session id: told
+    /// about list changes, and looked up by the direct path.
+    sessions: Mutex<HashMap<String, Session>>,
+    direct: Arc<Direct>,
     shutdown: CancellationToken,
 }
 
@@ -91,7 +98,8 @@ impl Gateway {
                 changes,
                 views: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
                 rebuild: Mutex::new(()),
-                sessions: Mutex::new(Vec::new()),
+                sessions: Mutex::new(HashMap::new()),
+                direct: Arc::default(),
                 shutdown,
             }),
         }
@@ -288,11 +296,94 @@ impl Gateway {
         &self.inner.upstreams
     }
 
-    pub(super) fn register_session(&self, peer: Peer<RoleServer>) {
+    /// Remembers a client session once it is initialized.
+    pub(super) fn register_session(&self, id: String, peer: Peer<RoleServer>) {
+        let Some(info) = peer.peer_info() else { return };
+        let session = Session {
+            version: info.protocol_version.to_string(),
+            capabilities: info.capabilities.clone(),
+            peer,
+        };
         if let Ok(mut sessions) = self.inner.sessions.lock() {
-            sessions.retain(|p| !p.is_transport_closed());
-            sessions.push(peer);
+            sessions.retain(|_, s| !s.peer.is_transport_closed());
+            sessions.insert(id, session);
         }
+    }
+
+    /// Takes a request on the direct data path if it can (see [`super::direct`]);
+    /// `None` leaves it to rmcp.
+    pub(crate) async fn try_direct(
+        &self,
+        parts: &http::request::Parts,
+        message: &Map<String, Value>,
+        manager: &LocalSessionManager,
+    ) -> Option<Response> {
+        let session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if is_answer_to_forwarded(message) {
+            return Some(self.inner.direct.answer(session, message).await);
+        }
+        match message.get("method").and_then(Value::as_str)? {
+            "notifications/cancelled" => self
+                .inner
+                .direct
+                .cancel(session, message.get("params"))
+                .await
+                .then(|| http::StatusCode::ACCEPTED.into_response()),
+            "tools/call" => self.direct_call(parts, session, message, manager).await,
+            _ => None,
+        }
+    }
+
+    async fn direct_call(
+        &self,
+        parts: &http::request::Parts,
+        session: &str,
+        message: &Map<String, Value>,
+        manager: &LocalSessionManager,
+    ) -> Option<Response> {
+        let params = message.get("params")?.as_object()?;
+        let name = params.get("name")?.as_str()?;
+        let caller = if session.is_empty() {
+            stateless_caller(parts, params, name)?
+        } else {
+            let known = self
+                .inner
+                .sessions
+                .lock()
+                .ok()?
+                .get(session)
+                .map(|s| (s.version.clone(), s.capabilities.clone(), s.peer.clone()));
+            let (version, capabilities, peer) = known?;
+            let closed = peer.is_transport_closed();
+            // rmcp owns the session's life: ended or expired sessions get its 404.
+            if closed || !manager.has_session(&SessionId::from(session)).await.ok()? {
+                return None;
+            }
+            Caller {
+                session: session.to_owned(),
+                peer: Some(peer),
+                era: Era::of_str(&version),
+                capabilities,
+            }
+        };
+        let view = self.view(caller.era);
+        let route = view.tool(name)?;
+        if !route.plain {
+            return None;
+        }
+        let lane = route.upstream.lane(caller.era).clone();
+        if lane.era != caller.era {
+            return None;
+        }
+        let original = route.original.clone();
+        self.inner
+            .direct
+            .call(caller, lane, &original, message)
+            .await
     }
 
     pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
@@ -343,12 +434,53 @@ fn upstream_meta(context: &RequestContext<RoleServer>, lane: Era) -> Option<Requ
     (!meta.0.0.is_empty()).then_some(meta)
 }
 
+/// A client session the gateway knows of.
+struct Session {
+    version: String,
+    capabilities: rmcp::model::ClientCapabilities,
+    peer: Peer<RoleServer>,
+}
+
+/// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
+/// no `Mcp-Param-*` header needs checking against the tool's schema.
+fn stateless_caller(
+    parts: &http::request::Parts,
+    params: &Map<String, Value>,
+    name: &str,
+) -> Option<Caller> {
+    let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
+    let meta = params.get("_meta")?.as_object()?;
+    let version = meta
+        .get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()?;
+    if header("mcp-protocol-version")? != version
+        || Era::of_str(version) != Era::Modern
+        || header("mcp-method")? != "tools/call"
+        || header("mcp-name")? != name
+        || parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("mcp-param-"))
+    {
+        return None;
+    }
+    let capabilities = meta
+        .get("io.modelcontextprotocol/clientCapabilities")?
+        .clone();
+    Some(Caller {
+        session: String::new(),
+        peer: None,
+        era: Era::Modern,
+        capabilities: serde_json::from_value(capabilities).ok()?,
+    })
+}
+
 impl Inner {
     async fn notify_sessions(&self, change: Change) {
         let sessions: Vec<Peer<RoleServer>> = match self.sessions.lock() {
             Ok(mut sessions) => {
-                sessions.retain(|p| !p.is_transport_closed());
-                sessions.clone()
+                sessions.retain(|_, s| !s.peer.is_transport_closed());
+                sessions.values().map(|s| s.peer.clone()).collect()
             }
             Err(_) => return,
         };

@@ -83,7 +83,15 @@ impl ServerHandler for Gateway {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.register_session(context.peer);
+        let id = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(id) = id {
+            self.register_session(id, context.peer);
+        }
     }
 
     async fn list_tools(

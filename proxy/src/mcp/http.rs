@@ -43,14 +43,16 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         .with_max_request_body_bytes(server.max_body_bytes)
         .with_cancellation_token(shutdown)
         .with_legacy_session_mode(true);
-    let service = StreamableHttpService::new(
-        move || Ok(gateway.clone()),
-        Arc::new(LocalSessionManager::default()),
-        rmcp_config,
-    );
+    let sessions = Arc::new(LocalSessionManager::default());
+    let handler = gateway.clone();
+    let service =
+        StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), rmcp_config);
     let edge = Arc::new(Edge {
         versions: config.mcp.protocol_versions.clone(),
         max_body_bytes: server.max_body_bytes,
+        allowed_hosts: server.allowed_hosts.clone(),
+        gateway,
+        sessions,
     });
     axum::Router::new()
         .route_service("/mcp", service)
@@ -61,6 +63,9 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
 struct Edge {
     versions: Vec<String>,
     max_body_bytes: usize,
+    allowed_hosts: Vec<String>,
+    gateway: Gateway,
+    sessions: Arc<LocalSessionManager>,
 }
 
 /// A JSON-RPC error response (`id` is null when the request could not be read).
@@ -86,6 +91,7 @@ fn rpc_error(
 async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let mut id = Value::Null;
+    let mut parsed = None;
     let body = if parts.method == http::Method::POST {
         let bytes = match axum::body::to_bytes(body, edge.max_body_bytes).await {
             Ok(bytes) => bytes,
@@ -104,6 +110,7 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
                     let text = "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"";
                     return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
                 }
+                parsed = Some(message);
             }
             Ok(Value::Array(_)) => {
                 let text = "Invalid Request: JSON-RPC batches are not supported (removed in MCP \
@@ -156,5 +163,45 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
         let data = json!({ "requested": requested, "supported": edge.versions });
         return rpc_error(StatusCode::BAD_REQUEST, id, code, message, Some(data));
     }
+    if let Some(message) = &parsed
+        && host_allowed(&parts, &edge.allowed_hosts)
+        && origin_allowed(&parts, &edge.allowed_hosts)
+        && let Some(response) = edge
+            .gateway
+            .try_direct(&parts, message, &edge.sessions)
+            .await
+    {
+        return response;
+    }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The `Host` check rmcp makes, made here too for the requests the direct path takes.
+fn host_allowed(parts: &http::request::Parts, allowed: &[String]) -> bool {
+    let Some(host) = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    allowed.iter().any(|a| a == host || a == name)
+}
+
+/// The direct path takes only requests without an `Origin` or with one of an allowed
+/// host; everything else is left to rmcp's own checks (and its 403).
+fn origin_allowed(parts: &http::request::Parts, allowed: &[String]) -> bool {
+    let Some(origin) = parts.headers.get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Some(host) = origin.to_str().ok().and_then(|o| url::Url::parse(o).ok()) else {
+        return false;
+    };
+    host.host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .is_some_and(|h| allowed.iter().any(|a| a == h))
 }

@@ -7,6 +7,7 @@ mod aggregate;
 mod client;
 mod connect;
 pub mod demo;
+mod direct;
 pub mod error;
 pub mod gateway;
 mod handler;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::client::UpstreamClient;
 use super::super::connect::{self, ConnectError};
+use super::super::direct::{SessionSlot, Target};
 use super::super::error::GatewayError;
 use super::{Change, Era, Health, LaneError, Shared};
 
@@ -46,22 +47,35 @@ pub(crate) struct Inflight {
     pub(crate) downstream_progress: Option<ProgressToken>,
 }
 
+/// A call in flight and the count of its notifications.
+pub(crate) type Tracked = (Inflight, Arc<ProgressCount>);
+
 #[derive(Default)]
 struct Inflights {
-    by_request: HashMap<RequestId, Inflight>,
+    by_request: HashMap<RequestId, Tracked>,
     by_progress: HashMap<ProgressToken, (RequestId, Arc<ProgressCount>)>,
 }
 
-/// Progress notifications of one call: how many arrived (counted in the order the
-/// transport received them) and how many were passed on. rmcp handles notifications
-/// in tasks of their own, so a call waits for its progress to be passed on before it
-/// returns its result; otherwise the last notification could trail the response.
+/// Notifications of one call that reach the lane's connection rather than the call's
+/// own response: how many progress notifications arrived (counted in the order the
+/// transport received them) and how many were passed on, and when a log message was
+/// last passed on. rmcp handles notifications in tasks of their own, and an upstream may
+/// send log messages on its standalone stream, racing the response on another
+/// connection; so a call returns its result only once its progress has been passed on,
+/// and, if it has been logging, once its log messages have paused.
 #[derive(Default)]
 pub(crate) struct ProgressCount {
     received: std::sync::atomic::AtomicU64,
     forwarded: std::sync::atomic::AtomicU64,
     changed: tokio::sync::Notify,
+    last_log: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How long a call that has been logging waits, after its answer arrived and after its
+/// last log message, for a log message still on its way.
+const LOG_QUIET: Duration = Duration::from_millis(15);
+/// The most a call waits for its notifications.
+const SETTLE_MAX: Duration = Duration::from_millis(250);
 
 impl ProgressCount {
     pub(crate) fn received(&self) {
@@ -75,19 +89,37 @@ impl ProgressCount {
         self.changed.notify_waiters();
     }
 
-    /// Waits (briefly) until every received notification was passed on.
-    async fn settle(&self) {
+    pub(crate) fn logged(&self) {
+        if let Ok(mut last) = self.last_log.lock() {
+            *last = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// Waits (briefly) until every received progress notification was passed on and,
+    /// for a call that logs, until its log messages pause.
+    pub(crate) async fn settle(&self) {
         use std::sync::atomic::Ordering::Acquire;
+        let answered = tokio::time::Instant::now();
         let wait = async {
             loop {
                 let changed = self.changed.notified();
                 if self.forwarded.load(Acquire) >= self.received.load(Acquire) {
-                    return;
+                    break;
                 }
                 changed.await;
             }
+            loop {
+                let last = self.last_log.lock().ok().and_then(|l| *l);
+                let Some(last) = last else { return };
+                // The last message may be racing the answer on another connection.
+                let quiet_until = last.max(answered) + LOG_QUIET;
+                if tokio::time::Instant::now() >= quiet_until {
+                    return;
+                }
+                tokio::time::sleep_until(quiet_until).await;
+            }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+        let _ = tokio::time::timeout(SETTLE_MAX, wait).await;
     }
 }
 
@@ -100,12 +132,19 @@ pub(crate) struct Lane {
     protocol: RwLock<Option<String>>,
     inflight: Mutex<Inflights>,
     start_once: std::sync::Once,
+    /// The direct data path to this upstream, when it has one (see `mcp::direct`).
+    direct: Option<Arc<Target>>,
+    /// The upstream's session id, as its Streamable HTTP transport last saw it.
+    session: SessionSlot,
 }
 
 impl Lane {
     pub(crate) fn new(era: Era, shared: Arc<Shared>) -> Arc<Self> {
+        let direct = direct_target(&shared.config).map(Arc::new);
         Arc::new(Self {
             era,
+            direct,
+            session: SessionSlot::default(),
             shared,
             health: watch::Sender::new(Health::Idle),
             peer: RwLock::new(None),
@@ -131,6 +170,35 @@ impl Lane {
     /// What the lane's connection offers (empty while it is not ready).
     pub(crate) fn offer(&self) -> Arc<Offer> {
         self.offer.read().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Where direct calls go, while the lane is ready (and, for a legacy lane, while
+    /// the upstream's session id is known).
+    pub(crate) fn direct_target(&self) -> Option<Arc<Target>> {
+        let target = self.direct.as_ref()?;
+        if self.health() != Health::Ready {
+            return None;
+        }
+        if self.era == Era::Legacy && self.direct_session_id().is_none() {
+            return None;
+        }
+        Some(target.clone())
+    }
+
+    pub(crate) fn direct_session_id(&self) -> Option<Arc<str>> {
+        self.session.read().ok().and_then(|s| s.clone())
+    }
+
+    /// The upstream ended the session the direct path used: until rmcp opens a new one,
+    /// calls take the rmcp path.
+    pub(crate) fn forget_direct_session(&self) {
+        if let Ok(mut slot) = self.session.write() {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn direct_session(&self) -> SessionSlot {
+        self.session.clone()
     }
 
     pub(crate) fn mark_unsupported(&self) {
@@ -519,7 +587,7 @@ impl Lane {
         }
     }
 
-    fn track(
+    pub(crate) fn track(
         &self,
         id: RequestId,
         progress: ProgressToken,
@@ -530,12 +598,12 @@ impl Lane {
             inflight
                 .by_progress
                 .insert(progress, (id.clone(), count.clone()));
-            inflight.by_request.insert(id, origin);
+            inflight.by_request.insert(id, (origin, count.clone()));
         }
         count
     }
 
-    fn untrack(&self, id: &RequestId) {
+    pub(crate) fn untrack(&self, id: &RequestId) {
         if let Ok(mut inflight) = self.inflight.lock()
             && inflight.by_request.remove(id).is_some()
         {
@@ -545,7 +613,10 @@ impl Lane {
 
     /// The downstream request a message from this lane belongs to: the one whose
     /// upstream request id it names, or else the only one in flight.
-    pub(crate) fn origin_of(&self, upstream_request: Option<&RequestId>) -> Option<Inflight> {
+    pub(crate) fn origin_of(
+        &self,
+        upstream_request: Option<&RequestId>,
+    ) -> Option<(Inflight, Arc<ProgressCount>)> {
         let inflight = self.inflight.lock().ok()?;
         if let Some(origin) = upstream_request.and_then(|id| inflight.by_request.get(id)) {
             return Some(origin.clone());
@@ -558,13 +629,10 @@ impl Lane {
 
     /// The downstream request (and its own progress token) for an upstream progress
     /// token, with the call's progress count.
-    pub(crate) fn origin_of_progress(
-        &self,
-        token: &ProgressToken,
-    ) -> Option<(Inflight, Arc<ProgressCount>)> {
+    pub(crate) fn origin_of_progress(&self, token: &ProgressToken) -> Option<Tracked> {
         let inflight = self.inflight.lock().ok()?;
-        let (id, count) = inflight.by_progress.get(token)?;
-        Some((inflight.by_request.get(id)?.clone(), count.clone()))
+        let (id, _) = inflight.by_progress.get(token)?;
+        inflight.by_request.get(id).cloned()
     }
 
     /// Counts a progress notification as the transport receives it, in order.
@@ -583,6 +651,16 @@ fn request_options(
     let mut options = rmcp::service::PeerRequestOptions::no_options();
     options.meta = meta;
     options
+}
+
+/// The direct target of a Streamable HTTP upstream on plain `http`, with its configured
+/// headers resolved (when one does not resolve, rmcp's connection reports why).
+fn direct_target(config: &crate::config::UpstreamConfig) -> Option<Target> {
+    let crate::config::Transport::StreamableHttp { url, headers } = &config.transport else {
+        return None;
+    };
+    let headers: http::HeaderMap = connect::header_map(headers).ok()?.into_iter().collect();
+    Target::new(url, headers, config.connect_timeout)
 }
 
 /// Whether a failed handshake means "the server answered, but not in this era" (rather

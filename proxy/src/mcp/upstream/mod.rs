@@ -23,7 +23,7 @@ use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::Peer;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use lane::{Inflight, Lane, Offer};
+pub(crate) use lane::{Inflight, Lane, Offer, ProgressCount, Tracked};
 
 use super::error::GatewayError;
 use crate::config::{ProtocolPin, UpstreamConfig};
@@ -40,6 +40,15 @@ pub(crate) enum Era {
 impl Era {
     pub(crate) fn of(version: &rmcp::model::ProtocolVersion) -> Self {
         if *version >= rmcp::model::ProtocolVersion::V_2026_07_28 {
+            Self::Modern
+        } else {
+            Self::Legacy
+        }
+    }
+
+    /// The era of a revision named as text (revision names sort by date).
+    pub(crate) fn of_str(version: &str) -> Self {
+        if version >= "2026-07-28" {
             Self::Modern
         } else {
             Self::Legacy

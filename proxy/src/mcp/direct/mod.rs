@@ -1,0 +1,693 @@
+//! The direct data path for `tools/call`.
+//!
+//! Through rmcp, a call crosses about ten tasks (the session worker, the service loop and
+//! a handler task on the client side; the service loop, transport worker and request
+//! task on the upstream side), each hop a wake-up: 300–400 µs of CPU per call, most of
+//! it in the kernel's scheduler. On the direct path the task serving the client's HTTP
+//! request does the whole call: it checks the session, routes the name, posts the call
+//! into the upstream's session on a connection it drives itself, and answers — no hop.
+//!
+//! It takes a call only when nothing is lost by doing so: a known session (or a valid
+//! 2026-07-28 request), a tool of a Streamable HTTP upstream (plain `http`) on the lane
+//! of the client's own era, no `Mcp-Param-*` headers to validate. Anything else, and any
+//! doubt before the call is sent (the upstream's session expired, say), goes the rmcp
+//! way. Everything that can happen during a call still works: progress and log messages
+//! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
+//! are passed to the client under an id of the gateway's and its answer is posted back,
+//! cancellation (a `notifications/cancelled`, or the client going away) reaches the
+//! upstream, and the call timeout applies.
+
+mod conn;
+mod sse;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::Full;
+use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
+use serde_json::{Map, Value, json};
+
+pub(crate) use conn::Connections;
+
+use self::sse::EventReader;
+use super::error::GatewayError;
+use super::upstream::{Era, Inflight, Lane, ProgressCount};
+
+/// Ids of requests the gateway forwards to a client on a direct call start with this.
+const REQUEST_ID_PREFIX: &str = "warrant-";
+
+/// Where a lane's direct calls go: a plain-HTTP Streamable HTTP upstream.
+pub(crate) struct Target {
+    connections: Connections,
+    path: String,
+    host: HeaderValue,
+    /// The upstream's configured headers (credentials), resolved.
+    headers: HeaderMap,
+}
+
+impl Target {
+    /// A target for `url`, if the direct path can reach it (plain `http`).
+    pub(crate) fn new(
+        url: &url::Url,
+        headers: HeaderMap,
+        connect_timeout: std::time::Duration,
+    ) -> Option<Self> {
+        if url.scheme() != "http" {
+            return None;
+        }
+        let host = url.host_str()?;
+        let port = url.port_or_known_default()?;
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let host_header = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str()?),
+            None => url.host_str()?.to_owned(),
+        };
+        Some(Self {
+            connections: Connections::new(authority, connect_timeout),
+            path,
+            host: HeaderValue::from_str(&host_header).ok()?,
+            headers,
+        })
+    }
+}
+
+/// The client behind a direct call.
+pub(crate) struct Caller {
+    /// The client's session id (`""` for a 2026-07-28 request, which has none).
+    pub(crate) session: String,
+    /// The client's session, through which what the upstream sends outside the call's
+    /// own stream (log messages on its standalone stream, say) reaches the client.
+    pub(crate) peer: Option<rmcp::service::Peer<rmcp::RoleServer>>,
+    pub(crate) era: Era,
+    pub(crate) capabilities: ClientCapabilities,
+}
+
+/// A request of an upstream, forwarded to a client, waiting for the client's answer.
+struct Pending {
+    session: String,
+    lane: Arc<Lane>,
+    upstream_id: Value,
+}
+
+/// A direct call in flight, for a client's `notifications/cancelled`.
+struct InFlight {
+    lane: Arc<Lane>,
+    upstream_id: Value,
+}
+
+/// The shared state of the direct path.
+#[derive(Default)]
+pub(crate) struct Direct {
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<String, Pending>>,
+    inflight: Mutex<HashMap<(String, String), InFlight>>,
+}
+
+/// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
+pub(crate) fn is_answer_to_forwarded(message: &Map<String, Value>) -> bool {
+    !message.contains_key("method")
+        && message
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with(REQUEST_ID_PREFIX))
+}
+
+impl Direct {
+    fn next_id(&self) -> String {
+        format!(
+            "{REQUEST_ID_PREFIX}{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Carries a client's answer to a forwarded request back to the upstream.
+    pub(crate) async fn answer(&self, session: &str, message: &Map<String, Value>) -> Response {
+        let id = message
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let pending = self.pending.lock().ok().and_then(|mut p| {
+            if p.get(id).is_some_and(|p| p.session == session) {
+                p.remove(id)
+            } else {
+                None
+            }
+        });
+        let Some(pending) = pending else {
+            let text = format!("no request {id:?} is waiting for an answer in this session");
+            return rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32600, &text);
+        };
+        let mut answer = message.clone();
+        answer.insert("id".into(), pending.upstream_id);
+        match post_notification(&pending.lane, &Value::Object(answer)).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => {
+                let text = format!(
+                    "the answer could not be passed to upstream {:?}: {e}",
+                    pending.lane.name()
+                );
+                rpc_error(StatusCode::BAD_GATEWAY, Value::Null, -32603, &text)
+            }
+        }
+    }
+
+    /// Passes a client's cancellation of a direct call upstream; false when the
+    /// cancelled request is not a direct call (rmcp then handles the notification).
+    pub(crate) async fn cancel(&self, session: &str, params: Option<&Value>) -> bool {
+        let Some(request_id) = params.and_then(|p| p.get("requestId")) else {
+            return false;
+        };
+        let key = (session.to_owned(), request_id.to_string());
+        let Some(call) = self.inflight.lock().ok().and_then(|mut f| f.remove(&key)) else {
+            return false;
+        };
+        let reason = params
+            .and_then(|p| p.get("reason"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        cancel_upstream(&call.lane, &call.upstream_id, &reason).await;
+        true
+    }
+
+    /// Performs one `tools/call` on the direct path. `None` before anything was sent
+    /// upstream means "take the rmcp path instead".
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        caller: Caller,
+        lane: Arc<Lane>,
+        original: &str,
+        message: &Map<String, Value>,
+    ) -> Option<Response> {
+        let target = lane.direct_target()?;
+        let client_id = message.get("id").cloned()?;
+        let upstream_id = Value::String(self.next_id());
+        let mut params = message
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        params.insert("name".into(), Value::String(original.to_owned()));
+        rewrite_meta(&mut params, lane.era);
+        let body =
+            json!({"jsonrpc": "2.0", "id": upstream_id, "method": "tools/call", "params": params});
+        let request = build_request(&lane, &target, original, body.to_string().into())?;
+
+        let mut conn = match target.connections.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return Some(failure(&lane, &client_id, &e.to_string())),
+        };
+        let key = (caller.session.clone(), client_id.to_string());
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.insert(
+                key.clone(),
+                InFlight {
+                    lane: lane.clone(),
+                    upstream_id: upstream_id.clone(),
+                },
+            );
+        }
+        // Messages about this call that reach the lane's rmcp connection instead of the
+        // call's stream (an rmcp server logs on its standalone stream) find the client.
+        let tracked = track(&lane, &caller, &client_id, &upstream_id, message);
+        // Until the call completes, dropping it (the client went away, or the timeout)
+        // cancels it upstream.
+        let mut guard = CancelOnDrop {
+            direct: self.clone(),
+            key,
+            lane: Some(lane.clone()),
+            upstream_id: upstream_id.clone(),
+            tracked,
+        };
+        let timeout = lane.shared.config.call_timeout;
+        let exchange = async {
+            let response = conn.send(request).await?;
+            let status = response.status();
+            let is_sse = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            Ok::<_, conn::ConnError>((status, is_sse, response.into_body()))
+        };
+        let (status, is_sse, mut body) = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
+            Ok(Ok(head)) => head,
+        };
+        if status == StatusCode::NOT_FOUND && lane.era == Era::Legacy {
+            // The upstream ended its session: nothing ran. rmcp re-initializes it.
+            guard.disarm();
+            lane.forget_direct_session();
+            return None;
+        }
+        if !status.is_success() {
+            // A 2026-07-28 server answers some errors with an HTTP status of their own
+            // (400 for a missing capability, 404 for an unknown method): pass them on.
+            guard.disarm();
+            let bytes = read_all(&mut conn, &mut body).await.unwrap_or_default();
+            return Some(match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+                Ok(reply) if reply.contains_key("error") => {
+                    (status, axum::Json(finish(reply, &client_id, caller.era))).into_response()
+                }
+                _ => failure(&lane, &client_id, &format!("it answered HTTP {status}")),
+            });
+        }
+        if !is_sse {
+            let read = read_all(&mut conn, &mut body);
+            let bytes = match tokio::time::timeout(timeout, read).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
+                Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
+            };
+            guard.settle().await;
+            guard.disarm();
+            target.connections.checkin(conn);
+            return Some(match serde_json::from_slice::<Map<String, Value>>(&bytes) {
+                Ok(reply) => json_reply(finish(reply, &client_id, caller.era)),
+                Err(e) => failure(
+                    &lane,
+                    &client_id,
+                    &format!("its answer is not a JSON-RPC message: {e}"),
+                ),
+            });
+        }
+        // An event stream: answer in one piece if the final response comes first,
+        // otherwise stream everything to the client as it arrives.
+        let mut reader = EventReader::default();
+        let first = async {
+            loop {
+                if let Some(message) = reader.next_message() {
+                    return Ok(Some(message));
+                }
+                match conn.frame(&mut body).await? {
+                    Some(chunk) => reader.push(&chunk),
+                    None => return Ok::<_, conn::ConnError>(None),
+                }
+            }
+        };
+        let first = match tokio::time::timeout(timeout, first).await {
+            Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
+            Ok(Ok(None)) => {
+                return Some(failure(
+                    &lane,
+                    &client_id,
+                    "its event stream ended without an answer",
+                ));
+            }
+            Ok(Ok(Some(message))) => message,
+        };
+        if first.get("id") == Some(&upstream_id) && !first.contains_key("method") {
+            guard.settle().await;
+            guard.disarm();
+            target.connections.checkin(conn);
+            return Some(json_reply(finish(first, &client_id, caller.era)));
+        }
+        // Stream: a task of its own carries on the exchange.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+        let direct = self.clone();
+        tokio::spawn(async move {
+            let mut next = Some(first);
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let message = match next.take() {
+                    Some(m) => m,
+                    None => {
+                        let more = async {
+                            loop {
+                                if let Some(message) = reader.next_message() {
+                                    return Ok(Some(message));
+                                }
+                                match conn.frame(&mut body).await? {
+                                    Some(chunk) => reader.push(&chunk),
+                                    None => return Ok::<_, conn::ConnError>(None),
+                                }
+                            }
+                        };
+                        match tokio::time::timeout_at(deadline, more).await {
+                            Ok(Ok(Some(m))) => m,
+                            Ok(Ok(None)) => {
+                                let error = error_value(
+                                    &client_id,
+                                    &failure_error(
+                                        &lane,
+                                        "its event stream ended without an answer",
+                                    ),
+                                );
+                                let _ = tx.send(Ok(sse_event(&error))).await;
+                                return;
+                            }
+                            Ok(Err(e)) => {
+                                let error =
+                                    error_value(&client_id, &failure_error(&lane, &e.to_string()));
+                                let _ = tx.send(Ok(sse_event(&error))).await;
+                                return;
+                            }
+                            Err(_) => {
+                                let error = error_value(&client_id, &timeout_error(&lane, timeout));
+                                let _ = tx.send(Ok(sse_event(&error))).await;
+                                return;
+                            }
+                        }
+                    }
+                };
+                let out =
+                    if message.get("id") == Some(&upstream_id) && !message.contains_key("method") {
+                        guard.settle().await;
+                        guard.disarm();
+                        let done = finish(message, &client_id, caller.era);
+                        let _ = tx.send(Ok(sse_event(&done))).await;
+                        target.connections.checkin(conn);
+                        return;
+                    } else if message.contains_key("method") && message.contains_key("id") {
+                        match direct.forward_request(&caller, &lane, message).await {
+                            Some(forwarded) => forwarded,
+                            None => continue,
+                        }
+                    } else {
+                        Value::Object(message)
+                    };
+                if tx.send(Ok(sse_event(&out))).await.is_err() {
+                    return; // the client went away: the guard cancels upstream
+                }
+            }
+        });
+        let stream = tokio_stream_from(rx);
+        Some(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/event-stream")
+                .header(http::header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        )
+    }
+
+    /// A request the upstream makes during a direct call: passed to the client under an
+    /// id of the gateway's if the client can answer it, else answered with an error.
+    async fn forward_request(
+        &self,
+        caller: &Caller,
+        lane: &Arc<Lane>,
+        mut message: Map<String, Value>,
+    ) -> Option<Value> {
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let capable = match method.as_str() {
+            "elicitation/create" => caller.capabilities.elicitation.is_some(),
+            "sampling/createMessage" => caller.capabilities.sampling.is_some(),
+            "roots/list" => caller.capabilities.roots.is_some(),
+            "ping" => true,
+            _ => false,
+        } && caller.era == Era::Legacy;
+        let upstream_id = message.get("id").cloned().unwrap_or(Value::Null);
+        if !capable {
+            let text = format!("the client did not declare the capability for {method}");
+            let answer = json!({"jsonrpc": "2.0", "id": upstream_id, "error": {"code": -32601, "message": text}});
+            if let Err(e) = post_notification(lane, &answer).await {
+                tracing::debug!(upstream = %lane.name(), error = %e, "cannot refuse an upstream request");
+            }
+            return None;
+        }
+        let id = self.next_id();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(
+                id.clone(),
+                Pending {
+                    session: caller.session.clone(),
+                    lane: lane.clone(),
+                    upstream_id,
+                },
+            );
+        }
+        message.insert("id".into(), Value::String(id));
+        Some(Value::Object(message))
+    }
+}
+
+/// Registers a direct call of a session client with the lane, as the rmcp path does.
+fn track(
+    lane: &Arc<Lane>,
+    caller: &Caller,
+    client_id: &Value,
+    upstream_id: &Value,
+    message: &Map<String, Value>,
+) -> Option<(RequestId, Arc<ProgressCount>)> {
+    let peer = caller.peer.clone()?;
+    let id: RequestId = serde_json::from_value(upstream_id.clone()).ok()?;
+    let downstream_request: RequestId = serde_json::from_value(client_id.clone()).ok()?;
+    let token: Option<ProgressToken> = message
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("progressToken"))
+        .and_then(|t| serde_json::from_value(t.clone()).ok());
+    // The upstream sees the client's own progress token; without one, a key that
+    // matches nothing.
+    let key = token
+        .clone()
+        .unwrap_or_else(|| ProgressToken(NumberOrString::String(upstream_id.to_string().into())));
+    let origin = Inflight {
+        downstream: peer,
+        downstream_request,
+        downstream_progress: token,
+    };
+    let count = lane.track(id.clone(), key, origin);
+    Some((id, count))
+}
+
+/// Cancels a direct call upstream when it is dropped before completing, and forgets
+/// its registration with the lane either way.
+struct CancelOnDrop {
+    direct: Arc<Direct>,
+    key: (String, String),
+    lane: Option<Arc<Lane>>,
+    upstream_id: Value,
+    tracked: Option<(RequestId, Arc<ProgressCount>)>,
+}
+
+impl CancelOnDrop {
+    /// Waits until progress that reached the lane's connection was passed on.
+    async fn settle(&self) {
+        if let Some((_, count)) = &self.tracked {
+            count.settle().await;
+        }
+    }
+
+    fn disarm(&mut self) {
+        if let (Some(lane), Some((id, _))) = (&self.lane, &self.tracked) {
+            lane.untrack(id);
+        }
+        self.tracked = None;
+        self.lane = None;
+        if let Ok(mut inflight) = self.direct.inflight.lock() {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(lane) = self.lane.take() else { return };
+        if let Some((id, _)) = self.tracked.take() {
+            lane.untrack(&id);
+        }
+        let still_inflight = self
+            .direct
+            .inflight
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(&self.key))
+            .is_some();
+        if still_inflight {
+            let id = self.upstream_id.clone();
+            tokio::spawn(async move {
+                cancel_upstream(
+                    &lane,
+                    &id,
+                    &Value::String("the client went away or the call timed out".into()),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+async fn cancel_upstream(lane: &Arc<Lane>, upstream_id: &Value, reason: &Value) {
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": upstream_id, "reason": reason}});
+    if let Err(e) = post_notification(lane, &note).await {
+        tracing::debug!(upstream = %lane.name(), error = %e, "cannot forward a cancellation");
+    }
+}
+
+/// Posts a notification or an answer into the lane's upstream session (expects 202).
+async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), String> {
+    let target = lane
+        .direct_target()
+        .ok_or("the upstream has no direct route")?;
+    let request = build_request(lane, &target, "", message.to_string().into())
+        .ok_or("cannot build the request")?;
+    let mut conn = target
+        .connections
+        .checkout()
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = conn.send(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let mut body = response.into_body();
+    read_all(&mut conn, &mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    target.connections.checkin(conn);
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// The HTTP request carrying a JSON-RPC message into the lane's session.
+fn build_request(
+    lane: &Lane,
+    target: &Target,
+    name: &str,
+    body: Bytes,
+) -> Option<http::Request<Full<Bytes>>> {
+    let mut request = http::Request::post(target.path.as_str())
+        .header(http::header::HOST, target.host.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json, text/event-stream")
+        .body(Full::new(body))
+        .ok()?;
+    let headers = request.headers_mut();
+    for (key, value) in &target.headers {
+        headers.insert(key.clone(), value.clone());
+    }
+    if let Some(version) = lane.protocol() {
+        headers.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_str(&version).ok()?,
+        );
+    }
+    match lane.era {
+        Era::Legacy => {
+            let session = lane.direct_session_id()?;
+            headers.insert("mcp-session-id", HeaderValue::from_str(&session).ok()?);
+        }
+        Era::Modern if !name.is_empty() => {
+            headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
+            headers.insert("mcp-name", HeaderValue::from_str(name).ok()?);
+        }
+        Era::Modern => {}
+    }
+    Some(request)
+}
+
+/// The client's `_meta`, as the upstream lane should see it (see `gateway::upstream_meta`
+/// for the same rule on the rmcp path).
+fn rewrite_meta(params: &mut Map<String, Value>, era: Era) {
+    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
+        return;
+    };
+    meta.remove("io.modelcontextprotocol/clientInfo");
+    match era {
+        Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+        Era::Modern => {
+            meta.insert(
+                "io.modelcontextprotocol/clientInfo".into(),
+                json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
+            );
+        }
+    }
+    if meta.is_empty() {
+        params.remove("_meta");
+    }
+}
+
+/// The upstream's final message, addressed to the client's request id.
+fn finish(mut message: Map<String, Value>, client_id: &Value, era: Era) -> Value {
+    message.insert("id".into(), client_id.clone());
+    if era == Era::Modern
+        && let Some(Value::Object(result)) = message.get_mut("result")
+        && !result.contains_key("resultType")
+    {
+        result.insert("resultType".into(), Value::String("complete".into()));
+    }
+    Value::Object(message)
+}
+
+async fn read_all(
+    conn: &mut conn::Pooled,
+    body: &mut hyper::body::Incoming,
+) -> Result<Bytes, conn::ConnError> {
+    let mut all = bytes::BytesMut::new();
+    while let Some(chunk) = conn.frame(body).await? {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all.freeze())
+}
+
+fn json_reply(message: Value) -> Response {
+    (StatusCode::OK, axum::Json(message)).into_response()
+}
+
+fn sse_event(message: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+fn error_value(client_id: &Value, error: &GatewayError) -> Value {
+    let data: rmcp::ErrorData = error.clone().into();
+    json!({"jsonrpc": "2.0", "id": client_id, "error": data})
+}
+
+fn failure_error(lane: &Lane, reason: &str) -> GatewayError {
+    GatewayError::UpstreamFailed {
+        upstream: lane.name().to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn timeout_error(lane: &Lane, after: std::time::Duration) -> GatewayError {
+    GatewayError::UpstreamTimeout {
+        upstream: lane.name().to_owned(),
+        after,
+    }
+}
+
+fn failure(lane: &Lane, client_id: &Value, reason: &str) -> Response {
+    json_reply(error_value(client_id, &failure_error(lane, reason)))
+}
+
+fn timed_out(lane: &Lane, client_id: &Value, after: std::time::Duration) -> Response {
+    json_reply(error_value(client_id, &timeout_error(lane, after)))
+}
+
+fn rpc_error(status: StatusCode, id: Value, code: i32, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
+pub(crate) type SessionSlot = Arc<RwLock<Option<Arc<str>>>>;
