@@ -130,5 +130,9 @@ async fn warrant_passes_every_scenario_the_fixture_passes_directly() {
         .expect("test://static-text");
     assert!(!resource.contents.is_empty());
     client.cancel().await.expect("close");
+    assert!(
+        gateway.running.gateway.direct_calls() > 0,
+        "the fixture's tools were called on the direct data path"
+    );
     gateway.stop().await;
 }

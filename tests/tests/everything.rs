@@ -140,6 +140,12 @@ async fn server_everything_over_streamable_http() {
     let client = connect(&gateway.url(), handler.clone()).await;
     exercise(&client, &handler).await;
     client.cancel().await.expect("close");
+    // The elicitation and sampling round trips above crossed the direct data path.
+    assert!(
+        gateway.running.gateway.direct_calls() >= 4,
+        "{}",
+        gateway.running.gateway.direct_calls()
+    );
     gateway.stop().await;
 }
 

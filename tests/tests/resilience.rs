@@ -114,9 +114,33 @@ async fn an_upstream_that_crashes_mid_call_fails_that_call_only_and_comes_back()
     gateway.stop().await;
 }
 
+/// The misbehaving upstream over Streamable HTTP (the gateway's direct data path), with
+/// the demo server beside it; the guard keeps the server running.
+async fn flaky_http(extra: &str) -> (warrant_e2e::ChildGuard, String) {
+    let (guard, url) = warrant_e2e::fixture_http("flaky_upstream").await;
+    let config = format!(
+        "[upstreams.flaky]\nurl = {url:?}\n{extra}\n{}",
+        demo_upstream("demo")
+    );
+    (guard, config)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_never_answers_times_out_and_is_cancelled_upstream() {
-    let gateway = TestGateway::start(&flaky("call_timeout = \"1s\"\n"), Backend::current()).await;
+    let direct = never_answers(&flaky("call_timeout = \"1s\"\n")).await;
+    assert_eq!(direct, 0, "a stdio upstream is reached through rmcp");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_an_upstream_that_never_answers_times_out_and_is_cancelled_upstream() {
+    let (_server, config) = flaky_http("call_timeout = \"1s\"\n").await;
+    let direct = never_answers(&config).await;
+    assert!(direct >= 1, "the call took the direct path ({direct})");
+}
+
+/// Returns how many calls took the direct path.
+async fn never_answers(config: &str) -> u64 {
+    let gateway = TestGateway::start(config, Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let started = Instant::now();
@@ -157,12 +181,27 @@ async fn an_upstream_that_never_answers_times_out_and_is_cancelled_upstream() {
         )
         .await;
     assert_eq!(reply.response(3)["result"]["content"][0]["text"], "1");
+    let direct = gateway.running.gateway.direct_calls();
     gateway.stop().await;
+    direct
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_flows_back_to_the_caller_with_its_own_token() {
-    let gateway = TestGateway::start(&flaky(""), Backend::current()).await;
+    let direct = progress_flows_back(&flaky("")).await;
+    assert_eq!(direct, 0, "a stdio upstream is reached through rmcp");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_progress_flows_back_to_the_caller_with_its_own_token() {
+    let (_server, config) = flaky_http("").await;
+    let direct = progress_flows_back(&config).await;
+    assert!(direct >= 3, "the calls took the direct path ({direct})");
+}
+
+/// Returns how many calls took the direct path.
+async fn progress_flows_back(config: &str) -> u64 {
+    let gateway = TestGateway::start(config, Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let reply = raw
@@ -204,6 +243,58 @@ async fn progress_flows_back_to_the_caller_with_its_own_token() {
     };
     assert_eq!(tokens(&a), vec![json!(7); 2]);
     assert_eq!(tokens(&b), vec![json!("b"); 4]);
+    let direct = gateway.running.gateway.direct_calls();
+    gateway.stop().await;
+    direct
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_an_upstream_that_dies_mid_call_fails_that_call_only() {
+    let (_server, config) = flaky_http("").await;
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-11-25").await;
+    let reply = raw
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "flaky__crash", "arguments": {"code": 3}}),
+        )
+        .await;
+    let error = &reply.response(1)["error"];
+    assert_eq!(error["code"], -32603, "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("upstream \"flaky\" failed")),
+        "{error}"
+    );
+    // The session and the other upstream serve on; the dead one says so.
+    let reply = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "demo__list_notes", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(
+        reply.response(2)["result"]["content"][0]["text"],
+        "no notes yet"
+    );
+    let reply = raw
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "flaky__echo", "arguments": {"message": "x"}}),
+        )
+        .await;
+    let error = &reply.response(3)["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("flaky")),
+        "{error}"
+    );
     gateway.stop().await;
 }
 
@@ -303,7 +394,20 @@ async fn a_lazy_upstream_starts_on_first_use() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_cancellation_reaches_the_upstream() {
-    let gateway = TestGateway::start(&flaky(""), Backend::current()).await;
+    let direct = cancellation_reaches_upstream(&flaky("")).await;
+    assert_eq!(direct, 0, "a stdio upstream is reached through rmcp");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_a_client_cancellation_reaches_the_upstream() {
+    let (_server, config) = flaky_http("").await;
+    let direct = cancellation_reaches_upstream(&config).await;
+    assert!(direct >= 1, "the call took the direct path ({direct})");
+}
+
+/// Returns how many calls took the direct path.
+async fn cancellation_reaches_upstream(config: &str) -> u64 {
+    let gateway = TestGateway::start(config, Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let url = gateway.url();
@@ -345,7 +449,9 @@ async fn a_client_cancellation_reaches_the_upstream() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(count, "1", "the upstream saw the cancellation");
+    let direct = gateway.running.gateway.direct_calls();
     gateway.stop().await;
+    direct
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -158,6 +158,11 @@ impl Gateway {
         self.view(Era::Legacy).collisions.clone()
     }
 
+    /// How many `tools/call` requests took the direct data path so far.
+    pub fn direct_calls(&self) -> u64 {
+        self.inner.direct.calls()
+    }
+
     pub fn status(&self) -> Vec<UpstreamStatus> {
         self.inner
             .upstreams

@@ -112,6 +112,8 @@ struct InFlight {
 #[derive(Default)]
 pub(crate) struct Direct {
     next_id: AtomicU64,
+    /// Calls sent upstream on the direct path.
+    calls: AtomicU64,
     pending: Mutex<HashMap<String, Pending>>,
     inflight: Mutex<HashMap<(String, String), InFlight>>,
 }
@@ -126,6 +128,10 @@ pub(crate) fn is_answer_to_forwarded(message: &Map<String, Value>) -> bool {
 }
 
 impl Direct {
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     fn next_id(&self) -> String {
         format!(
             "{REQUEST_ID_PREFIX}{}",
@@ -209,6 +215,7 @@ impl Direct {
             Ok(conn) => conn,
             Err(e) => return Some(failure(&lane, &client_id, &e.to_string())),
         };
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let key = (caller.session.clone(), client_id.to_string());
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
