@@ -16,13 +16,14 @@ use rmcp::transport::common::server_side_http::SessionId;
 use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::{ErrorData, RoleServer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::ToolRecord;
 
 use super::aggregate::Aggregate;
-use super::direct::{Caller, Direct, is_answer_to_forwarded};
+use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
+use super::message::Incoming;
 use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
 
@@ -43,7 +44,7 @@ struct Inner {
     rebuild: Mutex<()>,
     /// Sessions of clients that keep one (2025-11-25 and older), by session id: told
     /// about list changes, and looked up by the direct path.
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
     direct: Arc<Direct>,
     shutdown: CancellationToken,
 }
@@ -301,6 +302,14 @@ impl Gateway {
         &self.inner.upstreams
     }
 
+    pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(super) fn versions(&self) -> &[ProtocolVersion] {
+        &self.inner.versions
+    }
+
     /// Remembers a client session once it is initialized.
     pub(super) fn register_session(&self, id: String, peer: Peer<RoleServer>) {
         let Some(info) = peer.peer_info() else { return };
@@ -311,7 +320,7 @@ impl Gateway {
         };
         if let Ok(mut sessions) = self.inner.sessions.lock() {
             sessions.retain(|_, s| !s.peer.is_transport_closed());
-            sessions.insert(id, session);
+            sessions.insert(id, Arc::new(session));
         }
     }
 
@@ -320,7 +329,7 @@ impl Gateway {
     pub(crate) async fn try_direct(
         &self,
         parts: &http::request::Parts,
-        message: &Map<String, Value>,
+        message: &Incoming<'_>,
         manager: &LocalSessionManager,
     ) -> Option<Response> {
         let session = parts
@@ -328,16 +337,21 @@ impl Gateway {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if is_answer_to_forwarded(message) {
-            return Some(self.inner.direct.answer(session, message).await);
-        }
-        match message.get("method").and_then(Value::as_str)? {
-            "notifications/cancelled" => self
-                .inner
-                .direct
-                .cancel(session, message.get("params"))
-                .await
-                .then(|| http::StatusCode::ACCEPTED.into_response()),
+        let Some(method) = message.method.as_deref() else {
+            if is_answer_to_forwarded(message) {
+                return Some(self.inner.direct.answer(session, message).await);
+            }
+            return None;
+        };
+        match method {
+            "notifications/cancelled" => {
+                let params: Value = serde_json::from_str(message.params?.get()).ok()?;
+                self.inner
+                    .direct
+                    .cancel(session, &params)
+                    .await
+                    .then(|| http::StatusCode::ACCEPTED.into_response())
+            }
             "tools/call" => self.direct_call(parts, session, message, manager).await,
             _ => None,
         }
@@ -347,36 +361,29 @@ impl Gateway {
         &self,
         parts: &http::request::Parts,
         session: &str,
-        message: &Map<String, Value>,
+        message: &Incoming<'_>,
         manager: &LocalSessionManager,
     ) -> Option<Response> {
-        let params = message.get("params")?.as_object()?;
-        let name = params.get("name")?.as_str()?;
+        let call = CallParams::read(message.params?)?;
         let caller = if session.is_empty() {
-            stateless_caller(parts, params, name)?
+            stateless_caller(parts, &call)?
         } else {
-            let known = self
-                .inner
-                .sessions
-                .lock()
-                .ok()?
-                .get(session)
-                .map(|s| (s.version.clone(), s.capabilities.clone(), s.peer.clone()));
-            let (version, capabilities, peer) = known?;
-            let closed = peer.is_transport_closed();
+            let known = self.inner.sessions.lock().ok()?.get(session).cloned()?;
             // rmcp owns the session's life: ended or expired sessions get its 404.
-            if closed || !manager.has_session(&SessionId::from(session)).await.ok()? {
+            if known.peer.is_transport_closed()
+                || !manager.has_session(&SessionId::from(session)).await.ok()?
+            {
                 return None;
             }
             Caller {
                 session: session.to_owned(),
-                peer: Some(peer),
-                era: Era::of_str(&version),
-                capabilities,
+                era: Era::of_str(&known.version),
+                capabilities: known.capabilities.clone(),
+                peer: Some(known.peer.clone()),
             }
         };
         let view = self.view(caller.era);
-        let route = view.tool(name)?;
+        let route = view.tool(&call.name)?;
         if !route.plain {
             return None;
         }
@@ -387,16 +394,8 @@ impl Gateway {
         let original = route.original.clone();
         self.inner
             .direct
-            .call(caller, lane, &original, message)
+            .call(caller, lane, &original, message.id?, call)
             .await
-    }
-
-    pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
-        self.inner.changes.subscribe()
-    }
-
-    pub(super) fn versions(&self) -> &[ProtocolVersion] {
-        &self.inner.versions
     }
 }
 
@@ -440,6 +439,7 @@ fn upstream_meta(context: &RequestContext<RoleServer>, lane: Era) -> Option<Requ
 }
 
 /// A client session the gateway knows of.
+#[derive(Clone)]
 struct Session {
     version: String,
     capabilities: rmcp::model::ClientCapabilities,
@@ -448,20 +448,16 @@ struct Session {
 
 /// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
 /// no `Mcp-Param-*` header needs checking against the tool's schema.
-fn stateless_caller(
-    parts: &http::request::Parts,
-    params: &Map<String, Value>,
-    name: &str,
-) -> Option<Caller> {
+fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Caller> {
     let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
-    let meta = params.get("_meta")?.as_object()?;
+    let meta = call.meta.as_ref()?;
     let version = meta
         .get("io.modelcontextprotocol/protocolVersion")?
         .as_str()?;
     if header("mcp-protocol-version")? != version
         || Era::of_str(version) != Era::Modern
         || header("mcp-method")? != "tools/call"
-        || header("mcp-name")? != name
+        || header("mcp-name")? != call.name
         || parts
             .headers
             .keys()

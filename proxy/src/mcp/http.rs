@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::message::{Incoming, NotAMessage};
 use crate::config::Config;
 
 /// JSON-RPC code of the 2026-07-28 `UnsupportedProtocolVersionError`.
@@ -86,54 +87,73 @@ fn rpc_error(
 
 /// Reads a POST body within the size limit and checks it is one JSON-RPC message, so
 /// that an oversized body gets 413 and a malformed one a JSON-RPC parse error (400)
-/// with the reason; then refuses a `MCP-Protocol-Version` Warrant does not serve, with
-/// the list it does. Errors echo the request id when there is one.
+/// with the reason; refuses a `MCP-Protocol-Version` Warrant does not serve, with the
+/// list it does; then gives the direct data path its chance before rmcp. Errors echo
+/// the request id when there is one.
 async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let mut id = Value::Null;
-    let mut parsed = None;
-    let body = if parts.method == http::Method::POST {
-        let bytes = match axum::body::to_bytes(body, edge.max_body_bytes).await {
-            Ok(bytes) => bytes,
+    let mut other_body = None;
+    let bytes = if parts.method == http::Method::POST {
+        match axum::body::to_bytes(body, edge.max_body_bytes).await {
+            Ok(bytes) => Some(bytes),
             Err(_) => {
                 let message = format!(
                     "the request body is larger than the limit of {} bytes (server.max_body_bytes)",
                     edge.max_body_bytes
                 );
-                return rpc_error(StatusCode::PAYLOAD_TOO_LARGE, id, -32600, message, None);
-            }
-        };
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(message)) => {
-                id = message.get("id").cloned().unwrap_or(Value::Null);
-                if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-                    let text = "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"";
-                    return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
-                }
-                parsed = Some(message);
-            }
-            Ok(Value::Array(_)) => {
-                let text = "Invalid Request: JSON-RPC batches are not supported (removed in MCP \
-                            2025-06-18); send one message per request";
-                return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
-            }
-            Ok(_) => {
-                let text = "Invalid Request: expected a JSON-RPC message object";
-                return rpc_error(StatusCode::BAD_REQUEST, id, -32600, text.into(), None);
-            }
-            Err(e) => {
                 return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    id,
-                    -32700,
-                    format!("Parse error: {e}"),
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Value::Null,
+                    -32600,
+                    message,
                     None,
                 );
             }
         }
-        Body::from(bytes)
     } else {
-        body
+        other_body = Some(body);
+        None
+    };
+    let message = match bytes.as_deref().map(Incoming::parse) {
+        None => None,
+        Some(Ok(message)) => {
+            if message.jsonrpc.as_deref() != Some("2.0") {
+                let text = "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"";
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    message.id_value(),
+                    -32600,
+                    text.into(),
+                    None,
+                );
+            }
+            Some(message)
+        }
+        Some(Err(NotAMessage::Batch)) => {
+            let text = "Invalid Request: JSON-RPC batches are not supported (removed in MCP \
+                        2025-06-18); send one message per request";
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32600,
+                text.into(),
+                None,
+            );
+        }
+        Some(Err(NotAMessage::NotAnObject)) => {
+            let text = "Invalid Request: expected a JSON-RPC message object";
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32600,
+                text.into(),
+                None,
+            );
+        }
+        Some(Err(NotAMessage::Parse(e))) => {
+            let text = format!("Parse error: {e}");
+            return rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, text, None);
+        }
     };
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
@@ -156,14 +176,15 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
         } else {
             UNSUPPORTED_PROTOCOL_VERSION
         };
-        let message = format!(
+        let text = format!(
             "Bad Request: unsupported MCP-Protocol-Version {requested:?}; this gateway serves {}",
             edge.versions.join(", ")
         );
         let data = json!({ "requested": requested, "supported": edge.versions });
-        return rpc_error(StatusCode::BAD_REQUEST, id, code, message, Some(data));
+        let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
+        return rpc_error(StatusCode::BAD_REQUEST, id, code, text, Some(data));
     }
-    if let Some(message) = &parsed
+    if let Some(message) = &message
         && host_allowed(&parts, &edge.allowed_hosts)
         && origin_allowed(&parts, &edge.allowed_hosts)
         && let Some(response) = edge
@@ -173,6 +194,12 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
     {
         return response;
     }
+    drop(message);
+    let body = match (bytes, other_body) {
+        (Some(bytes), _) => Body::from(bytes),
+        (None, Some(body)) => body,
+        (None, None) => Body::empty(),
+    };
     next.run(Request::from_parts(parts, body)).await
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gateway;
 mod handler;
 pub mod http;
+mod message;
 mod sse;
 mod upstream;
 

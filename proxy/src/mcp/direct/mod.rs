@@ -30,12 +30,15 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::Full;
 use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 pub(crate) use conn::Connections;
 
 use self::sse::EventReader;
 use super::error::GatewayError;
+use super::message::{Incoming, Outgoing};
 use super::upstream::{Era, Inflight, Lane, ProgressCount};
 
 /// Ids of requests the gateway forwards to a client on a direct call start with this.
@@ -119,12 +122,51 @@ pub(crate) struct Direct {
 }
 
 /// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
-pub(crate) fn is_answer_to_forwarded(message: &Map<String, Value>) -> bool {
-    !message.contains_key("method")
+pub(crate) fn is_answer_to_forwarded(message: &Incoming<'_>) -> bool {
+    message.method.is_none()
         && message
-            .get("id")
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.starts_with(REQUEST_ID_PREFIX))
+            .id
+            .is_some_and(|id| id.get().starts_with(&format!("\"{REQUEST_ID_PREFIX}")))
+}
+
+/// The parameters of a `tools/call`, each kept as raw JSON but the tool's name and the
+/// `_meta` the gateway rewrites.
+pub(crate) struct CallParams<'a> {
+    pub(crate) name: String,
+    pub(crate) meta: Option<Map<String, Value>>,
+    rest: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> CallParams<'a> {
+    pub(crate) fn read(params: &'a RawValue) -> Option<Self> {
+        let members: Vec<(Cow<'a, str>, &'a RawValue)> = serde_json::from_str::<
+            std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>,
+        >(params.get())
+        .ok()?
+        .into_iter()
+        .collect();
+        let mut name = None;
+        let mut meta = None;
+        let mut rest = Vec::with_capacity(members.len());
+        for (key, value) in members {
+            match key.as_ref() {
+                "name" => name = serde_json::from_str::<String>(value.get()).ok(),
+                "_meta" => meta = serde_json::from_str::<Map<String, Value>>(value.get()).ok(),
+                _ => rest.push((key, value)),
+            }
+        }
+        Some(Self {
+            name: name?,
+            meta,
+            rest,
+        })
+    }
+
+    /// The client's progress token, if it asked for progress.
+    fn progress_token(&self) -> Option<ProgressToken> {
+        let token = self.meta.as_ref()?.get("progressToken")?;
+        serde_json::from_value(token.clone()).ok()
+    }
 }
 
 impl Direct {
@@ -140,11 +182,9 @@ impl Direct {
     }
 
     /// Carries a client's answer to a forwarded request back to the upstream.
-    pub(crate) async fn answer(&self, session: &str, message: &Map<String, Value>) -> Response {
-        let id = message
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    pub(crate) async fn answer(&self, session: &str, message: &Incoming<'_>) -> Response {
+        let id_value = message.id_value();
+        let id = id_value.as_str().unwrap_or_default();
         let pending = self.pending.lock().ok().and_then(|mut p| {
             if p.get(id).is_some_and(|p| p.session == session) {
                 p.remove(id)
@@ -156,8 +196,14 @@ impl Direct {
             let text = format!("no request {id:?} is waiting for an answer in this session");
             return rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32600, &text);
         };
-        let mut answer = message.clone();
+        let mut answer = Map::new();
+        answer.insert("jsonrpc".into(), Value::String("2.0".into()));
         answer.insert("id".into(), pending.upstream_id);
+        for (key, raw) in [("result", message.result), ("error", message.error)] {
+            if let Some(value) = raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
+                answer.insert(key.into(), value);
+            }
+        }
         match post_notification(&pending.lane, &Value::Object(answer)).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e) => {
@@ -172,18 +218,15 @@ impl Direct {
 
     /// Passes a client's cancellation of a direct call upstream; false when the
     /// cancelled request is not a direct call (rmcp then handles the notification).
-    pub(crate) async fn cancel(&self, session: &str, params: Option<&Value>) -> bool {
-        let Some(request_id) = params.and_then(|p| p.get("requestId")) else {
+    pub(crate) async fn cancel(&self, session: &str, params: &Value) -> bool {
+        let Some(request_id) = params.get("requestId") else {
             return false;
         };
         let key = (session.to_owned(), request_id.to_string());
         let Some(call) = self.inflight.lock().ok().and_then(|mut f| f.remove(&key)) else {
             return false;
         };
-        let reason = params
-            .and_then(|p| p.get("reason"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let reason = params.get("reason").cloned().unwrap_or(Value::Null);
         cancel_upstream(&call.lane, &call.upstream_id, &reason).await;
         true
     }
@@ -195,28 +238,21 @@ impl Direct {
         caller: Caller,
         lane: Arc<Lane>,
         original: &str,
-        message: &Map<String, Value>,
+        client_id: &RawValue,
+        call: CallParams<'_>,
     ) -> Option<Response> {
         let target = lane.direct_target()?;
-        let client_id = message.get("id").cloned()?;
-        let upstream_id = Value::String(self.next_id());
-        let mut params = message
-            .get("params")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        params.insert("name".into(), Value::String(original.to_owned()));
-        rewrite_meta(&mut params, lane.era);
-        let body =
-            json!({"jsonrpc": "2.0", "id": upstream_id, "method": "tools/call", "params": params});
-        let request = build_request(&lane, &target, original, body.to_string().into())?;
+        let upstream_key = self.next_id();
+        let upstream_id = Value::String(upstream_key.clone());
+        let body = upstream_body(&upstream_key, original, &call, lane.era)?;
+        let request = build_request(&lane, &target, original, body)?;
 
         let mut conn = match target.connections.checkout().await {
             Ok(conn) => conn,
-            Err(e) => return Some(failure(&lane, &client_id, &e.to_string())),
+            Err(e) => return Some(failure(&lane, client_id, &e.to_string())),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let key = (caller.session.clone(), client_id.to_string());
+        let key = (caller.session.clone(), client_id.get().to_owned());
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
                 key.clone(),
@@ -228,7 +264,13 @@ impl Direct {
         }
         // Messages about this call that reach the lane's rmcp connection instead of the
         // call's stream (an rmcp server logs on its standalone stream) find the client.
-        let tracked = track(&lane, &caller, &client_id, &upstream_id, message);
+        let tracked = track(
+            &lane,
+            &caller,
+            client_id,
+            &upstream_id,
+            call.progress_token(),
+        );
         // Until the call completes, dropping it (the client went away, or the timeout)
         // cancels it upstream.
         let mut guard = CancelOnDrop {
@@ -250,8 +292,8 @@ impl Direct {
             Ok::<_, conn::ConnError>((status, is_sse, response.into_body()))
         };
         let (status, is_sse, mut body) = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
-            Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
             Ok(Ok(head)) => head,
         };
         if status == StatusCode::NOT_FOUND && lane.era == Era::Legacy {
@@ -260,35 +302,26 @@ impl Direct {
             lane.forget_direct_session();
             return None;
         }
-        if !status.is_success() {
-            // A 2026-07-28 server answers some errors with an HTTP status of their own
-            // (400 for a missing capability, 404 for an unknown method): pass them on.
-            guard.disarm();
-            let bytes = read_all(&mut conn, &mut body).await.unwrap_or_default();
-            return Some(match serde_json::from_slice::<Map<String, Value>>(&bytes) {
-                Ok(reply) if reply.contains_key("error") => {
-                    (status, axum::Json(finish(reply, &client_id, caller.era))).into_response()
-                }
-                _ => failure(&lane, &client_id, &format!("it answered HTTP {status}")),
-            });
-        }
         if !is_sse {
             let read = read_all(&mut conn, &mut body);
             let bytes = match tokio::time::timeout(timeout, read).await {
                 Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
-                Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
+                Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
+                Err(_) => return Some(timed_out(&lane, client_id, timeout)),
             };
             guard.settle().await;
             guard.disarm();
             target.connections.checkin(conn);
-            return Some(match serde_json::from_slice::<Map<String, Value>>(&bytes) {
-                Ok(reply) => json_reply(finish(reply, &client_id, caller.era)),
-                Err(e) => failure(
-                    &lane,
-                    &client_id,
-                    &format!("its answer is not a JSON-RPC message: {e}"),
-                ),
+            // A 2026-07-28 server answers some errors with an HTTP status of their own
+            // (400 for a missing capability, 404 for an unknown method): kept as is.
+            return Some(match Incoming::parse(&bytes) {
+                Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
+                    answer_response(status, client_id, &reply)
+                }
+                _ if !status.is_success() => {
+                    failure(&lane, client_id, &format!("it answered HTTP {status}"))
+                }
+                _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
             });
         }
         // An event stream: answer in one piece if the final response comes first,
@@ -296,8 +329,8 @@ impl Direct {
         let mut reader = EventReader::default();
         let first = async {
             loop {
-                if let Some(message) = reader.next_message() {
-                    return Ok(Some(message));
+                if let Some(data) = reader.next_data() {
+                    return Ok(Some(data));
                 }
                 match conn.frame(&mut body).await? {
                     Some(chunk) => reader.push(&chunk),
@@ -306,24 +339,31 @@ impl Direct {
             }
         };
         let first = match tokio::time::timeout(timeout, first).await {
-            Err(_) => return Some(timed_out(&lane, &client_id, timeout)),
-            Ok(Err(e)) => return Some(failure(&lane, &client_id, &e.to_string())),
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
             Ok(Ok(None)) => {
                 return Some(failure(
                     &lane,
-                    &client_id,
+                    client_id,
                     "its event stream ended without an answer",
                 ));
             }
-            Ok(Ok(Some(message))) => message,
+            Ok(Ok(Some(data))) => data,
         };
-        if first.get("id") == Some(&upstream_id) && !first.contains_key("method") {
+        if let Ok(reply) = serde_json::from_str::<Incoming<'_>>(&first)
+            && reply.method.is_none()
+            && reply
+                .id
+                .is_some_and(|id| id.get().trim_matches('"') == upstream_key)
+        {
             guard.settle().await;
             guard.disarm();
             target.connections.checkin(conn);
-            return Some(json_reply(finish(first, &client_id, caller.era)));
+            return Some(answer_response(StatusCode::OK, client_id, &reply));
         }
         // Stream: a task of its own carries on the exchange.
+        let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
+        let first: Map<String, Value> = serde_json::from_str(&first).unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
         let direct = self.clone();
         tokio::spawn(async move {
@@ -335,8 +375,11 @@ impl Direct {
                     None => {
                         let more = async {
                             loop {
-                                if let Some(message) = reader.next_message() {
-                                    return Ok(Some(message));
+                                if let Some(data) = reader.next_data() {
+                                    if let Ok(message) = serde_json::from_str(&data) {
+                                        return Ok(Some(message));
+                                    }
+                                    continue;
                                 }
                                 match conn.frame(&mut body).await? {
                                     Some(chunk) => reader.push(&chunk),
@@ -344,38 +387,28 @@ impl Direct {
                                 }
                             }
                         };
-                        match tokio::time::timeout_at(deadline, more).await {
-                            Ok(Ok(Some(m))) => m,
+                        let error = match tokio::time::timeout_at(deadline, more).await {
+                            Ok(Ok(Some(m))) => {
+                                next = Some(m);
+                                continue;
+                            }
                             Ok(Ok(None)) => {
-                                let error = error_value(
-                                    &client_id,
-                                    &failure_error(
-                                        &lane,
-                                        "its event stream ended without an answer",
-                                    ),
-                                );
-                                let _ = tx.send(Ok(sse_event(&error))).await;
-                                return;
+                                failure_error(&lane, "its event stream ended without an answer")
                             }
-                            Ok(Err(e)) => {
-                                let error =
-                                    error_value(&client_id, &failure_error(&lane, &e.to_string()));
-                                let _ = tx.send(Ok(sse_event(&error))).await;
-                                return;
-                            }
-                            Err(_) => {
-                                let error = error_value(&client_id, &timeout_error(&lane, timeout));
-                                let _ = tx.send(Ok(sse_event(&error))).await;
-                                return;
-                            }
-                        }
+                            Ok(Err(e)) => failure_error(&lane, &e.to_string()),
+                            Err(_) => timeout_error(&lane, timeout),
+                        };
+                        let _ = tx
+                            .send(Ok(sse_event(&error_value(&client_id, &error))))
+                            .await;
+                        return;
                     }
                 };
                 let out =
                     if message.get("id") == Some(&upstream_id) && !message.contains_key("method") {
                         guard.settle().await;
                         guard.disarm();
-                        let done = finish(message, &client_id, caller.era);
+                        let done = finish(message, &client_id);
                         let _ = tx.send(Ok(sse_event(&done))).await;
                         target.connections.checkin(conn);
                         return;
@@ -452,18 +485,13 @@ impl Direct {
 fn track(
     lane: &Arc<Lane>,
     caller: &Caller,
-    client_id: &Value,
+    client_id: &RawValue,
     upstream_id: &Value,
-    message: &Map<String, Value>,
+    token: Option<ProgressToken>,
 ) -> Option<(RequestId, Arc<ProgressCount>)> {
     let peer = caller.peer.clone()?;
     let id: RequestId = serde_json::from_value(upstream_id.clone()).ok()?;
-    let downstream_request: RequestId = serde_json::from_value(client_id.clone()).ok()?;
-    let token: Option<ProgressToken> = message
-        .get("params")
-        .and_then(|p| p.get("_meta"))
-        .and_then(|m| m.get("progressToken"))
-        .and_then(|t| serde_json::from_value(t.clone()).ok());
+    let downstream_request: RequestId = serde_json::from_str(client_id.get()).ok()?;
     // The upstream sees the client's own progress token; without one, a key that
     // matches nothing.
     let key = token
@@ -606,36 +634,68 @@ fn build_request(
     Some(request)
 }
 
-/// The client's `_meta`, as the upstream lane should see it (see `gateway::upstream_meta`
-/// for the same rule on the rmcp path).
-fn rewrite_meta(params: &mut Map<String, Value>, era: Era) {
-    let Some(Value::Object(meta)) = params.get_mut("_meta") else {
-        return;
-    };
-    meta.remove("io.modelcontextprotocol/clientInfo");
-    match era {
-        Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
-        Era::Modern => {
-            meta.insert(
-                "io.modelcontextprotocol/clientInfo".into(),
-                json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
-            );
+/// The body of the call posted upstream: the client's parameters, under the upstream's
+/// name for the tool, with the `_meta` the upstream lane should see (see
+/// `gateway::upstream_meta` for the same rule on the rmcp path).
+fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> Option<Bytes> {
+    let name = RawValue::from_string(serde_json::to_string(original).ok()?).ok()?;
+    let meta = match call.meta.clone() {
+        Some(mut meta) => {
+            meta.remove("io.modelcontextprotocol/clientInfo");
+            match era {
+                Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+                Era::Modern => {
+                    meta.insert(
+                        "io.modelcontextprotocol/clientInfo".into(),
+                        json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
+                    );
+                }
+            }
+            if meta.is_empty() {
+                None
+            } else {
+                Some(RawValue::from_string(serde_json::to_string(&meta).ok()?).ok()?)
+            }
         }
+        None => None,
+    };
+    let mut params: Vec<(&str, &RawValue)> = Vec::with_capacity(call.rest.len() + 2);
+    params.push(("name", &name));
+    if let Some(meta) = &meta {
+        params.push(("_meta", meta));
     }
-    if meta.is_empty() {
-        params.remove("_meta");
+    params.extend(call.rest.iter().map(|(k, v)| (k.as_ref(), *v)));
+    let params: std::collections::BTreeMap<&str, &RawValue> = params.into_iter().collect();
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    serde_json::to_vec(&body).ok().map(Bytes::from)
+}
+
+/// The client's answer: the upstream's result or error, as it came, under the client's
+/// request id.
+fn answer_response(status: StatusCode, client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let out = Outgoing {
+        jsonrpc: "2.0",
+        id: client_id,
+        result: reply.result,
+        error: if reply.result.is_some() {
+            None
+        } else {
+            reply.error
+        },
+    };
+    match serde_json::to_vec(&out) {
+        Ok(body) => Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
-/// The upstream's final message, addressed to the client's request id.
-fn finish(mut message: Map<String, Value>, client_id: &Value, era: Era) -> Value {
+/// The upstream's final message (streaming case), addressed to the client's request id.
+fn finish(mut message: Map<String, Value>, client_id: &Value) -> Value {
     message.insert("id".into(), client_id.clone());
-    if era == Era::Modern
-        && let Some(Value::Object(result)) = message.get_mut("result")
-        && !result.contains_key("resultType")
-    {
-        result.insert("resultType".into(), Value::String("complete".into()));
-    }
     Value::Object(message)
 }
 
@@ -677,12 +737,19 @@ fn timeout_error(lane: &Lane, after: std::time::Duration) -> GatewayError {
     }
 }
 
-fn failure(lane: &Lane, client_id: &Value, reason: &str) -> Response {
-    json_reply(error_value(client_id, &failure_error(lane, reason)))
+fn failure(lane: &Lane, client_id: &RawValue, reason: &str) -> Response {
+    json_reply(error_value(
+        &raw_id(client_id),
+        &failure_error(lane, reason),
+    ))
 }
 
-fn timed_out(lane: &Lane, client_id: &Value, after: std::time::Duration) -> Response {
-    json_reply(error_value(client_id, &timeout_error(lane, after)))
+fn timed_out(lane: &Lane, client_id: &RawValue, after: std::time::Duration) -> Response {
+    json_reply(error_value(&raw_id(client_id), &timeout_error(lane, after)))
+}
+
+fn raw_id(id: &RawValue) -> Value {
+    serde_json::from_str(id.get()).unwrap_or(Value::Null)
 }
 
 fn rpc_error(status: StatusCode, id: Value, code: i32, message: &str) -> Response {

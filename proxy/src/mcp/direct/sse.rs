@@ -1,9 +1,7 @@
-//! Reading JSON-RPC messages out of a server-sent event stream as its chunks arrive.
+//! Reading the events of a server-sent event stream as its chunks arrive.
 
-use serde_json::{Map, Value};
-
-/// Accumulates chunks and yields each complete event's JSON message. Events without
-/// data (priming events, keep-alives) and data that is not a JSON object are skipped.
+/// Accumulates chunks and yields each complete event's data. Events without data
+/// (priming events, keep-alives) are skipped.
 #[derive(Default)]
 pub(super) struct EventReader {
     buffer: Vec<u8>,
@@ -14,14 +12,14 @@ impl EventReader {
         self.buffer.extend_from_slice(chunk);
     }
 
-    /// The next complete message, if one has arrived.
-    pub(super) fn next_message(&mut self) -> Option<Map<String, Value>> {
+    /// The data of the next complete event that carries any, if one has arrived.
+    pub(super) fn next_data(&mut self) -> Option<String> {
         loop {
             let (end, skip) = find_event_end(&self.buffer)?;
             let event: Vec<u8> = self.buffer.drain(..end + skip).take(end).collect();
             let text = String::from_utf8_lossy(&event);
             let mut data = String::new();
-            for line in text.lines() {
+            for line in text.lines().map(|l| l.trim_end_matches('\r')) {
                 if let Some(value) = line.strip_prefix("data:") {
                     if !data.is_empty() {
                         data.push('\n');
@@ -32,10 +30,7 @@ impl EventReader {
             if data.trim().is_empty() {
                 continue;
             }
-            if let Ok(Value::Object(message)) = serde_json::from_str(&data) {
-                return Some(message);
-            }
-            tracing::debug!("skipping an event that is not a JSON-RPC message");
+            return Some(data);
         }
     }
 }
@@ -66,30 +61,23 @@ mod tests {
         let mut reader = EventReader::default();
         reader.push(b"id: 0\nretry: 3000\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",");
         assert!(
-            reader.next_message().is_none(),
+            reader.next_data().is_none(),
             "the priming event has no data"
         );
         reader.push(b"\"id\":1,\"result\":{}}\r\n\r\ndata: {\"a\"");
-        let message = reader.next_message().expect("a message");
-        assert_eq!(message.get("id"), Some(&Value::from(1)));
-        assert!(
-            reader.next_message().is_none(),
-            "the next event is incomplete"
-        );
-        reader.push(b":1}\n\n");
         assert_eq!(
-            reader.next_message().and_then(|m| m.get("a").cloned()),
-            Some(Value::from(1))
+            reader.next_data().as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)
         );
+        assert!(reader.next_data().is_none(), "the next event is incomplete");
+        reader.push(b":1}\n\n");
+        assert_eq!(reader.next_data().as_deref(), Some(r#"{"a":1}"#));
     }
 
     #[test]
-    fn data_that_is_not_json_is_skipped() {
+    fn multi_line_data_is_joined() {
         let mut reader = EventReader::default();
-        reader.push(b"data: ping\n\ndata: {\"ok\":true}\n\n");
-        assert_eq!(
-            reader.next_message().and_then(|m| m.get("ok").cloned()),
-            Some(Value::Bool(true))
-        );
+        reader.push(b"data: {\"a\":\ndata: 1}\n\n");
+        assert_eq!(reader.next_data().as_deref(), Some("{\"a\":\n1}"));
     }
 }
