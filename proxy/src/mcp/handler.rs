@@ -25,18 +25,26 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use super::aggregate::page;
+use super::aggregate::{Aggregate, page};
 use super::error::GatewayError;
 use super::gateway::{Gateway, era_of, unexpected};
 use super::upstream::{Change, Era};
 
-fn paged<T: Clone>(
-    items: &[T],
-    request: Option<PaginatedRequestParams>,
-    size: usize,
-) -> Result<(Vec<T>, Option<String>), ErrorData> {
-    let cursor = request.and_then(|r| r.cursor);
-    page(items, cursor.as_deref(), size).map_err(|c| GatewayError::InvalidCursor(c).into())
+impl Gateway {
+    /// One page of a list of the client's era, once its upstreams have settled.
+    async fn listing<T: Clone>(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: &RequestContext<RoleServer>,
+        items: impl Fn(&Aggregate) -> &[T],
+    ) -> Result<(Vec<T>, Option<String>), ErrorData> {
+        let era = era_of(context);
+        self.settle_for_listing(era).await;
+        let view = self.view(era);
+        let cursor = request.and_then(|r| r.cursor);
+        page(items(&view), cursor.as_deref(), self.page_size())
+            .map_err(|c| GatewayError::InvalidCursor(c).into())
+    }
 }
 
 /// `"complete"` on a result that has no `resultType` (an upstream before 2026-07-28).
@@ -99,11 +107,8 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let era = era_of(&context);
-        self.settle_for_listing(era).await;
-        let view = self.view(era);
-        let (tools, next) = paged(&view.tools, request, self.page_size())?;
-        let mut result = ListToolsResult::with_all_items(tools);
+        let (items, next) = self.listing(request, &context, |v| &v.tools).await?;
+        let mut result = ListToolsResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
     }
@@ -143,11 +148,8 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let era = era_of(&context);
-        self.settle_for_listing(era).await;
-        let view = self.view(era);
-        let (prompts, next) = paged(&view.prompts, request, self.page_size())?;
-        let mut result = ListPromptsResult::with_all_items(prompts);
+        let (items, next) = self.listing(request, &context, |v| &v.prompts).await?;
+        let mut result = ListPromptsResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
     }
@@ -186,11 +188,8 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let era = era_of(&context);
-        self.settle_for_listing(era).await;
-        let view = self.view(era);
-        let (resources, next) = paged(&view.resources, request, self.page_size())?;
-        let mut result = ListResourcesResult::with_all_items(resources);
+        let (items, next) = self.listing(request, &context, |v| &v.resources).await?;
+        let mut result = ListResourcesResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
     }
@@ -200,11 +199,8 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let era = era_of(&context);
-        self.settle_for_listing(era).await;
-        let view = self.view(era);
-        let (templates, next) = paged(&view.templates, request, self.page_size())?;
-        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        let (items, next) = self.listing(request, &context, |v| &v.templates).await?;
+        let mut result = ListResourceTemplatesResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
     }
