@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Warrant's whole test suite on a fresh Debian machine with Rust:
-#   1. installs what the tests need and is missing (PostgreSQL and Node.js from Debian,
-#      the Node MCP peers and the conformance suite from the npm registry, cargo-nextest),
+#   1. installs what the tests need and is missing (PostgreSQL, Node.js and Python's venv
+#      from Debian, the Node MCP peers and the conformance suite from the npm registry,
+#      the Python MCP SDK from PyPI, cargo-nextest),
 #   2. starts a throw-away PostgreSQL on a loopback port in a temporary directory,
 #   3. builds the workspace once (debug) and runs every test with cargo-nextest, once on
 #      SQLite and once on PostgreSQL.
@@ -18,6 +19,7 @@ need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing ${need_apt[*]} (Debian packages)"
   as_root apt-get update -qq
@@ -33,6 +35,13 @@ for dir in tests/node tests/conformance; do
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
+
+if [ ! -x tests/python/.venv/bin/python ] || [ tests/python/requirements.txt -nt tests/python/.venv/installed ]; then
+  say "installing the Python MCP SDK (tests/python)"
+  python3 -m venv tests/python/.venv
+  tests/python/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  touch tests/python/.venv/installed
+fi
 
 # --- 2. A throw-away PostgreSQL on loopback ---------------------------------------------
 PGBIN=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")

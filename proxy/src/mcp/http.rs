@@ -200,7 +200,14 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
         (None, Some(body)) => body,
         (None, None) => Body::empty(),
     };
-    next.run(Request::from_parts(parts, body)).await
+    let method = parts.method.clone();
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    // An ended session is acknowledged with 200: some clients (the Python SDK) take
+    // rmcp's 202 for a failure.
+    if method == http::Method::DELETE && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// The `Host` check rmcp makes, made here too for the requests the direct path takes.
