@@ -251,7 +251,28 @@ async fn progress_flows_back(config: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn over_http_an_upstream_that_dies_mid_call_fails_that_call_only() {
     let (_server, config) = flaky_http("").await;
-    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let direct = dies_mid_call(&config).await;
+    assert!(direct >= 1, "the calls took the direct path ({direct})");
+}
+
+/// The same through rmcp's HTTP client (the direct path switched off): the broken
+/// response stream is given up on quickly, not retried until the call times out.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_without_the_direct_path_an_upstream_that_dies_mid_call_fails_that_call_only() {
+    let (_server, config) = flaky_http("direct = false\n").await;
+    let started = Instant::now();
+    let direct = dies_mid_call(&config).await;
+    assert_eq!(direct, 0, "the calls went through rmcp");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Returns how many calls took the direct path.
+async fn dies_mid_call(config: &str) -> u64 {
+    let gateway = TestGateway::start(config, Backend::current()).await;
     let mut raw = Raw::new(&gateway.url());
     raw.initialize("2025-11-25").await;
     let reply = raw
@@ -295,7 +316,9 @@ async fn over_http_an_upstream_that_dies_mid_call_fails_that_call_only() {
             .is_some_and(|m| m.contains("flaky")),
         "{error}"
     );
+    let direct = gateway.running.gateway.direct_calls();
     gateway.stop().await;
+    direct
 }
 
 #[tokio::test(flavor = "multi_thread")]

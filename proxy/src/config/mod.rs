@@ -86,6 +86,8 @@ pub struct UpstreamConfig {
     pub transport: Transport,
     pub start: StartMode,
     pub protocol: ProtocolPin,
+    /// Whether `tools/call` may take the direct data path (plain-`http` Streamable HTTP).
+    pub direct: bool,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
     pub restart_backoff_max: Duration,
@@ -592,6 +594,7 @@ fn validate_upstream(
         transport: transport?,
         start,
         protocol,
+        direct: raw.direct.unwrap_or(true),
         connect_timeout,
         call_timeout,
         restart_backoff_max,

@@ -7,8 +7,11 @@ use std::process::Stdio;
 
 use std::sync::{Arc, RwLock, Weak};
 
+use std::time::Duration;
+
 use futures::stream::BoxStream;
 use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::common::client_side_sse::SseRetryPolicy;
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
@@ -96,6 +99,10 @@ pub(crate) async fn connect(
             let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                 .max_concurrent_requests(MAX_CONCURRENT_HTTP_REQUESTS)
                 .control_request_timeout(config.connect_timeout);
+            // A broken response stream is resumed a few times, briefly; then the call
+            // fails (the default retries forever, and a call to a dead server would
+            // wait out its whole timeout).
+            transport_config.retry_config = Arc::new(BriefRetry);
             transport_config.custom_headers = header_map(headers)?;
             let http = SessionRecorder {
                 inner: http_client(config)?,
@@ -192,6 +199,16 @@ impl StreamableHttpClient for SessionRecorder {
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
+    }
+}
+
+/// Resumes a broken response stream three times, 100, 200 and 400 ms apart.
+#[derive(Debug)]
+struct BriefRetry;
+
+impl SseRetryPolicy for BriefRetry {
+    fn retry(&self, attempt: usize) -> Option<Duration> {
+        (attempt < 3).then(|| Duration::from_millis(100 << attempt))
     }
 }
 

@@ -45,6 +45,8 @@ struct Inner {
     /// Sessions of clients that keep one (2025-11-25 and older), by session id: told
     /// about list changes, and looked up by the direct path.
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Woken when a session is registered.
+    registered: tokio::sync::Notify,
     direct: Arc<Direct>,
     shutdown: CancellationToken,
 }
@@ -100,6 +102,7 @@ impl Gateway {
                 views: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
                 rebuild: Mutex::new(()),
                 sessions: Mutex::new(HashMap::new()),
+                registered: tokio::sync::Notify::new(),
                 direct: Arc::default(),
                 shutdown,
             }),
@@ -322,6 +325,32 @@ impl Gateway {
             sessions.retain(|_, s| !s.peer.is_transport_closed());
             sessions.insert(id, Arc::new(session));
         }
+        self.inner.registered.notify_waiters();
+    }
+
+    /// A session by id. rmcp answers `notifications/initialized` before the gateway
+    /// hears of it, so a client's first request may arrive a moment before the session
+    /// is registered: wait that moment (briefly) for a session rmcp knows.
+    async fn session(&self, id: &str, manager: &LocalSessionManager) -> Option<Arc<Session>> {
+        let lookup = || self.inner.sessions.lock().ok()?.get(id).cloned();
+        if let Some(session) = lookup() {
+            return Some(session);
+        }
+        if !manager.has_session(&SessionId::from(id)).await.ok()? {
+            return None;
+        }
+        let wait = async {
+            loop {
+                let registered = self.inner.registered.notified();
+                if let Some(session) = lookup() {
+                    return session;
+                }
+                registered.await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_millis(100), wait)
+            .await
+            .ok()
     }
 
     /// Takes a request on the direct data path if it can (see [`super::direct`]);
@@ -368,7 +397,7 @@ impl Gateway {
         let caller = if session.is_empty() {
             stateless_caller(parts, &call)?
         } else {
-            let known = self.inner.sessions.lock().ok()?.get(session).cloned()?;
+            let known = self.session(session, manager).await?;
             // rmcp owns the session's life: ended or expired sessions get its 404.
             if known.peer.is_transport_closed()
                 || !manager.has_session(&SessionId::from(session)).await.ok()?

@@ -656,6 +656,9 @@ fn request_options(
 /// The direct target of a Streamable HTTP upstream on plain `http`, with its configured
 /// headers resolved (when one does not resolve, rmcp's connection reports why).
 fn direct_target(config: &crate::config::UpstreamConfig) -> Option<Target> {
+    if !config.direct {
+        return None;
+    }
     let crate::config::Transport::StreamableHttp { url, headers } = &config.transport else {
         return None;
     };
