@@ -367,45 +367,50 @@ impl Direct {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
         let direct = self.clone();
         tokio::spawn(async move {
+            // Requests forwarded to the client during this call: forgotten when it ends,
+            // answered or not.
+            let mut forwarded_ids: Vec<String> = Vec::new();
             let mut next = Some(first);
             let deadline = tokio::time::Instant::now() + timeout;
-            loop {
-                let message = match next.take() {
-                    Some(m) => m,
-                    None => {
-                        let more = async {
-                            loop {
-                                if let Some(data) = reader.next_data() {
-                                    if let Ok(message) = serde_json::from_str(&data) {
-                                        return Ok(Some(message));
+            let exchange = async {
+                loop {
+                    let message = match next.take() {
+                        Some(m) => m,
+                        None => {
+                            let more = async {
+                                loop {
+                                    if let Some(data) = reader.next_data() {
+                                        if let Ok(message) = serde_json::from_str(&data) {
+                                            return Ok(Some(message));
+                                        }
+                                        continue;
                                     }
+                                    match conn.frame(&mut body).await? {
+                                        Some(chunk) => reader.push(&chunk),
+                                        None => return Ok::<_, conn::ConnError>(None),
+                                    }
+                                }
+                            };
+                            let error = match tokio::time::timeout_at(deadline, more).await {
+                                Ok(Ok(Some(m))) => {
+                                    next = Some(m);
                                     continue;
                                 }
-                                match conn.frame(&mut body).await? {
-                                    Some(chunk) => reader.push(&chunk),
-                                    None => return Ok::<_, conn::ConnError>(None),
+                                Ok(Ok(None)) => {
+                                    failure_error(&lane, "its event stream ended without an answer")
                                 }
-                            }
-                        };
-                        let error = match tokio::time::timeout_at(deadline, more).await {
-                            Ok(Ok(Some(m))) => {
-                                next = Some(m);
-                                continue;
-                            }
-                            Ok(Ok(None)) => {
-                                failure_error(&lane, "its event stream ended without an answer")
-                            }
-                            Ok(Err(e)) => failure_error(&lane, &e.to_string()),
-                            Err(_) => timeout_error(&lane, timeout),
-                        };
-                        let _ = tx
-                            .send(Ok(sse_event(&error_value(&client_id, &error))))
-                            .await;
-                        return;
-                    }
-                };
-                let out =
-                    if message.get("id") == Some(&upstream_id) && !message.contains_key("method") {
+                                Ok(Err(e)) => failure_error(&lane, &e.to_string()),
+                                Err(_) => timeout_error(&lane, timeout),
+                            };
+                            let _ = tx
+                                .send(Ok(sse_event(&error_value(&client_id, &error))))
+                                .await;
+                            return;
+                        }
+                    };
+                    let out = if message.get("id") == Some(&upstream_id)
+                        && !message.contains_key("method")
+                    {
                         guard.settle().await;
                         guard.disarm();
                         let done = finish(message, &client_id);
@@ -414,15 +419,25 @@ impl Direct {
                         return;
                     } else if message.contains_key("method") && message.contains_key("id") {
                         match direct.forward_request(&caller, &lane, message).await {
-                            Some(forwarded) => forwarded,
+                            Some(forwarded) => {
+                                if let Some(id) = forwarded.get("id").and_then(Value::as_str) {
+                                    forwarded_ids.push(id.to_owned());
+                                }
+                                forwarded
+                            }
                             None => continue,
                         }
                     } else {
                         Value::Object(message)
                     };
-                if tx.send(Ok(sse_event(&out))).await.is_err() {
-                    return; // the client went away: the guard cancels upstream
+                    if tx.send(Ok(sse_event(&out))).await.is_err() {
+                        return; // the client went away: the guard cancels upstream
+                    }
                 }
+            };
+            exchange.await;
+            if let Ok(mut pending) = direct.pending.lock() {
+                pending.retain(|id, _| !forwarded_ids.contains(id));
             }
         });
         let stream = tokio_stream_from(rx);
