@@ -560,15 +560,6 @@ impl Gateway {
             _ => Err(GatewayError::UnknownResource(uri.to_owned()).into()),
         }
     }
-
-    /// Names of the upstreams, by name (for diagnostics and tests).
-    pub fn upstream_names(&self) -> HashMap<String, &'static str> {
-        self.inner
-            .upstreams
-            .iter()
-            .map(|u| (u.name().to_owned(), u.config.transport.kind()))
-            .collect()
-    }
 }
 
 fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {

@@ -252,7 +252,8 @@ impl Direct {
             Err(e) => return Some(failure(&lane, client_id, &e.to_string())),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let key = (caller.session.clone(), client_id.get().to_owned());
+        // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
+        let key = (caller.session.clone(), raw_id(client_id).to_string());
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
                 key.clone(),
