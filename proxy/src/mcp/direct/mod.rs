@@ -282,6 +282,8 @@ impl Direct {
             tracked,
         };
         let timeout = lane.shared.config.call_timeout;
+        // One deadline for the whole exchange.
+        let deadline = tokio::time::Instant::now() + timeout;
         let exchange = async {
             let response = conn.send(request).await?;
             let status = response.status();
@@ -290,40 +292,41 @@ impl Direct {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
-            Ok::<_, conn::ConnError>((status, is_sse, response.into_body()))
+            let mut body = response.into_body();
+            if is_sse || (status == StatusCode::NOT_FOUND && lane.era == Era::Legacy) {
+                return Ok::<_, conn::ConnError>((status, Err(body)));
+            }
+            Ok((status, Ok(read_all(&mut conn, &mut body).await?)))
         };
-        let (status, is_sse, mut body) = match tokio::time::timeout(timeout, exchange).await {
+        let (status, answer) = match tokio::time::timeout_at(deadline, exchange).await {
             Err(_) => return Some(timed_out(&lane, client_id, timeout)),
             Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
             Ok(Ok(head)) => head,
+        };
+        let mut body = match answer {
+            Ok(bytes) => {
+                guard.settle().await;
+                guard.disarm();
+                target.connections.checkin(conn);
+                // A 2026-07-28 server answers some errors with an HTTP status of their
+                // own (400 for a missing capability, 404 for an unknown method): kept.
+                return Some(match Incoming::parse(&bytes) {
+                    Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
+                        answer_response(status, client_id, &reply)
+                    }
+                    _ if !status.is_success() => {
+                        failure(&lane, client_id, &format!("it answered HTTP {status}"))
+                    }
+                    _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
+                });
+            }
+            Err(body) => body,
         };
         if status == StatusCode::NOT_FOUND && lane.era == Era::Legacy {
             // The upstream ended its session: nothing ran. rmcp re-initializes it.
             guard.disarm();
             lane.forget_direct_session();
             return None;
-        }
-        if !is_sse {
-            let read = read_all(&mut conn, &mut body);
-            let bytes = match tokio::time::timeout(timeout, read).await {
-                Ok(Ok(bytes)) => bytes,
-                Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
-                Err(_) => return Some(timed_out(&lane, client_id, timeout)),
-            };
-            guard.settle().await;
-            guard.disarm();
-            target.connections.checkin(conn);
-            // A 2026-07-28 server answers some errors with an HTTP status of their own
-            // (400 for a missing capability, 404 for an unknown method): kept as is.
-            return Some(match Incoming::parse(&bytes) {
-                Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
-                    answer_response(status, client_id, &reply)
-                }
-                _ if !status.is_success() => {
-                    failure(&lane, client_id, &format!("it answered HTTP {status}"))
-                }
-                _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
-            });
         }
         // An event stream: answer in one piece if the final response comes first,
         // otherwise stream everything to the client as it arrives.
@@ -339,7 +342,7 @@ impl Direct {
                 }
             }
         };
-        let first = match tokio::time::timeout(timeout, first).await {
+        let first = match tokio::time::timeout_at(deadline, first).await {
             Err(_) => return Some(timed_out(&lane, client_id, timeout)),
             Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
             Ok(Ok(None)) => {
@@ -372,7 +375,6 @@ impl Direct {
             // answered or not.
             let mut forwarded_ids: Vec<String> = Vec::new();
             let mut next = Some(first);
-            let deadline = tokio::time::Instant::now() + timeout;
             let exchange = async {
                 loop {
                     let message = match next.take() {
@@ -681,9 +683,22 @@ fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> O
         params.push(("_meta", meta));
     }
     params.extend(call.rest.iter().map(|(k, v)| (k.as_ref(), *v)));
-    let params: std::collections::BTreeMap<&str, &RawValue> = params.into_iter().collect();
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    let body = CallBody {
+        jsonrpc: "2.0",
+        id,
+        method: "tools/call",
+        params: params.into_iter().collect(),
+    };
     serde_json::to_vec(&body).ok().map(Bytes::from)
+}
+
+/// A `tools/call` request whose parameters are raw JSON (written as they came).
+#[derive(serde::Serialize)]
+struct CallBody<'a> {
+    jsonrpc: &'static str,
+    id: &'a str,
+    method: &'static str,
+    params: std::collections::BTreeMap<&'a str, &'a RawValue>,
 }
 
 /// The client's answer: the upstream's result or error, as it came, under the client's
