@@ -506,3 +506,61 @@ async fn list_changes_reach_connected_clients() {
     client.cancel().await.expect("close");
     gateway.stop().await;
 }
+
+/// A 2026-07-28-only upstream asks for input with an `InputRequiredResult`; a client of
+/// 2025-11-25 cannot read one, so the gateway asks it in its own terms (elicitation,
+/// sampling) and retries the call with the answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_client_answers_a_stateless_upstreams_questions() {
+    let (_fixture, url) = warrant_e2e::fixture_http("conformance_fixture").await;
+    let config = format!("[upstreams.fx]\nurl = {url:?}\nprotocol = \"2026-07-28\"\n");
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let handler = TestClient {
+        capable: true,
+        ..TestClient::default()
+    };
+    let client = connect(&gateway.url(), handler.clone()).await;
+    let text = |r: &rmcp::model::CallToolResult| {
+        r.content
+            .iter()
+            .filter_map(|c| c.as_text())
+            .map(|t| t.text.clone())
+            .collect::<String>()
+    };
+    let elicited = client
+        .call_tool(CallToolRequestParams::new(
+            "fx__test_input_required_result_elicitation",
+        ))
+        .await
+        .expect("elicitation bridged");
+    assert_eq!(text(&elicited), "No name provided (action=decline)");
+    let sampled = client
+        .call_tool(CallToolRequestParams::new(
+            "fx__test_input_required_result_sampling",
+        ))
+        .await
+        .expect("sampling bridged");
+    assert_eq!(
+        text(&sampled),
+        "Sampling result: sampled by the test client"
+    );
+    let seen = handler.seen();
+    assert_eq!(
+        (seen.elicitations.len(), seen.samplings),
+        (1, 1),
+        "{seen:?}"
+    );
+    client.cancel().await.expect("close");
+
+    // A client that cannot answer gets a clear refusal, not a result it cannot read.
+    let plain = connect(&gateway.url(), TestClient::default()).await;
+    let error = plain
+        .call_tool(CallToolRequestParams::new(
+            "fx__test_input_required_result_elicitation",
+        ))
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("elicitation"), "{error}");
+    plain.cancel().await.expect("close");
+    gateway.stop().await;
+}

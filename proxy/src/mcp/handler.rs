@@ -14,13 +14,14 @@ use std::borrow::Cow;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, PromptListChangedNotification,
-    ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse,
-    Reference, ResourceListChangedNotification, ResultType, ServerCapabilities, ServerConfig,
-    ServerNotification, ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest,
-    SubscribeRequestParams, SubscriptionFilter, Tool, ToolListChangedNotification,
-    UnsubscribeRequest, UnsubscribeRequestParams,
+    GetPromptResponse, Implementation, InputRequest, InputRequests, InputResponses,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, PromptListChangedNotification, ProtocolVersion, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceListChangedNotification,
+    ResultType, ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, ServerResult,
+    SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    SubscriptionFilter, Tool, ToolListChangedNotification, UnsubscribeRequest,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -128,19 +129,36 @@ impl ServerHandler for Gateway {
                 .into());
         };
         request.name = route.original.clone().into();
-        let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
-        match self
-            .send(&route.upstream, forwarded, &context, true)
-            .await?
-        {
-            ServerResult::CallToolResult(mut r) => {
-                complete(&mut r.result_type);
-                Ok(CallToolResponse::Complete(r))
+        // A client of the session era cannot answer an `InputRequiredResult` (2026-07-28
+        // multi round-trip): the gateway asks it in its own terms — elicitation, sampling,
+        // roots requests — and retries the call with the answers.
+        let bridge = era_of(&context) == Era::Legacy;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request.clone()));
+            match self
+                .send(&route.upstream, forwarded, &context, true)
+                .await?
+            {
+                ServerResult::CallToolResult(mut r) => {
+                    complete(&mut r.result_type);
+                    return Ok(CallToolResponse::Complete(r));
+                }
+                ServerResult::InputRequiredResult(r) if bridge => {
+                    request.input_responses = Some(ask_client(&context, r.input_requests).await?);
+                    request.request_state = r.request_state;
+                }
+                ServerResult::InputRequiredResult(r) => {
+                    return Ok(CallToolResponse::InputRequired(r));
+                }
+                ServerResult::CreateTaskResult(r) => return Ok(CallToolResponse::Task(r)),
+                _ => return Err(unexpected(route.upstream.name(), "tools/call")),
             }
-            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
-            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
-            _ => Err(unexpected(route.upstream.name(), "tools/call")),
         }
+        Err(GatewayError::UpstreamFailed {
+            upstream: route.upstream.name().to_owned(),
+            reason: format!("it still asked for input after {MAX_INPUT_ROUNDS} rounds"),
+        }
+        .into())
     }
 
     async fn list_prompts(
@@ -355,6 +373,72 @@ impl ServerHandler for Gateway {
             }
         }
     }
+}
+
+/// How many rounds of input a bridged call may ask for.
+const MAX_INPUT_ROUNDS: usize = 8;
+
+/// Asks a session client for the input a 2026-07-28 upstream requested, one request per
+/// entry, on the call's own stream; the answers keyed as the upstream keyed its requests.
+async fn ask_client(
+    context: &RequestContext<RoleServer>,
+    requests: Option<InputRequests>,
+) -> Result<InputResponses, ErrorData> {
+    let capabilities = context
+        .peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let mut responses = InputResponses::new();
+    for (key, input) in requests.unwrap_or_default() {
+        let (what, declared, request) = match input {
+            InputRequest::Elicitation(r) => (
+                "elicitation",
+                capabilities.elicitation.is_some(),
+                ServerRequest::ElicitRequest(r),
+            ),
+            InputRequest::CreateMessage(r) => (
+                "sampling",
+                capabilities.sampling.is_some(),
+                ServerRequest::CreateMessageRequest(r),
+            ),
+            InputRequest::ListRoots(r) => (
+                "roots",
+                capabilities.roots.is_some(),
+                ServerRequest::ListRootsRequest(r),
+            ),
+            _ => {
+                return Err(GatewayError::NotSupported(
+                    "an input request of an unknown kind".into(),
+                )
+                .into());
+            }
+        };
+        if !declared {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "the tool needs {what} from the client, which did not declare that capability"
+                ),
+                None,
+            ));
+        }
+        let answer = context
+            .peer
+            .send_request(request)
+            .await
+            .map_err(|e| match e {
+                rmcp::ServiceError::McpError(data) => data,
+                other => ErrorData::internal_error(
+                    format!("the client did not answer the {what} request: {other}"),
+                    None,
+                ),
+            })?;
+        let value = serde_json::to_value(answer).map_err(|e| {
+            ErrorData::internal_error(format!("cannot encode the client's answer: {e}"), None)
+        })?;
+        responses.insert(key, value);
+    }
+    Ok(responses)
 }
 
 fn tool_list_changed() -> ServerNotification {
