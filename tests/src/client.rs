@@ -32,6 +32,8 @@ pub struct TestClient {
     pub seen: Arc<Mutex<Recorder>>,
     /// Declare the elicitation and sampling capabilities.
     pub capable: bool,
+    /// Accept elicitations with this content (declined when `None`).
+    pub elicit_with: Option<serde_json::Value>,
 }
 
 impl TestClient {
@@ -61,7 +63,12 @@ impl ClientHandler for TestClient {
         if let Ok(mut seen) = self.seen.lock() {
             seen.elicitations.push(format!("{request:?}"));
         }
-        Ok(ElicitResult::new(ElicitationAction::Decline))
+        Ok(match &self.elicit_with {
+            Some(content) => {
+                ElicitResult::new(ElicitationAction::Accept).with_content(content.clone())
+            }
+            None => ElicitResult::new(ElicitationAction::Decline),
+        })
     }
 
     async fn create_message(

@@ -552,6 +552,23 @@ async fn an_older_client_answers_a_stateless_upstreams_questions() {
     );
     client.cancel().await.expect("close");
 
+    // The same for prompts/get, with a client that answers.
+    let answering = TestClient {
+        capable: true,
+        elicit_with: Some(json!({"context": "release notes"})),
+        ..TestClient::default()
+    };
+    let client = connect(&gateway.url(), answering).await;
+    let prompt = client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new(
+            "fx__test_input_required_result_prompt",
+        ))
+        .await
+        .expect("prompt input bridged");
+    let said = prompt.messages[0].content.as_text().map(|t| t.text.clone());
+    assert_eq!(said.as_deref(), Some("Prompt with context: release notes"));
+    client.cancel().await.expect("close");
+
     // A client that cannot answer gets a clear refusal, not a result it cannot read.
     let plain = connect(&gateway.url(), TestClient::default()).await;
     let error = plain

@@ -29,7 +29,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use super::aggregate::{Aggregate, page};
 use super::error::GatewayError;
 use super::gateway::{Gateway, era_of, unexpected};
-use super::upstream::{Change, Era};
+use super::upstream::{Change, Era, Upstream};
+use std::sync::Arc;
 
 impl Gateway {
     /// One page of a list of the client's era, once its upstreams have settled.
@@ -129,36 +130,25 @@ impl ServerHandler for Gateway {
                 .into());
         };
         request.name = route.original.clone().into();
-        // A client of the session era cannot answer an `InputRequiredResult` (2026-07-28
-        // multi round-trip): the gateway asks it in its own terms — elicitation, sampling,
-        // roots requests — and retries the call with the answers.
-        let bridge = era_of(&context) == Era::Legacy;
-        for _ in 0..MAX_INPUT_ROUNDS {
-            let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request.clone()));
-            match self
-                .send(&route.upstream, forwarded, &context, true)
-                .await?
-            {
-                ServerResult::CallToolResult(mut r) => {
-                    complete(&mut r.result_type);
-                    return Ok(CallToolResponse::Complete(r));
+        let sent = self
+            .send_answering(&route.upstream, &context, |answers| {
+                let mut call = request.clone();
+                if let Some((responses, state)) = answers {
+                    call.input_responses = Some(responses);
+                    call.request_state = state;
                 }
-                ServerResult::InputRequiredResult(r) if bridge => {
-                    request.input_responses = Some(ask_client(&context, r.input_requests).await?);
-                    request.request_state = r.request_state;
-                }
-                ServerResult::InputRequiredResult(r) => {
-                    return Ok(CallToolResponse::InputRequired(r));
-                }
-                ServerResult::CreateTaskResult(r) => return Ok(CallToolResponse::Task(r)),
-                _ => return Err(unexpected(route.upstream.name(), "tools/call")),
+                ClientRequest::CallToolRequest(CallToolRequest::new(call))
+            })
+            .await?;
+        match sent {
+            ServerResult::CallToolResult(mut r) => {
+                complete(&mut r.result_type);
+                Ok(CallToolResponse::Complete(r))
             }
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            _ => Err(unexpected(route.upstream.name(), "tools/call")),
         }
-        Err(GatewayError::UpstreamFailed {
-            upstream: route.upstream.name().to_owned(),
-            reason: format!("it still asked for input after {MAX_INPUT_ROUNDS} rounds"),
-        }
-        .into())
     }
 
     async fn list_prompts(
@@ -187,11 +177,17 @@ impl ServerHandler for Gateway {
                 .into());
         };
         request.name = route.original.clone();
-        let forwarded = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
-        match self
-            .send(&route.upstream, forwarded, &context, true)
-            .await?
-        {
+        let sent = self
+            .send_answering(&route.upstream, &context, |answers| {
+                let mut get = request.clone();
+                if let Some((responses, state)) = answers {
+                    get.input_responses = Some(responses);
+                    get.request_state = state;
+                }
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(get))
+            })
+            .await?;
+        match sent {
             ServerResult::GetPromptResult(mut r) => {
                 complete(&mut r.result_type);
                 Ok(GetPromptResponse::Complete(r))
@@ -232,8 +228,17 @@ impl ServerHandler for Gateway {
         self.settled_view(era, |v| v.resource(&request.uri).is_some())
             .await;
         let upstream = self.resource_upstream(era, &request.uri)?;
-        let forwarded = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
-        match self.send(&upstream, forwarded, &context, true).await? {
+        let sent = self
+            .send_answering(&upstream, &context, |answers| {
+                let mut read = request.clone();
+                if let Some((responses, state)) = answers {
+                    read.input_responses = Some(responses);
+                    read.request_state = state;
+                }
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(read))
+            })
+            .await?;
+        match sent {
             ServerResult::ReadResourceResult(mut r) => {
                 complete(&mut r.result_type);
                 Ok(ReadResourceResponse::Complete(r))
@@ -375,7 +380,43 @@ impl ServerHandler for Gateway {
     }
 }
 
-/// How many rounds of input a bridged call may ask for.
+impl Gateway {
+    /// Sends a request that an upstream may answer with an `InputRequiredResult`. A
+    /// client of the session era cannot read one (2026-07-28 multi round-trip), so for
+    /// it the gateway asks the client in its own terms — elicitation, sampling, roots
+    /// requests on the request's stream — and sends the request again with the answers
+    /// and the upstream's state. A 2026-07-28 client gets the result as it is.
+    async fn send_answering(
+        &self,
+        upstream: &Arc<Upstream>,
+        context: &RequestContext<RoleServer>,
+        build: impl Fn(Option<(InputResponses, Option<String>)>) -> ClientRequest,
+    ) -> Result<ServerResult, ErrorData> {
+        let bridge = era_of(context) == Era::Legacy;
+        let mut answers = None;
+        for _ in 0..MAX_INPUT_ROUNDS {
+            match self
+                .send(upstream, build(answers.take()), context, true)
+                .await?
+            {
+                ServerResult::InputRequiredResult(r) if bridge => {
+                    answers = Some((
+                        ask_client(context, r.input_requests).await?,
+                        r.request_state,
+                    ));
+                }
+                other => return Ok(other),
+            }
+        }
+        Err(GatewayError::UpstreamFailed {
+            upstream: upstream.name().to_owned(),
+            reason: format!("it still asked for input after {MAX_INPUT_ROUNDS} rounds"),
+        }
+        .into())
+    }
+}
+
+/// How many rounds of input a bridged request may ask for.
 const MAX_INPUT_ROUNDS: usize = 8;
 
 /// Asks a session client for the input a 2026-07-28 upstream requested, one request per
