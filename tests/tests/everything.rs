@@ -112,9 +112,8 @@ async fn exercise(client: &RunningService<RoleClient, TestClient>, handler: &Tes
     assert!(!templates.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn server_everything_over_stdio() {
-    let gateway = TestGateway::start(&everything_stdio_upstream("ev"), Backend::current()).await;
+/// Connects a client that can answer elicitation and sampling, and exercises it.
+async fn exercise_through(gateway: &TestGateway) {
     let handler = TestClient {
         capable: true,
         ..TestClient::default()
@@ -122,6 +121,12 @@ async fn server_everything_over_stdio() {
     let client = connect(&gateway.url(), handler.clone()).await;
     exercise(&client, &handler).await;
     client.cancel().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_over_stdio() {
+    let gateway = TestGateway::start(&everything_stdio_upstream("ev"), Backend::current()).await;
+    exercise_through(&gateway).await;
     gateway.stop().await;
 }
 
@@ -133,13 +138,7 @@ async fn server_everything_over_streamable_http() {
         Backend::current(),
     )
     .await;
-    let handler = TestClient {
-        capable: true,
-        ..TestClient::default()
-    };
-    let client = connect(&gateway.url(), handler.clone()).await;
-    exercise(&client, &handler).await;
-    client.cancel().await.expect("close");
+    exercise_through(&gateway).await;
     // The elicitation and sampling round trips above crossed the direct data path.
     assert!(
         gateway.running.gateway.direct_calls() >= 4,
@@ -157,14 +156,8 @@ async fn server_everything_over_legacy_http_sse() {
         Backend::current(),
     )
     .await;
-    let handler = TestClient {
-        capable: true,
-        ..TestClient::default()
-    };
-    let client = connect(&gateway.url(), handler.clone()).await;
-    exercise(&client, &handler).await;
+    exercise_through(&gateway).await;
     assert_eq!(gateway.running.gateway.status()[0].transport, "sse");
-    client.cancel().await.expect("close");
     gateway.stop().await;
 }
 

@@ -1,4 +1,5 @@
-//! Official MCP clients, unmodified, pointed at Warrant: the TypeScript SDK client.
+//! Official MCP clients, unmodified, pointed at Warrant: the TypeScript SDK client and
+//! the Python SDK client.
 
 use serde_json::Value;
 use warrant_e2e::{
@@ -14,24 +15,12 @@ async fn the_typescript_sdk_client_lists_and_calls_through_warrant() {
         everything_stdio_upstream("ev")
     );
     let gateway = TestGateway::start(&config, Backend::current()).await;
-    let output = tokio::process::Command::new("node")
-        .arg(repo_root().join("tests/node/ts-client.mjs"))
+    let mut node = tokio::process::Command::new("node");
+    node.arg(repo_root().join("tests/node/ts-client.mjs"))
         .arg(gateway.url())
         .arg("ev__get-sum")
-        .arg(r#"{"a": 40, "b": 2}"#)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
-        .await
-        .expect("the client finishes within a minute")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "client failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        .arg(r#"{"a": 40, "b": 2}"#);
+    let report = run_client(node).await;
     assert_eq!(
         report["protocolVersion"], "2025-11-25",
         "the SDK's newest revision was negotiated"
@@ -105,15 +94,21 @@ async fn python_client(url: &str, mode: &str, tool: &str, args: &str) -> Value {
         "{} is missing: run scripts/test.sh, which installs the Python MCP SDK",
         python.display()
     );
-    let output = tokio::process::Command::new(python)
+    let mut command = tokio::process::Command::new(python);
+    command
         .arg(repo_root().join("tests/python/client.py"))
-        .args([url, mode, tool, args])
-        .kill_on_drop(true)
-        .output();
+        .args([url, mode, tool, args]);
+    run_client(command).await
+}
+
+/// Runs a client script (bounded to a minute) and reads the one JSON line it prints;
+/// a failure it reports on standard error fails the test.
+async fn run_client(mut command: tokio::process::Command) -> Value {
+    let output = command.kill_on_drop(true).output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(60), output)
         .await
         .expect("the client finishes within a minute")
-        .expect("python runs");
+        .expect("the client runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "client failed: {stdout}\n{stderr}");
