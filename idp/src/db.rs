@@ -14,6 +14,22 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+/// Runs one expression against whichever pool `db` holds: the same portable SQL on both
+/// backends, without a `match` in every query.
+///
+/// ```ignore
+/// let n: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?;
+/// ```
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// What can go wrong opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

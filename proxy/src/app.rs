@@ -4,6 +4,7 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{Catalog, ToolRecord};
 use warrant_idp::db::{Db, DbError};
+use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
 use crate::config::Config;
 use crate::mcp::{Gateway, Observer};
@@ -35,14 +37,19 @@ pub enum StartError {
     },
     #[error("names collide across upstreams (give them distinct prefixes): {}", .0.join("; "))]
     Collisions(Vec<String>),
+    #[error("cannot start sign-in: {0}")]
+    Identity(#[from] IdpError),
 }
 
 /// A started gateway.
 pub struct Running {
     /// The address it listens on (the real port when the config asked for port 0).
     pub local_addr: SocketAddr,
+    /// The URL people and links use (`server.public_url`, or `http://localhost:PORT`).
+    pub public_url: url::Url,
     pub gateway: Gateway,
     pub db: Db,
+    pub idp: Idp,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -109,14 +116,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         return Err(StartError::Collisions(collisions));
     }
 
-    let state = AppState {
-        db: db.clone(),
-        gateway: gateway.clone(),
-    };
-    let router = crate::mcp::http::router(gateway.clone(), &config, shutdown.child_token())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(state));
-
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -127,6 +126,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: listen,
         source,
     })?;
+    let public_url = public_url_of(&config, local_addr);
+    let idp = Idp::new(
+        db.clone(),
+        idp_config(&config, public_url.clone()),
+        Arc::new(SystemClock),
+    )?;
+    spawn_session_sweeper(&idp, shutdown.child_token());
+
+    let state = AppState {
+        db: db.clone(),
+        gateway: gateway.clone(),
+    };
+    let router = crate::mcp::http::router(gateway.clone(), &config, shutdown.child_token())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz).with_state(state))
+        .merge(warrant_ui::router(idp.clone()));
+
     let stop = shutdown.clone();
     let grace = config.server.shutdown_grace;
     let server = tokio::spawn(async move {
@@ -135,7 +151,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let serve = axum::serve(listener, router)
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future();
         tokio::pin!(serve);
@@ -149,11 +166,61 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     Ok(Running {
         local_addr,
+        public_url,
         gateway,
         db,
+        idp,
         shutdown,
         server,
     })
+}
+
+/// The URL people use: the configured `server.public_url`, else this listener on
+/// `localhost` (a name, not an IP: WebAuthn needs a domain as its relying-party id).
+fn public_url_of(config: &Config, local_addr: SocketAddr) -> url::Url {
+    if let Some(url) = &config.server.public_url {
+        return url.clone();
+    }
+    let fallback = format!("http://localhost:{}", local_addr.port());
+    url::Url::parse(&fallback).unwrap_or_else(|_| {
+        // A host and a port always make a valid URL; keep a total function anyway.
+        url::Url::parse("http://localhost").expect("static URL")
+    })
+}
+
+fn idp_config(config: &Config, public_url: url::Url) -> IdpConfig {
+    let auth = &config.auth;
+    let mut idp = IdpConfig::new(public_url);
+    // Plain HTTP is accepted only on loopback (start refuses anything else), where a
+    // browser would drop `Secure` cookies; everywhere else cookies are `Secure`.
+    idp.secure_cookies =
+        idp.public_url.scheme() == "https" || !config.server.listen.ip().is_loopback();
+    idp.session_idle = auth.session_idle;
+    idp.session_absolute = auth.session_absolute;
+    idp.setup_link_ttl = auth.setup_link_ttl;
+    idp.oidc = auth.oidc.clone();
+    idp.email = auth.email.clone();
+    idp
+}
+
+/// Deletes expired sessions every few minutes (expired ones are refused anyway; this
+/// keeps the table small).
+fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
+    let store = idp.sessions.store().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match store.delete_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
+            }
+        }
+    });
 }
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.

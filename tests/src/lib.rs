@@ -14,6 +14,7 @@
 pub mod client;
 pub mod peers;
 pub mod raw;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -156,6 +157,21 @@ impl TestGateway {
 
     pub fn base(&self) -> String {
         format!("http://{}", self.running.local_addr)
+    }
+
+    /// The URL people use (`http://localhost:PORT` unless the config sets
+    /// `server.public_url`): the pages, links in mails, OIDC redirects, WebAuthn origin.
+    pub fn public_url(&self) -> String {
+        self.running
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// A scripted browser on the public URL.
+    pub fn browser(&self) -> web::Browser {
+        web::Browser::new(&self.public_url())
     }
 
     pub async fn stop(self) {

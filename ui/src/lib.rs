@@ -1,8 +1,60 @@
 //! # warrant-ui — the pages people see
 //!
-//! Server-rendered pages (askama): sign-in, the consent screen, "My agents", and the
-//! admin console (servers, tools and risk, users and ceilings, agents, grants, audit).
-//! They arrive with the identity, consent and enforcement issues. Until then the gateway
-//! serves no pages, only the MCP endpoint and health probes; this crate states where
-//! the pages will live so the dependency direction (`idp <- consent <- ui <- proxy`) is
-//! fixed from the start.
+//! Server-rendered pages (askama templates in `ui/templates/`, one base layout, plain and
+//! accessible HTML, assets embedded in the binary, no CDN): sign-in (one button per OIDC
+//! provider, passkey, email link), first-admin setup, the account page (passkeys,
+//! sessions), and the admin's user list. Later: the consent screen, "My agents", the
+//! admin console.
+//!
+//! Handlers call the services of `warrant-idp` (and later `warrant-consent`); they hold
+//! no business rules of their own. Every state-changing form carries the session's CSRF
+//! token; every refusal renders a page that says what went wrong in plain words while
+//! the technical reason goes to the log.
+
+mod account;
+mod admin;
+mod assets;
+mod email;
+mod extract;
+mod oidc;
+mod page;
+mod passkey;
+mod setup;
+mod signin;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::Redirect;
+use axum::routing::get;
+use warrant_idp::Idp;
+
+pub use extract::{Admin, SignedIn};
+pub use page::PageError;
+
+/// What every page handler can reach.
+#[derive(Debug, Clone)]
+pub struct UiState {
+    pub idp: Idp,
+}
+
+/// Forms and ceremony payloads are small; anything bigger is refused before parsing.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Every page route, with the session layer. The binary merges it next to `/mcp`.
+pub fn router(idp: Idp) -> Router {
+    let sessions = idp.sessions.layer();
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/account") }))
+        .merge(signin::routes())
+        .merge(account::routes())
+        .merge(admin::routes())
+        .merge(oidc::routes())
+        .merge(passkey::routes())
+        .merge(email::routes())
+        .merge(setup::routes())
+        .merge(assets::routes())
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(axum::middleware::from_fn(page::security_headers))
+        .layer(sessions)
+        .with_state(UiState { idp })
+}

@@ -6,6 +6,7 @@
 //! Layers, lowest first: built-in defaults, the file, then the command line / `WARRANT_*`
 //! environment variables for the listen address, data directory and database URL.
 
+mod auth;
 mod import;
 mod raw;
 mod report;
@@ -16,6 +17,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth::AuthConfig;
 pub use import::{ImportError, import_mcp_servers};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
 pub use report::{Problem, Report};
@@ -39,6 +41,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Config {
     pub server: ServerConfig,
     pub mcp: McpConfig,
+    pub auth: AuthConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -218,6 +221,7 @@ pub fn validate(
 ) -> Option<Config> {
     let server = validate_server(raw.server.clone().unwrap_or_default(), overrides, problems);
     let mcp = validate_mcp(raw.mcp.clone().unwrap_or_default(), problems);
+    let auth = auth::validate_auth(raw.auth.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -249,6 +253,7 @@ pub fn validate(
         Some(Config {
             server: server?,
             mcp,
+            auth,
             upstreams,
         })
     } else {

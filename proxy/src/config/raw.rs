@@ -14,8 +14,57 @@ pub struct RawConfig {
     pub server: Option<RawServer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mcp: Option<RawMcp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawAuth>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
+}
+
+/// `[auth]`: how people sign in, and their browser sessions.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub session_idle: Option<String>,
+    pub session_absolute: Option<String>,
+    pub setup_link_ttl: Option<String>,
+    #[serde(default)]
+    pub oidc: BTreeMap<String, RawOidc>,
+    pub email: Option<RawEmail>,
+}
+
+/// `[auth.oidc.NAME]`: one OpenID Connect provider.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub display_name: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<ValueRef>,
+    pub scopes: Option<Vec<String>>,
+    pub groups_claim: Option<String>,
+    pub provision: Option<bool>,
+    pub allowed_domains: Option<Vec<String>>,
+    pub allowed_groups: Option<Vec<String>>,
+    pub admin_groups: Option<Vec<String>>,
+    pub timeout: Option<String>,
+}
+
+/// `[auth.email]`: the SMTP server that sends sign-in links and invitations.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<ValueRef>,
+    pub from: Option<String>,
+    pub link_ttl: Option<String>,
+    pub invite_ttl: Option<String>,
+    pub per_address_limit: Option<u32>,
+    pub per_ip_limit: Option<u32>,
+    pub rate_window: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// `[server]`: where and how the gateway listens and stores its data.

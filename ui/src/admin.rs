@@ -1,0 +1,207 @@
+//! The admin's user list: roles, disabling (which ends every session at once), sessions.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use warrant_idp::IdpError;
+use warrant_idp::users::{Role, Status};
+
+use crate::UiState;
+use crate::account::SessionView;
+use crate::extract::Admin;
+use crate::page::{PageError, when};
+
+pub(crate) fn routes() -> Router<UiState> {
+    Router::new()
+        .route("/admin/users", get(users))
+        .route("/admin/users/{id}", get(user))
+        .route("/admin/users/{id}/status", post(set_status))
+        .route("/admin/users/{id}/role", post(set_role))
+        .route("/admin/users/{id}/sessions/revoke", post(revoke_all))
+        .route(
+            "/admin/users/{id}/sessions/{handle}/revoke",
+            post(revoke_one),
+        )
+}
+
+struct UserView {
+    id: String,
+    email: String,
+    name: String,
+    role: &'static str,
+    status: &'static str,
+    last_login: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_users.html")]
+struct UsersPage {
+    csrf: String,
+    users: Vec<UserView>,
+    email: bool,
+}
+
+async fn users(State(state): State<UiState>, Admin(admin): Admin) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    let csrf = idp.sessions.csrf_token(&admin.session).await?;
+    let users = idp
+        .users
+        .list()
+        .await?
+        .into_iter()
+        .map(|u| UserView {
+            last_login: u.last_login_at.map_or_else(|| "never".into(), when),
+            id: u.id,
+            email: u.email,
+            name: u.display_name,
+            role: u.role.as_str(),
+            status: u.status.as_str(),
+        })
+        .collect();
+    Ok(UsersPage {
+        csrf,
+        users,
+        email: idp.links.enabled(),
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_user.html")]
+struct UserPage {
+    csrf: String,
+    id: String,
+    email: String,
+    name: String,
+    role: &'static str,
+    status: &'static str,
+    groups: Vec<String>,
+    sessions: Vec<SessionView>,
+    is_self: bool,
+}
+
+async fn user(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    let csrf = idp.sessions.csrf_token(&admin.session).await?;
+    let user = idp
+        .users
+        .get(&id)
+        .await?
+        .ok_or(IdpError::NotFound("user"))?;
+    let sessions = idp
+        .sessions
+        .list_for_user(&user.id)
+        .await?
+        .into_iter()
+        .map(|s| SessionView::from(s, None))
+        .collect();
+    Ok(UserPage {
+        csrf,
+        groups: idp.users.groups(&user.id).await?,
+        is_self: user.id == admin.user.id,
+        id: user.id,
+        email: user.email,
+        name: user.display_name,
+        role: user.role.as_str(),
+        status: user.status.as_str(),
+        sessions,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    csrf: Option<String>,
+    status: String,
+}
+
+async fn set_status(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let status = match Status::parse(&form.status) {
+        Some(s @ (Status::Active | Status::Disabled)) => s,
+        _ => return Err(IdpError::Invalid("Choose active or disabled.".into()).into()),
+    };
+    if id == admin.user.id && status == Status::Disabled {
+        return Err(IdpError::Invalid("You cannot disable your own account.".into()).into());
+    }
+    idp.users.set_status(&id, status).await?;
+    tracing::info!(admin = %admin.user.id, user = %id, status = status.as_str(), "admin set user status");
+    Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    csrf: Option<String>,
+    role: String,
+}
+
+async fn set_role(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let role = Role::parse(&form.role)
+        .ok_or_else(|| IdpError::Invalid("Choose admin or member.".into()))?;
+    if id == admin.user.id && role != Role::Admin {
+        return Err(IdpError::Invalid("You cannot remove your own admin role.".into()).into());
+    }
+    idp.users.set_role(&id, role).await?;
+    tracing::info!(admin = %admin.user.id, user = %id, role = role.as_str(), "admin set user role");
+    Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: Option<String>,
+}
+
+async fn revoke_all(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let n = idp.sessions.revoke_all(&id).await?;
+    tracing::info!(admin = %admin.user.id, user = %id, sessions = n, "admin ended all sessions");
+    Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+async fn revoke_one(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((id, handle)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    idp.sessions.revoke(&id, &handle).await?;
+    tracing::info!(admin = %admin.user.id, user = %id, "admin ended a session");
+    Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
