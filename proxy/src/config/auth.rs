@@ -80,7 +80,7 @@ fn secret(
     if let ValueRef::Literal(text) = &value
         && !text.contains("${")
     {
-        problems.push(Problem::new(
+        problems.push(Problem::secret(
             path,
             "write secrets by reference, not inline: { env = \"VAR\" }, { file = \"/path\" } \
              or \"${VAR}\"",

@@ -189,3 +189,92 @@ fn import_refuses_what_it_cannot_map() {
     assert!(import_mcp_servers(r#"{"mcpServers": {"x": {"type": "sse"}}}"#).is_err());
     assert!(import_mcp_servers("not json").is_err());
 }
+
+#[test]
+fn auth_section_with_providers_and_mail() {
+    let config = check(
+        r#"
+[auth]
+session_idle = "1h"
+session_absolute = "12h"
+
+[auth.oidc.corp]
+display_name = "Corp SSO"
+issuer = "https://login.example.com/"
+client_id = "warrant"
+client_secret = { env = "PATH" }
+allowed_domains = ["@Example.com"]
+admin_groups = ["warrant-admins"]
+
+[auth.oidc.local]
+issuer = "http://127.0.0.1:9999"
+client_id = "public-client"
+
+[auth.email]
+smtp_host = "127.0.0.1"
+smtp_port = 2525
+tls = "none"
+from = "Warrant <warrant@example.com>"
+link_ttl = "10m"
+"#,
+    )
+    .expect("valid");
+    let auth = &config.auth;
+    assert_eq!(auth.session_idle, Duration::from_secs(3600));
+    assert_eq!(auth.session_absolute, Duration::from_secs(12 * 3600));
+    assert_eq!(auth.oidc.len(), 2);
+    let corp = &auth.oidc[0];
+    assert_eq!(corp.name, "corp");
+    assert_eq!(corp.display_name, "Corp SSO");
+    assert_eq!(corp.allowed_domains, ["example.com"]);
+    assert_eq!(corp.scopes, ["email", "profile"]);
+    assert!(corp.client_secret.is_some());
+    assert!(corp.provision);
+    assert!(auth.oidc[1].client_secret.is_none(), "a public client");
+    let email = auth.email.as_ref().expect("email configured");
+    assert_eq!(email.smtp_port, 2525);
+    assert_eq!(email.link_ttl, Duration::from_secs(600));
+    assert_eq!(email.per_address_limit, 5);
+}
+
+#[test]
+fn auth_problems_are_all_reported() {
+    let report = check(
+        r#"
+[auth]
+session_idle = "2d"
+session_absolute = "1d"
+
+[auth.oidc."bad name"]
+issuer = "http://login.example.com"
+client_secret = "inline-secret"
+
+[auth.email]
+tls = "ssl"
+password = { env = "WARRANT_TEST_UNSET_VARIABLE" }
+"#,
+    )
+    .expect_err("invalid");
+    let text = report.to_string();
+    for expected in [
+        "auth.session_idle",
+        "provider names use only",
+        "must be an https URL",
+        "auth.oidc.bad name.client_id",
+        "write secrets by reference",
+        "auth.email.smtp_host",
+        "\"ssl\" is not one of none, starttls, tls",
+        "auth.email.from",
+        "WARRANT_TEST_UNSET_VARIABLE",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("inline-secret"), "a secret is never echoed");
+}
+
+#[test]
+fn unknown_auth_keys_are_refused() {
+    let report = check("[auth.oidc.x]\nissuer = \"https://a.example\"\nclient_id = \"c\"\nclient_secrets = \"x\"\n")
+        .expect_err("unknown key");
+    assert!(report.to_string().contains("client_secrets"), "{report}");
+}

@@ -11,6 +11,8 @@ pub struct Problem {
     pub message: String,
     /// 1-based line in the source, when known.
     pub line: Option<usize>,
+    /// The line holds a secret: its value is not printed with the context.
+    pub redact: bool,
 }
 
 impl Problem {
@@ -19,6 +21,15 @@ impl Problem {
             path: path.into(),
             message: message.into(),
             line: None,
+            redact: false,
+        }
+    }
+
+    /// A problem on a line whose value is a secret (shown as `key = <redacted>`).
+    pub fn secret(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            redact: true,
+            ..Self::new(path, message)
         }
     }
 }
@@ -62,7 +73,12 @@ impl fmt::Display for Report {
                 if let Some(text) = lines.get(line.saturating_sub(1)) {
                     let width = line.to_string().len();
                     writeln!(f, "{:width$} |", "")?;
-                    writeln!(f, "{line} | {text}")?;
+                    match text.split_once('=') {
+                        Some((key, _)) if problem.redact => {
+                            writeln!(f, "{line} | {} = <redacted>", key.trim_end())?;
+                        }
+                        _ => writeln!(f, "{line} | {text}")?,
+                    }
                     writeln!(f, "{:width$} |", "")?;
                 }
             } else {
