@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Warrant's whole test suite on a fresh Debian machine with Rust:
-#   1. installs what the tests need and is missing (PostgreSQL, Node.js and Python's venv
-#      from Debian, the Node MCP peers and the conformance suite from the npm registry,
+#   1. installs what the tests need and is missing (PostgreSQL, Node.js, Python's venv and
+#      Chromium from Debian, the Node MCP peers and the conformance suite from the npm registry,
 #      the Python MCP SDK from PyPI, cargo-nextest),
 #   2. starts a throw-away PostgreSQL on a loopback port in a temporary directory,
 #   3. builds the workspace once (debug) and runs every test with cargo-nextest, once on
@@ -20,6 +20,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing ${need_apt[*]} (Debian packages)"
   as_root apt-get update -qq
