@@ -300,6 +300,16 @@ impl Users {
         Ok(groups)
     }
 
+    /// The user's groups from one source, sorted.
+    pub async fn groups_from(&self, id: &str, source: &str) -> Result<Vec<String>, IdpError> {
+        let sql = "SELECT group_name FROM idp_user_groups WHERE user_id = $1 AND source = $2 \
+                   ORDER BY group_name";
+        let groups: Vec<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(id).bind(source).fetch_all(pool).await?
+        });
+        Ok(groups)
+    }
+
     /// Replaces the groups that come from `source` (`admin`, or `oidc:<provider>`).
     pub async fn set_groups(
         &self,
@@ -340,6 +350,17 @@ impl Users {
             sqlx::query_as(&sql).bind(provider).bind(subject).fetch_optional(pool).await?
         });
         row.map(UserRow::into_user).transpose()
+    }
+
+    /// The providers a user has a linked identity with, sorted (e.g. to tell whether a
+    /// passkey is their only way in).
+    pub async fn identity_providers(&self, id: &str) -> Result<Vec<String>, IdpError> {
+        let sql = "SELECT DISTINCT provider FROM idp_identities WHERE user_id = $1 \
+                   ORDER BY provider";
+        let providers: Vec<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(id).fetch_all(pool).await?
+        });
+        Ok(providers)
     }
 
     /// Links a provider's subject to a user (idempotent), and stamps the sign-in.

@@ -21,6 +21,7 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/admin/users/{id}", get(user))
         .route("/admin/users/{id}/status", post(set_status))
         .route("/admin/users/{id}/role", post(set_role))
+        .route("/admin/users/{id}/groups", post(set_groups))
         .route("/admin/users/{id}/sessions/revoke", post(revoke_all))
         .route(
             "/admin/users/{id}/sessions/{handle}/revoke",
@@ -80,6 +81,8 @@ struct UserPage {
     role: &'static str,
     status: &'static str,
     groups: Vec<String>,
+    /// The groups an admin set (editable); the others come from a provider.
+    admin_groups: String,
     sessions: Vec<SessionView>,
     is_self: bool,
 }
@@ -103,9 +106,15 @@ async fn user(
         .into_iter()
         .map(|s| SessionView::from(s, None))
         .collect();
+    let admin_groups = idp
+        .users
+        .groups_from(&user.id, warrant_idp::users::ADMIN_SOURCE)
+        .await?
+        .join(", ");
     Ok(UserPage {
         csrf,
         groups: idp.users.groups(&user.id).await?,
+        admin_groups,
         is_self: user.id == admin.user.id,
         id: user.id,
         email: user.email,
@@ -168,6 +177,48 @@ async fn set_role(
     }
     idp.users.set_role(&id, role).await?;
     tracing::info!(admin = %admin.user.id, user = %id, role = role.as_str(), "admin set user role");
+    Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct GroupsForm {
+    csrf: Option<String>,
+    groups: String,
+}
+
+/// Sets the groups an admin gives a user (comma-separated); provider groups stay.
+async fn set_groups(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<GroupsForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let mut groups: Vec<String> = form
+        .groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if let Some(bad) = groups
+        .iter()
+        .find(|g| g.len() > 100 || g.chars().any(char::is_control))
+    {
+        return Err(IdpError::Invalid(format!("{bad:?} is not a usable group name.")).into());
+    }
+    if idp.users.get(&id).await?.is_none() {
+        return Err(IdpError::NotFound("user").into());
+    }
+    idp.users
+        .set_groups(&id, warrant_idp::users::ADMIN_SOURCE, &groups)
+        .await?;
+    tracing::info!(admin = %admin.user.id, user = %id, groups = groups.len(), "admin set user groups");
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }
 
