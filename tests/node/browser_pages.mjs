@@ -1,0 +1,110 @@
+// Drives Warrant's pages in real headless Chromium (Debian's /usr/bin/chromium through
+// playwright-core), with Chromium's virtual WebAuthn authenticator standing in for a
+// device's passkey: the first admin is created from the setup link, signs out, signs in
+// again with the passkey, and visits the account and admin pages. Every page is
+// screenshotted; a console error, a failed script or a CSP violation fails the run.
+//
+// Usage: node browser_pages.mjs SETUP_LINK OUT_DIR
+// Prints one JSON line: {"ok":true,"screenshots":[...],"steps":[...]} (exit 0), or
+// {"ok":false,"error":"..."} (exit 1).
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [setupLink, outDir] = process.argv.slice(2);
+if (!setupLink || !outDir) {
+  console.error('usage: browser_pages.mjs SETUP_LINK OUT_DIR');
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+const origin = new URL(setupLink).origin;
+const screenshots = [];
+const steps = [];
+const problems = [];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  timeout: 30000,
+});
+
+async function shot(page, name) {
+  const path = join(outDir, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  screenshots.push(path);
+}
+
+try {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+  // Loopback only: anything else is refused before it leaves.
+  await context.route('**/*', (route) => {
+    const url = new URL(route.request().url());
+    if (url.hostname === 'localhost' || url.hostname === '127.0.0.1') return route.continue();
+    problems.push(`request outside loopback: ${url.href}`);
+    return route.abort();
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+
+  // 1. The setup link: name, email, passkey.
+  await page.goto(setupLink);
+  await shot(page, '1-setup');
+  await page.fill('#setup-name', 'Ada Admin');
+  await page.fill('#setup-email', 'ada@example.com');
+  await Promise.all([
+    page.waitForURL(`${origin}/account**`),
+    page.click('#setup-form button[type=submit]'),
+  ]);
+  await page.waitForSelector('text=ada@example.com');
+  await shot(page, '2-account-after-setup');
+  steps.push('setup');
+
+  // 2. Sign out.
+  await Promise.all([
+    page.waitForURL(`${origin}/signin**`),
+    page.click('form[action="/signout"] button'),
+  ]);
+  await page.waitForSelector('text=You are signed out.');
+  await shot(page, '3-signed-out');
+  steps.push('signout');
+
+  // 3. Sign in again with the passkey (no username: a discoverable credential).
+  await Promise.all([
+    page.waitForURL(`${origin}/account**`),
+    page.click('#passkey-signin'),
+  ]);
+  await page.waitForSelector('text=Signed in with passkey');
+  await shot(page, '4-account-after-passkey');
+  steps.push('passkey-signin');
+
+  // 4. The admin's user list and the user's page.
+  await page.goto(`${origin}/admin/users`);
+  await page.waitForSelector('text=ada@example.com');
+  await shot(page, '5-admin-users');
+  await page.click('text=ada@example.com');
+  await page.waitForSelector('h2#sessions');
+  await shot(page, '6-admin-user');
+  steps.push('admin');
+
+  if (problems.length) throw new Error(problems.join('; '));
+  console.log(JSON.stringify({ ok: true, screenshots, steps }));
+  await browser.close();
+  process.exit(0);
+} catch (e) {
+  console.log(JSON.stringify({ ok: false, error: String(e && e.message || e), problems, steps, screenshots }));
+  await browser.close().catch(() => {});
+  process.exit(1);
+}
