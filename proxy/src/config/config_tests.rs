@@ -278,3 +278,23 @@ fn unknown_auth_keys_are_refused() {
         .expect_err("unknown key");
     assert!(report.to_string().contains("client_secrets"), "{report}");
 }
+
+#[test]
+fn secret_key_must_be_32_bytes_of_base64() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let ok = check(&format!(
+        "[server]\nsecret_key = \"${{WARRANT_TEST_KEY_OK:-{key}}}\"\n"
+    ))
+    .expect("valid");
+    let secret = ok.server.secret_key.expect("set");
+    assert_eq!(decode_key_32(secret.expose()).map(|k| k[31]), Some(31));
+
+    let report = check("[server]\nsecret_key = \"${WARRANT_TEST_KEY_SHORT:-c2hvcnQ=}\"\n")
+        .expect_err("too short");
+    let text = report.to_string();
+    assert!(text.contains("must be 32 random bytes"), "{text}");
+    assert!(
+        !text.contains("c2hvcnQ"),
+        "the value is never printed: {text}"
+    );
+}

@@ -21,7 +21,7 @@ pub use auth::AuthConfig;
 pub use import::{ImportError, import_mcp_servers};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
 pub use report::{Problem, Report};
-pub use value::{Secret, resolve};
+pub use value::{Secret, decode_key_32, resolve};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// `None`: the embedded SQLite file under `data_dir`.
     pub database_url: Option<Secret>,
+    /// The key that encrypts Warrant's own secrets at rest (token signing keys, later
+    /// the vault): 32 bytes, base64. `None`: `secret.key` in `data_dir`, created on
+    /// first start. Replicas sharing a database must share this key.
+    pub secret_key: Option<Secret>,
     /// The URL clients use to reach the gateway, when it differs from `http://listen`.
     pub public_url: Option<url::Url>,
     /// Accepted `Host` values (DNS-rebinding protection); loopback names by default.
@@ -302,6 +306,21 @@ fn validate_server(
             None
         }
     });
+    let secret_key = raw.secret_key.and_then(|v| match resolve(&v) {
+        Ok(secret) => {
+            if !value::is_key_32_base64(secret.expose()) {
+                problems.push(Problem::secret(
+                    "server.secret_key",
+                    "must be 32 random bytes in base64 (e.g. the output of `openssl rand -base64 32`)",
+                ));
+            }
+            Some(secret)
+        }
+        Err(e) => {
+            problems.push(Problem::new("server.secret_key", e));
+            None
+        }
+    });
     let public_url = raw.public_url.and_then(|u| match url::Url::parse(&u) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
         Ok(_) => {
@@ -371,6 +390,7 @@ fn validate_server(
             .or(raw.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         database_url,
+        secret_key,
         public_url,
         allowed_hosts,
         allowed_origins: raw.allowed_origins.unwrap_or_default(),

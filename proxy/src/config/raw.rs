@@ -74,6 +74,7 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<ValueRef>,
+    pub secret_key: Option<ValueRef>,
     pub public_url: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,

@@ -26,6 +26,23 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Whether `text` is base64 (standard or URL-safe, padding optional) of exactly 32 bytes.
+pub(crate) fn is_key_32_base64(text: &str) -> bool {
+    decode_key_32(text).is_some()
+}
+
+/// The 32 bytes of a base64 key (standard or URL-safe alphabet, padding optional).
+pub fn decode_key_32(text: &str) -> Option<[u8; 32]> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = text.trim().trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+        .ok()?;
+    bytes.try_into().ok()
+}
+
 /// Resolves a value: expands `${VAR}` / `${VAR:-default}` in literals, reads `env` and
 /// `file` references. The error names what is missing, never a value.
 pub fn resolve(value: &ValueRef) -> Result<Secret, String> {
