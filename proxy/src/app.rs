@@ -50,6 +50,8 @@ pub struct Running {
     pub gateway: Gateway,
     pub db: Db,
     pub idp: Idp,
+    /// The one-time link that creates the first admin, when none exists yet.
+    pub setup_link: Option<String>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -133,6 +135,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(SystemClock),
     )?;
     spawn_session_sweeper(&idp, shutdown.child_token());
+    let setup_link = idp.setup.ensure_link(&idp.users).await?;
 
     let state = AppState {
         db: db.clone(),
@@ -170,6 +173,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         gateway,
         db,
         idp,
+        setup_link,
         shutdown,
         server,
     })

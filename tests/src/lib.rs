@@ -12,6 +12,7 @@
 //! databases (the test script starts one); each gateway gets a database of its own.
 
 pub mod client;
+pub mod passkey;
 pub mod oidc;
 pub mod peers;
 pub mod raw;

@@ -72,6 +72,9 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
     let url = running.mcp_url();
     // The one line scripts wait for.
     println!("Warrant listening on {url}");
+    if let Some(link) = &running.setup_link {
+        println!("{}", running.idp.setup.announcement(link));
+    }
     let _ = std::io::stdout().flush();
     eprintln!(
         "  {upstreams} upstream{}{}; database: {database} (data dir {})",
@@ -96,7 +99,7 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!(
-        "  No sign-in yet: Warrant serves loopback only, and any local program can call its tools."
+        "  Agents need no token for /mcp yet: Warrant serves loopback only, and any local program can call its tools."
     );
     eprintln!(
         "  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}"
