@@ -4,8 +4,11 @@
 //! trust ceilings, the grants a human gives an agent, Biscuit minting / attenuation /
 //! verification, the OAuth 2.1 authorization server for MCP clients, the vault and the
 //! ledger. Today it owns the **tool catalog**: every tool every upstream has offered,
-//! recorded as the gateway discovers it, which the risk classification builds on.
+//! recorded as the gateway discovers it, which the risk classification builds on; and the
+//! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
+//! the per-call authorization.
 //!
 //! Tables owned here are prefixed `consent_`.
 
 pub mod catalog;
+pub mod token;

@@ -1,0 +1,350 @@
+//! Verifying tokens: the signature chain against the key ring (once per token, then
+//! cached by the token's SHA-256), and the identity the token carries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use biscuit_auth::{AuthorizerBuilder, Biscuit};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::TokenError;
+use super::authorize::limits;
+use super::datalog;
+use super::keys::{KeyRefusal, KeyRing};
+use super::restriction::Restriction;
+
+/// Tokens longer than this are refused before parsing.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+/// Verified tokens kept by default.
+pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
+
+/// What a block of the token is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Block 0, signed with the root key: user, agent, grant, audience, expiry.
+    Authority,
+    /// Block 1, written by Warrant at mint: the human's consent.
+    Consent,
+    /// A later block written in Warrant's format (by `warrant token attenuate` or an
+    /// agent using this library): a narrowing.
+    Narrowing,
+    /// A later block in another shape (another Biscuit library, a third-party block):
+    /// its checks apply all the same, it just has no description.
+    Other,
+}
+
+/// One block of the chain, for logs, the ledger and "My agents".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockSummary {
+    pub index: usize,
+    pub kind: BlockKind,
+    /// What the block restricts, as the block describes itself (Warrant blocks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restriction: Option<Restriction>,
+}
+
+/// Who a verified token acts for: what the proxy needs on every call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub user: String,
+    pub agent: String,
+    pub grant: String,
+    pub audience: String,
+    /// The access token's end (Unix seconds); narrowings may end earlier.
+    pub expires_at: i64,
+    /// The root key that signed it.
+    pub kid: u32,
+    /// Every block, authority first; its length is the chain length.
+    pub chain: Vec<BlockSummary>,
+    /// One revocation id per block (hex), in block order.
+    pub revocation_ids: Vec<String>,
+}
+
+/// A token whose signature chain verified, with its identity.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub(crate) biscuit: Biscuit,
+    pub identity: Identity,
+}
+
+impl VerifiedToken {
+    /// Reads the identity of a token whose signature was checked.
+    pub(crate) fn new(biscuit: Biscuit) -> Result<Self, TokenError> {
+        let kid = biscuit.root_key_id().ok_or(TokenError::UnknownKey(None))?;
+        let identity = identity_of(&biscuit, kid)?;
+        Ok(Self { biscuit, identity })
+    }
+
+    /// The token as Datalog (biscuit's `print()`), for debugging and golden tests.
+    pub fn print(&self) -> String {
+        self.biscuit.print()
+    }
+}
+
+/// Revoked ids, as the caller knows them (grant ids and block revocation ids).
+pub trait Revocations {
+    fn is_revoked(&self, id: &str) -> bool;
+}
+
+impl Revocations for std::collections::HashSet<String> {
+    fn is_revoked(&self, id: &str) -> bool {
+        self.contains(id)
+    }
+}
+
+impl<F: Fn(&str) -> bool> Revocations for F {
+    fn is_revoked(&self, id: &str) -> bool {
+        self(id)
+    }
+}
+
+/// How the verifier behaves.
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    /// Verified tokens kept (each a few kilobytes).
+    pub cache_capacity: usize,
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+}
+
+struct Entry {
+    token: Arc<VerifiedToken>,
+    expires_at: i64,
+}
+
+/// Verifies tokens against the key ring and caches the verified ones. Cheap to clone.
+#[derive(Clone)]
+pub struct Verifier {
+    keys: KeyRing,
+    capacity: usize,
+    cache: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("capacity", &self.capacity)
+            .field("cached", &self.cached())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(keys: KeyRing, settings: VerifierSettings) -> Self {
+        Self {
+            keys,
+            capacity: settings.cache_capacity.max(1),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The key ring it verifies with.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Verifies `token` (base64url) at `now` (Unix seconds): signature chain, key id,
+    /// expiry. A token seen before is answered from the cache while it and its key are
+    /// valid. Revocation is not checked here: see [`Verifier::verify_unrevoked`].
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<VerifiedToken>, TokenError> {
+        let token = token.trim();
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed(format!(
+                "longer than {MAX_TOKEN_LEN} bytes"
+            )));
+        }
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(hit) = self.lookup(&hash, now)? {
+            return Ok(hit);
+        }
+        let verified = Arc::new(self.parse(token, now)?);
+        if now > verified.identity.expires_at {
+            return Err(TokenError::Expired(verified.identity.expires_at));
+        }
+        self.insert(hash, verified.clone(), now);
+        Ok(verified)
+    }
+
+    /// [`Verifier::verify`], then refuses the token when its grant or any of its blocks
+    /// is revoked — checked on every call, cached or not.
+    pub fn verify_unrevoked(
+        &self,
+        token: &str,
+        now: i64,
+        revoked: &dyn Revocations,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        let verified = self.verify(token, now)?;
+        let identity = &verified.identity;
+        if revoked.is_revoked(&identity.grant)
+            || identity
+                .revocation_ids
+                .iter()
+                .any(|id| revoked.is_revoked(id))
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(verified)
+    }
+
+    /// How many verified tokens the cache holds.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    fn lookup(&self, hash: &[u8; 32], now: i64) -> Result<Option<Arc<VerifiedToken>>, TokenError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = cache.get(hash) else {
+            return Ok(None);
+        };
+        // The same order as a first verification: the key, then the token's life.
+        let kid = entry.token.identity.kid;
+        if !self.keys.still_accepts(kid, now) {
+            cache.remove(hash);
+            return Err(if self.keys.public_keys().iter().any(|k| k.kid == kid) {
+                TokenError::KeyExpired(kid)
+            } else {
+                TokenError::UnknownKey(Some(kid))
+            });
+        }
+        if now > entry.expires_at {
+            let expired = entry.expires_at;
+            cache.remove(hash);
+            return Err(TokenError::Expired(expired));
+        }
+        Ok(Some(entry.token.clone()))
+    }
+
+    fn insert(&self, hash: [u8; 32], token: Arc<VerifiedToken>, now: i64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= self.capacity {
+            cache.retain(|_, e| now <= e.expires_at);
+        }
+        if cache.len() >= self.capacity {
+            // Still full of live tokens: drop the one that ends soonest.
+            if let Some(victim) = cache
+                .iter()
+                .min_by_key(|(_, e)| e.expires_at)
+                .map(|(k, _)| *k)
+            {
+                cache.remove(&victim);
+            }
+        }
+        let expires_at = token.identity.expires_at;
+        cache.insert(hash, Entry { token, expires_at });
+    }
+
+    fn parse(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
+        let refusal = std::cell::Cell::new(None);
+        let provider = |kid: Option<u32>| {
+            self.keys.verifying_key(kid, now).map_err(|why| {
+                refusal.set(Some(why));
+                biscuit_auth::error::Format::UnknownPublicKey
+            })
+        };
+        let biscuit =
+            Biscuit::from_base64(token, provider).map_err(|e| match (refusal.get(), e) {
+                (Some(KeyRefusal::Unknown(kid)), _) => TokenError::UnknownKey(kid),
+                (Some(KeyRefusal::Expired(kid)), _) => TokenError::KeyExpired(kid),
+                (None, e) => map_parse_error(e),
+            })?;
+        VerifiedToken::new(biscuit)
+    }
+}
+
+fn map_parse_error(e: biscuit_auth::error::Token) -> TokenError {
+    use biscuit_auth::error::{Format, Token};
+    match e {
+        Token::Format(
+            Format::Signature(_)
+            | Format::SealedSignature
+            | Format::InvalidSignatureSize(_)
+            | Format::SignatureDeserializationError(_)
+            | Format::BlockSignatureDeserializationError(_),
+        ) => TokenError::BadSignature,
+        Token::Format(Format::UnknownPublicKey) => TokenError::UnknownKey(None),
+        other => TokenError::Malformed(other.to_string()),
+    }
+}
+
+type AuthorityRow = (String, String, String, String, std::time::SystemTime);
+
+/// Reads the authority facts and describes every block.
+fn identity_of(biscuit: &Biscuit, kid: u32) -> Result<Identity, TokenError> {
+    let not_warrant = |why: String| TokenError::NotWarrant(why);
+    let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(limits())
+        .build(biscuit)
+        .map_err(|e| not_warrant(e.to_string()))?;
+    let rows: Vec<AuthorityRow> = authorizer
+        .query_with_limits(
+            "identity($user, $agent, $grant, $audience, $expires) <- \
+             user($user), agent($agent), grant($grant), audience($audience), expires($expires)",
+            limits(),
+        )
+        .map_err(|e| not_warrant(e.to_string()))?;
+    let [(user, agent, grant, audience, expires)] = rows.as_slice() else {
+        return Err(not_warrant(format!(
+            "expected one user, agent, grant, audience and expiry, found {} combinations",
+            rows.len()
+        )));
+    };
+    let expires_at = expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .ok_or_else(|| not_warrant("an expiry before 1970".into()))?;
+    let contexts = biscuit.context();
+    let chain = (0..biscuit.block_count())
+        .map(|index| {
+            let external = biscuit.block_external_key(index).ok().flatten().is_some();
+            let described = if external {
+                None
+            } else {
+                datalog::described(contexts.get(index).and_then(|c| c.as_deref()))
+            };
+            let kind = match (index, &described) {
+                (0, _) => BlockKind::Authority,
+                (1, Some(_)) => BlockKind::Consent,
+                (_, Some(_)) => BlockKind::Narrowing,
+                (_, None) => BlockKind::Other,
+            };
+            BlockSummary {
+                index,
+                kind,
+                restriction: described,
+            }
+        })
+        .collect();
+    let revocation_ids = biscuit
+        .revocation_identifiers()
+        .iter()
+        .map(|id| hex(id))
+        .collect();
+    Ok(Identity {
+        user: user.clone(),
+        agent: agent.clone(),
+        grant: grant.clone(),
+        audience: audience.clone(),
+        expires_at,
+        kid,
+        chain,
+        revocation_ids,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
