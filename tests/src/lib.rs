@@ -12,10 +12,11 @@
 //! databases (the test script starts one); each gateway gets a database of its own.
 
 pub mod client;
-pub mod passkey;
 pub mod oidc;
+pub mod passkey;
 pub mod peers;
 pub mod raw;
+pub mod smtp;
 pub mod web;
 
 use std::path::{Path, PathBuf};
