@@ -17,6 +17,7 @@
 //                  the accounts that can sign in (any password).
 //   OIDC_ID_TOKEN_CLAIMS  "full": the ID token carries every granted claim (email, name,
 //                  groups); default "minimal": those claims come from userinfo only.
+//   OIDC_NO_LOGOUT  "1": no RP-initiated logout (no end_session_endpoint published).
 //   OIDC_MISBEHAVE  test-only switch that rewrites the ID token the token endpoint returns:
 //                  "wrong-audience" (aud = another client, re-signed with the provider's own
 //                  key), "wrong-nonce" (nonce changed, re-signed), "bad-signature" (signed
@@ -141,7 +142,7 @@ function buildProvider(issuer, client) {
     },
     features: {
       devInteractions: { enabled: false },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: { enabled: env.OIDC_NO_LOGOUT !== '1' },
     },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     async findAccount(ctx, sub) {

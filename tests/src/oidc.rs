@@ -72,6 +72,8 @@ pub struct ProviderOptions {
     /// A test-only misbehaviour of the token endpoint: `wrong-audience`,
     /// `wrong-nonce`, `bad-signature`, `expired`.
     pub misbehave: Option<&'static str>,
+    /// Publish no `end_session_endpoint` (no RP-initiated logout).
+    pub no_logout: bool,
 }
 
 /// The provider process (killed on drop) and its issuer URL.
@@ -85,9 +87,9 @@ pub struct OidcProvider {
 
 /// Waits (bounded) for the next JSON line on the provider's stdout.
 async fn next_json(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) -> Value {
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
         .await
-        .unwrap_or_else(|_| panic!("the OIDC provider did not print {what} within 30s"))
+        .unwrap_or_else(|_| panic!("the OIDC provider did not print {what} within 60s"))
         .expect("read the OIDC provider's stdout")
         .unwrap_or_else(|| panic!("the OIDC provider exited before printing {what}"));
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {line:?} is not JSON: {e}"))
@@ -123,6 +125,7 @@ impl OidcProvider {
                     "minimal"
                 },
             )
+            .env("OIDC_NO_LOGOUT", if options.no_logout { "1" } else { "0" })
             .env_remove("OIDC_CLIENT")
             .env_remove("OIDC_PORT")
             .stdin(Stdio::piped())

@@ -3,10 +3,13 @@
 //! groups and roles, linking, and every refusal the issue lists — each a 4xx page in
 //! plain words that leaves no session behind. Runs on `Backend::current()`.
 
+use std::time::{Duration, Instant};
 use warrant_e2e::oidc::{
     Account, Consent, OidcTest, ProviderOptions, authorize, query_of, sign_in, with_param,
 };
+
 use warrant_e2e::web::{Browser, Page};
+use warrant_e2e::{Backend, TestGateway, demo_upstream};
 use warrant_idp::users::{ADMIN_SOURCE, NewUser, Role, Status};
 
 const SCOPES: &str = "scopes = [\"email\", \"profile\", \"groups\"]\n";
@@ -544,4 +547,61 @@ async fn sign_out_continues_to_the_providers_end_session() {
     let page = browser.get(&done.location().expect("location")).await;
     assert!(page.contains("You are signed out."), "{}", page.body);
     test.stop().await;
+}
+
+#[tokio::test]
+async fn sign_out_stays_local_without_an_end_session_endpoint() {
+    let test = OidcTest::start(
+        ProviderOptions {
+            accounts: vec![alice()],
+            no_logout: true,
+            ..ProviderOptions::default()
+        },
+        SCOPES,
+    )
+    .await;
+    let browser = test.gw.browser();
+    assert_eq!(sign_in(&browser, &test, "alice").await.status, 303);
+    let account = browser.get("/account").await;
+    let csrf = account.csrf().expect("a CSRF token");
+    let out = browser
+        .post_form("/signout", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(out.location().as_deref(), Some("/signin?signed_out=1"));
+    assert_no_session(&browser).await;
+    test.stop().await;
+}
+
+#[tokio::test]
+async fn unresponsive_provider_times_out_with_a_page() {
+    // A "provider" that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let toml = format!(
+        "{}\n[auth.oidc.corp]\ndisplay_name = \"Corp SSO\"\nissuer = \"http://{addr}\"\n\
+         client_id = \"warrant\"\ntimeout = \"1s\"\n",
+        demo_upstream("demo")
+    );
+    let gw = TestGateway::start(&toml, Backend::current()).await;
+    let browser = gw.browser();
+    let started = Instant::now();
+    let page = browser.get("/auth/oidc/corp/start").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the provider's timeout bounds the wait: {:?}",
+        started.elapsed()
+    );
+    assert_refused(&page, 400, DID_NOT_COMPLETE);
+    assert_no_session(&browser).await;
+    hold.abort();
+    gw.stop().await;
 }
