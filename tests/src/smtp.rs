@@ -120,8 +120,14 @@ impl SmtpSink {
     /// An `[auth.email]` table pointing at this server (plain SMTP on loopback), with
     /// `extra` lines added (`link_ttl = "1s"`, limits…).
     pub fn auth_toml(&self, extra: &str) -> String {
+        self.auth_toml_tls("none", extra)
+    }
+
+    /// Like [`SmtpSink::auth_toml`] with another `tls` mode (this server speaks plain
+    /// SMTP only: it offers no STARTTLS).
+    pub fn auth_toml_tls(&self, tls: &str, extra: &str) -> String {
         format!(
-            "[auth.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"none\"\n\
+            "[auth.email]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"{tls}\"\n\
              from = \"Warrant <warrant@test.example>\"\ntimeout = \"5s\"\n{extra}\n",
             self.port
         )

@@ -575,3 +575,27 @@ async fn an_unreachable_smtp_server_gives_a_clear_page_and_leaks_nothing() {
     assert!(page.contains(SENT));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn starttls_is_required_no_mail_goes_out_in_clear() {
+    // This server offers no STARTTLS; with `tls = "starttls"` Warrant must not fall
+    // back to plain SMTP.
+    let sink = SmtpSink::start().await;
+    let toml = format!(
+        "{}\n{}",
+        demo_upstream("demo"),
+        sink.auth_toml_tls("starttls", "")
+    );
+    let gw = TestGateway::start(&toml, Backend::current()).await;
+    add_user(&gw, "kate@example.com", Role::Member, Status::Active).await;
+    let page = ask_link(&gw.browser(), "kate@example.com").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.contains(SENT));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        sink.messages().is_empty(),
+        "a link went out without TLS: {:?}",
+        sink.messages().iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    gw.stop().await;
+}
