@@ -191,7 +191,7 @@ async fn register_finish(
         .finish_registration(&visitor.session, &user, &request.credential)
         .await?;
     Ok(Json(serde_json::json!({
-        "redirect": "/account#passkeys",
+        "redirect": "/account",
         "passkey": { "id": passkey.id, "name": passkey.name },
     }))
     .into_response())
