@@ -14,6 +14,7 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{Catalog, ToolRecord};
+use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
@@ -39,6 +40,10 @@ pub enum StartError {
     Collisions(Vec<String>),
     #[error("cannot start sign-in: {0}")]
     Identity(#[from] IdpError),
+    #[error("{0}")]
+    SecretKey(#[from] crate::secret_key::SecretKeyError),
+    #[error("cannot load the token signing keys: {0}")]
+    TokenKeys(#[from] TokenError),
 }
 
 /// A started gateway.
@@ -50,6 +55,10 @@ pub struct Running {
     pub gateway: Gateway,
     pub db: Db,
     pub idp: Idp,
+    /// The root keys that sign access tokens (the first is created on first start).
+    pub keys: KeyRing,
+    /// Verifies access tokens against `keys`, with its cache.
+    pub verifier: Verifier,
     /// The one-time link that creates the first admin, when none exists yet.
     pub setup_link: Option<String>,
     shutdown: CancellationToken,
@@ -105,6 +114,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map(|s| s.expose().to_owned());
     let db = Db::open(url.as_deref(), &config.server.data_dir).await?;
     db.migrate().await?;
+    let secret_key = crate::secret_key::load_or_create(&config)?;
+    let keys = KeyRing::open(
+        db.clone(),
+        *secret_key,
+        KeySettings::default(),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    drop(secret_key);
+    let verifier = Verifier::new(keys.clone(), VerifierSettings::default());
 
     let shutdown = CancellationToken::new();
     let gateway = Gateway::new(&config, shutdown.child_token());
@@ -144,6 +163,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = crate::mcp::http::router(gateway.clone(), &config, shutdown.child_token())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz).with_state(state))
+        .route(
+            "/.well-known/warrant-keys.json",
+            get(warrant_keys).with_state(keys.clone()),
+        )
         .merge(warrant_ui::router(idp.clone()));
 
     let stop = shutdown.clone();
@@ -173,6 +196,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         gateway,
         db,
         idp,
+        keys,
+        verifier,
         setup_link,
         shutdown,
         server,
@@ -253,6 +278,17 @@ impl Observer for Recorder {
             }
         });
     }
+}
+
+/// The public keys that verify access tokens (the active one and retired ones still in
+/// their grace period), for resource servers and tools that check tokens themselves.
+async fn warrant_keys(State(keys): State<KeyRing>) -> Response {
+    let body = serde_json::json!({ "keys": keys.published() });
+    (
+        [(http::header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// Readiness: the database answers. Upstreams are reported, not required: a down

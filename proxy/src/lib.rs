@@ -13,4 +13,5 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod mcp;
+pub mod secret_key;
 pub mod store;

@@ -130,6 +130,13 @@ const NEXT_KID: &str = "SELECT COALESCE(MAX(kid), 0) + 1 FROM consent_keys";
 const INSERT: &str = "INSERT INTO consent_keys \
     (kid, algorithm, public_key, private_key, created_at, retired_at) \
     VALUES ($1, $2, $3, $4, $5, NULL)";
+/// The first key: inserted only while no key is active, so replicas starting together
+/// create one between them (a concurrent insert either takes the same kid and fails,
+/// or runs after the other's commit and sees its key).
+const INSERT_FIRST: &str = "INSERT INTO consent_keys \
+    (kid, algorithm, public_key, private_key, created_at, retired_at) \
+    SELECT $1, $2, $3, $4, $5, NULL \
+    WHERE NOT EXISTS (SELECT 1 FROM consent_keys WHERE retired_at IS NULL)";
 const RETIRE_OLDER: &str =
     "UPDATE consent_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid < $2";
 
@@ -168,6 +175,32 @@ impl KeyRing {
         };
         ring.reload().await?;
         Ok(ring)
+    }
+
+    /// The keys as stored, without decrypting anything (no secret key needed): for
+    /// `warrant keys list`.
+    pub async fn list_stored(
+        db: &Db,
+        settings: &KeySettings,
+    ) -> Result<Vec<PublicKeyInfo>, TokenError> {
+        let rows: Vec<Row> =
+            on_pool!(db, pool => sqlx::query_as(SELECT_ALL).fetch_all(pool).await)?;
+        let max = lifetime_secs(settings);
+        rows.into_iter()
+            .map(|(kid, _, public_key, _, created_at, retired_at)| {
+                Ok(PublicKeyInfo {
+                    kid: u32::try_from(kid).map_err(|_| TokenError::KeyDecrypt {
+                        kid: 0,
+                        reason: format!("key id {kid} is out of range"),
+                    })?,
+                    algorithm: ALGORITHM,
+                    public_key,
+                    created_at,
+                    retired_at,
+                    accepted_until: retired_at.map(|at| at.saturating_add(max)),
+                })
+            })
+            .collect()
     }
 
     /// Re-reads the key table (after a rotation on another replica).
@@ -249,6 +282,16 @@ impl KeyRing {
             .collect()
     }
 
+    /// The keys that verify tokens now (the active one and retired ones still in their
+    /// grace period): what `/.well-known/warrant-keys.json` publishes.
+    pub fn published(&self) -> Vec<PublicKeyInfo> {
+        let now = self.inner.clock.unix();
+        self.public_keys()
+            .into_iter()
+            .filter(|k| k.accepted_until.is_none_or(|until| now < until))
+            .collect()
+    }
+
     /// The id of the key that signs new tokens.
     pub fn active_kid(&self) -> Option<u32> {
         self.ring().active.as_ref().map(|k| k.kid)
@@ -256,7 +299,7 @@ impl KeyRing {
 
     /// The longest access-token lifetime, in seconds.
     pub fn max_lifetime_secs(&self) -> i64 {
-        i64::try_from(self.inner.settings.max_token_lifetime.as_secs()).unwrap_or(i64::MAX)
+        lifetime_secs(&self.inner.settings)
     }
 
     pub(crate) fn signing_key(&self) -> Result<Arc<SigningKey>, TokenError> {
@@ -308,7 +351,17 @@ impl KeyRing {
         loop {
             attempts += 1;
             match self.try_create_key(retire).await {
-                Ok(kid) => {
+                Ok(None) => {
+                    // Another replica created the first key meanwhile.
+                    self.reload().await?;
+                    let kid = self.active_kid().ok_or(TokenError::NoActiveKey)?;
+                    return self
+                        .public_keys()
+                        .into_iter()
+                        .find(|k| k.kid == kid)
+                        .ok_or(TokenError::NoActiveKey);
+                }
+                Ok(Some(kid)) => {
                     self.reload().await?;
                     tracing::info!(kid, "token signing key created");
                     return self
@@ -333,7 +386,7 @@ impl KeyRing {
         }
     }
 
-    async fn try_create_key(&self, retire: bool) -> Result<u32, TokenError> {
+    async fn try_create_key(&self, retire: bool) -> Result<Option<u32>, TokenError> {
         let now = self.inner.clock.unix();
         let keypair = KeyPair::new();
         let public_hex = keypair.public().to_bytes_hex();
@@ -344,14 +397,19 @@ impl KeyRing {
                 let kid = u32::try_from(next)
                     .map_err(|_| TokenError::Invalid("no key id left".into()))?;
                 let sealed = self.encrypt_key(kid, &keypair)?;
-                sqlx::query(INSERT)
+                let inserted = sqlx::query(if retire { INSERT } else { INSERT_FIRST })
                     .bind(next)
                     .bind(ALGORITHM)
                     .bind(&public_hex)
                     .bind(&sealed)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
                 if retire {
                     sqlx::query(RETIRE_OLDER)
                         .bind(now)
@@ -360,7 +418,7 @@ impl KeyRing {
                         .await?;
                 }
                 tx.commit().await?;
-                kid
+                Some(kid)
             }};
         }
         Ok(match &self.inner.db {
@@ -437,6 +495,10 @@ impl KeyRing {
         }
         Ok(SigningKey { kid, keypair })
     }
+}
+
+fn lifetime_secs(settings: &KeySettings) -> i64 {
+    i64::try_from(settings.max_token_lifetime.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The associated data of a stored key: binds the ciphertext to its kid, so a row's key

@@ -1,9 +1,11 @@
-//! The command line: `warrant serve | check | import | demo-server`. Each subcommand
+//! The command line: `warrant serve | check | import | keys | token | demo-server`. Each subcommand
 //! lives in its own file; this one parses arguments and sets up logging.
 
 mod check;
 mod import;
+mod keys;
 mod serve;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +38,16 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Manage the root keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Work with access tokens offline (narrow one for a subagent).
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Run the built-in demo MCP server on standard input/output.
     DemoServer,
 }
@@ -48,6 +60,8 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check::run(config),
         Command::Import { file, output } => import::run(&file, output.as_deref()),
         Command::Serve(args) => serve::run(args),
+        Command::Keys { command } => keys::run(command),
+        Command::Token { command } => token::run(command),
         Command::DemoServer => run_async(1, async {
             crate::mcp::demo::serve_stdio().await?;
             Ok(ExitCode::SUCCESS)
