@@ -293,6 +293,7 @@ async fn too_many_links_for_one_address() {
     }
     let page = ask_link(&browser, "Erin@Example.com").await;
     assert_eq!(page.status, 429, "{}", page.body);
+    assert_eq!(page.headers["retry-after"], "60");
     assert!(page.contains("Too many attempts"), "{}", page.body);
     assert!(!page.contains("erin"), "the page does not echo the address");
     // Another address from the same client is still served.

@@ -43,7 +43,6 @@ pub(crate) fn client_ip(parts: &Parts) -> Option<String> {
 /// A visitor: their session and where they come from.
 pub(crate) struct Visitor {
     pub session: Session,
-    #[allow(dead_code)] // read by the sign-in ceremonies (email links rate-limit by IP)
     pub client: ClientInfo,
 }
 

@@ -59,7 +59,14 @@ impl IntoResponse for PageError {
             _ => "That did not work",
         };
         let page = MessagePage::new(title, self.0.user_message()).with_link("/signin", "Sign in");
-        (status, page).into_response()
+        let mut response = (status, page).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Limits count over minutes; a minute is an honest first wait.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
+        response
     }
 }
 
