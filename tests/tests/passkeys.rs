@@ -792,3 +792,49 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
         .expect("read")
         .expect("a line")
 }
+
+/// Two people finishing the setup with the same link at the same moment: one admin.
+#[tokio::test]
+async fn concurrent_setup_uses_one_wins() {
+    let gw = TestGateway::start(NO_UPSTREAMS, Backend::current()).await;
+    let link = gw.running.setup_link.clone().expect("a link");
+    let token = token_of(&link);
+    let mut finishes = Vec::new();
+    for who in ["one", "two", "three"] {
+        let browser = gw.browser();
+        let csrf = browser.get(&link).await.csrf().expect("csrf");
+        let start = browser
+            .post_json(
+                "/setup/passkey/start",
+                &csrf,
+                &json!({"token": token, "name": who, "email": format!("{who}@example.com")}),
+            )
+            .await;
+        assert_eq!(start.status, 200, "{}", start.body);
+        let mut device = SoftAuthenticator::new();
+        let credential = device
+            .register(&gw.public_url(), &json_of(&start))
+            .expect("registers");
+        let body = json!({"token": token, "credential": credential});
+        finishes.push(async move {
+            browser
+                .post_json("/setup/passkey/finish", &csrf, &body)
+                .await
+        });
+    }
+    let answers = futures::future::join_all(finishes).await;
+    let statuses: Vec<u16> = answers.iter().map(|p| p.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "exactly one wins: {statuses:?} {answers:#?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 400 || *s == 403),
+        "{statuses:?}"
+    );
+    let users = gw.running.idp.users.list().await.expect("list");
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert!(users[0].is_admin());
+    gw.stop().await;
+}
