@@ -62,11 +62,35 @@ pub struct Identity {
     pub revocation_ids: Vec<String>,
 }
 
+impl Identity {
+    /// Refuses early (before any Datalog) a token issued for another resource; the
+    /// authorization checks the audience again on every call.
+    pub fn require_audience(&self, resource: &str) -> Result<(), TokenError> {
+        if self.audience == resource {
+            Ok(())
+        } else {
+            Err(TokenError::WrongAudience {
+                expected: self.audience.clone(),
+                actual: resource.to_owned(),
+            })
+        }
+    }
+}
+
 /// A token whose signature chain verified, with its identity.
-#[derive(Debug)]
 pub struct VerifiedToken {
     pub(crate) biscuit: Biscuit,
     pub identity: Identity,
+}
+
+/// Shows the identity only: the token itself (which carries the key that appends the
+/// next block) is a bearer secret and never goes to logs.
+impl std::fmt::Debug for VerifiedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedToken")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl VerifiedToken {

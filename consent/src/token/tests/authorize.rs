@@ -317,6 +317,12 @@ async fn the_wrong_audience_is_refused() {
         resource: "https://elsewhere.example/mcp".into(),
         ..call("a", "b")
     };
+    let identity = &f.verifier.verify(&token, T0).expect("verify").identity;
+    assert!(identity.require_audience(AUDIENCE).is_ok());
+    assert!(matches!(
+        identity.require_audience("https://elsewhere.example/mcp"),
+        Err(TokenError::WrongAudience { .. })
+    ));
     let no = f.decide(&token, &other);
     assert!(!no.allow);
     assert_eq!(
