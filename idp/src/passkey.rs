@@ -518,6 +518,65 @@ pub(crate) async fn take<T: serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_last_passkey_stays_while_it_is_the_only_way_in() {
+        use crate::clock::SystemClock;
+        use crate::users::{NewUser, Role};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(None, dir.path()).await.expect("open");
+        db.migrate().await.expect("migrate");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let config = IdpConfig::new(Url::parse("http://localhost:8080").expect("url"));
+        let passkeys = Passkeys::new(db.clone(), Arc::new(config), clock.clone()).expect("new");
+        let users = Users::new(db.clone(), clock);
+        let ada = users
+            .create(NewUser {
+                email: "ada@example.com".into(),
+                display_name: "Ada".into(),
+                role: Role::Member,
+                status: Status::Active,
+            })
+            .await
+            .expect("user");
+        for (id, name) in [("pk-1", "laptop"), ("pk-2", "phone")] {
+            on_pool!(&db, pool => {
+                sqlx::query(INSERT_SQL)
+                    .bind(id)
+                    .bind(&ada.id)
+                    .bind(format!("cred-{id}"))
+                    .bind(name)
+                    .bind("{}")
+                    .bind(1_i64)
+                    .execute(pool)
+                    .await
+                    .expect("insert")
+                    .rows_affected()
+            });
+        }
+        assert_eq!(passkeys.list(&ada.id).await.expect("list").len(), 2);
+        assert!(matches!(
+            passkeys.remove(&users, "someone-else", "pk-1").await,
+            Err(IdpError::NotFound(_))
+        ));
+        passkeys
+            .remove(&users, &ada.id, "pk-1")
+            .await
+            .expect("one of two");
+        // A linked identity of a provider that is not configured is no way in.
+        users
+            .link_identity("gone", "sub", &ada.id)
+            .await
+            .expect("link");
+        assert!(matches!(
+            passkeys.remove(&users, &ada.id, "pk-2").await,
+            Err(IdpError::Forbidden(_))
+        ));
+        let left = passkeys.list(&ada.id).await.expect("list");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].name, "phone");
+    }
+
     #[test]
     fn names_are_cleaned() {
         assert_eq!(clean_name("  laptop \n"), "laptop");
