@@ -52,9 +52,10 @@ pub fn router(idp: Idp) -> Router {
         .merge(passkey::routes())
         .merge(email::routes())
         .merge(setup::routes())
-        .merge(assets::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .layer(axum::middleware::from_fn(page::security_headers))
         .layer(sessions)
+        // Assets need no session: outside the layer they neither load nor save one.
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn(page::security_headers))
         .with_state(UiState { idp })
 }

@@ -26,6 +26,8 @@ struct SignInPage {
     /// `(name, label)` of each OIDC provider.
     providers: Vec<(String, String)>,
     email: bool,
+    /// Whether passkeys work at this public URL (not on an IP address).
+    passkeys: bool,
     /// A notice to show above the choices (e.g. after signing out).
     notice: Option<String>,
 }
@@ -56,6 +58,7 @@ async fn page(
         next: safe_next(q.next.as_deref()),
         providers: idp.oidc.providers(),
         email: idp.links.enabled(),
+        passkeys: idp.passkeys.enabled(),
         notice: q.signed_out.map(|_| "You are signed out.".to_owned()),
     }
     .into_response())

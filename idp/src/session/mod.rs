@@ -28,6 +28,12 @@ pub use store::{DbSessionStore, session_handle};
 pub const LOGIN_KEY: &str = "warrant.login";
 /// Session key of the CSRF token.
 pub const CSRF_KEY: &str = "warrant.csrf";
+/// Session key of the last time a signed-in request extended the idle expiry.
+pub const SEEN_KEY: &str = "warrant.seen";
+/// A signed-in session's idle expiry is pushed forward at most this often (seconds):
+/// each push is a write, and a write of a stale copy can race a concurrent request that
+/// just stored ceremony state, so sessions are saved only when they change.
+const TOUCH_EVERY: i64 = 60;
 /// The session cookie's name over HTTPS (`__Host-`: secure, host-only, path `/`).
 pub const SECURE_COOKIE: &str = "__Host-warrant_session";
 /// The session cookie's name over plain HTTP on loopback (development).
@@ -99,8 +105,9 @@ impl Sessions {
     }
 
     /// The layer that gives every request its [`Session`]: cookie `HttpOnly`,
-    /// `SameSite=Lax`, `Secure` unless serving plain HTTP on loopback, idle expiry
-    /// extended on each request.
+    /// `SameSite=Lax`, `Secure` unless serving plain HTTP on loopback. A session is
+    /// saved only when it changed; [`Sessions::current`] extends a signed-in session's
+    /// idle expiry (at most once a minute).
     pub fn layer(&self) -> SessionManagerLayer<DbSessionStore> {
         let idle = time::Duration::try_from(self.idle).unwrap_or(time::Duration::hours(8));
         SessionManagerLayer::new(self.store.clone())
@@ -114,7 +121,6 @@ impl Sessions {
             .with_same_site(SameSite::Lax)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(idle))
-            .with_always_save(true)
     }
 
     pub fn store(&self) -> &DbSessionStore {
@@ -171,18 +177,34 @@ impl Sessions {
         let Some(login) = login else {
             return Ok(None);
         };
-        if login.absolute_expires_at <= self.clock.unix() {
+        let now = self.clock.unix();
+        if login.absolute_expires_at <= now {
             tracing::info!(user = %login.user_id, "session reached its absolute expiry");
             session.flush().await.map_err(session_error)?;
             return Ok(None);
         }
         match users.get(&login.user_id).await? {
-            Some(user) if user.status != Status::Disabled => Ok(Some((user, login))),
+            Some(user) if user.status != Status::Disabled => {
+                self.touch(session, now).await?;
+                Ok(Some((user, login)))
+            }
             _ => {
                 session.flush().await.map_err(session_error)?;
                 Ok(None)
             }
         }
+    }
+
+    /// Marks the session used, so the layer saves it with a new idle expiry, unless that
+    /// happened less than [`TOUCH_EVERY`] seconds ago (or the idle time is so short that
+    /// every request must count).
+    async fn touch(&self, session: &Session, now: i64) -> Result<(), IdpError> {
+        let every = TOUCH_EVERY.min(i64::try_from(self.idle.as_secs() / 4).unwrap_or(TOUCH_EVERY));
+        let seen: Option<i64> = session.get(SEEN_KEY).await.map_err(session_error)?;
+        if seen.is_none_or(|seen| now - seen >= every) {
+            session.insert(SEEN_KEY, now).await.map_err(session_error)?;
+        }
+        Ok(())
     }
 
     /// Ends this session (local sign-out).
