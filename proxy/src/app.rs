@@ -25,8 +25,8 @@ use crate::store::UpstreamEvents;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "refusing to listen on {0}: Warrant has no sign-in yet, so it serves loopback addresses \
-         only (127.0.0.1 or ::1)"
+        "refusing to listen on {0}: agents do not need a token for /mcp yet, so Warrant serves \
+         loopback addresses only (127.0.0.1 or ::1)"
     )]
     NotLoopback(SocketAddr),
     #[error("{0}")]
