@@ -11,4 +11,6 @@
 //! Tables owned here are prefixed `consent_`.
 
 pub mod catalog;
+pub mod grants;
+pub mod oauth;
 pub mod token;

@@ -1,0 +1,238 @@
+//! Grants (`consent_grants`): what a person allowed an agent (an OAuth client) to do on
+//! a resource — tool patterns allowed and denied, an optional risk ceiling — and until
+//! when. Access and refresh tokens are issued under a grant; revoking the grant ends them.
+
+use warrant_idp::db::Db;
+use warrant_idp::on_pool;
+
+use crate::oauth::{StoreError, from_json, to_json};
+
+/// A grant to create.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub user_id: String,
+    pub client_id: String,
+    pub resource: String,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub max_risk: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub resource: String,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    pub max_risk: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl Grant {
+    /// Whether the grant is neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct GrantRow {
+    id: String,
+    user_id: String,
+    client_id: String,
+    resource: String,
+    allow: String,
+    deny: String,
+    max_risk: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl GrantRow {
+    fn into_grant(self) -> Result<Grant, StoreError> {
+        Ok(Grant {
+            allow: from_json("grant allow patterns", &self.allow)?,
+            deny: from_json("grant deny patterns", &self.deny)?,
+            id: self.id,
+            user_id: self.user_id,
+            client_id: self.client_id,
+            resource: self.resource,
+            max_risk: self.max_risk,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, user_id, client_id, resource, allow, deny, max_risk, created_at, \
+    expires_at, revoked_at";
+
+/// The grant store.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    db: Db,
+}
+
+impl Grants {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Records a grant.
+    pub async fn create(&self, new: &NewGrant, now: i64) -> Result<Grant, StoreError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let allow = to_json("grant allow patterns", &new.allow)?;
+        let deny = to_json("grant deny patterns", &new.deny)?;
+        let sql = "INSERT INTO consent_grants (id, user_id, client_id, resource, allow, deny, \
+                   max_risk, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(&id)
+                .bind(&new.user_id)
+                .bind(&new.client_id)
+                .bind(&new.resource)
+                .bind(&allow)
+                .bind(&deny)
+                .bind(&new.max_risk)
+                .bind(now)
+                .bind(new.expires_at)
+                .execute(pool)
+                .await?;
+        });
+        tracing::info!(grant = %id, user = %new.user_id, client = %new.client_id, "grant created");
+        Ok(Grant {
+            id,
+            user_id: new.user_id.clone(),
+            client_id: new.client_id.clone(),
+            resource: new.resource.clone(),
+            allow: new.allow.clone(),
+            deny: new.deny.clone(),
+            max_risk: new.max_risk.clone(),
+            created_at: now,
+            expires_at: new.expires_at,
+            revoked_at: None,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM consent_grants WHERE id = $1");
+        let row: Option<GrantRow> = on_pool!(&self.db, pool => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(GrantRow::into_grant).transpose()
+    }
+
+    /// The live grants a user gave a client on a resource, newest first.
+    pub async fn live(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        resource: &str,
+        now: i64,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM consent_grants WHERE user_id = $1 AND client_id = $2 \
+             AND resource = $3 AND revoked_at IS NULL AND expires_at > $4 \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let rows: Vec<GrantRow> = on_pool!(&self.db, pool => {
+            sqlx::query_as(&sql)
+                .bind(user_id)
+                .bind(client_id)
+                .bind(resource)
+                .bind(now)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(GrantRow::into_grant).collect()
+    }
+
+    /// Whether the user ever gave this client a grant (the consent screen says when an
+    /// agent is new to the person).
+    pub async fn any_for(&self, user_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM consent_grants WHERE user_id = $1 AND client_id = $2";
+        let n: i64 = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(user_id).bind(client_id).fetch_one(pool).await?
+        });
+        Ok(n > 0)
+    }
+
+    /// Revokes a grant and every refresh token issued under it. Returns whether the
+    /// grant was live. (Access tokens issued under it end at their short expiry, or
+    /// sooner through their revocation ids.)
+    pub async fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let grant_sql =
+            "UPDATE consent_grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+        let tokens_sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
+                          WHERE grant_id = $1 AND revoked_at IS NULL";
+        let n = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(grant_sql).bind(id).bind(now).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(tokens_sql).bind(id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            n
+        });
+        if n > 0 {
+            tracing::info!(grant = %id, "grant revoked");
+        }
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::test_support::{RESOURCE, fixture};
+
+    #[tokio::test]
+    async fn grant_round_trips_and_is_found_while_live() {
+        let f = fixture(1_000).await;
+        let grants = Grants::new(f.db.clone());
+        let stored = grants.get(&f.grant.id).await.expect("get").expect("found");
+        assert_eq!(stored, f.grant);
+        assert!(stored.is_live(1_000));
+        assert!(!stored.is_live(1_000 + 3600));
+
+        let live = grants
+            .live(&f.user_id, &f.client_id, RESOURCE, 1_500)
+            .await
+            .expect("live");
+        assert_eq!(live, vec![f.grant.clone()]);
+        let later = grants
+            .live(&f.user_id, &f.client_id, RESOURCE, 5_000)
+            .await
+            .expect("live");
+        assert!(later.is_empty(), "an expired grant is not live");
+        let other = grants
+            .live(&f.user_id, &f.client_id, "https://other/mcp", 1_500)
+            .await
+            .expect("live");
+        assert!(other.is_empty(), "a grant covers its own resource only");
+        assert!(grants.any_for(&f.user_id, &f.client_id).await.expect("any"));
+        assert!(!grants.any_for(&f.user_id, "other").await.expect("any"));
+    }
+
+    #[tokio::test]
+    async fn revoked_grant_is_not_live_and_revoking_twice_says_so() {
+        let f = fixture(1_000).await;
+        let grants = Grants::new(f.db.clone());
+        assert!(grants.revoke(&f.grant.id, 1_100).await.expect("revoke"));
+        assert!(!grants.revoke(&f.grant.id, 1_200).await.expect("revoke"));
+        let stored = grants.get(&f.grant.id).await.expect("get").expect("found");
+        assert_eq!(stored.revoked_at, Some(1_100));
+        assert!(!stored.is_live(1_150));
+        let live = grants
+            .live(&f.user_id, &f.client_id, RESOURCE, 1_150)
+            .await
+            .expect("live");
+        assert!(live.is_empty());
+    }
+}

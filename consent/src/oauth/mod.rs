@@ -1,0 +1,117 @@
+//! The OAuth 2.1 authorization server for MCP clients: its storage today (registered
+//! clients, authorization codes, refresh tokens, revoked access tokens); the endpoints
+//! build on it.
+//!
+//! Owned tables: `consent_clients`, `consent_auth_codes`, `consent_refresh_tokens`,
+//! `consent_token_revocations` (and `consent_grants`, see [`crate::grants`]). Secrets are
+//! stored only as SHA-256 hashes; instants are Unix seconds, passed in by the caller so
+//! that tests can move time.
+
+pub mod clients;
+pub mod codes;
+pub mod refresh;
+pub mod revocations;
+
+pub use clients::{Client, ClientKind, Clients, NewClient};
+pub use codes::{AuthCode, CodeError, Codes, NewCode};
+pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
+pub use revocations::Revocations;
+
+/// How long an authorization code stays redeemable.
+pub const CODE_LIFETIME_SECS: i64 = 60;
+
+/// What can go wrong reading or writing the authorization server's tables.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("authorization storage failed: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("cannot encode or decode {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+pub(crate) fn to_json(what: &'static str, value: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Json { what, source })
+}
+
+pub(crate) fn from_json(what: &'static str, value: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(value).map_err(|source| StoreError::Json { what, source })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use warrant_idp::clock::SystemClock;
+    use warrant_idp::db::Db;
+    use warrant_idp::users::{NewUser, Role, Status, Users};
+
+    use super::{ClientKind, Clients, NewClient};
+    use crate::grants::{Grant, Grants, NewGrant};
+
+    pub(crate) const RESOURCE: &str = "https://warrant.example/mcp";
+
+    /// A migrated SQLite database in a temporary directory, with one user, one public
+    /// client and one grant.
+    pub(crate) struct Fixture {
+        pub(crate) _dir: tempfile::TempDir,
+        pub(crate) db: Db,
+        pub(crate) user_id: String,
+        pub(crate) client_id: String,
+        pub(crate) grant: Grant,
+    }
+
+    pub(crate) async fn fixture(now: i64) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(None, dir.path()).await.expect("open");
+        db.migrate().await.expect("migrate");
+        let users = Users::new(db.clone(), Arc::new(SystemClock));
+        let user = users
+            .create(NewUser {
+                email: "ada@example.com".into(),
+                display_name: "Ada".into(),
+                role: Role::Member,
+                status: Status::Active,
+            })
+            .await
+            .expect("user");
+        let (client, _) = Clients::new(db.clone())
+            .register(
+                NewClient {
+                    kind: ClientKind::Dcr,
+                    client_id: None,
+                    name: "Test agent".into(),
+                    redirect_uris: vec!["http://127.0.0.1/callback".into()],
+                    application_type: "native".into(),
+                    token_endpoint_auth_method: "none".into(),
+                },
+                now,
+            )
+            .await
+            .expect("client");
+        let grant = Grants::new(db.clone())
+            .create(
+                &NewGrant {
+                    user_id: user.id.clone(),
+                    client_id: client.client_id.clone(),
+                    resource: RESOURCE.into(),
+                    allow: vec!["*".into()],
+                    deny: vec![],
+                    max_risk: None,
+                    expires_at: now + 3600,
+                },
+                now,
+            )
+            .await
+            .expect("grant");
+        Fixture {
+            _dir: dir,
+            db,
+            user_id: user.id,
+            client_id: client.client_id,
+            grant,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Refresh tokens (`consent_refresh_tokens`): stored as hashes, rotated on every use.
+//! Every token descends from one authorization code; they share a `family_id`. Using a
+//! token that was already used (a stolen copy, or the client's replay) revokes the whole
+//! family (OAuth 2.1 §4.3.1, refresh token rotation).
+
+use warrant_idp::db::Db;
+use warrant_idp::on_pool;
+use warrant_idp::secret::{hash_token, random_token};
+
+use super::StoreError;
+
+/// A refresh token to issue.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub grant_id: String,
+    pub resource: String,
+    pub scope: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A refresh token as stored (without the token itself).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RefreshToken {
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub grant_id: String,
+    pub resource: String,
+    pub scope: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Why a refresh token cannot be used (all are `invalid_grant` to the client).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("unknown refresh token, or issued to another client")]
+    Unknown,
+    #[error("the refresh token has expired")]
+    Expired,
+    #[error("the refresh token was revoked")]
+    Revoked,
+    #[error("the refresh token was already used; its family is revoked")]
+    Reused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RefreshError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::Storage(e))
+    }
+}
+
+const COLUMNS: &str = "family_id, client_id, user_id, grant_id, resource, scope, created_at, \
+    expires_at, used_at, revoked_at";
+
+/// The refresh-token store.
+#[derive(Debug, Clone)]
+pub struct RefreshTokens {
+    db: Db,
+}
+
+impl RefreshTokens {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Issues a refresh token; returns the token, shown to the client once.
+    pub async fn issue(&self, new: &NewRefreshToken, now: i64) -> Result<String, StoreError> {
+        let token = random_token();
+        let sql = "INSERT INTO consent_refresh_tokens (token_hash, family_id, client_id, \
+                   user_id, grant_id, resource, scope, created_at, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        on_pool!(&self.db, pool => {
+            sqlx::query(sql)
+                .bind(hash_token(&token))
+                .bind(&new.family_id)
+                .bind(&new.client_id)
+                .bind(&new.user_id)
+                .bind(&new.grant_id)
+                .bind(&new.resource)
+                .bind(&new.scope)
+                .bind(now)
+                .bind(new.expires_at)
+                .execute(pool)
+                .await?;
+        });
+        Ok(token)
+    }
+
+    /// Spends `token` for `client_id`: marks it used (atomically, once) and returns it,
+    /// so that the caller issues its successor in the same family. A token already used
+    /// revokes its family and is [`RefreshError::Reused`].
+    pub async fn spend(
+        &self,
+        token: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<RefreshToken, RefreshError> {
+        let hash = hash_token(token);
+        let spend = "UPDATE consent_refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
+                     AND client_id = $3 AND used_at IS NULL AND revoked_at IS NULL \
+                     AND expires_at > $2";
+        let n = on_pool!(&self.db, pool => {
+            sqlx::query(spend).bind(&hash).bind(now).bind(client_id).execute(pool).await?.rows_affected()
+        });
+        let row = self.by_hash(&hash).await?;
+        let Some(row) = row.filter(|r| r.client_id == client_id) else {
+            return Err(RefreshError::Unknown);
+        };
+        if n == 1 {
+            return Ok(row);
+        }
+        if row.revoked_at.is_some() {
+            return Err(RefreshError::Revoked);
+        }
+        if row.used_at.is_some() {
+            self.revoke_family(&row.family_id, now).await?;
+            tracing::warn!(
+                family = %row.family_id,
+                client = %row.client_id,
+                "refresh token reused: family revoked"
+            );
+            return Err(RefreshError::Reused);
+        }
+        Err(RefreshError::Expired)
+    }
+
+    /// Revokes `token`'s whole family (RFC 7009). Returns whether the token was known
+    /// to be `client_id`'s.
+    pub async fn revoke(&self, token: &str, client_id: &str, now: i64) -> Result<bool, StoreError> {
+        match self.by_hash(&hash_token(token)).await? {
+            Some(row) if row.client_id == client_id => {
+                self.revoke_family(&row.family_id, now).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Revokes every live token of a family.
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, StoreError> {
+        let sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
+                   WHERE family_id = $1 AND revoked_at IS NULL";
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query(sql).bind(family_id).bind(now).execute(pool).await?.rows_affected()
+        }))
+    }
+
+    async fn by_hash(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM consent_refresh_tokens WHERE token_hash = $1");
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query_as(&sql).bind(hash).fetch_optional(pool).await?
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::test_support::{Fixture, RESOURCE, fixture};
+
+    fn new_token(f: &Fixture, family: &str, expires_at: i64) -> NewRefreshToken {
+        NewRefreshToken {
+            family_id: family.into(),
+            client_id: f.client_id.clone(),
+            user_id: f.user_id.clone(),
+            grant_id: f.grant.id.clone(),
+            resource: RESOURCE.into(),
+            scope: None,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn rotation_spends_each_token_once_and_reuse_revokes_the_family() {
+        let f = fixture(1_000).await;
+        let tokens = RefreshTokens::new(f.db.clone());
+        let first = tokens
+            .issue(&new_token(&f, "fam", 10_000), 1_000)
+            .await
+            .expect("issue");
+        let spent = tokens
+            .spend(&first, &f.client_id, 1_010)
+            .await
+            .expect("spend");
+        assert_eq!(spent.family_id, "fam");
+        assert_eq!(spent.grant_id, f.grant.id);
+        let second = tokens
+            .issue(&new_token(&f, "fam", 10_000), 1_010)
+            .await
+            .expect("issue");
+
+        // The first token again: reuse, the family (the second token too) is revoked.
+        let err = tokens
+            .spend(&first, &f.client_id, 1_020)
+            .await
+            .expect_err("reuse");
+        assert!(matches!(err, RefreshError::Reused), "{err}");
+        let err = tokens
+            .spend(&second, &f.client_id, 1_030)
+            .await
+            .expect_err("revoked");
+        assert!(matches!(err, RefreshError::Revoked), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unknown_foreign_and_expired_tokens_are_refused() {
+        let f = fixture(1_000).await;
+        let tokens = RefreshTokens::new(f.db.clone());
+        let token = tokens
+            .issue(&new_token(&f, "fam", 2_000), 1_000)
+            .await
+            .expect("issue");
+        let err = tokens
+            .spend("nope", &f.client_id, 1_010)
+            .await
+            .expect_err("unknown");
+        assert!(matches!(err, RefreshError::Unknown));
+        let err = tokens
+            .spend(&token, "another-client", 1_010)
+            .await
+            .expect_err("foreign");
+        assert!(matches!(err, RefreshError::Unknown));
+        let err = tokens
+            .spend(&token, &f.client_id, 2_000)
+            .await
+            .expect_err("expired");
+        assert!(matches!(err, RefreshError::Expired));
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_revokes_its_family() {
+        let f = fixture(1_000).await;
+        let tokens = RefreshTokens::new(f.db.clone());
+        let a = tokens
+            .issue(&new_token(&f, "fam", 9_000), 1_000)
+            .await
+            .expect("issue");
+        let b = tokens
+            .issue(&new_token(&f, "fam", 9_000), 1_000)
+            .await
+            .expect("issue");
+        let other = tokens
+            .issue(&new_token(&f, "other", 9_000), 1_000)
+            .await
+            .expect("issue");
+        assert!(
+            !tokens
+                .revoke(&a, "another-client", 1_005)
+                .await
+                .expect("revoke")
+        );
+        assert!(
+            tokens
+                .revoke(&a, &f.client_id, 1_005)
+                .await
+                .expect("revoke")
+        );
+        let err = tokens
+            .spend(&b, &f.client_id, 1_010)
+            .await
+            .expect_err("revoked");
+        assert!(matches!(err, RefreshError::Revoked));
+        tokens
+            .spend(&other, &f.client_id, 1_010)
+            .await
+            .expect("another family lives");
+    }
+}
