@@ -46,7 +46,7 @@ impl UpstreamClient {
     pub(crate) fn direct_session(&self) -> crate::mcp::direct::SessionSlot {
         self.lane
             .upgrade()
-            .map(|l| l.direct_session())
+            .map(|l| l.direct_session().clone())
             .unwrap_or_default()
     }
 

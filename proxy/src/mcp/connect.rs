@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::process::Stdio;
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 
 use std::time::Duration;
 
@@ -134,16 +134,13 @@ pub(crate) async fn connect(
 #[derive(Clone)]
 struct SessionRecorder {
     inner: reqwest::Client,
-    session: Arc<RwLock<Option<Arc<str>>>>,
+    session: crate::mcp::direct::SessionSlot,
 }
 
 impl SessionRecorder {
     fn record(&self, id: Option<&str>) {
-        if let Some(id) = id
-            && let Ok(mut slot) = self.session.write()
-            && slot.as_deref() != Some(id)
-        {
-            *slot = Some(Arc::from(id));
+        if let Some(id) = id {
+            self.session.record(id);
         }
     }
 }
@@ -180,9 +177,7 @@ impl StreamableHttpClient for SessionRecorder {
         auth_header: Option<String>,
         custom_headers: HashMap<http::HeaderName, http::HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
-        if let Ok(mut slot) = self.session.write() {
-            *slot = None;
-        }
+        self.session.clear();
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await

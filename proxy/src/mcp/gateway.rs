@@ -318,7 +318,7 @@ impl Gateway {
         let Some(info) = peer.peer_info() else { return };
         let session = Session {
             version: info.protocol_version.to_string(),
-            capabilities: info.capabilities.clone(),
+            capabilities: Arc::new(info.capabilities.clone()),
             peer,
         };
         if let Ok(mut sessions) = self.inner.sessions.lock() {
@@ -361,9 +361,10 @@ impl Gateway {
         message: &Incoming<'_>,
         manager: &LocalSessionManager,
     ) -> Option<Response> {
+        static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
         let session = parts
             .headers
-            .get("mcp-session-id")
+            .get(&MCP_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let Some(method) = message.method.as_deref() else {
@@ -420,10 +421,9 @@ impl Gateway {
         if lane.era != caller.era {
             return None;
         }
-        let original = route.original.clone();
         self.inner
             .direct
-            .call(caller, lane, &original, message.id?, call)
+            .call(caller, lane, &route.original, message.id?, call)
             .await
     }
 }
@@ -471,7 +471,7 @@ fn upstream_meta(context: &RequestContext<RoleServer>, lane: Era) -> Option<Requ
 #[derive(Clone)]
 struct Session {
     version: String,
-    capabilities: rmcp::model::ClientCapabilities,
+    capabilities: Arc<rmcp::model::ClientCapabilities>,
     peer: Peer<RoleServer>,
 }
 
@@ -501,7 +501,7 @@ fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Opti
         session: String::new(),
         peer: None,
         era: Era::Modern,
-        capabilities: serde_json::from_value(capabilities).ok()?,
+        capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),
     })
 }
 

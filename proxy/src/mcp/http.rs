@@ -6,8 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -24,6 +23,8 @@ const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 /// The first revision without `initialize`: a probe for it from a client is answered
 /// like a server that predates it, so the client falls back to `initialize`.
 const FIRST_STATELESS_REVISION: &str = "2026-07-28";
+static MCP_PROTOCOL_VERSION: http::HeaderName =
+    http::HeaderName::from_static("mcp-protocol-version");
 
 /// The `/mcp` router (to be nested by the application).
 pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) -> axum::Router {
@@ -46,7 +47,7 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         .with_legacy_session_mode(true);
     let sessions = Arc::new(LocalSessionManager::default());
     let handler = gateway.clone();
-    let service =
+    let rmcp =
         StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), rmcp_config);
     let edge = Arc::new(Edge {
         versions: config.mcp.protocol_versions.clone(),
@@ -54,10 +55,20 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         allowed_hosts: server.allowed_hosts.clone(),
         gateway,
         sessions,
+        rmcp,
     });
+    // The edge checks apply on every path, as a middleware around the router would
+    // apply them (other paths then get 404); as a service they cost no per-request
+    // clone of rmcp's service (its configuration, host and origin lists included).
     axum::Router::new()
-        .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(edge, check_request))
+        .route_service(
+            "/mcp",
+            EdgeService {
+                edge: edge.clone(),
+                mcp: true,
+            },
+        )
+        .fallback_service(EdgeService { edge, mcp: false })
 }
 
 /// What the edge checks before the protocol layer sees a request.
@@ -67,6 +78,33 @@ struct Edge {
     allowed_hosts: Vec<String>,
     gateway: Gateway,
     sessions: Arc<LocalSessionManager>,
+    rmcp: StreamableHttpService<Gateway, LocalSessionManager>,
+}
+
+/// The edge in front of rmcp's service (`/mcp`) or of a 404 (any other path).
+#[derive(Clone)]
+struct EdgeService {
+    edge: Arc<Edge>,
+    mcp: bool,
+}
+
+impl tower::Service<Request> for EdgeService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let edge = self.edge.clone();
+        let mcp = self.mcp;
+        Box::pin(async move { Ok(check_request(edge, request, mcp).await) })
+    }
 }
 
 /// A JSON-RPC error response (`id` is null when the request could not be read).
@@ -90,7 +128,7 @@ fn rpc_error(
 /// with the reason; refuses a `MCP-Protocol-Version` Warrant does not serve, with the
 /// list it does; then gives the direct data path its chance before rmcp. Errors echo
 /// the request id when there is one.
-async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Next) -> Response {
+async fn check_request(edge: Arc<Edge>, request: Request, mcp: bool) -> Response {
     let (parts, body) = request.into_parts();
     let mut other_body = None;
     let bytes = if parts.method == http::Method::POST {
@@ -158,7 +196,7 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers
-        .get_all("mcp-protocol-version")
+        .get_all(&MCP_PROTOCOL_VERSION)
         .iter()
         .map(|v| v.to_str().unwrap_or("(not text)"))
         .find(|v| !edge.versions.iter().any(|s| s == v))
@@ -200,8 +238,15 @@ async fn check_request(State(edge): State<Arc<Edge>>, request: Request, next: Ne
         (None, Some(body)) => body,
         (None, None) => Body::empty(),
     };
+    if !mcp {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let method = parts.method.clone();
-    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let mut response = edge
+        .rmcp
+        .handle(Request::from_parts(parts, body))
+        .await
+        .into_response();
     // An ended session is acknowledged with 200: some clients (the Python SDK) take
     // rmcp's 202 for a failure.
     if method == http::Method::DELETE && response.status() == StatusCode::ACCEPTED {

@@ -72,6 +72,47 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) error: Option<&'a RawValue>,
 }
 
+impl Outgoing<'_> {
+    /// The response as JSON, the same bytes `serde_json::to_vec` writes, without going
+    /// through its serializer.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        let parts = [("result", self.result), ("error", self.error)];
+        let size = parts
+            .iter()
+            .filter_map(|(_, raw)| raw.map(|r| r.get().len() + 12))
+            .sum::<usize>()
+            + self.id.get().len()
+            + self.jsonrpc.len()
+            + 24;
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(b"{\"jsonrpc\":");
+        write_str(&mut out, self.jsonrpc);
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(self.id.get().as_bytes());
+        for (key, raw) in parts {
+            if let Some(raw) = raw {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Writes a JSON string.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, text).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +158,18 @@ mod tests {
             serde_json::to_string(&out).expect("json"),
             r#"{"jsonrpc":"2.0","id":"a","result":{"content":[]}}"#
         );
+        assert_eq!(
+            out.to_vec(),
+            serde_json::to_vec(&out).expect("json"),
+            "written by hand as serde writes it"
+        );
+        let error = RawValue::from_string(r#"{"code":-1,"message":"no"}"#.into()).expect("raw");
+        let out = Outgoing {
+            jsonrpc: "2.0",
+            id: &id,
+            result: None,
+            error: Some(&error),
+        };
+        assert_eq!(out.to_vec(), serde_json::to_vec(&out).expect("json"));
     }
 }

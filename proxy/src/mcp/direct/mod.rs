@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::Full;
 use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
 use serde_json::value::RawValue;
@@ -44,10 +44,17 @@ use super::upstream::{Era, Inflight, Lane, ProgressCount};
 /// Ids of requests the gateway forwards to a client on a direct call start with this.
 const REQUEST_ID_PREFIX: &str = "warrant-";
 
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// Where a lane's direct calls go: a plain-HTTP Streamable HTTP upstream.
 pub(crate) struct Target {
     connections: Connections,
-    path: String,
+    /// The upstream's path and query, parsed once.
+    uri: http::Uri,
     host: HeaderValue,
     /// The upstream's configured headers (credentials), resolved.
     headers: HeaderMap,
@@ -80,7 +87,7 @@ impl Target {
         };
         Some(Self {
             connections: Connections::new(authority, connect_timeout),
-            path,
+            uri: http::Uri::try_from(path).ok()?,
             host: HeaderValue::from_str(&host_header).ok()?,
             headers,
         })
@@ -95,7 +102,7 @@ pub(crate) struct Caller {
     /// own stream (log messages on its standalone stream, say) reaches the client.
     pub(crate) peer: Option<rmcp::service::Peer<rmcp::RoleServer>>,
     pub(crate) era: Era,
-    pub(crate) capabilities: ClientCapabilities,
+    pub(crate) capabilities: Arc<ClientCapabilities>,
 }
 
 /// A request of an upstream, forwarded to a client, waiting for the client's answer.
@@ -124,9 +131,11 @@ pub(crate) struct Direct {
 /// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
 pub(crate) fn is_answer_to_forwarded(message: &Incoming<'_>) -> bool {
     message.method.is_none()
-        && message
-            .id
-            .is_some_and(|id| id.get().starts_with(&format!("\"{REQUEST_ID_PREFIX}")))
+        && message.id.is_some_and(|id| {
+            id.get()
+                .strip_prefix('"')
+                .is_some_and(|id| id.starts_with(REQUEST_ID_PREFIX))
+        })
 }
 
 /// The parameters of a `tools/call`, each kept as raw JSON but the tool's name and the
@@ -138,16 +147,13 @@ pub(crate) struct CallParams<'a> {
 }
 
 impl<'a> CallParams<'a> {
+    /// Reads the members of `params` (an object). A member given twice counts once,
+    /// with its last value; the others are kept in the order of their names.
     pub(crate) fn read(params: &'a RawValue) -> Option<Self> {
-        let members: Vec<(Cow<'a, str>, &'a RawValue)> = serde_json::from_str::<
-            std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>,
-        >(params.get())
-        .ok()?
-        .into_iter()
-        .collect();
+        let Members(members) = serde_json::from_str(params.get()).ok()?;
         let mut name = None;
         let mut meta = None;
-        let mut rest = Vec::with_capacity(members.len());
+        let mut rest: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(members.len());
         for (key, value) in members {
             match key.as_ref() {
                 "name" => name = serde_json::from_str::<String>(value.get()).ok(),
@@ -155,6 +161,15 @@ impl<'a> CallParams<'a> {
                 _ => rest.push((key, value)),
             }
         }
+        // Stable: of members with the same name, the last one's value is kept.
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        rest.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = later.1;
+            }
+            same
+        });
         Some(Self {
             name: name?,
             meta,
@@ -169,16 +184,72 @@ impl<'a> CallParams<'a> {
     }
 }
 
+/// The members of a JSON object in document order, names borrowed when they have no
+/// escapes, values raw.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Key(key)) = map.next_key()? {
+                    members.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// An object member's name, borrowed from the input when it can be.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
 impl Direct {
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
     fn next_id(&self) -> String {
-        format!(
-            "{REQUEST_ID_PREFIX}{}",
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(REQUEST_ID_PREFIX.len() + 20);
+        id.push_str(REQUEST_ID_PREFIX);
+        push_decimal(&mut id, n);
+        id
     }
 
     /// Carries a client's answer to a forwarded request back to the upstream.
@@ -253,7 +324,7 @@ impl Direct {
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
-        let key = (caller.session.clone(), raw_id(client_id).to_string());
+        let key = (caller.session.clone(), normalised_id(client_id));
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
                 key.clone(),
@@ -269,7 +340,7 @@ impl Direct {
             &lane,
             &caller,
             client_id,
-            &upstream_id,
+            &upstream_key,
             call.progress_token(),
         );
         // Until the call completes, dropping it (the client went away, or the timeout)
@@ -499,29 +570,37 @@ impl Direct {
     }
 }
 
+/// A call registered with the lane: its upstream request id, the progress token it was
+/// registered under, and the count of its notifications.
+type Tracked = (RequestId, ProgressToken, Arc<ProgressCount>);
+
 /// Registers a direct call of a session client with the lane, as the rmcp path does.
 fn track(
     lane: &Arc<Lane>,
     caller: &Caller,
     client_id: &RawValue,
-    upstream_id: &Value,
+    upstream_key: &str,
     token: Option<ProgressToken>,
-) -> Option<(RequestId, Arc<ProgressCount>)> {
+) -> Option<Tracked> {
     let peer = caller.peer.clone()?;
-    let id: RequestId = serde_json::from_value(upstream_id.clone()).ok()?;
-    let downstream_request: RequestId = serde_json::from_str(client_id.get()).ok()?;
+    let id = RequestId::String(upstream_key.into());
+    let downstream_request = request_id(client_id)?;
     // The upstream sees the client's own progress token; without one, a key that
-    // matches nothing.
-    let key = token
-        .clone()
-        .unwrap_or_else(|| ProgressToken(NumberOrString::String(upstream_id.to_string().into())));
+    // matches nothing (the upstream id in quotes).
+    let key = token.clone().unwrap_or_else(|| {
+        let mut quoted = String::with_capacity(upstream_key.len() + 2);
+        quoted.push('"');
+        quoted.push_str(upstream_key);
+        quoted.push('"');
+        ProgressToken(NumberOrString::String(quoted.into()))
+    });
     let origin = Inflight {
         downstream: peer,
         downstream_request,
         downstream_progress: token,
     };
-    let count = lane.track(id.clone(), key, origin);
-    Some((id, count))
+    let count = lane.track(id.clone(), key.clone(), origin);
+    Some((id, key, count))
 }
 
 /// Cancels a direct call upstream when it is dropped before completing, and forgets
@@ -531,20 +610,20 @@ struct CancelOnDrop {
     key: (String, String),
     lane: Option<Arc<Lane>>,
     upstream_id: Value,
-    tracked: Option<(RequestId, Arc<ProgressCount>)>,
+    tracked: Option<Tracked>,
 }
 
 impl CancelOnDrop {
     /// Waits until progress that reached the lane's connection was passed on.
     async fn settle(&self) {
-        if let Some((_, count)) = &self.tracked {
+        if let Some((_, _, count)) = &self.tracked {
             count.settle().await;
         }
     }
 
     fn disarm(&mut self) {
-        if let (Some(lane), Some((id, _))) = (&self.lane, &self.tracked) {
-            lane.untrack(id);
+        if let (Some(lane), Some((id, token, _))) = (&self.lane, &self.tracked) {
+            lane.untrack_one(id, token);
         }
         self.tracked = None;
         self.lane = None;
@@ -557,8 +636,8 @@ impl CancelOnDrop {
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         let Some(lane) = self.lane.take() else { return };
-        if let Some((id, _)) = self.tracked.take() {
-            lane.untrack(&id);
+        if let Some((id, token, _)) = self.tracked.take() {
+            lane.untrack_one(&id, &token);
         }
         let still_inflight = self
             .direct
@@ -622,30 +701,31 @@ fn build_request(
     name: &str,
     body: Bytes,
 ) -> Option<http::Request<Full<Bytes>>> {
-    let mut request = http::Request::post(target.path.as_str())
-        .header(http::header::HOST, target.host.clone())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json, text/event-stream")
-        .body(Full::new(body))
-        .ok()?;
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = target.uri.clone();
     let headers = request.headers_mut();
+    headers.reserve(6 + target.headers.len());
+    headers.insert(http::header::HOST, target.host.clone());
+    headers.insert(http::header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
     for (key, value) in &target.headers {
         headers.insert(key.clone(), value.clone());
     }
-    if let Some(version) = lane.protocol() {
-        headers.insert(
-            "mcp-protocol-version",
-            HeaderValue::from_str(&version).ok()?,
-        );
+    if let Some(version) = lane.protocol_header() {
+        headers.insert(MCP_PROTOCOL_VERSION.clone(), version);
     }
     match lane.era {
         Era::Legacy => {
-            let session = lane.direct_session_id()?;
-            headers.insert("mcp-session-id", HeaderValue::from_str(&session).ok()?);
+            let session = lane.direct_session().header()?;
+            headers.insert(MCP_SESSION_ID.clone(), session);
         }
         Era::Modern if !name.is_empty() => {
-            headers.insert("mcp-method", HeaderValue::from_static("tools/call"));
-            headers.insert("mcp-name", HeaderValue::from_str(name).ok()?);
+            headers.insert(MCP_METHOD.clone(), HeaderValue::from_static("tools/call"));
+            headers.insert(MCP_NAME.clone(), HeaderValue::from_str(name).ok()?);
         }
         Era::Modern => {}
     }
@@ -656,7 +736,6 @@ fn build_request(
 /// name for the tool, with the `_meta` the upstream lane should see (see
 /// `gateway::upstream_meta` for the same rule on the rmcp path).
 fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> Option<Bytes> {
-    let name = RawValue::from_string(serde_json::to_string(original).ok()?).ok()?;
     let meta = match call.meta.clone() {
         Some(mut meta) => {
             meta.remove("io.modelcontextprotocol/clientInfo");
@@ -677,28 +756,44 @@ fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> O
         }
         None => None,
     };
-    let mut params: Vec<(&str, &RawValue)> = Vec::with_capacity(call.rest.len() + 2);
-    params.push(("name", &name));
+    // The members in the order of their names, as a JSON object map writes them.
+    let mut size = 80 + original.len() + id.len();
+    let mut params: Vec<(&str, Param<'_>)> = Vec::with_capacity(call.rest.len() + 2);
+    params.push(("name", Param::Name));
     if let Some(meta) = &meta {
-        params.push(("_meta", meta));
+        size += meta.get().len() + 10;
+        params.push(("_meta", Param::Raw(meta)));
     }
-    params.extend(call.rest.iter().map(|(k, v)| (k.as_ref(), *v)));
-    let body = CallBody {
-        jsonrpc: "2.0",
-        id,
-        method: "tools/call",
-        params: params.into_iter().collect(),
-    };
-    serde_json::to_vec(&body).ok().map(Bytes::from)
+    for (key, value) in &call.rest {
+        size += key.len() + value.get().len() + 4;
+        params.push((key.as_ref(), Param::Raw(value)));
+    }
+    params.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Written by hand: serde's map serializer costs more than the call's own bytes.
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    out.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{");
+    for (i, (key, value)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        match value {
+            Param::Name => serde_json::to_writer(&mut out, original).ok()?,
+            Param::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    out.extend_from_slice(b"}}");
+    Some(Bytes::from(out))
 }
 
-/// A `tools/call` request whose parameters are raw JSON (written as they came).
-#[derive(serde::Serialize)]
-struct CallBody<'a> {
-    jsonrpc: &'static str,
-    id: &'a str,
-    method: &'static str,
-    params: std::collections::BTreeMap<&'a str, &'a RawValue>,
+/// A member of the parameters posted upstream.
+enum Param<'a> {
+    /// The upstream's name for the tool.
+    Name,
+    Raw(&'a RawValue),
 }
 
 /// The client's answer: the upstream's result or error, as it came, under the client's
@@ -714,14 +809,12 @@ fn answer_response(status: StatusCode, client_id: &RawValue, reply: &Incoming<'_
             reply.error
         },
     };
-    match serde_json::to_vec(&out) {
-        Ok(body) => Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+    let mut response = Response::new(Body::from(out.to_vec()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    response
 }
 
 /// The upstream's final message (streaming case), addressed to the client's request id.
@@ -734,7 +827,16 @@ async fn read_all(
     conn: &mut conn::Pooled,
     body: &mut hyper::body::Incoming,
 ) -> Result<Bytes, conn::ConnError> {
-    let mut all = bytes::BytesMut::new();
+    // Most answers come in one chunk: kept as it is, not copied.
+    let Some(first) = conn.frame(body).await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = conn.frame(body).await? else {
+        return Ok(first);
+    };
+    let mut all = bytes::BytesMut::with_capacity(first.len() + second.len());
+    all.extend_from_slice(&first);
+    all.extend_from_slice(&second);
     while let Some(chunk) = conn.frame(body).await? {
         all.extend_from_slice(&chunk);
     }
@@ -783,6 +885,58 @@ fn raw_id(id: &RawValue) -> Value {
     serde_json::from_str(id.get()).unwrap_or(Value::Null)
 }
 
+/// A client's request id: read directly when it is an integer or a string without
+/// escapes, else by rmcp's own rules.
+fn request_id(raw: &RawValue) -> Option<RequestId> {
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains(['\\', '"'])
+    {
+        return Some(RequestId::String(inner.into()));
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(RequestId::Number(n));
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A request id as serde_json writes it (how a `notifications/cancelled` names it once
+/// parsed). An integer, or a string without escapes, is written as it came.
+fn normalised_id(id: &RawValue) -> String {
+    let text = id.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    // Up to 18 digits: an integer serde_json keeps exact ("-0" it reads as a float).
+    let plain_number = text == "0"
+        || ((1..=18).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0'));
+    let plain_string =
+        text.len() >= 2 && text.starts_with('"') && text.ends_with('"') && !text.contains('\\');
+    if plain_number || plain_string {
+        text.to_owned()
+    } else {
+        raw_id(id).to_string()
+    }
+}
+
 fn rpc_error(status: StatusCode, id: Value, code: i32, message: &str) -> Response {
     let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
     (status, axum::Json(body)).into_response()
@@ -795,4 +949,183 @@ fn tokio_stream_from(
 }
 
 /// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
-pub(crate) type SessionSlot = Arc<RwLock<Option<Arc<str>>>>;
+pub(crate) type SessionSlot = Arc<UpstreamSession>;
+
+/// The upstream's session id, and the header that carries it on the direct path.
+#[derive(Default)]
+pub(crate) struct UpstreamSession {
+    /// The id, and its header value (`None` if the id cannot be one).
+    current: RwLock<Option<(Arc<str>, Option<HeaderValue>)>>,
+}
+
+impl UpstreamSession {
+    /// Records the id the upstream issued (or that the transport used).
+    pub(crate) fn record(&self, id: &str) {
+        let same = |slot: &Option<(Arc<str>, Option<HeaderValue>)>| {
+            slot.as_ref().is_some_and(|(known, _)| known.as_ref() == id)
+        };
+        if self.current.read().is_ok_and(|slot| same(&slot)) {
+            return;
+        }
+        if let Ok(mut slot) = self.current.write()
+            && !same(&slot)
+        {
+            *slot = Some((Arc::from(id), HeaderValue::from_str(id).ok()));
+        }
+    }
+
+    /// Forgets the id (the session ended).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut slot) = self.current.write() {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn is_known(&self) -> bool {
+        self.current.read().is_ok_and(|slot| slot.is_some())
+    }
+
+    /// The header value of the id, if one is known and can be sent.
+    fn header(&self) -> Option<HeaderValue> {
+        self.current.read().ok()?.as_ref()?.1.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body as the serde-based writer wrote it before: the members read into a
+    /// `BTreeMap`, written back through one with the gateway's name and `_meta`.
+    fn reference_body(id: &str, original: &str, params: &str, era: Era) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct CallBody<'a> {
+            jsonrpc: &'static str,
+            id: &'a str,
+            method: &'static str,
+            params: std::collections::BTreeMap<&'a str, &'a RawValue>,
+        }
+        let mut members: std::collections::BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_str(params).expect("an object");
+        let meta = members
+            .remove("_meta")
+            .and_then(|m| serde_json::from_str::<Map<String, Value>>(m.get()).ok());
+        members.remove("name");
+        let meta = meta.and_then(|mut meta| {
+            meta.remove("io.modelcontextprotocol/clientInfo");
+            match era {
+                Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+                Era::Modern => {
+                    meta.insert(
+                        "io.modelcontextprotocol/clientInfo".into(),
+                        json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
+                    );
+                }
+            }
+            (!meta.is_empty())
+                .then(|| RawValue::from_string(serde_json::to_string(&meta).expect("json")))
+                .map(|r| r.expect("raw"))
+        });
+        let name =
+            RawValue::from_string(serde_json::to_string(original).expect("json")).expect("raw");
+        let mut all: std::collections::BTreeMap<&str, &RawValue> =
+            members.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+        all.insert("name", &name);
+        if let Some(meta) = &meta {
+            all.insert("_meta", meta);
+        }
+        let body = CallBody {
+            jsonrpc: "2.0",
+            id,
+            method: "tools/call",
+            params: all,
+        };
+        serde_json::to_vec(&body).expect("json")
+    }
+
+    #[test]
+    fn the_upstream_body_is_what_a_json_map_would_write() {
+        let cases = [
+            r#"{"name":"a__echo","arguments":{"message":"hi"}}"#,
+            r#"{"arguments":{"b":1,"a":[true,null]},"name":"x","_meta":{"progressToken":7,"trace":"t"}}"#,
+            r#"{"name":"x","Zed":1,"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c"}},"arguments":{}}"#,
+            r#"{"name":"first","arguments":{"v":1},"arguments":{"v":2},"name":"last"}"#,
+            r#"{"name":"x","a\"b":"q\\u00e9","task":{"ttl":5},"$x":0}"#,
+            r#"{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#,
+        ];
+        for params in cases {
+            let raw = RawValue::from_string(params.into()).expect("raw");
+            let call = CallParams::read(&raw).expect("params");
+            for era in [Era::Legacy, Era::Modern] {
+                let body =
+                    upstream_body("warrant-12", "echo \"quoted\"", &call, era).expect("body");
+                let want = reference_body("warrant-12", "echo \"quoted\"", params, era);
+                assert_eq!(
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&want),
+                    "{params} ({era:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_later_member_replaces_an_earlier_one() {
+        let raw =
+            RawValue::from_string(r#"{"name":"a","b":1,"b":2,"name":"c"}"#.into()).expect("raw");
+        let call = CallParams::read(&raw).expect("params");
+        assert_eq!(call.name, "c");
+        let rest: Vec<(&str, &str)> = call
+            .rest
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.get()))
+            .collect();
+        assert_eq!(rest, [("b", "2")]);
+        let not_an_object = RawValue::from_string("[1]".into()).expect("raw");
+        assert!(CallParams::read(&not_an_object).is_none());
+        let no_name = RawValue::from_string(r#"{"name":1}"#.into()).expect("raw");
+        assert!(CallParams::read(&no_name).is_none());
+    }
+
+    #[test]
+    fn request_ids_are_read_and_normalised_as_serde_would() {
+        for id in [
+            "0",
+            "7",
+            "-12",
+            "9007199254740993",
+            "123456789012345678901234",
+            "1.0",
+            "1e2",
+            "-0",
+            r#""abc""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""\u00e9""#,
+            r#""é""#,
+            "null",
+            "true",
+        ] {
+            let raw = RawValue::from_string(id.into()).expect("raw");
+            assert_eq!(
+                normalised_id(&raw),
+                raw_id(&raw).to_string(),
+                "normalised {id}"
+            );
+            assert_eq!(
+                request_id(&raw),
+                serde_json::from_str::<RequestId>(id).ok(),
+                "request id {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_request_ids_are_counted_in_decimal() {
+        let direct = Direct::default();
+        assert_eq!(direct.next_id(), "warrant-0");
+        assert_eq!(direct.next_id(), "warrant-1");
+        direct.next_id.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(direct.next_id(), format!("warrant-{}", u64::MAX));
+    }
+}

@@ -130,6 +130,8 @@ pub(crate) struct Lane {
     peer: RwLock<Option<Peer<RoleClient>>>,
     offer: RwLock<Arc<Offer>>,
     protocol: RwLock<Option<String>>,
+    /// The negotiated revision as the `MCP-Protocol-Version` header of direct calls.
+    protocol_header: RwLock<Option<http::HeaderValue>>,
     inflight: Mutex<Inflights>,
     start_once: std::sync::Once,
     /// The direct data path to this upstream, when it has one (see `mcp::direct`).
@@ -150,6 +152,7 @@ impl Lane {
             peer: RwLock::new(None),
             offer: RwLock::new(Arc::default()),
             protocol: RwLock::new(None),
+            protocol_header: RwLock::new(None),
             inflight: Mutex::new(Inflights::default()),
             start_once: std::sync::Once::new(),
         })
@@ -167,6 +170,11 @@ impl Lane {
         self.protocol.read().ok().and_then(|p| p.clone())
     }
 
+    /// The negotiated revision, as a header value.
+    pub(crate) fn protocol_header(&self) -> Option<http::HeaderValue> {
+        self.protocol_header.read().ok().and_then(|p| p.clone())
+    }
+
     /// What the lane's connection offers (empty while it is not ready).
     pub(crate) fn offer(&self) -> Arc<Offer> {
         self.offer.read().map(|o| o.clone()).unwrap_or_default()
@@ -179,26 +187,20 @@ impl Lane {
         if self.health() != Health::Ready {
             return None;
         }
-        if self.era == Era::Legacy && self.direct_session_id().is_none() {
+        if self.era == Era::Legacy && !self.session.is_known() {
             return None;
         }
         Some(target.clone())
     }
 
-    pub(crate) fn direct_session_id(&self) -> Option<Arc<str>> {
-        self.session.read().ok().and_then(|s| s.clone())
-    }
-
     /// The upstream ended the session the direct path used: until rmcp opens a new one,
     /// calls take the rmcp path.
     pub(crate) fn forget_direct_session(&self) {
-        if let Ok(mut slot) = self.session.write() {
-            *slot = None;
-        }
+        self.session.clear();
     }
 
-    pub(crate) fn direct_session(&self) -> SessionSlot {
-        self.session.clone()
+    pub(crate) fn direct_session(&self) -> &SessionSlot {
+        &self.session
     }
 
     pub(crate) fn mark_unsupported(&self) {
@@ -393,6 +395,11 @@ impl Lane {
         }
         if let Ok(mut slot) = self.peer.write() {
             *slot = Some(peer);
+        }
+        if let Ok(mut slot) = self.protocol_header.write() {
+            *slot = protocol
+                .as_deref()
+                .and_then(|p| http::HeaderValue::from_str(p).ok());
         }
         if let Ok(mut slot) = self.protocol.write() {
             *slot = protocol;
@@ -608,6 +615,19 @@ impl Lane {
             && inflight.by_request.remove(id).is_some()
         {
             inflight.by_progress.retain(|_, (v, _)| v != id);
+        }
+    }
+
+    /// [`Self::untrack`] for a call tracked under `progress`: its one progress entry is
+    /// found by key rather than by a scan of every call in flight.
+    pub(crate) fn untrack_one(&self, id: &RequestId, progress: &ProgressToken) {
+        if let Ok(mut inflight) = self.inflight.lock()
+            && inflight.by_request.remove(id).is_some()
+            && let Some((key, entry)) = inflight.by_progress.remove_entry(progress)
+            && entry.0 != *id
+        {
+            // The token is another call's now: put it back.
+            inflight.by_progress.insert(key, entry);
         }
     }
 

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Instructions per `tools/call` through Warrant, counted by callgrind.
+#
+# Wall-clock numbers move with whatever else runs on the machine; instruction counts
+# do not. This starts `bench_upstream`, starts Warrant under
+# `valgrind --tool=callgrind` with instrumentation off, switches it on once Warrant
+# serves, drives `tools/call` with `warrant_bench` (one worker by default, no
+# warm-up), and divides the instructions Warrant executed by the calls made.
+# Kernel time (syscalls, scheduling) is not counted: compare syscalls with strace.
+#
+# Usage: bench/callgrind.sh   (release binaries must be built; see bench/run.sh)
+#
+# Environment (all optional):
+#   CG_DURATION=10s        how long to drive calls (under callgrind)
+#   CG_CONCURRENCY=1       workers
+#   CG_OUT=                keep the callgrind profile at this path (for callgrind_annotate)
+#   WARRANT_BIN=target/release/warrant
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${CG_DURATION:-10s}
+CONCURRENCY=${CG_CONCURRENCY:-1}
+RELEASE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
+WARRANT=${WARRANT_BIN:-$RELEASE_DIR/warrant}
+BENCH=$RELEASE_DIR/warrant_bench
+UPSTREAM=$RELEASE_DIR/bench_upstream
+
+command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-callgrind.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for_url() {
+    local file=$1 pid=$2 url
+    for _ in $(seq 600); do
+        url=$(grep -o -m1 'http://[^[:space:]"]*' "$file" 2>/dev/null || true)
+        if [[ -n $url ]]; then
+            printf '%s\n' "$url"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+"$UPSTREAM" --listen 127.0.0.1:0 --mode json >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}") || {
+    cat "$WORK/upstream.log" >&2
+    exit 1
+}
+
+mkdir -p "$WORK/data"
+printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL" >"$WORK/warrant.toml"
+port=$((20000 + RANDOM % 40000))
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
+    "$WARRANT" serve --config "$WORK/warrant.toml" --listen "127.0.0.1:$port" \
+    --data-dir "$WORK/data" >"$WORK/warrant.log" 2>&1 &
+WARRANT_PID=$!
+PIDS+=("$WARRANT_PID")
+base=http://127.0.0.1:$port
+for _ in $(seq 600); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$base/healthz" || true) == 200 ]] && break
+    kill -0 "$WARRANT_PID" 2>/dev/null || { cat "$WORK/warrant.log" >&2; exit 1; }
+    sleep 0.2
+done
+
+callgrind_control -i on "$WARRANT_PID" >/dev/null 2>&1
+callgrind_control -z "$WARRANT_PID" >/dev/null 2>&1
+"$BENCH" --url "$base/mcp" --tool bench__echo --concurrency "$CONCURRENCY" \
+    --duration "$DURATION" --warmup 0s --timeout 30s --json >"$WORK/report.json"
+callgrind_control -d "$WARRANT_PID" >/dev/null 2>&1
+callgrind_control -i off "$WARRANT_PID" >/dev/null 2>&1
+
+calls=$(grep -o '"calls": *[0-9]*' "$WORK/report.json" | head -1 | grep -o '[0-9]*$')
+profile=$(ls -t "$WORK"/callgrind.out* | grep -v '\.out$' | head -1 || true)
+[[ -n $profile ]] || profile=$WORK/callgrind.out
+instructions=$(grep -m1 '^totals:' "$profile" | awk '{print $2}')
+[[ -n $instructions ]] || instructions=$(grep -m1 '^summary:' "$profile" | awk '{print $2}')
+if [[ -n ${CG_OUT:-} ]]; then
+    cp "$profile" "$CG_OUT"
+fi
+awk -v i="$instructions" -v c="$calls" -v w="$CONCURRENCY" 'BEGIN {
+    printf "concurrency %d: %d calls, %d instructions, %.0f instructions per call\n", w, c, i, i / c
+}'
