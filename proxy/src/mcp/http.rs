@@ -57,18 +57,10 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         sessions,
         rmcp,
     });
-    // The edge checks apply on every path, as a middleware around the router would
-    // apply them (other paths then get 404); as a service they cost no per-request
-    // clone of rmcp's service (its configuration, host and origin lists included).
-    axum::Router::new()
-        .route_service(
-            "/mcp",
-            EdgeService {
-                edge: edge.clone(),
-                mcp: true,
-            },
-        )
-        .fallback_service(EdgeService { edge, mcp: false })
+    // The edge is the service of `/mcp` (rather than a middleware around rmcp's): it
+    // costs no per-request clone of rmcp's service, configuration and host and origin
+    // lists included. No fallback: the application merges other routers next to this.
+    axum::Router::new().route_service("/mcp", EdgeService { edge })
 }
 
 /// What the edge checks before the protocol layer sees a request.
@@ -81,11 +73,10 @@ struct Edge {
     rmcp: StreamableHttpService<Gateway, LocalSessionManager>,
 }
 
-/// The edge in front of rmcp's service (`/mcp`) or of a 404 (any other path).
+/// The edge in front of rmcp's service.
 #[derive(Clone)]
 struct EdgeService {
     edge: Arc<Edge>,
-    mcp: bool,
 }
 
 impl tower::Service<Request> for EdgeService {
@@ -102,8 +93,7 @@ impl tower::Service<Request> for EdgeService {
 
     fn call(&mut self, request: Request) -> Self::Future {
         let edge = self.edge.clone();
-        let mcp = self.mcp;
-        Box::pin(async move { Ok(check_request(edge, request, mcp).await) })
+        Box::pin(async move { Ok(check_request(edge, request).await) })
     }
 }
 
@@ -128,11 +118,11 @@ fn rpc_error(
 /// with the reason; refuses a `MCP-Protocol-Version` Warrant does not serve, with the
 /// list it does; then gives the direct data path its chance before rmcp. Errors echo
 /// the request id when there is one.
-async fn check_request(edge: Arc<Edge>, request: Request, mcp: bool) -> Response {
+async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let mut other_body = None;
     let bytes = if parts.method == http::Method::POST {
-        match axum::body::to_bytes(body, edge.max_body_bytes).await {
+        match read_body(body, edge.max_body_bytes).await {
             Ok(bytes) => Some(bytes),
             Err(_) => {
                 let message = format!(
@@ -238,9 +228,6 @@ async fn check_request(edge: Arc<Edge>, request: Request, mcp: bool) -> Response
         (None, Some(body)) => body,
         (None, None) => Body::empty(),
     };
-    if !mcp {
-        return StatusCode::NOT_FOUND.into_response();
-    }
     let method = parts.method.clone();
     let mut response = edge
         .rmcp
@@ -253,6 +240,40 @@ async fn check_request(edge: Arc<Edge>, request: Request, mcp: bool) -> Response
         *response.status_mut() = StatusCode::OK;
     }
     response
+}
+
+/// A request body within `limit` bytes (`axum::body::to_bytes` without its buffer
+/// list: a body in one piece is kept as it came).
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut first: Option<bytes::Bytes> = None;
+    let mut more: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
+            continue; // trailers
+        };
+        len += data.len();
+        if len > limit {
+            return Err(());
+        }
+        match (&mut first, &mut more) {
+            (None, _) => first = Some(data),
+            (Some(head), None) => {
+                let mut all = bytes::BytesMut::with_capacity(len);
+                all.extend_from_slice(head);
+                all.extend_from_slice(&data);
+                more = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&data),
+        }
+    }
+    Ok(match (first, more) {
+        (_, Some(all)) => all.freeze(),
+        (Some(one), None) => one,
+        (None, None) => bytes::Bytes::new(),
+    })
 }
 
 /// The `Host` check rmcp makes, made here too for the requests the direct path takes.

@@ -10,11 +10,11 @@ use serde_json::value::RawValue;
 /// The members of a JSON-RPC message; unknown members are ignored.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Incoming<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     pub(crate) jsonrpc: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "text")]
     pub(crate) method: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(crate) params: Option<&'a RawValue>,
@@ -22,6 +22,36 @@ pub(crate) struct Incoming<'a> {
     pub(crate) result: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub(crate) error: Option<&'a RawValue>,
+}
+
+/// A string member, borrowed from the body unless it has escapes (serde's own `Cow`
+/// inside an `Option` always copies).
+fn text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    deserializer.deserialize_option(Visit)
 }
 
 /// Why a body is not one JSON-RPC message.
@@ -38,7 +68,13 @@ pub(crate) enum NotAMessage {
 impl<'a> Incoming<'a> {
     /// Reads a body as one JSON-RPC message.
     pub(crate) fn parse(body: &'a [u8]) -> Result<Self, NotAMessage> {
-        match serde_json::from_slice::<Incoming<'a>>(body) {
+        // Text checked once up front costs less than checking each member as it is read;
+        // a body that is not UTF-8 is read as bytes, for the parser's own error.
+        let parsed = match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str::<Incoming<'a>>(text),
+            Err(_) => serde_json::from_slice::<Incoming<'a>>(body),
+        };
+        match parsed {
             Ok(message) => Ok(message),
             Err(error) => {
                 // Tell a syntax error from valid JSON of the wrong shape.
@@ -129,6 +165,24 @@ mod tests {
                 .params
                 .is_some_and(|p| p.get().contains("\"arguments\""))
         );
+    }
+
+    #[test]
+    fn string_members_are_read_with_or_without_escapes() {
+        let body = br#"{"jsonrpc":"2.0","method":"tools\/call","id":null}"#;
+        let message = Incoming::parse(body).expect("a message");
+        assert!(matches!(message.jsonrpc, Some(Cow::Borrowed("2.0"))));
+        assert_eq!(message.method.as_deref(), Some("tools/call"));
+        let message = Incoming::parse(br#"{"jsonrpc":null,"method":"x"}"#).expect("a message");
+        assert_eq!(message.jsonrpc, None);
+        assert!(matches!(
+            Incoming::parse(br#"{"jsonrpc":2}"#),
+            Err(NotAMessage::NotAnObject)
+        ));
+        assert!(matches!(
+            Incoming::parse(br#"{"method":"a","method":"b"}"#),
+            Err(NotAMessage::NotAnObject)
+        ));
     }
 
     #[test]

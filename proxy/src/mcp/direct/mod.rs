@@ -115,8 +115,12 @@ struct Pending {
 /// A direct call in flight, for a client's `notifications/cancelled`.
 struct InFlight {
     lane: Arc<Lane>,
-    upstream_id: Value,
+    upstream_id: Arc<str>,
 }
+
+/// A direct call as a client's `notifications/cancelled` names it: the client's session
+/// and the request id (normalised JSON).
+type CallKey = Arc<(String, String)>;
 
 /// The shared state of the direct path.
 #[derive(Default)]
@@ -125,7 +129,7 @@ pub(crate) struct Direct {
     /// Calls sent upstream on the direct path.
     calls: AtomicU64,
     pending: Mutex<HashMap<String, Pending>>,
-    inflight: Mutex<HashMap<(String, String), InFlight>>,
+    inflight: Mutex<HashMap<CallKey, InFlight>>,
 }
 
 /// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
@@ -313,8 +317,7 @@ impl Direct {
         call: CallParams<'_>,
     ) -> Option<Response> {
         let target = lane.direct_target()?;
-        let upstream_key = self.next_id();
-        let upstream_id = Value::String(upstream_key.clone());
+        let upstream_key: Arc<str> = self.next_id().into();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
         let request = build_request(&lane, &target, original, body)?;
 
@@ -324,13 +327,13 @@ impl Direct {
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
-        let key = (caller.session.clone(), normalised_id(client_id));
+        let key: CallKey = Arc::new((caller.session.clone(), normalised_id(client_id)));
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
                 key.clone(),
                 InFlight {
                     lane: lane.clone(),
-                    upstream_id: upstream_id.clone(),
+                    upstream_id: upstream_key.clone(),
                 },
             );
         }
@@ -349,7 +352,7 @@ impl Direct {
             direct: self.clone(),
             key,
             lane: Some(lane.clone()),
-            upstream_id: upstream_id.clone(),
+            upstream_id: upstream_key.clone(),
             tracked,
         };
         let timeout = lane.shared.config.call_timeout;
@@ -429,7 +432,7 @@ impl Direct {
             && reply.method.is_none()
             && reply
                 .id
-                .is_some_and(|id| id.get().trim_matches('"') == upstream_key)
+                .is_some_and(|id| id.get().trim_matches('"') == &*upstream_key)
         {
             guard.settle().await;
             guard.disarm();
@@ -438,6 +441,7 @@ impl Direct {
         }
         // Stream: a task of its own carries on the exchange.
         let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
+        let upstream_id = Value::String(upstream_key.to_string());
         let first: Map<String, Value> = serde_json::from_str(&first).unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
         let direct = self.clone();
@@ -579,11 +583,11 @@ fn track(
     lane: &Arc<Lane>,
     caller: &Caller,
     client_id: &RawValue,
-    upstream_key: &str,
+    upstream_key: &Arc<str>,
     token: Option<ProgressToken>,
 ) -> Option<Tracked> {
     let peer = caller.peer.clone()?;
-    let id = RequestId::String(upstream_key.into());
+    let id = RequestId::String(upstream_key.clone());
     let downstream_request = request_id(client_id)?;
     // The upstream sees the client's own progress token; without one, a key that
     // matches nothing (the upstream id in quotes).
@@ -607,9 +611,9 @@ fn track(
 /// its registration with the lane either way.
 struct CancelOnDrop {
     direct: Arc<Direct>,
-    key: (String, String),
+    key: CallKey,
     lane: Option<Arc<Lane>>,
-    upstream_id: Value,
+    upstream_id: Arc<str>,
     tracked: Option<Tracked>,
 }
 
@@ -660,7 +664,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn cancel_upstream(lane: &Arc<Lane>, upstream_id: &Value, reason: &Value) {
+async fn cancel_upstream(lane: &Arc<Lane>, upstream_id: &str, reason: &Value) {
     let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": upstream_id, "reason": reason}});
     if let Err(e) = post_notification(lane, &note).await {
