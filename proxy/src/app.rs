@@ -14,6 +14,7 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{Catalog, ToolRecord};
+use warrant_consent::oauth::OAuthState;
 use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
@@ -167,6 +168,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "/.well-known/warrant-keys.json",
             get(warrant_keys).with_state(keys.clone()),
         )
+        .merge(warrant_consent::oauth::router(OAuthState::new(
+            db.clone(),
+            keys.clone(),
+            verifier.clone(),
+            Arc::new(SystemClock),
+            &public_url,
+        )))
         .merge(warrant_ui::router(idp.clone()));
 
     let stop = shutdown.clone();

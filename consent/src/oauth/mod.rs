@@ -9,11 +9,13 @@
 
 pub mod clients;
 pub mod codes;
+pub mod http;
 pub mod refresh;
 pub mod revocations;
 
 pub use clients::{Client, ClientKind, Clients, NewClient};
 pub use codes::{AuthCode, CodeError, Codes, NewCode};
+pub use http::{ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
 pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
 pub use revocations::Revocations;
 

@@ -1,0 +1,847 @@
+//! The authorization server's HTTP endpoints: discovery metadata (RFC 8414, RFC 9728),
+//! dynamic client registration (RFC 7591), the token endpoint (authorization code with
+//! PKCE S256, refresh with rotation) and revocation (RFC 7009). `/authorize` and the
+//! consent screen live in the UI crate and issue codes through [`super::Codes`].
+//!
+//! Every client mistake is answered in the RFC 6749 / 7591 JSON error shape, never a
+//! 500; every token-endpoint response carries `Cache-Control: no-store`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use warrant_idp::clock::Clock;
+use warrant_idp::db::Db;
+use warrant_idp::secret::constant_time_eq;
+
+use super::{
+    Client, ClientKind, Clients, CodeError, Codes, NewClient, NewRefreshToken, RefreshTokens,
+    Revocations, StoreError,
+};
+use crate::grants::{Grant, Grants};
+use crate::token::{KeyRing, MintRequest, Restriction, Risk, ToolPattern, Verifier, mint};
+
+/// How long an access token lives (seconds). One place, configurable later.
+pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
+
+/// The scopes the server names in its metadata.
+pub const SCOPES_SUPPORTED: &[&str] = &["mcp"];
+
+/// What the endpoints need.
+#[derive(Clone)]
+pub struct OAuthState {
+    db: Db,
+    keys: KeyRing,
+    verifier: Verifier,
+    clock: Arc<dyn Clock>,
+    issuer: String,
+    resource: String,
+}
+
+impl OAuthState {
+    /// `public_url` is the URL people use; the issuer is it without a trailing slash and
+    /// the protected resource is the issuer plus `/mcp`.
+    pub fn new(
+        db: Db,
+        keys: KeyRing,
+        verifier: Verifier,
+        clock: Arc<dyn Clock>,
+        public_url: &url::Url,
+    ) -> Self {
+        let issuer = issuer_of(public_url);
+        let resource = format!("{issuer}/mcp");
+        Self {
+            db,
+            keys,
+            verifier,
+            clock,
+            issuer,
+            resource,
+        }
+    }
+
+    /// The issuer identifier (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The canonical resource: the gateway's `/mcp`.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+}
+
+/// The issuer identifier of a public URL: the URL without a trailing slash.
+pub fn issuer_of(public_url: &url::Url) -> String {
+    public_url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// The routes of the authorization server (without `/authorize`).
+pub fn router(state: OAuthState) -> Router {
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(as_metadata))
+        .route("/.well-known/openid-configuration", get(as_metadata))
+        .route("/.well-known/oauth-protected-resource", get(pr_metadata))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(pr_metadata),
+        )
+        .route("/register", post(register))
+        .route("/token", post(token))
+        .route("/revoke", post(revoke))
+        .with_state(state)
+}
+
+async fn as_metadata(State(s): State<OAuthState>) -> Response {
+    let i = &s.issuer;
+    axum::Json(json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "registration_endpoint": format!("{i}/register"),
+        "revocation_endpoint": format!("{i}/revoke"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": true,
+        "client_id_metadata_document_supported": true,
+        "scopes_supported": SCOPES_SUPPORTED,
+    }))
+    .into_response()
+}
+
+async fn pr_metadata(State(s): State<OAuthState>) -> Response {
+    axum::Json(json!({
+        "resource": s.resource,
+        "authorization_servers": [s.issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": SCOPES_SUPPORTED,
+        "resource_name": "Warrant",
+    }))
+    .into_response()
+}
+
+// ---------------------------------------------------------------------------------
+// Errors
+
+/// An OAuth error response (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 `invalid_target`).
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    fn invalid_client(description: impl Into<String>, basic: bool) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "invalid_client",
+            description: description.into(),
+            basic_challenge: basic,
+        }
+    }
+
+    fn server(e: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "authorization server storage failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "server_error",
+            description: "the server could not complete the request".into(),
+            basic_challenge: false,
+        }
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        Self::server(&e)
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.code, "error_description": self.description});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"warrant\""),
+            );
+        }
+        response
+    }
+}
+
+/// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+// ---------------------------------------------------------------------------------
+// Registration
+
+/// Why a redirect URI is refused, or `None` when it is acceptable: https, http on a
+/// loopback host (any port, RFC 8252 §7.3), or a private-use scheme (RFC 8252 §7.1)
+/// with a dot in the scheme or in its authority (`cursor://anysphere.cursor-mcp/…`).
+/// Never a fragment.
+pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
+    let Ok(url) = url::Url::parse(uri) else {
+        return Some("is not an absolute URL");
+    };
+    if url.fragment().is_some() {
+        return Some("must not contain a fragment");
+    }
+    match url.scheme() {
+        "https" if url.host().is_some() => None,
+        "https" => Some("has no host"),
+        "http" if is_loopback(&url) => None,
+        "http" => Some("uses http on a host other than localhost, 127.0.0.1 or [::1]"),
+        scheme if scheme.contains('.') => None,
+        // Cursor's `cursor://anysphere.cursor-mcp/…`: a short private-use scheme whose
+        // authority is the reverse domain name. Schemes a browser would act on are not.
+        "javascript" | "data" | "file" | "vbscript" | "blob" | "about" | "ftp" | "ws" | "wss"
+        | "mailto" | "tel" => Some("uses a scheme that cannot be a redirect URI"),
+        _ if url.host_str().is_some_and(|h| h.contains('.')) => None,
+        _ => Some(
+            "uses a scheme that is neither https nor a private-use scheme (reverse domain name)",
+        ),
+    }
+}
+
+/// Whether `url` is http on a loopback host.
+pub fn is_loopback(url: &url::Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether `requested` matches the registered `registered`: exactly, or, for an http
+/// loopback URI, equal in everything but the port (RFC 8252 §7.3).
+pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
+        return false;
+    };
+    is_loopback(&a)
+        && is_loopback(&b)
+        && a.host() == b.host()
+        && a.path() == b.path()
+        && a.query() == b.query()
+        && a.fragment().is_none()
+        && b.fragment().is_none()
+        && a.username() == b.username()
+        && a.password().is_none()
+        && b.password().is_none()
+}
+
+fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, OAuthError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_owned).ok_or_else(|| {
+                    OAuthError::new(
+                        "invalid_client_metadata",
+                        format!("{field} must be an array of strings"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(OAuthError::new(
+            "invalid_client_metadata",
+            format!("{field} must be an array of strings"),
+        )),
+    }
+}
+
+fn string<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, OAuthError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(OAuthError::new(
+            "invalid_client_metadata",
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+async fn register(State(s): State<OAuthState>, body: Bytes) -> Response {
+    match register_inner(&s, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn register_inner(s: &OAuthState, body: &[u8]) -> Result<Response, OAuthError> {
+    let body: Value = serde_json::from_slice(body).map_err(|_| {
+        OAuthError::new("invalid_client_metadata", "the body must be a JSON object")
+    })?;
+    if !body.is_object() {
+        return Err(OAuthError::new(
+            "invalid_client_metadata",
+            "the body must be a JSON object",
+        ));
+    }
+    let redirect_uris = strings(&body, "redirect_uris")?.unwrap_or_default();
+    if redirect_uris.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            "redirect_uris must name at least one redirect URI",
+        ));
+    }
+    for uri in &redirect_uris {
+        if let Some(problem) = redirect_uri_problem(uri) {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                format!("redirect URI {uri:?} {problem}"),
+            ));
+        }
+    }
+    let method = string(&body, "token_endpoint_auth_method")?.unwrap_or("none");
+    if !matches!(
+        method,
+        "none" | "client_secret_basic" | "client_secret_post"
+    ) {
+        return Err(OAuthError::new(
+            "invalid_client_metadata",
+            format!(
+                "token_endpoint_auth_method {method:?} is not supported (none, \
+                 client_secret_basic, client_secret_post)"
+            ),
+        ));
+    }
+    let grant_types = strings(&body, "grant_types")?
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
+        return Err(OAuthError::new(
+            "invalid_client_metadata",
+            format!("grant type {g:?} is not supported"),
+        ));
+    }
+    let response_types = strings(&body, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
+    if let Some(r) = response_types.iter().find(|r| r.as_str() != "code") {
+        return Err(OAuthError::new(
+            "invalid_client_metadata",
+            format!("response type {r:?} is not supported"),
+        ));
+    }
+    let application_type = match string(&body, "application_type")? {
+        Some(t @ ("native" | "web")) => t.to_owned(),
+        Some(other) => {
+            return Err(OAuthError::new(
+                "invalid_client_metadata",
+                format!("application_type {other:?} is neither native nor web"),
+            ));
+        }
+        None => {
+            // A loopback or private-use redirect means an app on the person's device.
+            let native = redirect_uris.iter().any(|u| {
+                url::Url::parse(u).is_ok_and(|u| is_loopback(&u) || u.scheme() != "https")
+            });
+            if native { "native" } else { "web" }.to_owned()
+        }
+    };
+    let name = string(&body, "client_name")?
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("Unnamed agent");
+    let name: String = name.chars().take(100).collect();
+    let now = s.clock.unix();
+    let (client, secret) = Clients::new(s.db.clone())
+        .register(
+            NewClient {
+                kind: ClientKind::Dcr,
+                client_id: None,
+                name,
+                redirect_uris,
+                application_type,
+                token_endpoint_auth_method: method.to_owned(),
+            },
+            now,
+        )
+        .await?;
+    let mut out = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": now,
+        "client_name": client.name,
+        "redirect_uris": client.redirect_uris,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "grant_types": grant_types,
+        "response_types": response_types,
+        "application_type": client.application_type,
+    });
+    if let (Some(secret), Some(map)) = (secret, out.as_object_mut()) {
+        map.insert("client_secret".into(), Value::String(secret));
+        map.insert("client_secret_expires_at".into(), json!(0));
+    }
+    Ok(no_store(
+        (StatusCode::CREATED, axum::Json(out)).into_response(),
+    ))
+}
+
+// ---------------------------------------------------------------------------------
+// Client authentication
+
+fn form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if out.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "a parameter is repeated",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Authenticates the client of a token or revocation request: HTTP Basic
+/// (`client_secret_basic`), a `client_secret` form field (`client_secret_post`), or a
+/// bare `client_id` for a public client.
+async fn authenticate(
+    s: &OAuthState,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Client, OAuthError> {
+    let basic = basic_credentials(headers)?;
+    let (client_id, secret, used_basic) = match basic {
+        Some((id, secret)) => (id, Some(secret), true),
+        None => {
+            let Some(id) = params.get("client_id") else {
+                return Err(OAuthError::invalid_client("client_id is missing", false));
+            };
+            (id.clone(), params.get("client_secret").cloned(), false)
+        }
+    };
+    if let (true, Some(form_id)) = (used_basic, params.get("client_id"))
+        && *form_id != client_id
+    {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "client_id differs from the authenticated client",
+        ));
+    }
+    let Some(client) = Clients::new(s.db.clone()).get(&client_id).await? else {
+        return Err(OAuthError::invalid_client("unknown client", used_basic));
+    };
+    if client.confidential {
+        match secret {
+            Some(secret) if client.secret_matches(&secret) => {}
+            _ => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication failed",
+                    used_basic,
+                ));
+            }
+        }
+    } else if secret.is_some_and(|s| !s.is_empty()) {
+        return Err(OAuthError::invalid_client(
+            "this public client has no secret",
+            used_basic,
+        ));
+    }
+    Ok(client)
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::invalid_client("malformed Basic credentials", true);
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Ok(None);
+    };
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let unescape = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+// ---------------------------------------------------------------------------------
+// Token endpoint
+
+async fn token(State(s): State<OAuthState>, headers: HeaderMap, body: Bytes) -> Response {
+    let response = match token_inner(&s, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    no_store(response)
+}
+
+/// The resource a token request names, which must be Warrant's (RFC 8707); none means
+/// the canonical one.
+fn target(s: &OAuthState, params: &HashMap<String, String>) -> Result<String, OAuthError> {
+    match params.get("resource") {
+        None => Ok(s.resource.clone()),
+        Some(r) if r.trim_end_matches('/') == s.resource => Ok(s.resource.clone()),
+        Some(r) => Err(OAuthError::new(
+            "invalid_target",
+            format!(
+                "this server issues tokens for {} only, not {r:?}",
+                s.resource
+            ),
+        )),
+    }
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::new("invalid_request", format!("{name} is missing")))
+}
+
+/// The S256 PKCE check (RFC 7636 §4.6), in constant time.
+pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    let valid = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    valid && constant_time_eq(&computed, challenge)
+}
+
+async fn token_inner(
+    s: &OAuthState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let params = form(body)?;
+    let grant_type = required(&params, "grant_type")?.to_owned();
+    if !matches!(grant_type.as_str(), "authorization_code" | "refresh_token") {
+        return Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!("grant_type {grant_type:?} is not supported"),
+        ));
+    }
+    let client = authenticate(s, headers, &params).await?;
+    let resource = target(s, &params)?;
+    let now = s.clock.unix();
+    if grant_type == "authorization_code" {
+        let code = required(&params, "code")?;
+        let redirect_uri = required(&params, "redirect_uri")?;
+        let verifier = required(&params, "code_verifier")?;
+        let codes = Codes::new(s.db.clone());
+        let row = codes.redeem(code, now).await.map_err(|e| match e {
+            CodeError::Store(e) => OAuthError::from(e),
+            other => OAuthError::new("invalid_grant", other.to_string()),
+        })?;
+        if row.client_id != client.client_id {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the code was issued to another client",
+            ));
+        }
+        if row.redirect_uri != redirect_uri {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "redirect_uri differs from the one sent to /authorize",
+            ));
+        }
+        if !pkce_s256_matches(verifier, &row.code_challenge) {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the code_verifier does not match the code_challenge",
+            ));
+        }
+        if row.resource != resource {
+            return Err(OAuthError::new(
+                "invalid_target",
+                "the resource differs from the one authorized",
+            ));
+        }
+        let grant = live_grant(s, &row.grant_id, now).await?;
+        let (access, expires_in, revocation_ids, access_expires) = mint_for(s, &grant, now)?;
+        codes
+            .record_access_token(code, &revocation_ids, access_expires)
+            .await?;
+        let refresh = RefreshTokens::new(s.db.clone())
+            .issue(
+                &NewRefreshToken {
+                    family_id: row.family_id,
+                    client_id: client.client_id.clone(),
+                    user_id: row.user_id,
+                    grant_id: grant.id.clone(),
+                    resource: resource.clone(),
+                    scope: row.scope.clone(),
+                    expires_at: grant.expires_at,
+                },
+                now,
+            )
+            .await?;
+        return Ok(token_response(
+            &access,
+            expires_in,
+            &refresh,
+            row.scope.as_deref(),
+        ));
+    }
+    let presented = required(&params, "refresh_token")?;
+    let refresh = RefreshTokens::new(s.db.clone());
+    let row = refresh
+        .spend(presented, &client.client_id, now)
+        .await
+        .map_err(|e| match e {
+            super::RefreshError::Store(e) => OAuthError::from(e),
+            other => OAuthError::new("invalid_grant", other.to_string()),
+        })?;
+    if row.resource != resource {
+        return Err(OAuthError::new(
+            "invalid_target",
+            "the resource differs from the one authorized",
+        ));
+    }
+    let grant = live_grant(s, &row.grant_id, now).await?;
+    let (access, expires_in, _, _) = mint_for(s, &grant, now)?;
+    let next = refresh
+        .issue(
+            &NewRefreshToken {
+                family_id: row.family_id,
+                client_id: client.client_id.clone(),
+                user_id: row.user_id,
+                grant_id: grant.id.clone(),
+                resource,
+                scope: row.scope.clone(),
+                expires_at: grant.expires_at,
+            },
+            now,
+        )
+        .await?;
+    Ok(token_response(
+        &access,
+        expires_in,
+        &next,
+        row.scope.as_deref(),
+    ))
+}
+
+async fn live_grant(s: &OAuthState, id: &str, now: i64) -> Result<Grant, OAuthError> {
+    match Grants::new(s.db.clone()).get(id).await? {
+        Some(g) if g.is_live(now) => Ok(g),
+        _ => Err(OAuthError::new(
+            "invalid_grant",
+            "the consent behind this request has ended or was revoked",
+        )),
+    }
+}
+
+/// Mints an access token for `grant`; returns it, its lifetime, its revocation ids and
+/// its expiry.
+fn mint_for(
+    s: &OAuthState,
+    grant: &Grant,
+    now: i64,
+) -> Result<(String, i64, Vec<String>, i64), OAuthError> {
+    let expires_at = (now + ACCESS_TOKEN_LIFETIME_SECS).min(grant.expires_at);
+    let patterns = |list: &[String]| -> Result<Vec<ToolPattern>, OAuthError> {
+        list.iter()
+            .map(|p| ToolPattern::parse(p).map_err(|e| OAuthError::server(&e)))
+            .collect()
+    };
+    let max_risk = match &grant.max_risk {
+        Some(r) => Some(
+            serde_json::from_value::<Risk>(Value::String(r.clone()))
+                .map_err(|e| OAuthError::server(&e))?,
+        ),
+        None => None,
+    };
+    let consent = Restriction {
+        allow: Some(patterns(&grant.allow)?),
+        deny: patterns(&grant.deny)?,
+        max_risk,
+        args: Vec::new(),
+        expires_at: Some(grant.expires_at),
+    };
+    let request = MintRequest {
+        user: grant.user_id.clone(),
+        agent: grant.client_id.clone(),
+        grant: grant.id.clone(),
+        audience: grant.resource.clone(),
+        expires_at,
+        consent,
+    };
+    let token = mint(&s.keys, &request, now).map_err(|e| OAuthError::server(&e))?;
+    let verified = s
+        .verifier
+        .verify(&token, now)
+        .map_err(|e| OAuthError::server(&e))?;
+    let ids = verified.identity.revocation_ids.clone();
+    tracing::info!(grant = %grant.id, client = %grant.client_id, "access token issued");
+    Ok((token, expires_at - now, ids, expires_at))
+}
+
+fn token_response(access: &str, expires_in: i64, refresh: &str, scope: Option<&str>) -> Response {
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "refresh_token": refresh,
+    });
+    if let (Some(scope), Some(map)) = (scope, body.as_object_mut()) {
+        map.insert("scope".into(), Value::String(scope.to_owned()));
+    }
+    axum::Json(body).into_response()
+}
+
+// ---------------------------------------------------------------------------------
+// Revocation
+
+async fn revoke(State(s): State<OAuthState>, headers: HeaderMap, body: Bytes) -> Response {
+    let response = match revoke_inner(&s, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    no_store(response)
+}
+
+async fn revoke_inner(
+    s: &OAuthState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let params = form(body)?;
+    let client = authenticate(s, headers, &params).await?;
+    let token = required(&params, "token")?;
+    let now = s.clock.unix();
+    // RFC 7009: an unknown token, or another client's, is answered 200 all the same.
+    if RefreshTokens::new(s.db.clone())
+        .revoke(token, &client.client_id, now)
+        .await?
+    {
+        tracing::info!(client = %client.client_id, "refresh token revoked");
+        return Ok(StatusCode::OK.into_response());
+    }
+    if let Ok(verified) = s.verifier.verify(token, now)
+        && verified.identity.agent == client.client_id
+    {
+        Revocations::new(s.db.clone())
+            .add(
+                &verified.identity.revocation_ids,
+                verified.identity.expires_at,
+            )
+            .await?;
+        tracing::info!(client = %client.client_id, "access token revoked");
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_of_real_clients_are_accepted() {
+        for ok in [
+            "http://localhost/callback",
+            "http://localhost:33418/callback",
+            "http://127.0.0.1/",
+            "http://[::1]:8080/cb",
+            "https://app.example.com/oauth/callback",
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert_eq!(redirect_uri_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn dangerous_redirect_uris_are_refused() {
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "http://evil.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "file:///etc/passwd",
+            "not a url",
+            "myapp:/cb",
+        ] {
+            assert!(redirect_uri_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_redirects_may_change_port_only() {
+        assert!(redirect_uri_matches(
+            "http://localhost/callback",
+            "http://localhost:5123/callback"
+        ));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1/",
+            "http://127.0.0.1:9/"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://localhost/callback",
+            "http://localhost:5123/other"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://localhost/callback",
+            "http://127.0.0.1:5123/callback"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://a.example/cb",
+            "https://a.example:444/cb"
+        ));
+    }
+
+    #[test]
+    fn pkce_s256_follows_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_s256_matches(verifier, challenge));
+        assert!(!pkce_s256_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX",
+            challenge
+        ));
+        assert!(!pkce_s256_matches("short", challenge));
+    }
+}

@@ -1,0 +1,522 @@
+//! The OAuth 2.1 authorization server as MCP clients meet it: discovery metadata,
+//! dynamic client registration with the redirect URIs real clients send, and the token
+//! endpoint (PKCE, code replay, refresh rotation, revocation, resource indicators).
+//!
+//! `/authorize` and the consent screen are not there yet: these tests issue the
+//! authorization code through the consent store, as the consent screen will.
+
+use serde_json::{Value, json};
+use warrant_consent::grants::{Grants, NewGrant};
+use warrant_consent::oauth::{Codes, NewCode};
+use warrant_e2e::{Backend, TestGateway};
+use warrant_idp::users::{NewUser, Role, Status};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const REDIRECT: &str = "http://127.0.0.1:51234/callback";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn register(gw: &TestGateway, body: Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/register", gw.public_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    json_of(response).await
+}
+
+#[tokio::test]
+async fn metadata_documents_name_the_issuer_and_the_resource() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let issuer = gw.public_url();
+    let get = |path: &'static str| {
+        let url = format!("{issuer}{path}");
+        async move { json_of(http().get(url).send().await.expect("get")).await }
+    };
+    let (status, meta) = get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["issuer"], json!(issuer));
+    assert_eq!(
+        meta["authorization_endpoint"],
+        json!(format!("{issuer}/authorize"))
+    );
+    assert_eq!(meta["token_endpoint"], json!(format!("{issuer}/token")));
+    assert_eq!(
+        meta["registration_endpoint"],
+        json!(format!("{issuer}/register"))
+    );
+    assert_eq!(
+        meta["revocation_endpoint"],
+        json!(format!("{issuer}/revoke"))
+    );
+    assert_eq!(meta["response_types_supported"], json!(["code"]));
+    assert_eq!(
+        meta["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        json!(["none", "client_secret_basic", "client_secret_post"])
+    );
+    assert_eq!(
+        meta["authorization_response_iss_parameter_supported"],
+        json!(true)
+    );
+    assert_eq!(meta["client_id_metadata_document_supported"], json!(true));
+    assert!(meta["scopes_supported"].is_array());
+    let (_, oidc) = get("/.well-known/openid-configuration").await;
+    assert_eq!(oidc, meta);
+
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let (status, pr) = get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(pr["resource"], json!(format!("{issuer}/mcp")));
+        assert_eq!(pr["authorization_servers"], json!([issuer]));
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn registration_accepts_real_clients_and_refuses_dangerous_redirects() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    // Claude Code, VS Code, and Cursor's set in one request.
+    for uris in [
+        json!(["http://localhost/callback"]),
+        json!(["http://127.0.0.1/", "http://127.0.0.1:33418/"]),
+        json!([
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "https://cursor.example.com/callback",
+            "http://localhost:54321/callback"
+        ]),
+    ] {
+        let (status, body) = register(
+            &gw,
+            json!({"client_name": "Agent", "redirect_uris": uris, "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert!(body["client_id"].as_str().is_some_and(|s| !s.is_empty()));
+        assert!(
+            body.get("client_secret").is_none(),
+            "a public client has no secret"
+        );
+        assert_eq!(body["redirect_uris"], uris);
+        assert_eq!(body["token_endpoint_auth_method"], json!("none"));
+        assert_eq!(body["application_type"], json!("native"));
+    }
+
+    for bad in [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "http://evil.example.com/callback",
+    ] {
+        let (status, body) = register(
+            &gw,
+            json!({"client_name": "Bad", "redirect_uris": ["http://localhost/ok", bad]}),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["error"], json!("invalid_redirect_uri"), "{bad}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains(bad)),
+            "{body}"
+        );
+    }
+
+    let (status, body) = register(
+        &gw,
+        json!({"client_name": "Web", "redirect_uris": ["https://app.example.com/cb"],
+               "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 32)
+    );
+    assert_eq!(body["application_type"], json!("web"));
+
+    let response = http()
+        .post(format!("{}/register", gw.public_url()))
+        .body("not json")
+        .send()
+        .await
+        .expect("register");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], json!("invalid_client_metadata"));
+    gw.stop().await;
+}
+
+/// A user, a public client registered over HTTP, a grant and a fresh code.
+struct Flow {
+    client_id: String,
+    user_id: String,
+    grant_id: String,
+}
+
+async fn flow(gw: &TestGateway) -> Flow {
+    let user = gw
+        .running
+        .idp
+        .users
+        .create(NewUser {
+            email: "ada@example.com".into(),
+            display_name: "Ada".into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("user");
+    let (status, client) = register(
+        gw,
+        json!({"client_name": "Claude Code", "redirect_uris": ["http://127.0.0.1/callback"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let client_id = client["client_id"].as_str().expect("client_id").to_owned();
+    let now = unix_now();
+    let grant = Grants::new(gw.running.db.clone())
+        .create(
+            &NewGrant {
+                user_id: user.id.clone(),
+                client_id: client_id.clone(),
+                resource: format!("{}/mcp", gw.public_url()),
+                allow: vec!["*".into()],
+                deny: vec![],
+                max_risk: None,
+                expires_at: now + 3600,
+            },
+            now,
+        )
+        .await
+        .expect("grant");
+    Flow {
+        client_id,
+        user_id: user.id,
+        grant_id: grant.id,
+    }
+}
+
+async fn code(gw: &TestGateway, f: &Flow) -> String {
+    let now = unix_now();
+    Codes::new(gw.running.db.clone())
+        .issue(
+            &NewCode {
+                client_id: f.client_id.clone(),
+                user_id: f.user_id.clone(),
+                grant_id: f.grant_id.clone(),
+                redirect_uri: REDIRECT.into(),
+                code_challenge: CHALLENGE.into(),
+                resource: format!("{}/mcp", gw.public_url()),
+                scope: None,
+            },
+            now,
+        )
+        .await
+        .expect("code")
+}
+
+async fn token(gw: &TestGateway, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/token", gw.public_url()))
+        .form(form)
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("pragma")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache")
+    );
+    json_of(response).await
+}
+
+async fn exchange(gw: &TestGateway, f: &Flow, code: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("client_id", f.client_id.as_str()),
+    ];
+    form.extend_from_slice(extra);
+    token(gw, &form).await
+}
+
+#[tokio::test]
+async fn code_exchange_issues_a_verifiable_token_and_a_replay_revokes_it() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let f = flow(&gw).await;
+    let c = code(&gw, &f).await;
+    let (status, body) = exchange(&gw, &f, &c, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], json!("Bearer"));
+    assert!(
+        body["expires_in"]
+            .as_i64()
+            .is_some_and(|s| s > 0 && s <= 600)
+    );
+    let access = body["access_token"].as_str().expect("access token");
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let now = unix_now();
+    let verified = gw.running.verifier.verify(access, now).expect("verifies");
+    let id = &verified.identity;
+    assert_eq!(id.user, f.user_id);
+    assert_eq!(id.agent, f.client_id);
+    assert_eq!(id.grant, f.grant_id);
+    assert_eq!(
+        id.audience,
+        format!("{}/mcp", gw.public_url()),
+        "no resource: canonical"
+    );
+
+    // The same code again: refused, and what it produced is revoked.
+    let (status, body) = exchange(&gw, &f, &c, &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], json!("invalid_grant"));
+    let revocations = warrant_consent::oauth::Revocations::new(gw.running.db.clone());
+    assert!(
+        revocations
+            .any_revoked(&id.revocation_ids)
+            .await
+            .expect("check")
+    );
+    let (status, body) = token(
+        &gw,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &f.client_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], json!("invalid_grant"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pkce_redirect_uri_and_resource_are_checked() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let f = flow(&gw).await;
+
+    let c = code(&gw, &f).await;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", c.as_str()),
+        ("redirect_uri", REDIRECT),
+        (
+            "code_verifier",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX",
+        ),
+        ("client_id", f.client_id.as_str()),
+    ];
+    let (status, body) = token(&gw, &form).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant")),
+        "{body}"
+    );
+
+    let c = code(&gw, &f).await;
+    form[1].1 = &c;
+    form[3].1 = VERIFIER;
+    form[2].1 = "http://127.0.0.1:51235/callback";
+    let (status, body) = token(&gw, &form).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant")),
+        "{body}"
+    );
+
+    let c = code(&gw, &f).await;
+    let (status, body) = exchange(
+        &gw,
+        &f,
+        &c,
+        &[("resource", "https://elsewhere.example/mcp")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_target")),
+        "{body}"
+    );
+
+    let c = code(&gw, &f).await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let (status, body) = exchange(&gw, &f, &c, &[("resource", &resource)]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = token(
+        &gw,
+        &[("grant_type", "password"), ("client_id", &f.client_id)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("unsupported_grant_type"))
+    );
+    let (status, body) = token(
+        &gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("client_id", "nobody"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let f = flow(&gw).await;
+    let c = code(&gw, &f).await;
+    let (_, body) = exchange(&gw, &f, &c, &[]).await;
+    let first = body["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = |t: String| {
+        let gw = &gw;
+        let client_id = f.client_id.clone();
+        async move {
+            token(
+                gw,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &t),
+                    ("client_id", &client_id),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, body) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let second = body["refresh_token"].as_str().expect("rotated").to_owned();
+    assert_ne!(second, first);
+    let now = unix_now();
+    let access = body["access_token"].as_str().expect("access");
+    assert_eq!(
+        gw.running
+            .verifier
+            .verify(access, now)
+            .expect("verifies")
+            .identity
+            .grant,
+        f.grant_id
+    );
+
+    // The first one again: reuse. The family, the second token too, is revoked.
+    let (status, body) = refresh(first).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
+    let (status, body) = refresh(second).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_ends_refresh_and_access_tokens() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let f = flow(&gw).await;
+    let c = code(&gw, &f).await;
+    let (_, body) = exchange(&gw, &f, &c, &[]).await;
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    let refresh = body["refresh_token"].as_str().expect("refresh").to_owned();
+    let revoke = |t: String| {
+        let url = format!("{}/revoke", gw.public_url());
+        let client_id = f.client_id.clone();
+        async move {
+            let response = http()
+                .post(url)
+                .form(&[("token", t.as_str()), ("client_id", client_id.as_str())])
+                .send()
+                .await
+                .expect("revoke");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(revoke(refresh.clone()).await, 200);
+    let (status, body) = token(
+        &gw,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &f.client_id),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
+
+    assert_eq!(revoke(access.clone()).await, 200);
+    let now = unix_now();
+    let ids = gw
+        .running
+        .verifier
+        .verify(&access, now)
+        .expect("verifies")
+        .identity
+        .revocation_ids
+        .clone();
+    let revocations = warrant_consent::oauth::Revocations::new(gw.running.db.clone());
+    assert!(revocations.any_revoked(&ids).await.expect("check"));
+    assert_eq!(
+        revoke("unknown-token".into()).await,
+        200,
+        "RFC 7009: unknown is fine"
+    );
+    gw.stop().await;
+}
