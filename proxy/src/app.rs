@@ -175,7 +175,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Arc::new(SystemClock),
             &public_url,
         )))
-        .merge(warrant_ui::router(idp.clone()));
+        .merge(warrant_ui::router_with_consent(
+            idp.clone(),
+            Some(warrant_ui::ConsentUi {
+                db: db.clone(),
+                issuer: warrant_consent::oauth::http::issuer_of(&public_url),
+                resource: format!(
+                    "{}/mcp",
+                    warrant_consent::oauth::http::issuer_of(&public_url)
+                ),
+                tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+            }),
+        ));
 
     let stop = shutdown.clone();
     let grace = config.server.shutdown_grace;

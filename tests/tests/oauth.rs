@@ -520,3 +520,235 @@ async fn revocation_ends_refresh_and_access_tokens() {
     );
     gw.stop().await;
 }
+
+// ---------------------------------------------------------------------------------
+// /authorize and the consent screen, driven like a browser
+
+fn authorize_path(client_id: &str, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st-123")
+        .append_pair("scope", "mcp");
+    for (k, v) in extra {
+        query.append_pair(k, v);
+    }
+    format!("/authorize?{}", query.finish())
+}
+
+/// The query of a redirect to the agent, as pairs.
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    let url = url::Url::parse(location).expect("an absolute redirect");
+    url.query_pairs().into_owned().collect()
+}
+
+/// The consent form's fields: every hidden input, plus `extra`.
+fn consent_fields(body: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for chunk in body.split("<input type=\"hidden\" name=\"").skip(1) {
+        let Some((name, rest)) = chunk.split_once('"') else {
+            continue;
+        };
+        let Some(value) = rest
+            .split("value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+        else {
+            continue;
+        };
+        fields.push((name.to_owned(), warrant_e2e::web::unescape(value)));
+    }
+    fields
+}
+
+async fn register_public(gw: &TestGateway, name: &str) -> String {
+    let (status, client) = register(
+        gw,
+        json!({"client_name": name, "redirect_uris": ["http://127.0.0.1/callback"]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    client["client_id"].as_str().expect("client_id").to_owned()
+}
+
+#[tokio::test]
+async fn a_person_approves_an_agent_which_gets_a_verifiable_token() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let user = gw
+        .running
+        .idp
+        .users
+        .by_email("admin@example.com")
+        .await
+        .expect("lookup")
+        .expect("the admin");
+    let client_id = register_public(&gw, "Claude Code").await;
+
+    // An anonymous visitor is sent to sign in first, and brought back.
+    let path = authorize_path(&client_id, REDIRECT, &[]);
+    let anonymous = gw.browser().get(&path).await;
+    assert!(anonymous.status == 303 || anonymous.status == 302 || anonymous.status == 307);
+    assert!(
+        anonymous
+            .location()
+            .is_some_and(|l| l.starts_with("/signin?next="))
+    );
+
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.contains("Claude Code"));
+    assert!(page.contains("127.0.0.1"));
+    assert!(page.contains("first time"));
+    let mut fields = consent_fields(&page.body);
+    assert!(fields.iter().any(|(k, _)| k == "csrf"));
+    fields.push(("decision".into(), "approve".into()));
+    fields.push(("duration".into(), "1h".into()));
+    fields.push(("servers".into(), "all".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let back = browser.post_form("/authorize", &form).await;
+    assert!(
+        back.status == 303 || back.status == 302,
+        "{} {}",
+        back.status,
+        back.body
+    );
+    let location = back.location().expect("a redirect to the agent");
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let q = query_of(&location);
+    assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
+    assert_eq!(q.get("iss"), Some(&gw.public_url()));
+    let code = q.get("code").expect("a code").clone();
+
+    let (status, body) = token(
+        &gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", &client_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access token");
+    let identity = gw
+        .running
+        .verifier
+        .verify(access, unix_now())
+        .expect("verifies")
+        .identity
+        .clone();
+    assert_eq!(identity.user, user.id);
+    assert_eq!(identity.agent, client_id);
+    assert_eq!(identity.audience, format!("{}/mcp", gw.public_url()));
+    let grant = Grants::new(gw.running.db.clone())
+        .get(&identity.grant)
+        .await
+        .expect("grant")
+        .expect("stored");
+    assert_eq!(grant.user_id, user.id);
+    assert!(grant.expires_at <= unix_now() + 3600);
+
+    // The agent returns (another loopback port): the live grant covers it, no screen.
+    let again = browser
+        .get(&authorize_path(
+            &client_id,
+            "http://127.0.0.1:40000/callback",
+            &[],
+        ))
+        .await;
+    let location = again.location().expect("straight back to the agent");
+    assert!(
+        location.starts_with("http://127.0.0.1:40000/callback"),
+        "{location}"
+    );
+    assert!(query_of(&location).contains_key("code"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn deny_and_bad_requests_are_answered_safely() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let client_id = register_public(&gw, "Cursor").await;
+
+    let page = browser
+        .get(&authorize_path(&client_id, REDIRECT, &[]))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut fields = consent_fields(&page.body);
+    fields.push(("decision".into(), "deny".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let back = browser.post_form("/authorize", &form).await;
+    let q = query_of(&back.location().expect("back to the agent"));
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("state").map(String::as_str), Some("st-123"));
+    assert_eq!(q.get("iss"), Some(&gw.public_url()));
+
+    // A POST without the CSRF token does nothing.
+    let forged = browser
+        .post_form(
+            "/authorize",
+            &[("decision", "approve"), ("client_id", &client_id)],
+        )
+        .await;
+    assert!(forged.location().is_none_or(|l| !l.contains("code=")));
+
+    // Not redirected: an unregistered redirect URI, an unknown client, a metadata URL.
+    let page = browser
+        .get(&authorize_path(
+            &client_id,
+            "https://evil.example.com/cb",
+            &[],
+        ))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.location().is_none());
+    let page = browser
+        .get(&authorize_path("no-such-client", REDIRECT, &[]))
+        .await;
+    assert_eq!(page.status, 400);
+    let page = browser
+        .get(&authorize_path(
+            "https://agent.example.com/client.json",
+            REDIRECT,
+            &[],
+        ))
+        .await;
+    assert_eq!(page.status, 400);
+    assert!(page.contains("metadata document"));
+
+    // Redirected with error=: no PKCE, another resource.
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("state", "s");
+    let no_pkce = browser.get(&format!("/authorize?{}", query.finish())).await;
+    let q = query_of(&no_pkce.location().expect("back to the agent"));
+    assert_eq!(q.get("error").map(String::as_str), Some("invalid_request"));
+    assert_eq!(q.get("iss"), Some(&gw.public_url()));
+    let elsewhere = browser
+        .get(&authorize_path(
+            &client_id,
+            REDIRECT,
+            &[("resource", "https://elsewhere.example/mcp")],
+        ))
+        .await;
+    let q = query_of(&elsewhere.location().expect("back to the agent"));
+    assert_eq!(q.get("error").map(String::as_str), Some("invalid_target"));
+    gw.stop().await;
+}

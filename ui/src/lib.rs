@@ -14,6 +14,7 @@
 mod account;
 mod admin;
 mod assets;
+mod consent;
 mod email;
 mod extract;
 mod oidc;
@@ -28,6 +29,7 @@ use axum::response::Redirect;
 use axum::routing::get;
 use warrant_idp::Idp;
 
+pub use consent::ConsentUi;
 pub use extract::{Admin, SignedIn};
 pub use page::PageError;
 
@@ -35,6 +37,8 @@ pub use page::PageError;
 #[derive(Debug, Clone)]
 pub struct UiState {
     pub idp: Idp,
+    /// `/authorize` and the consent screen; `None` leaves them off.
+    pub consent: Option<ConsentUi>,
 }
 
 /// Forms and ceremony payloads are small; anything bigger is refused before parsing.
@@ -42,6 +46,11 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Every page route, with the session layer. The binary merges it next to `/mcp`.
 pub fn router(idp: Idp) -> Router {
+    router_with_consent(idp, None)
+}
+
+/// [`router`], with `/authorize` and the consent screen when `consent` is given.
+pub fn router_with_consent(idp: Idp, consent: Option<ConsentUi>) -> Router {
     let sessions = idp.sessions.layer();
     Router::new()
         .route("/", get(|| async { Redirect::to("/account") }))
@@ -52,10 +61,11 @@ pub fn router(idp: Idp) -> Router {
         .merge(passkey::routes())
         .merge(email::routes())
         .merge(setup::routes())
+        .merge(consent::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(sessions)
         // Assets need no session: outside the layer they neither load nor save one.
         .merge(assets::routes())
         .layer(axum::middleware::from_fn(page::security_headers))
-        .with_state(UiState { idp })
+        .with_state(UiState { idp, consent })
 }

@@ -1,0 +1,428 @@
+//! `/authorize` and the consent screen: an agent (an OAuth client) asks to act for the
+//! signed-in person; the person sees who asks, for what, chooses servers and a duration,
+//! and approves or denies. Approval records a grant and sends an authorization code to
+//! the agent's redirect URI; a returning agent whose live grant covers the request goes
+//! straight back with a code.
+//!
+//! Errors that cannot safely go back to the agent (unknown client, redirect URI not
+//! registered) are shown as a page; the others go back with `error=` (RFC 6749 §4.1.2.1).
+//! Every redirect to the agent carries `iss` (RFC 9207).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use http::StatusCode;
+use warrant_consent::grants::{Grants, NewGrant};
+use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
+use warrant_consent::oauth::{Client, Clients, Codes, NewCode, StoreError};
+use warrant_idp::db::Db;
+
+use crate::UiState;
+use crate::extract::SignedIn;
+use crate::page::{MessagePage, PageError};
+
+/// What the consent screen needs from the binary.
+#[derive(Debug, Clone)]
+pub struct ConsentUi {
+    pub db: Db,
+    /// The issuer identifier (`iss`), the public URL without a trailing slash.
+    pub issuer: String,
+    /// The canonical resource (the gateway's `/mcp`).
+    pub resource: String,
+    /// The upstream server names a person may choose from.
+    pub tool_servers: Vec<String>,
+}
+
+/// The durations offered, in seconds, with their labels.
+const DURATIONS: &[(&str, &str, i64)] = &[
+    ("1h", "1 hour", 3600),
+    ("1d", "1 day", 86_400),
+    ("30d", "30 days", 30 * 86_400),
+];
+
+pub(crate) fn routes() -> Router<UiState> {
+    Router::new().route("/authorize", get(authorize).post(decide))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The parameters of an authorization request (query on GET, hidden fields on POST).
+fn params(raw: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn one<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// A request whose client and redirect URI are known good: errors may now go back to
+/// the agent.
+struct Checked {
+    client: Client,
+    redirect_uri: String,
+    state: Option<String>,
+    scope: Option<String>,
+    code_challenge: String,
+    resource: String,
+}
+
+enum Refusal {
+    /// Shown as a page: the redirect URI cannot be trusted.
+    Page(&'static str, String),
+    /// Sent back to the agent.
+    Redirect(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn page(status: StatusCode, title: &str, message: String) -> Response {
+    (
+        status,
+        MessagePage::new(title, message).with_link("/account", "Your account"),
+    )
+        .into_response()
+}
+
+impl Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Page(title, message) => {
+                tracing::warn!(reason = %message, "authorization request refused");
+                page(StatusCode::BAD_REQUEST, title, message)
+            }
+            Self::Redirect(to) => Redirect::to(&to).into_response(),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "authorization storage failed");
+                page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The request could not be completed. Try again in a moment.".into(),
+                )
+            }
+        }
+    }
+}
+
+/// The agent's redirect URI with `pairs` and `iss` added to its query.
+fn back_to(redirect_uri: &str, issuer: &str, pairs: &[(&str, &str)]) -> String {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in pairs {
+            query.append_pair(k, v);
+        }
+        query.append_pair("iss", issuer);
+    }
+    url.to_string()
+}
+
+fn error_back(c: &Checked, issuer: &str, error: &str, description: &str) -> Refusal {
+    let mut pairs = vec![("error", error), ("error_description", description)];
+    if let Some(state) = &c.state {
+        pairs.push(("state", state));
+    }
+    Refusal::Redirect(back_to(&c.redirect_uri, issuer, &pairs))
+}
+
+async fn check(ui: &ConsentUi, p: &[(String, String)]) -> Result<Checked, Refusal> {
+    let Some(client_id) = one(p, "client_id") else {
+        return Err(Refusal::Page(
+            "Unknown agent",
+            "The request does not say which agent is asking (client_id is missing).".into(),
+        ));
+    };
+    let Some(client) = Clients::new(ui.db.clone()).get(client_id).await? else {
+        if client_id.starts_with("https://") {
+            return Err(Refusal::Page(
+                "Agent not supported yet",
+                "This agent identifies itself with a client ID metadata document, which \
+                 Warrant does not read yet. Ask the agent to register (dynamic client \
+                 registration) instead."
+                    .into(),
+            ));
+        }
+        return Err(Refusal::Page(
+            "Unknown agent",
+            "This agent is not registered with Warrant. Ask it to connect again.".into(),
+        ));
+    };
+    let redirect_uri = match one(p, "redirect_uri") {
+        Some(uri) => uri.to_owned(),
+        None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+        None => {
+            return Err(Refusal::Page(
+                "Missing redirect address",
+                "The agent did not say where to send you back (redirect_uri is missing).".into(),
+            ));
+        }
+    };
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|r| redirect_uri_matches(r, &redirect_uri))
+    {
+        return Err(Refusal::Page(
+            "Unexpected redirect address",
+            format!(
+                "The agent asked to send you back to {redirect_uri}, which it did not \
+                 register. Nothing was shared."
+            ),
+        ));
+    }
+    let checked = Checked {
+        redirect_uri,
+        state: one(p, "state").map(str::to_owned),
+        scope: one(p, "scope").map(str::to_owned),
+        code_challenge: one(p, "code_challenge").unwrap_or_default().to_owned(),
+        resource: ui.resource.clone(),
+        client,
+    };
+    if one(p, "response_type") != Some("code") {
+        return Err(error_back(
+            &checked,
+            &ui.issuer,
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
+    }
+    if checked.code_challenge.is_empty() || one(p, "code_challenge_method") != Some("S256") {
+        return Err(error_back(
+            &checked,
+            &ui.issuer,
+            "invalid_request",
+            "PKCE is required: code_challenge with code_challenge_method=S256",
+        ));
+    }
+    if let Some(resource) = one(p, "resource")
+        && resource.trim_end_matches('/') != ui.resource
+    {
+        return Err(error_back(
+            &checked,
+            &ui.issuer,
+            "invalid_target",
+            "this server authorizes its own /mcp resource only",
+        ));
+    }
+    Ok(checked)
+}
+
+async fn code_back(
+    ui: &ConsentUi,
+    c: &Checked,
+    user_id: &str,
+    grant_id: &str,
+) -> Result<Response, Refusal> {
+    let code = Codes::new(ui.db.clone())
+        .issue(
+            &NewCode {
+                client_id: c.client.client_id.clone(),
+                user_id: user_id.to_owned(),
+                grant_id: grant_id.to_owned(),
+                redirect_uri: c.redirect_uri.clone(),
+                code_challenge: c.code_challenge.clone(),
+                resource: c.resource.clone(),
+                scope: c.scope.clone(),
+            },
+            now(),
+        )
+        .await?;
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(state) = &c.state {
+        pairs.push(("state", state));
+    }
+    Ok(Redirect::to(&back_to(&c.redirect_uri, &ui.issuer, &pairs)).into_response())
+}
+
+struct ServerChoice {
+    name: String,
+}
+
+struct DurationChoice {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "consent.html")]
+struct ConsentPage {
+    csrf: String,
+    agent: String,
+    redirect_host: String,
+    is_new: bool,
+    scope: Option<String>,
+    servers: Vec<ServerChoice>,
+    durations: Vec<DurationChoice>,
+    /// The request's parameters, carried to the POST as hidden fields.
+    hidden: Vec<(String, String)>,
+}
+
+const CARRIED: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "code_challenge",
+    "code_challenge_method",
+    "state",
+    "scope",
+    "resource",
+];
+
+fn not_configured() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "Agent authorization is not enabled on this server.".into(),
+    )
+}
+
+async fn authorize(
+    State(state): State<UiState>,
+    person: SignedIn,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    let Some(ui) = &state.consent else {
+        return Ok(not_configured());
+    };
+    let p = params(query.unwrap_or_default().as_bytes());
+    let c = match check(ui, &p).await {
+        Ok(c) => c,
+        Err(r) => return Ok(r.into_response()),
+    };
+    let grants = Grants::new(ui.db.clone());
+    let live = match grants
+        .live(&person.user.id, &c.client.client_id, &c.resource, now())
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
+    if let Some(grant) = live.first() {
+        tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, "live grant covers the request");
+        return Ok(code_back(ui, &c, &person.user.id, &grant.id)
+            .await
+            .unwrap_or_else(Refusal::into_response));
+    }
+    let is_new = match grants.any_for(&person.user.id, &c.client.client_id).await {
+        Ok(any) => !any,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
+    let csrf = state.idp.sessions.csrf_token(&person.session).await?;
+    let redirect_host = url::Url::parse(&c.redirect_uri)
+        .ok()
+        .map(|u| match u.host_str() {
+            Some(h) if is_loopback(&u) => format!("{h} (this computer)"),
+            Some(h) => h.to_owned(),
+            None => format!("{}: (an app on this device)", u.scheme()),
+        })
+        .unwrap_or_default();
+    let hidden = p
+        .iter()
+        .filter(|(k, _)| CARRIED.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    Ok(ConsentPage {
+        csrf,
+        agent: c.client.name.clone(),
+        redirect_host,
+        is_new,
+        scope: c.scope.clone(),
+        servers: ui
+            .tool_servers
+            .iter()
+            .map(|name| ServerChoice { name: name.clone() })
+            .collect(),
+        durations: DURATIONS
+            .iter()
+            .map(|(value, label, _)| DurationChoice {
+                value,
+                label,
+                selected: *value == "1d",
+            })
+            .collect(),
+        hidden,
+    }
+    .into_response())
+}
+
+async fn decide(
+    State(state): State<UiState>,
+    person: SignedIn,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let Some(ui) = &state.consent else {
+        return Ok(not_configured());
+    };
+    let p = params(&body);
+    state
+        .idp
+        .sessions
+        .check_csrf(&person.session, one(&p, "csrf"))
+        .await?;
+    let c = match check(ui, &p).await {
+        Ok(c) => c,
+        Err(r) => return Ok(r.into_response()),
+    };
+    if one(&p, "decision") != Some("approve") {
+        tracing::info!(user = %person.user.id, client = %c.client.client_id, "agent denied");
+        return Ok(error_back(
+            &c,
+            &ui.issuer,
+            "access_denied",
+            "the person denied the request",
+        )
+        .into_response());
+    }
+    let duration = one(&p, "duration")
+        .and_then(|d| DURATIONS.iter().find(|(v, _, _)| *v == d))
+        .map_or(86_400, |(_, _, secs)| *secs);
+    let allow: Vec<String> = if one(&p, "servers") == Some("some") {
+        p.iter()
+            .filter(|(k, v)| k == "server" && ui.tool_servers.contains(v))
+            .map(|(_, v)| format!("{v}.*"))
+            .collect()
+    } else {
+        vec!["*".to_owned()]
+    };
+    let at = now();
+    let grant = Grants::new(ui.db.clone())
+        .create(
+            &NewGrant {
+                user_id: person.user.id.clone(),
+                client_id: c.client.client_id.clone(),
+                resource: c.resource.clone(),
+                allow,
+                deny: Vec::new(),
+                max_risk: None,
+                expires_at: at + duration,
+            },
+            at,
+        )
+        .await;
+    let grant = match grant {
+        Ok(g) => g,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
+    Ok(code_back(ui, &c, &person.user.id, &grant.id)
+        .await
+        .unwrap_or_else(Refusal::into_response))
+}
