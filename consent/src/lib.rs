@@ -6,7 +6,9 @@
 //! ledger. Today it owns the **tool catalog**: every tool every upstream has offered,
 //! recorded as the gateway discovers it, which the risk classification builds on; and the
 //! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
-//! the per-call authorization.
+//! the per-call authorization; the **grants** a person gives an agent (`grants`); and the
+//! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
+//! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI).
 //!
 //! Tables owned here are prefixed `consent_`.
 

@@ -752,3 +752,77 @@ async fn deny_and_bad_requests_are_answered_safely() {
     assert_eq!(q.get("error").map(String::as_str), Some("invalid_target"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn confidential_clients_authenticate_with_their_secret() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let mut f = flow(&gw).await;
+    let (status, client) = register(
+        &gw,
+        json!({"client_name": "Web agent", "redirect_uris": [REDIRECT],
+               "token_endpoint_auth_method": "client_secret_basic"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    let client_id = client["client_id"].as_str().expect("client_id").to_owned();
+    let secret = client["client_secret"].as_str().expect("secret").to_owned();
+    f.client_id = client_id.clone();
+    f.grant_id = Grants::new(gw.running.db.clone())
+        .create(
+            &NewGrant {
+                user_id: f.user_id.clone(),
+                client_id: client_id.clone(),
+                resource: format!("{}/mcp", gw.public_url()),
+                allow: vec!["*".into()],
+                deny: vec![],
+                max_risk: None,
+                expires_at: unix_now() + 3600,
+            },
+            unix_now(),
+        )
+        .await
+        .expect("grant")
+        .id;
+
+    let exchange_basic = |code: String, secret: String| {
+        let url = format!("{}/token", gw.public_url());
+        let client_id = client_id.clone();
+        async move {
+            let response = http()
+                .post(url)
+                .basic_auth(&client_id, Some(&secret))
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", VERIFIER),
+                ])
+                .send()
+                .await
+                .expect("token");
+            let challenge = response.headers().contains_key("www-authenticate");
+            let (status, body) = json_of(response).await;
+            (status, body, challenge)
+        }
+    };
+    let (status, body, challenge) = exchange_basic(code(&gw, &f).await, "wrong".into()).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    assert!(challenge, "a failed Basic authentication names the scheme");
+    let (status, body, _) = exchange_basic(code(&gw, &f).await, secret.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    // client_secret_post, and a confidential client without its secret.
+    let c = code(&gw, &f).await;
+    let (status, body) = exchange(&gw, &f, &c, &[("client_secret", &secret)]).await;
+    assert_eq!(status, 200, "{body}");
+    let c = code(&gw, &f).await;
+    let (status, body) = exchange(&gw, &f, &c, &[]).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (401, json!("invalid_client"))
+    );
+    gw.stop().await;
+}
