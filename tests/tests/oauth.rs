@@ -826,3 +826,55 @@ async fn confidential_clients_authenticate_with_their_secret() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_may_allow_only_some_servers() {
+    let gw = TestGateway::start(&warrant_e2e::demo_upstream("demo"), Backend::current()).await;
+    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let client_id = register_public(&gw, "VS Code").await;
+    let page = browser
+        .get(&authorize_path(&client_id, REDIRECT, &[]))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.contains("value=\"demo\""), "the upstreams are offered");
+    let mut fields = consent_fields(&page.body);
+    for (k, v) in [
+        ("decision", "approve"),
+        ("duration", "30d"),
+        ("servers", "some"),
+        ("server", "demo"),
+        ("server", "not-an-upstream"),
+    ] {
+        fields.push((k.into(), v.into()));
+    }
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let back = browser.post_form("/authorize", &form).await;
+    let q = query_of(&back.location().expect("back to the agent"));
+    let code = q.get("code").expect("a code").clone();
+    let f = Flow {
+        client_id: client_id.clone(),
+        user_id: String::new(),
+        grant_id: String::new(),
+    };
+    let (status, body) = exchange(&gw, &f, &code, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access token");
+    let identity = gw
+        .running
+        .verifier
+        .verify(access, unix_now())
+        .expect("verifies")
+        .identity
+        .clone();
+    let grant = Grants::new(gw.running.db.clone())
+        .get(&identity.grant)
+        .await
+        .expect("grant")
+        .expect("stored");
+    assert_eq!(grant.allow, vec!["demo.*".to_owned()]);
+    assert!(grant.expires_at > unix_now() + 29 * 86_400);
+    gw.stop().await;
+}
