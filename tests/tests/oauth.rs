@@ -716,6 +716,14 @@ async fn deny_and_bad_requests_are_answered_safely() {
         .await;
     assert_eq!(page.status, 400);
     assert!(page.location().is_none());
+    let twice = authorize_path(
+        &client_id,
+        REDIRECT,
+        &[("redirect_uri", "http://127.0.0.1:1/callback")],
+    );
+    let page = browser.get(&twice).await;
+    assert_eq!(page.status, 400, "a repeated parameter is refused");
+    assert!(page.location().is_none());
     let page = browser
         .get(&authorize_path("no-such-client", REDIRECT, &[]))
         .await;

@@ -144,6 +144,16 @@ fn error_back(c: &Checked, issuer: &str, error: &str, description: &str) -> Refu
 }
 
 async fn check(ui: &ConsentUi, p: &[(String, String)]) -> Result<Checked, Refusal> {
+    // RFC 6749 §3.1: a parameter sent twice makes the request ambiguous (which redirect?).
+    if let Some(name) = CARRIED
+        .iter()
+        .find(|name| p.iter().filter(|(k, _)| k == *name).count() > 1)
+    {
+        return Err(Refusal::Page(
+            "Malformed request",
+            format!("The agent sent the parameter {name} more than once. Nothing was shared."),
+        ));
+    }
     let Some(client_id) = one(p, "client_id") else {
         return Err(Refusal::Page(
             "Unknown agent",
