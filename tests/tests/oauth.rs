@@ -513,6 +513,14 @@ async fn revocation_ends_refresh_and_access_tokens() {
         .clone();
     let revocations = warrant_consent::oauth::Revocations::new(gw.running.db.clone());
     assert!(revocations.any_revoked(&ids).await.expect("check"));
+    let snapshot = revocations.snapshot(unix_now()).await.expect("snapshot");
+    assert!(
+        gw.running
+            .verifier
+            .verify_unrevoked(&access, unix_now(), &snapshot)
+            .is_err(),
+        "the verifier refuses a revoked access token"
+    );
     assert_eq!(
         revoke("unknown-token".into()).await,
         200,

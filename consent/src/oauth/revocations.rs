@@ -1,6 +1,8 @@
 //! Revoked access tokens (`consent_token_revocations`): Biscuit revocation ids (hex),
 //! kept until the token they belong to would have expired anyway.
 
+use std::collections::HashSet;
+
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 
@@ -45,6 +47,20 @@ impl Revocations {
         Ok(false)
     }
 
+    /// Every id revoked at `now`: access-token revocation ids and the ids of revoked
+    /// grants that have not expired. A `HashSet` is a
+    /// [`token::Revocations`](crate::token::Revocations), so a snapshot refreshed
+    /// periodically can feed `Verifier::verify_unrevoked` on every call.
+    pub async fn snapshot(&self, now: i64) -> Result<HashSet<String>, StoreError> {
+        let sql = "SELECT revocation_id FROM consent_token_revocations WHERE expires_at > $1 \
+                   UNION SELECT id FROM consent_grants \
+                   WHERE revoked_at IS NOT NULL AND expires_at > $1";
+        let ids: Vec<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(now).fetch_all(pool).await?
+        });
+        Ok(ids.into_iter().collect())
+    }
+
     /// Forgets revocations whose tokens have expired; returns how many.
     pub async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         let sql = "DELETE FROM consent_token_revocations WHERE expires_at <= $1";
@@ -57,6 +73,37 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::Grants;
+    use crate::oauth::test_support::fixture;
+
+    #[tokio::test]
+    async fn snapshot_holds_revoked_tokens_and_grants() {
+        let f = fixture(1_000).await;
+        let revocations = Revocations::new(f.db.clone());
+        assert!(
+            revocations
+                .snapshot(1_000)
+                .await
+                .expect("snapshot")
+                .is_empty()
+        );
+        revocations
+            .add(&["cafe".to_owned()], 1_600)
+            .await
+            .expect("add");
+        Grants::new(f.db.clone())
+            .revoke(&f.grant.id, 1_100)
+            .await
+            .expect("revoke");
+        let set = revocations.snapshot(1_200).await.expect("snapshot");
+        assert!(set.contains("cafe"));
+        assert!(set.contains(&f.grant.id));
+        let later = revocations.snapshot(1_000 + 3600).await.expect("snapshot");
+        assert!(
+            later.is_empty(),
+            "expired tokens and grants need no revocation entry"
+        );
+    }
 
     #[tokio::test]
     async fn revoked_ids_are_found_until_purged() {
