@@ -894,3 +894,49 @@ async fn a_person_may_allow_only_some_servers() {
     assert!(grant.expires_at > unix_now() + 29 * 86_400);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_anonymous_person_signs_in_and_comes_back_to_the_consent_screen() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let (_admin, mut device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let client_id = register_public(&gw, "Inspector").await;
+    let path = authorize_path(&client_id, REDIRECT, &[]);
+
+    let browser = gw.browser();
+    let first = browser.get(&path).await;
+    let signin = first.location().expect("sent to sign in");
+    let next = url::Url::parse(&format!("http://x{signin}"))
+        .expect("a path")
+        .query_pairs()
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.into_owned())
+        .expect("next");
+    assert_eq!(next, path, "the whole request comes back");
+
+    let page = browser.get(&signin).await;
+    let csrf = page.csrf().expect("csrf");
+    let start = browser
+        .post_json("/auth/passkey/login/start", &csrf, &json!({}))
+        .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let assertion = device
+        .sign_in(&gw.public_url(), &warrant_e2e::passkey::json_of(&start))
+        .expect("the authenticator signs");
+    let done = browser
+        .post_json(
+            "/auth/passkey/login/finish",
+            &csrf,
+            &json!({"credential": assertion, "next": next}),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let redirect = warrant_e2e::passkey::json_of(&done)["redirect"]
+        .as_str()
+        .expect("redirect")
+        .to_owned();
+    assert_eq!(redirect, path);
+    let consent = browser.get(&redirect).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.contains("Inspector"));
+    gw.stop().await;
+}
