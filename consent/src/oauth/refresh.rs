@@ -153,6 +153,14 @@ impl RefreshTokens {
         }))
     }
 
+    /// Forgets tokens expired at `now` (used or not); returns how many.
+    pub async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM consent_refresh_tokens WHERE expires_at <= $1";
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query(sql).bind(now).execute(pool).await?.rows_affected()
+        }))
+    }
+
     async fn by_hash(&self, hash: &str) -> Result<Option<RefreshToken>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM consent_refresh_tokens WHERE token_hash = $1");
         Ok(on_pool!(&self.db, pool => {
@@ -233,6 +241,16 @@ mod tests {
             .await
             .expect_err("expired");
         assert!(matches!(err, RefreshError::Expired));
+        assert_eq!(tokens.purge(2_000).await.expect("purge"), 1);
+        let err = tokens
+            .spend(&token, &f.client_id, 2_001)
+            .await
+            .expect_err("gone");
+        assert!(matches!(err, RefreshError::Unknown));
+        let n = crate::oauth::purge_expired(&f.db, 2_001)
+            .await
+            .expect("purge");
+        assert_eq!(n, 0);
     }
 
     #[tokio::test]
