@@ -369,6 +369,49 @@ async fn pkce_redirect_uri_and_resource_are_checked() {
         "{body}"
     );
 
+    // Without redirect_uri, when the one registered URI is the one used: accepted.
+    let implied = Codes::new(gw.running.db.clone())
+        .issue(
+            &NewCode {
+                client_id: f.client_id.clone(),
+                user_id: f.user_id.clone(),
+                grant_id: f.grant_id.clone(),
+                redirect_uri: "http://127.0.0.1/callback".into(),
+                code_challenge: CHALLENGE.into(),
+                resource: format!("{}/mcp", gw.public_url()),
+                scope: None,
+            },
+            unix_now(),
+        )
+        .await
+        .expect("code");
+    let (status, body) = token(
+        &gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", implied.as_str()),
+            ("code_verifier", VERIFIER),
+            ("client_id", f.client_id.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Without redirect_uri: /authorize had one that the registration does not imply.
+    let c = code(&gw, &f).await;
+    let without: Vec<(&str, &str)> = vec![
+        ("grant_type", "authorization_code"),
+        ("code", c.as_str()),
+        ("code_verifier", VERIFIER),
+        ("client_id", f.client_id.as_str()),
+    ];
+    let (status, body) = token(&gw, &without).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_grant")),
+        "{body}"
+    );
+
     let c = code(&gw, &f).await;
     let (status, body) = exchange(
         &gw,

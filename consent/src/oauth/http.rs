@@ -569,7 +569,9 @@ async fn token_inner(
     let now = s.clock.unix();
     if grant_type == "authorization_code" {
         let code = required(&params, "code")?;
-        let redirect_uri = required(&params, "redirect_uri")?;
+        // Required, unless /authorize was allowed to omit it: a client with exactly one
+        // registered redirect URI (OAuth 2.1 §4.1.3).
+        let redirect_uri = params.get("redirect_uri").map(String::as_str);
         let verifier = required(&params, "code_verifier")?;
         let codes = Codes::new(s.db.clone());
         let row = codes.redeem(code, now).await.map_err(|e| match e {
@@ -582,7 +584,9 @@ async fn token_inner(
                 "the code was issued to another client",
             ));
         }
-        if row.redirect_uri != redirect_uri {
+        let implied =
+            client.redirect_uris.len() == 1 && client.redirect_uris[0] == row.redirect_uri;
+        if redirect_uri.map_or(!implied, |uri| uri != row.redirect_uri) {
             return Err(OAuthError::new(
                 "invalid_grant",
                 "redirect_uri differs from the one sent to /authorize",
