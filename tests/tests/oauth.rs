@@ -163,6 +163,13 @@ async fn registration_accepts_real_clients_and_refuses_dangerous_redirects() {
     );
     assert_eq!(body["application_type"], json!("web"));
 
+    let many: Vec<String> = (0..21).map(|i| format!("http://localhost/cb{i}")).collect();
+    let (status, body) = register(&gw, json!({"redirect_uris": many})).await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("invalid_redirect_uri"))
+    );
+
     let response = http()
         .post(format!("{}/register", gw.public_url()))
         .body("not json")

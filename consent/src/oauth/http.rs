@@ -33,6 +33,10 @@ use crate::token::{KeyRing, MintRequest, Restriction, Risk, ToolPattern, Verifie
 /// How long an access token lives (seconds). One place, configurable later.
 pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
 
+/// How many redirect URIs one registration may carry, and how long each may be.
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_REDIRECT_URI_LEN: usize = 2000;
+
 /// The scopes the server names in its metadata.
 pub const SCOPES_SUPPORTED: &[&str] = &["mcp"];
 
@@ -325,7 +329,19 @@ async fn register_inner(s: &OAuthState, body: &[u8]) -> Result<Response, OAuthEr
             "redirect_uris must name at least one redirect URI",
         ));
     }
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect URIs may be registered"),
+        ));
+    }
     for uri in &redirect_uris {
+        if uri.len() > MAX_REDIRECT_URI_LEN {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                format!("a redirect URI is longer than {MAX_REDIRECT_URI_LEN} bytes"),
+            ));
+        }
         if let Some(problem) = redirect_uri_problem(uri) {
             return Err(OAuthError::new(
                 "invalid_redirect_uri",
