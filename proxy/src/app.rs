@@ -251,10 +251,12 @@ fn idp_config(config: &Config, public_url: url::Url) -> IdpConfig {
     idp
 }
 
-/// Deletes expired sessions every few minutes (expired ones are refused anyway; this
-/// keeps the table small).
+/// Deletes expired sessions, authorization codes, refresh tokens and revocation entries
+/// every few minutes (expired ones are refused anyway; this keeps the tables small).
 fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
     let store = idp.sessions.store().clone();
+    let db = idp.db.clone();
+    let clock = idp.clock.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
         loop {
@@ -266,6 +268,14 @@ fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
                 Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
+            }
+            match warrant_consent::oauth::purge_expired(&db, clock.unix()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(
+                    rows = n,
+                    "expired codes, refresh tokens, revocations deleted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot delete expired authorization rows"),
             }
         }
     });
