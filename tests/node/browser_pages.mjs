@@ -4,14 +4,17 @@
 // again with the passkey, and visits the account and admin pages. Every page is
 // screenshotted; a console error, a failed script or a CSP violation fails the run.
 //
-// Usage: node browser_pages.mjs SETUP_LINK OUT_DIR
+// Usage: node browser_pages.mjs SETUP_LINK OUT_DIR [AUTHORIZE_URL]
+// With AUTHORIZE_URL (an OAuth authorization request of a registered agent whose redirect
+// URI is http://127.0.0.1:PORT/callback), the signed-in admin also opens the consent
+// screen and approves; the redirect to the agent is caught and reported as "callback".
 // Prints one JSON line: {"ok":true,"screenshots":[...],"steps":[...]} (exit 0), or
 // {"ok":false,"error":"..."} (exit 1).
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-const [setupLink, outDir] = process.argv.slice(2);
+const [setupLink, outDir, authorizeUrl] = process.argv.slice(2);
 if (!setupLink || !outDir) {
   console.error('usage: browser_pages.mjs SETUP_LINK OUT_DIR');
   process.exit(2);
@@ -21,6 +24,7 @@ const origin = new URL(setupLink).origin;
 const screenshots = [];
 const steps = [];
 const problems = [];
+let callback = null;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -49,6 +53,10 @@ try {
   page.setDefaultTimeout(15000);
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // The agent's loopback redirect URI (nothing listens there): Playwright does not route
+  // redirect hops, so the hop is read from the request log.
+  const isCallback = (u) => u.hostname === '127.0.0.1' && u.pathname === '/callback';
+  page.on('request', (r) => { if (isCallback(new URL(r.url()))) callback = r.url(); });
 
   const cdp = await context.newCDPSession(page);
   await cdp.send('WebAuthn.enable');
@@ -99,8 +107,19 @@ try {
   await shot(page, '6-admin-user');
   steps.push('admin');
 
+  // 5. An agent asks for access: the consent screen, approved.
+  if (authorizeUrl) {
+    await page.goto(authorizeUrl);
+    await page.waitForSelector('h1');
+    await shot(page, '7-consent');
+    await page.click('button[name=decision][value=approve]', { noWaitAfter: true });
+    for (let i = 0; i < 100 && !callback; i++) await page.waitForTimeout(100);
+    if (!callback) throw new Error('the agent was not called back after approval');
+    steps.push('consent');
+  }
+
   if (problems.length) throw new Error(problems.join('; '));
-  console.log(JSON.stringify({ ok: true, screenshots, steps }));
+  console.log(JSON.stringify({ ok: true, screenshots, steps, callback }));
   await browser.close();
   process.exit(0);
 } catch (e) {
