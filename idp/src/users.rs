@@ -338,13 +338,8 @@ impl Users {
         subject: &str,
     ) -> Result<Option<User>, IdpError> {
         let sql = format!(
-            "SELECT {} FROM idp_users u JOIN idp_identities i ON i.user_id = u.id \
-             WHERE i.provider = $1 AND i.subject = $2",
-            COLUMNS
-                .split(", ")
-                .map(|c| format!("u.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "SELECT {COLUMNS} FROM idp_users WHERE id = (SELECT user_id FROM idp_identities \
+             WHERE provider = $1 AND subject = $2)"
         );
         let row: Option<UserRow> = on_pool!(&self.db, pool => {
             sqlx::query_as(&sql).bind(provider).bind(subject).fetch_optional(pool).await?

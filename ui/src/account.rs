@@ -6,9 +6,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use serde::Deserialize;
 
 use crate::UiState;
+use crate::extract::CsrfForm;
 use crate::extract::SignedIn;
 use crate::page::{PageError, when};
 
@@ -96,11 +96,6 @@ async fn page(State(state): State<UiState>, person: SignedIn) -> Result<Response
         sessions,
     }
     .into_response())
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn revoke(

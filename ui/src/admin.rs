@@ -13,6 +13,7 @@ use warrant_idp::users::{Role, Status};
 use crate::UiState;
 use crate::account::SessionView;
 use crate::extract::Admin;
+use crate::extract::CsrfForm;
 use crate::page::{PageError, when};
 
 pub(crate) fn routes() -> Router<UiState> {
@@ -220,11 +221,6 @@ async fn set_groups(
         .await?;
     tracing::info!(admin = %admin.user.id, user = %id, groups = groups.len(), "admin set user groups");
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn revoke_all(

@@ -132,6 +132,13 @@ impl FromRequestParts<UiState> for Admin {
     }
 }
 
+/// The body of a form whose only field is the session's CSRF token (sign-out, revoke,
+/// remove): handlers pass `csrf` to `Sessions::check_csrf`.
+#[derive(serde::Deserialize)]
+pub(crate) struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
 /// A `next` target that stays on this site (a path, never `//host` or a scheme).
 pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {

@@ -27,6 +27,7 @@ use warrant_idp::users::User;
 
 use crate::UiState;
 use crate::account::PasskeyView;
+use crate::extract::CsrfForm;
 use crate::extract::{SignedIn, Visitor, safe_next};
 use crate::page::{PageError, when};
 
@@ -195,11 +196,6 @@ async fn register_finish(
         "passkey": { "id": passkey.id, "name": passkey.name },
     }))
     .into_response())
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 async fn delete(

@@ -9,6 +9,7 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use crate::UiState;
+use crate::extract::CsrfForm;
 use crate::extract::{SignedIn, Visitor, safe_next};
 use crate::page::PageError;
 
@@ -62,11 +63,6 @@ async fn page(
         notice: q.signed_out.map(|_| "You are signed out.".to_owned()),
     }
     .into_response())
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: Option<String>,
 }
 
 /// Local sign-out; with an OIDC session whose provider supports it, continues with the
