@@ -23,6 +23,7 @@ use warrant_idp::clock::Clock;
 use warrant_idp::db::Db;
 use warrant_idp::secret::constant_time_eq;
 
+use super::cimd::{self, CimdError, DocumentFetcher, FetchNew};
 use super::{
     Client, ClientKind, Clients, CodeError, Codes, NewClient, NewRefreshToken, RefreshTokens,
     Revocations, StoreError,
@@ -34,8 +35,8 @@ use crate::token::{KeyRing, MintRequest, Restriction, Risk, ToolPattern, Verifie
 pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
 
 /// How many redirect URIs one registration may carry, and how long each may be.
-const MAX_REDIRECT_URIS: usize = 20;
-const MAX_REDIRECT_URI_LEN: usize = 2000;
+pub const MAX_REDIRECT_URIS: usize = 20;
+pub const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// The scopes the server names in its metadata.
 pub const SCOPES_SUPPORTED: &[&str] = &["mcp"];
@@ -49,6 +50,7 @@ pub struct OAuthState {
     clock: Arc<dyn Clock>,
     issuer: String,
     resource: String,
+    documents: DocumentFetcher,
 }
 
 impl OAuthState {
@@ -70,6 +72,7 @@ impl OAuthState {
             clock,
             issuer,
             resource,
+            documents: DocumentFetcher::for_public_url(public_url),
         }
     }
 
@@ -238,6 +241,41 @@ pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
     }
 }
 
+/// Why a list of redirect URIs cannot be registered, or `None`: at least one, at most
+/// [`MAX_REDIRECT_URIS`] of at most [`MAX_REDIRECT_URI_LEN`] bytes, each acceptable to
+/// [`redirect_uri_problem`]. The same rules hold for dynamic registration, metadata
+/// documents and configured clients.
+pub fn redirect_uris_problem(uris: &[String]) -> Option<String> {
+    if uris.is_empty() {
+        return Some("redirect_uris must name at least one redirect URI".into());
+    }
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Some(format!(
+            "at most {MAX_REDIRECT_URIS} redirect URIs may be registered"
+        ));
+    }
+    for uri in uris {
+        if uri.len() > MAX_REDIRECT_URI_LEN {
+            return Some(format!(
+                "a redirect URI is longer than {MAX_REDIRECT_URI_LEN} bytes"
+            ));
+        }
+        if let Some(problem) = redirect_uri_problem(uri) {
+            return Some(format!("redirect URI {uri:?} {problem}"));
+        }
+    }
+    None
+}
+
+/// `native` when a redirect URI is a loopback or private-use one (an app on the
+/// person's device), else `web`.
+pub fn default_application_type(uris: &[String]) -> &'static str {
+    let native = uris
+        .iter()
+        .any(|u| url::Url::parse(u).is_ok_and(|u| is_loopback(&u) || u.scheme() != "https"));
+    if native { "native" } else { "web" }
+}
+
 /// Whether `url` is http on a loopback host.
 pub fn is_loopback(url: &url::Url) -> bool {
     if url.scheme() != "http" {
@@ -323,31 +361,8 @@ async fn register_inner(s: &OAuthState, body: &[u8]) -> Result<Response, OAuthEr
         ));
     }
     let redirect_uris = strings(&body, "redirect_uris")?.unwrap_or_default();
-    if redirect_uris.is_empty() {
-        return Err(OAuthError::new(
-            "invalid_redirect_uri",
-            "redirect_uris must name at least one redirect URI",
-        ));
-    }
-    if redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(OAuthError::new(
-            "invalid_redirect_uri",
-            format!("at most {MAX_REDIRECT_URIS} redirect URIs may be registered"),
-        ));
-    }
-    for uri in &redirect_uris {
-        if uri.len() > MAX_REDIRECT_URI_LEN {
-            return Err(OAuthError::new(
-                "invalid_redirect_uri",
-                format!("a redirect URI is longer than {MAX_REDIRECT_URI_LEN} bytes"),
-            ));
-        }
-        if let Some(problem) = redirect_uri_problem(uri) {
-            return Err(OAuthError::new(
-                "invalid_redirect_uri",
-                format!("redirect URI {uri:?} {problem}"),
-            ));
-        }
+    if let Some(problem) = redirect_uris_problem(&redirect_uris) {
+        return Err(OAuthError::new("invalid_redirect_uri", problem));
     }
     let method = string(&body, "token_endpoint_auth_method")?.unwrap_or("none");
     if !matches!(
@@ -388,13 +403,7 @@ async fn register_inner(s: &OAuthState, body: &[u8]) -> Result<Response, OAuthEr
                 format!("application_type {other:?} is neither native nor web"),
             ));
         }
-        None => {
-            // A loopback or private-use redirect means an app on the person's device.
-            let native = redirect_uris.iter().any(|u| {
-                url::Url::parse(u).is_ok_and(|u| is_loopback(&u) || u.scheme() != "https")
-            });
-            if native { "native" } else { "web" }.to_owned()
-        }
+        None => default_application_type(&redirect_uris).to_owned(),
     };
     let name = string(&body, "client_name")?
         .map(str::trim)
@@ -476,7 +485,26 @@ async fn authenticate(
             "client_id differs from the authenticated client",
         ));
     }
-    let Some(client) = Clients::new(s.db.clone()).get(&client_id).await? else {
+    // A metadata document client is known here only if /authorize read its document
+    // (no code can exist otherwise): a stale copy is fetched again, an unknown URL is
+    // not fetched at all, so this unauthenticated endpoint cannot be used to make
+    // Warrant fetch arbitrary URLs.
+    let found = cimd::find_client(
+        &Clients::new(s.db.clone()),
+        &s.documents,
+        &client_id,
+        s.clock.unix(),
+        FetchNew::No,
+    )
+    .await
+    .map_err(|e| match e {
+        CimdError::Store(e) => OAuthError::from(e),
+        other => {
+            tracing::warn!(client = %client_id, error = %other, detail = ?other, "client metadata document refused");
+            OAuthError::invalid_client(other.to_string(), used_basic)
+        }
+    })?;
+    let Some(client) = found else {
         return Err(OAuthError::invalid_client("unknown client", used_basic));
     };
     if client.confidential {

@@ -7,13 +7,17 @@
 //! stored only as SHA-256 hashes; instants are Unix seconds, passed in by the caller so
 //! that tests can move time.
 
+pub mod cimd;
 pub mod clients;
 pub mod codes;
 pub mod http;
 pub mod refresh;
 pub mod revocations;
 
-pub use clients::{Client, ClientKind, Clients, NewClient};
+pub use cimd::{CimdError, DocumentFetcher, FetchNew, find_client};
+pub use clients::{
+    Client, ClientKind, Clients, DocumentClient, NewClient, StaticClient, StaticSync,
+};
 pub use codes::{AuthCode, CodeError, Codes, NewCode};
 pub use http::{ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
 pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
@@ -46,6 +50,10 @@ pub enum StoreError {
         what: &'static str,
         source: serde_json::Error,
     },
+    /// A client id is already used by a client of another kind (a static client named
+    /// like a registered one, a metadata document URL taken by another kind).
+    #[error("the client id {0:?} is already used by another kind of client")]
+    ClientIdTaken(String),
 }
 
 pub(crate) fn to_json(what: &'static str, value: &[String]) -> Result<String, StoreError> {
