@@ -18,7 +18,10 @@ use axum::routing::get;
 use http::StatusCode;
 use warrant_consent::grants::{Grants, NewGrant};
 use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
-use warrant_consent::oauth::{Client, Clients, Codes, NewCode, StoreError};
+use warrant_consent::oauth::{
+    CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, StoreError,
+    find_client,
+};
 use warrant_idp::db::Db;
 
 use crate::UiState;
@@ -160,20 +163,38 @@ async fn check(ui: &ConsentUi, p: &[(String, String)]) -> Result<Checked, Refusa
             "The request does not say which agent is asking (client_id is missing).".into(),
         ));
     };
-    let Some(client) = Clients::new(ui.db.clone()).get(client_id).await? else {
-        if client_id.starts_with("https://") {
+    // A URL names the agent's client ID metadata document: read (or taken from the
+    // cache) and checked here, before anything goes back to the agent.
+    let fetcher = url::Url::parse(&ui.issuer)
+        .map(|u| DocumentFetcher::for_public_url(&u))
+        .unwrap_or_else(|_| DocumentFetcher::new(false));
+    let found = find_client(
+        &Clients::new(ui.db.clone()),
+        &fetcher,
+        client_id,
+        now(),
+        FetchNew::Yes,
+    )
+    .await;
+    let client = match found {
+        Ok(Some(client)) => client,
+        Ok(None) => {
             return Err(Refusal::Page(
-                "Agent not supported yet",
-                "This agent identifies itself with a client ID metadata document, which \
-                 Warrant does not read yet. Ask the agent to register (dynamic client \
-                 registration) instead."
-                    .into(),
+                "Unknown agent",
+                "This agent is not registered with Warrant. Ask it to connect again.".into(),
             ));
         }
-        return Err(Refusal::Page(
-            "Unknown agent",
-            "This agent is not registered with Warrant. Ask it to connect again.".into(),
-        ));
+        Err(CimdError::Store(e)) => return Err(Refusal::Store(e)),
+        Err(e) => {
+            tracing::warn!(client = %client_id, detail = ?e, "client metadata document refused");
+            return Err(Refusal::Page(
+                "Agent description refused",
+                format!(
+                    "This agent identifies itself with a client ID metadata document at \
+                     {client_id}, which Warrant could not use: {e}. Nothing was shared."
+                ),
+            ));
+        }
     };
     let redirect_uri = match one(p, "redirect_uri") {
         Some(uri) => uri.to_owned(),
@@ -262,6 +283,14 @@ async fn code_back(
     Ok(Redirect::to(&back_to(&c.redirect_uri, &ui.issuer, &pairs)).into_response())
 }
 
+/// The host of a metadata document agent's client_id URL: who vouches for its name.
+fn identified_by(client: &Client) -> Option<String> {
+    (client.kind == ClientKind::Metadata)
+        .then(|| url::Url::parse(&client.client_id).ok())
+        .flatten()
+        .and_then(|u| u.host_str().map(str::to_owned))
+}
+
 struct ServerChoice {
     name: String,
 }
@@ -277,6 +306,8 @@ struct DurationChoice {
 struct ConsentPage {
     csrf: String,
     agent: String,
+    /// A metadata document agent: the host of its client_id URL.
+    identified_by: Option<String>,
     redirect_host: String,
     is_new: bool,
     scope: Option<String>,
@@ -353,6 +384,7 @@ async fn authorize(
     Ok(ConsentPage {
         csrf,
         agent: c.client.name.clone(),
+        identified_by: identified_by(&c.client),
         redirect_host,
         is_new,
         scope: c.scope.clone(),
