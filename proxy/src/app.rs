@@ -32,6 +32,8 @@ pub enum StartError {
     NotLoopback(SocketAddr),
     #[error("{0}")]
     Database(#[from] DbError),
+    #[error("cannot store the agents of oauth.clients: {0}")]
+    OAuthClients(#[source] warrant_consent::oauth::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -115,6 +117,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .map(|s| s.expose().to_owned());
     let db = Db::open(url.as_deref(), &config.server.data_dir).await?;
     db.migrate().await?;
+    // The operator's agents (`[oauth.clients]`), stored as configured; those no longer
+    // in the file are deleted, so they stop working now.
+    warrant_consent::oauth::Clients::new(db.clone())
+        .upsert_static(
+            &config.oauth.clients,
+            warrant_idp::clock::Clock::unix(&SystemClock),
+        )
+        .await
+        .map_err(StartError::OAuthClients)?;
     let secret_key = crate::secret_key::load_or_create(&config)?;
     let keys = KeyRing::open(
         db.clone(),

@@ -71,7 +71,7 @@ pub(super) fn validate_auth(raw: RawAuth, problems: &mut Vec<Problem>) -> AuthCo
 
 /// A secret written by reference (`{ env = … }`, `{ file = … }`, `"${VAR}"`), resolved.
 /// A literal secret in the file is refused: config files end up in repositories.
-fn secret(
+pub(super) fn secret(
     value: Option<ValueRef>,
     path: &str,
     problems: &mut Vec<Problem>,

@@ -8,6 +8,7 @@
 
 mod auth;
 mod import;
+mod oauth;
 mod raw;
 mod report;
 mod value;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use auth::AuthConfig;
 pub use import::{ImportError, import_mcp_servers};
+pub use oauth::OAuthConfig;
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
 pub use report::{Problem, Report};
 pub use value::{Secret, decode_key_32, resolve};
@@ -42,6 +44,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub mcp: McpConfig,
     pub auth: AuthConfig,
+    /// Agents registered by the operator (`[oauth.clients.ID]`).
+    pub oauth: OAuthConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -226,6 +230,7 @@ pub fn validate(
     let server = validate_server(raw.server.clone().unwrap_or_default(), overrides, problems);
     let mcp = validate_mcp(raw.mcp.clone().unwrap_or_default(), problems);
     let auth = auth::validate_auth(raw.auth.clone().unwrap_or_default(), problems);
+    let oauth = oauth::validate_oauth(raw.oauth.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -258,6 +263,7 @@ pub fn validate(
             server: server?,
             mcp,
             auth,
+            oauth,
             upstreams,
         })
     } else {

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub mcp: Option<RawMcp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<RawAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<super::oauth::RawOAuth>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }
