@@ -14,20 +14,21 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{Catalog, ToolRecord};
-use warrant_consent::oauth::OAuthState;
+use warrant_consent::oauth::{OAuthState, RevokedSet, StoreError};
 use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
+use warrant_idp::clock::Clock;
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
-use crate::config::Config;
-use crate::mcp::{Gateway, Observer};
+use crate::config::{Config, McpAuthorization};
+use crate::mcp::{Gateway, McpAuth, Observer};
 use crate::store::UpstreamEvents;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(
-        "refusing to listen on {0}: agents do not need a token for /mcp yet, so Warrant serves \
-         loopback addresses only (127.0.0.1 or ::1)"
+        "refusing to listen on {0} with mcp.authorization = \"none\": without tokens, /mcp is \
+         served on loopback addresses only (127.0.0.1 or ::1)"
     )]
     NotLoopback(SocketAddr),
     #[error("{0}")]
@@ -47,6 +48,8 @@ pub enum StartError {
     SecretKey(#[from] crate::secret_key::SecretKeyError),
     #[error("cannot load the token signing keys: {0}")]
     TokenKeys(#[from] TokenError),
+    #[error("cannot load the revocation list: {0}")]
+    Revocations(#[from] StoreError),
 }
 
 /// A started gateway.
@@ -107,7 +110,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // rustls needs one crypto provider for every HTTP client; a second install is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listen = config.server.listen;
-    if !listen.ip().is_loopback() {
+    let authorization = config.mcp.authorization;
+    // The configuration refuses this already; a second guard costs nothing.
+    if authorization == McpAuthorization::None && !listen.ip().is_loopback() {
         return Err(StartError::NotLoopback(listen));
     }
     let url = config
@@ -137,18 +142,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     drop(secret_key);
     let verifier = Verifier::new(keys.clone(), VerifierSettings::default());
 
-    let shutdown = CancellationToken::new();
-    let gateway = Gateway::new(&config, shutdown.child_token());
-    gateway.start(Recorder {
-        catalog: Catalog::new(db.clone()),
-        events: UpstreamEvents::new(db.clone()),
-    });
-    let collisions = gateway.settle().await;
-    if !collisions.is_empty() {
-        shutdown.cancel();
-        return Err(StartError::Collisions(collisions));
-    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let revoked = RevokedSet::load(db.clone(), clock.unix()).await?;
 
+    // Bound before the upstreams start: the public URL (the tokens' audience) may
+    // depend on the port the system picked.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -160,6 +158,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
     let public_url = public_url_of(&config, local_addr);
+    let issuer = warrant_consent::oauth::http::issuer_of(&public_url);
+
+    let shutdown = CancellationToken::new();
+    spawn_revocation_refresher(&revoked, clock.clone(), shutdown.child_token());
+    let auth = (authorization == McpAuthorization::OAuth).then(|| {
+        Arc::new(McpAuth::new(
+            verifier.clone(),
+            revoked.clone(),
+            clock.clone(),
+            &issuer,
+        ))
+    });
+    let gateway = Gateway::new(&config, auth, shutdown.child_token());
+    gateway.start(Recorder {
+        catalog: Catalog::new(db.clone()),
+        events: UpstreamEvents::new(db.clone()),
+    });
+    let collisions = gateway.settle().await;
+    if !collisions.is_empty() {
+        shutdown.cancel();
+        return Err(StartError::Collisions(collisions));
+    }
+
     let idp = Idp::new(
         db.clone(),
         idp_config(&config, public_url.clone()),
@@ -179,23 +200,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "/.well-known/warrant-keys.json",
             get(warrant_keys).with_state(keys.clone()),
         )
-        .merge(warrant_consent::oauth::router(OAuthState::new(
-            db.clone(),
-            keys.clone(),
-            verifier.clone(),
-            Arc::new(SystemClock),
-            &public_url,
-        )))
+        .merge(warrant_consent::oauth::router(
+            OAuthState::new(
+                db.clone(),
+                keys.clone(),
+                verifier.clone(),
+                clock.clone(),
+                &public_url,
+            )
+            .with_revoked(revoked.clone()),
+        ))
         .merge(warrant_ui::router_with_consent(
             idp.clone(),
             Some(warrant_ui::ConsentUi {
                 db: db.clone(),
-                issuer: warrant_consent::oauth::http::issuer_of(&public_url),
-                resource: format!(
-                    "{}/mcp",
-                    warrant_consent::oauth::http::issuer_of(&public_url)
-                ),
+                issuer: issuer.clone(),
+                resource: format!("{issuer}/mcp"),
                 tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+                revoked: Some(revoked.clone()),
             }),
         ));
 
@@ -291,6 +313,43 @@ fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
         }
     });
 }
+
+/// Re-reads the revoked tokens and grants every second, so that a revocation made by
+/// another replica (or straight in the database) applies within a second. Revocations
+/// made by this process apply at once.
+fn spawn_revocation_refresher(
+    revoked: &RevokedSet,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
+    let revoked = revoked.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match revoked.refresh(clock.unix()).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("revocation list readable again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot refresh the revocation list; revocations made elsewhere are not seen until it can");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// How often the revocation list is re-read.
+const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.
 struct Recorder {

@@ -11,6 +11,7 @@
 //! PostgreSQL needs `WARRANT_TEST_DATABASE_URL`, a server where the user may create
 //! databases (the test script starts one); each gateway gets a database of its own.
 
+pub mod agent;
 pub mod client;
 pub mod oidc;
 pub mod passkey;
@@ -24,7 +25,7 @@ use std::sync::Once;
 
 use tempfile::TempDir;
 use warrant_proxy::app::{self, Running};
-use warrant_proxy::config::{self, Overrides};
+use warrant_proxy::config::{self, McpAuthorization, Overrides};
 
 pub use client::{Recorder, TestClient, connect};
 pub use peers::{ChildGuard, everything_http, everything_sse, fixture_http};
@@ -131,8 +132,20 @@ pub struct TestGateway {
 }
 
 impl TestGateway {
-    /// Starts Warrant with `toml` (its `[server] listen` is forced to `127.0.0.1:0`).
+    /// Starts Warrant with `toml` (its `[server] listen` is forced to `127.0.0.1:0`) and
+    /// `mcp.authorization = "none"`: for the tests of routing, bridging and the
+    /// protocol, which are about what happens past the token check. The token check
+    /// itself has its own tests ([`TestGateway::start_protected`]).
     pub async fn start(toml: &str, backend: Backend) -> Self {
+        Self::start_with(toml, backend, McpAuthorization::None).await
+    }
+
+    /// Starts Warrant with `toml` as configured: `/mcp` wants an access token.
+    pub async fn start_protected(toml: &str, backend: Backend) -> Self {
+        Self::start_with(toml, backend, McpAuthorization::OAuth).await
+    }
+
+    async fn start_with(toml: &str, backend: Backend, authorization: McpAuthorization) -> Self {
         init();
         let data_dir = tempfile::tempdir().expect("a temporary data directory");
         let database_url = match backend {
@@ -144,8 +157,9 @@ impl TestGateway {
             data_dir: Some(data_dir.path().to_path_buf()),
             database_url,
         };
-        let config = config::parse(toml, "test config", &overrides)
+        let mut config = config::parse(toml, "test config", &overrides)
             .unwrap_or_else(|report| panic!("{report}"));
+        config.mcp.authorization = authorization;
         let running = app::start(config).await.expect("Warrant starts");
         Self {
             running,

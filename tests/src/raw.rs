@@ -47,6 +47,8 @@ pub struct Raw {
     pub url: String,
     pub session: Option<String>,
     pub version: Option<String>,
+    /// An access token sent as `Authorization: Bearer …` on every request.
+    pub bearer: Option<String>,
 }
 
 impl Raw {
@@ -60,6 +62,7 @@ impl Raw {
             url: url.to_owned(),
             session: None,
             version: None,
+            bearer: None,
         }
     }
 
@@ -76,6 +79,9 @@ impl Raw {
         }
         if let Some(version) = &self.version {
             request = request.header("mcp-protocol-version", version);
+        }
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
         }
         for (name, value) in headers {
             request = request.header(*name, *value);

@@ -172,16 +172,25 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         "the SQLite file is created on first start"
     );
 
-    let mut raw = Raw::new(&url);
-    raw.initialize("2025-06-18").await;
+    // Agents need a token: a client is told where to get one.
+    let raw = Raw::new(&url);
     let reply = raw
-        .request(1, "tools/call", json!({"name": "demo__send_payment", "arguments": {"to": "alice", "amount_cents": 1250, "currency": "eur"}}))
+        .post(
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
+            &[],
+        )
         .await;
-    let text = reply.response(1)["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(text.contains("12.50 EUR to alice"), "{text}");
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp");
+    let challenge = reply.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"http://localhost:{port}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{challenge}"
+    );
 
     let pid = child.id().expect("pid");
     let status = std::process::Command::new("kill")
@@ -200,8 +209,8 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         let _ = err.read_to_string(&mut stderr).await;
     }
     assert!(
-        stderr.contains("loopback only"),
-        "it says it is unauthenticated: {stderr}"
+        stderr.contains("Agents connect with OAuth"),
+        "it says how agents get in: {stderr}"
     );
     assert!(
         stderr.contains("claude mcp add --transport http warrant"),
@@ -210,7 +219,7 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
 }
 
 #[test]
-fn serve_refuses_a_non_loopback_address_while_there_is_no_sign_in() {
+fn serve_beyond_loopback_needs_an_https_public_url() {
     let dir = tempfile::tempdir().expect("dir");
     let output = warrant()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
@@ -221,7 +230,30 @@ fn serve_refuses_a_non_loopback_address_while_there_is_no_sign_in() {
     assert!(!output.status.success());
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(
-        text.contains("refusing to listen on 0.0.0.0:0") && text.contains("loopback"),
+        text.contains("server.public_url: required when listening beyond loopback (0.0.0.0:0)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_without_tokens_stays_on_loopback() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"0.0.0.0:0\"\npublic_url = \"https://warrant.example.com\"\n\n[mcp]\nauthorization = \"none\"\n",
+    )
+    .expect("write");
+    let output = warrant()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains("mcp.authorization")
+            && text.contains("allowed only on a loopback listen address, not on 0.0.0.0:0"),
         "{text}"
     );
 }

@@ -16,12 +16,13 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::StatusCode;
-use warrant_consent::grants::{Grants, NewGrant};
+use warrant_consent::grants::{Grant, Grants, NewGrant};
 use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
 use warrant_consent::oauth::{
-    CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, StoreError,
-    find_client,
+    CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, RevokedSet,
+    StoreError, find_client,
 };
+use warrant_consent::token::ToolPattern;
 use warrant_idp::db::Db;
 
 use crate::UiState;
@@ -38,6 +39,50 @@ pub struct ConsentUi {
     pub resource: String,
     /// The upstream server names a person may choose from.
     pub tool_servers: Vec<String>,
+    /// The proxy's live revocation list: a grant replaced by a new approval is refused
+    /// at once.
+    pub revoked: Option<RevokedSet>,
+}
+
+/// At most this many tools named in one request's scope are shown.
+const MAX_REQUESTED_TOOLS: usize = 32;
+
+/// The tools a request's scope names as `tool:<server>.<tool>` — the step-up a refused
+/// call asked for (the gateway's 403 `insufficient_scope` names the tool). Only exact
+/// names count (no wildcards: a person approves tools they can read); other scope
+/// values are ignored.
+fn requested_tools(scope: Option<&str>) -> Vec<String> {
+    let mut tools: Vec<String> = scope
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.strip_prefix("tool:"))
+        .filter(|t| {
+            t.split_once('.').is_some_and(|(server, tool)| {
+                !server.is_empty()
+                    && !tool.is_empty()
+                    && !t.contains('*')
+                    && ToolPattern::parse(t).is_ok()
+            })
+        })
+        .map(str::to_owned)
+        .collect();
+    tools.sort();
+    tools.dedup();
+    tools.truncate(MAX_REQUESTED_TOOLS);
+    tools
+}
+
+/// Whether a grant allows `server.tool` by its patterns (deny wins).
+fn grant_covers(grant: &Grant, tool_id: &str) -> bool {
+    let Some((server, tool)) = tool_id.split_once('.') else {
+        return false;
+    };
+    let matches = |patterns: &[String]| {
+        patterns
+            .iter()
+            .any(|p| ToolPattern::parse(p).is_ok_and(|p| p.matches(server, tool)))
+    };
+    matches(&grant.allow) && !matches(&grant.deny)
 }
 
 /// The durations offered, in seconds, with their labels.
@@ -310,6 +355,10 @@ struct ConsentPage {
     identified_by: Option<String>,
     redirect_host: String,
     is_new: bool,
+    /// A live grant exists and the request asks for more.
+    asks_more: bool,
+    /// Tools the request names (step-up), offered one by one.
+    tools: Vec<String>,
     scope: Option<String>,
     servers: Vec<ServerChoice>,
     durations: Vec<DurationChoice>,
@@ -357,11 +406,17 @@ async fn authorize(
         Ok(l) => l,
         Err(e) => return Ok(Refusal::Store(e).into_response()),
     };
+    let wanted = requested_tools(c.scope.as_deref());
+    let mut more = wanted.clone();
     if let Some(grant) = live.first() {
-        tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, "live grant covers the request");
-        return Ok(code_back(ui, &c, &person.user.id, &grant.id)
-            .await
-            .unwrap_or_else(Refusal::into_response));
+        more.retain(|tool| !grant_covers(grant, tool));
+        if more.is_empty() {
+            tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, "live grant covers the request");
+            return Ok(code_back(ui, &c, &person.user.id, &grant.id)
+                .await
+                .unwrap_or_else(Refusal::into_response));
+        }
+        tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, asks = ?more, "the agent asks for more than its grant");
     }
     let is_new = match grants.any_for(&person.user.id, &c.client.client_id).await {
         Ok(any) => !any,
@@ -387,6 +442,8 @@ async fn authorize(
         identified_by: identified_by(&c.client),
         redirect_host,
         is_new,
+        asks_more: !live.is_empty(),
+        tools: more,
         scope: c.scope.clone(),
         servers: ui
             .tool_servers
@@ -437,7 +494,7 @@ async fn decide(
     let duration = one(&p, "duration")
         .and_then(|d| DURATIONS.iter().find(|(v, _, _)| *v == d))
         .map_or(86_400, |(_, _, secs)| *secs);
-    let allow: Vec<String> = if one(&p, "servers") == Some("some") {
+    let mut allow: Vec<String> = if one(&p, "servers") == Some("some") {
         p.iter()
             .filter(|(k, v)| k == "server" && ui.tool_servers.contains(v))
             .map(|(_, v)| format!("{v}.*"))
@@ -445,8 +502,23 @@ async fn decide(
     } else {
         vec!["*".to_owned()]
     };
+    // Tools the request named and the person ticked.
+    let requested = requested_tools(c.scope.as_deref());
+    allow.extend(
+        p.iter()
+            .filter(|(k, v)| k == "tool" && requested.contains(v))
+            .map(|(_, v)| v.clone()),
+    );
     let at = now();
-    let grant = Grants::new(ui.db.clone())
+    let grants = Grants::new(ui.db.clone());
+    let replaced = match grants
+        .live(&person.user.id, &c.client.client_id, &c.resource, at)
+        .await
+    {
+        Ok(live) => live,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
+    let grant = grants
         .create(
             &NewGrant {
                 user_id: person.user.id.clone(),
@@ -464,6 +536,19 @@ async fn decide(
         Ok(g) => g,
         Err(e) => return Ok(Refusal::Store(e).into_response()),
     };
+    // The new approval replaces the agent's earlier grants on this resource: one
+    // consent per agent, the one the person gave last.
+    for old in replaced {
+        match grants.revoke(&old.id, at).await {
+            Ok(_) => {
+                if let Some(revoked) = &ui.revoked {
+                    revoked.insert(std::slice::from_ref(&old.id));
+                }
+                tracing::info!(user = %person.user.id, client = %c.client.client_id, old = %old.id, new = %grant.id, "grant replaced");
+            }
+            Err(e) => return Ok(Refusal::Store(e).into_response()),
+        }
+    }
     Ok(code_back(ui, &c, &person.user.id, &grant.id)
         .await
         .unwrap_or_else(Refusal::into_response))

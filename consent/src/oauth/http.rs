@@ -24,6 +24,7 @@ use warrant_idp::db::Db;
 use warrant_idp::secret::constant_time_eq;
 
 use super::cimd::{self, CimdError, DocumentFetcher, FetchNew};
+use super::revocations::RevokedSet;
 use super::{
     Client, ClientKind, Clients, CodeError, Codes, NewClient, NewRefreshToken, RefreshTokens,
     Revocations, StoreError,
@@ -51,6 +52,7 @@ pub struct OAuthState {
     issuer: String,
     resource: String,
     documents: DocumentFetcher,
+    revoked: Option<RevokedSet>,
 }
 
 impl OAuthState {
@@ -73,7 +75,15 @@ impl OAuthState {
             issuer,
             resource,
             documents: DocumentFetcher::for_public_url(public_url),
+            revoked: None,
         }
+    }
+
+    /// The live revocation set of the proxy: a token revoked at `/revoke` is added to
+    /// it at once, so the next call with it is refused.
+    pub fn with_revoked(mut self, revoked: RevokedSet) -> Self {
+        self.revoked = Some(revoked);
+        self
     }
 
     /// The issuer identifier (`iss`).
@@ -818,6 +828,9 @@ async fn revoke_inner(
                 verified.identity.expires_at,
             )
             .await?;
+        if let Some(revoked) = &s.revoked {
+            revoked.insert(&verified.identity.revocation_ids);
+        }
         tracing::info!(client = %client.client_id, "access token revoked");
     }
     Ok(StatusCode::OK.into_response())

@@ -2,6 +2,8 @@
 //! kept until the token they belong to would have expired anyway.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
@@ -70,6 +72,67 @@ impl Revocations {
     }
 }
 
+/// The revoked ids every request to `/mcp` is checked against: a snapshot of
+/// [`Revocations::snapshot`], swapped whole on each refresh (readers take an `Arc`, never
+/// wait for the database). A revocation made by this process is added at once
+/// ([`RevokedSet::insert`]), so it takes effect on the very next call; one made by
+/// another replica arrives with the next refresh (the proxy refreshes every second).
+#[derive(Debug, Clone)]
+pub struct RevokedSet {
+    store: Revocations,
+    ids: Arc<RwLock<Arc<HashSet<String>>>>,
+    /// Ids inserted locally in the last [`LOCAL_MEMORY`]: a refresh whose read began
+    /// before their row was written must not drop them.
+    local: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+/// How long a locally inserted id is kept across refreshes regardless of the table.
+const LOCAL_MEMORY: Duration = Duration::from_secs(30);
+
+impl RevokedSet {
+    /// Loads the set from the database.
+    pub async fn load(db: Db, now: i64) -> Result<Self, StoreError> {
+        let store = Revocations::new(db);
+        let ids = store.snapshot(now).await?;
+        Ok(Self {
+            store,
+            ids: Arc::new(RwLock::new(Arc::new(ids))),
+            local: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Re-reads the set from the database.
+    pub async fn refresh(&self, now: i64) -> Result<(), StoreError> {
+        let mut fresh = self.store.snapshot(now).await?;
+        {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            local.retain(|(_, at)| at.elapsed() < LOCAL_MEMORY);
+            fresh.extend(local.iter().map(|(id, _)| id.clone()));
+        }
+        *self.ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// Adds ids revoked by this process (after writing them to the table), effective at
+    /// once.
+    pub fn insert(&self, revoked: &[String]) {
+        {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            let at = Instant::now();
+            local.extend(revoked.iter().map(|id| (id.clone(), at)));
+        }
+        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashSet::clone(&ids);
+        next.extend(revoked.iter().cloned());
+        *ids = Arc::new(next);
+    }
+
+    /// The current set (cheap: an `Arc`).
+    pub fn current(&self) -> Arc<HashSet<String>> {
+        self.ids.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +186,27 @@ mod tests {
         assert_eq!(revocations.purge(499).await.expect("purge"), 0);
         assert_eq!(revocations.purge(500).await.expect("purge"), 1);
         assert!(!revocations.any_revoked(&ids).await.expect("check"));
+    }
+
+    #[tokio::test]
+    async fn revoked_set_sees_local_inserts_at_once_and_other_writers_on_refresh() {
+        let f = fixture(1_000).await;
+        let set = RevokedSet::load(f.db.clone(), 1_000).await.expect("load");
+        assert!(set.current().is_empty());
+        // Another replica revokes a grant: seen after the next refresh.
+        Grants::new(f.db.clone())
+            .revoke(&f.grant.id, 1_010)
+            .await
+            .expect("revoke");
+        assert!(!set.current().contains(&f.grant.id));
+        set.refresh(1_020).await.expect("refresh");
+        assert!(set.current().contains(&f.grant.id));
+        // This process revokes a token: seen at once, and kept by a refresh that read
+        // the table before the row was written.
+        set.insert(&["beef".to_owned()]);
+        assert!(set.current().contains("beef"));
+        set.refresh(1_030).await.expect("refresh");
+        assert!(set.current().contains("beef"));
+        assert!(set.current().contains(&f.grant.id));
     }
 }

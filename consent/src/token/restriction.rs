@@ -39,6 +39,17 @@ impl Risk {
         }
     }
 
+    /// The class a tool's MCP annotations suggest: `readOnlyHint` → low,
+    /// `destructiveHint` → high, otherwise medium. Annotations are the upstream's claim,
+    /// not a fact: the effective class is the admin's to decide.
+    pub fn suggested(read_only: Option<bool>, destructive: Option<bool>) -> Self {
+        match (read_only, destructive) {
+            (Some(true), _) => Self::Low,
+            (_, Some(true)) => Self::High,
+            _ => Self::Medium,
+        }
+    }
+
     /// Parses `low`, `medium`, `high` or `critical`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {

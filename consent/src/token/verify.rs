@@ -12,7 +12,7 @@ use super::TokenError;
 use super::authorize::limits;
 use super::datalog;
 use super::keys::{KeyRefusal, KeyRing};
-use super::restriction::Restriction;
+use super::restriction::{CallArgs, ModelCall, Refusal, Restriction, Risk};
 
 /// Tokens longer than this are refused before parsing.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -99,6 +99,30 @@ impl VerifiedToken {
         let kid = biscuit.root_key_id().ok_or(TokenError::UnknownKey(None))?;
         let identity = identity_of(&biscuit, kid)?;
         Ok(Self { biscuit, identity })
+    }
+
+    /// Whether a listing should show `server.tool` of class `risk` to this token's agent:
+    /// every block that describes itself allows it by name, risk and time. Argument
+    /// constraints are left to the call (they depend on the arguments), and so is a block
+    /// without a description (its checks still decide every call): the listing never
+    /// hides a tool the token could call, and the call is always decided by
+    /// [`authorize`](super::authorize).
+    pub fn lists(&self, now: i64, server: &str, tool: &str, risk: Risk) -> bool {
+        let args = CallArgs::new();
+        let call = ModelCall {
+            now,
+            server,
+            tool,
+            risk,
+            args: &args,
+        };
+        self.identity.chain.iter().all(|block| {
+            block.restriction.as_ref().is_none_or(|r| {
+                r.refusals(&call)
+                    .iter()
+                    .all(|refusal| matches!(refusal, Refusal::Arg(_)))
+            })
+        })
     }
 
     /// The token as Datalog (biscuit's `print()`), for debugging and golden tests.

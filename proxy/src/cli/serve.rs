@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::app;
-use crate::config::{self, Config, Overrides};
+use crate::config::{self, Config, McpAuthorization, Overrides};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ServeArgs {
@@ -68,6 +68,7 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
         "SQLite"
     };
     let data_dir = config.server.data_dir.clone();
+    let authorization = config.mcp.authorization;
     let running = app::start(config).await?;
     let url = running.mcp_url();
     // The one line scripts wait for.
@@ -98,9 +99,17 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
             ),
         }
     }
-    eprintln!(
-        "  Agents need no token for /mcp yet: Warrant serves loopback only, and any local program can call its tools."
-    );
+    match authorization {
+        McpAuthorization::OAuth => eprintln!(
+            "  Agents connect with OAuth: a client that connects opens Warrant's consent page \
+             ({}) where a signed-in person approves it.",
+            running.public_url
+        ),
+        McpAuthorization::None => eprintln!(
+            "  mcp.authorization = \"none\": agents need no token, so Warrant serves loopback only \
+             and any local program can call every tool."
+        ),
+    }
     eprintln!(
         "  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}"
     );

@@ -78,6 +78,18 @@ pub struct McpConfig {
     pub page_size: usize,
     /// Protocol revisions offered to clients, oldest first.
     pub protocol_versions: Vec<String>,
+    /// Whether `/mcp` requires an access token.
+    pub authorization: McpAuthorization,
+}
+
+/// `mcp.authorization`: how agents prove who they act for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum McpAuthorization {
+    /// Every request carries a Warrant access token (OAuth 2.1 bearer, a Biscuit).
+    OAuth,
+    /// No token: anyone who can reach `/mcp` may call every tool. For development and
+    /// routing tests on loopback only (the configuration refuses it elsewhere).
+    None,
 }
 
 /// The protocol revisions Warrant serves to clients.
@@ -258,6 +270,9 @@ pub fn validate(
         }
         upstreams.push(upstream);
     }
+    if let Some(server) = &server {
+        check_exposure(server, &mcp, problems);
+    }
     if problems.is_empty() {
         Some(Config {
             server: server?,
@@ -268,6 +283,41 @@ pub fn validate(
         })
     } else {
         None
+    }
+}
+
+/// What listening beyond loopback requires: agents authenticate, and people and agents
+/// reach Warrant over HTTPS at a known URL (TLS ends in front of Warrant).
+fn check_exposure(server: &ServerConfig, mcp: &McpConfig, problems: &mut Vec<Problem>) {
+    let listen = server.listen;
+    if listen.ip().is_loopback() {
+        return;
+    }
+    if mcp.authorization == McpAuthorization::None {
+        problems.push(Problem::new(
+            "mcp.authorization",
+            format!(
+                "\"none\" lets anyone who reaches /mcp call every tool, so it is allowed only \
+                 on a loopback listen address, not on {listen}"
+            ),
+        ));
+    }
+    match &server.public_url {
+        None => problems.push(Problem::new(
+            "server.public_url",
+            format!(
+                "required when listening beyond loopback ({listen}): the https URL people and \
+                 agents use (TLS ends at the proxy or load balancer in front of Warrant)"
+            ),
+        )),
+        Some(url) if url.scheme() != "https" => problems.push(Problem::new(
+            "server.public_url",
+            format!(
+                "{url} must be https when listening beyond loopback ({listen}): sign-in \
+                 cookies and access tokens must not cross the network in clear"
+            ),
+        )),
+        Some(_) => {}
     }
 }
 
@@ -451,10 +501,22 @@ fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
             list
         }
     };
+    let authorization = match raw.authorization.as_deref() {
+        None | Some("oauth") => McpAuthorization::OAuth,
+        Some("none") => McpAuthorization::None,
+        Some(other) => {
+            problems.push(Problem::new(
+                "mcp.authorization",
+                format!("{other:?} is not a mode: \"oauth\" (the default) or \"none\""),
+            ));
+            McpAuthorization::OAuth
+        }
+    };
     McpConfig {
         separator,
         page_size,
         protocol_versions,
+        authorization,
     }
 }
 

@@ -92,6 +92,7 @@ pub struct RawMcp {
     pub separator: Option<String>,
     pub page_size: Option<u64>,
     pub protocol_versions: Option<Vec<String>>,
+    pub authorization: Option<String>,
 }
 
 /// `[upstreams.NAME]`: one downstream MCP server. The transport keys mirror the

@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
+use warrant_consent::token::Risk;
+
 use super::upstream::{Era, Upstream};
 
 /// Where an exposed name leads.
@@ -24,6 +26,8 @@ pub(crate) struct Route {
     /// The tool declares no `x-mcp-header` parameters (whose `Mcp-Param-*` headers rmcp
     /// validates), so the direct path may carry its calls.
     pub(crate) plain: bool,
+    /// The risk class calls are decided with (prompts: `low`).
+    pub(crate) risk: Risk,
 }
 
 #[derive(Default)]
@@ -76,12 +80,17 @@ impl Aggregate {
                 view.tools.push(exposed);
                 let plain = !serde_json::to_string(&tool.input_schema)
                     .is_ok_and(|schema| schema.contains("x-mcp-header"));
+                // What the annotations suggest, until classes are reviewed (the catalog).
+                let risk = tool.annotations.as_ref().map_or(Risk::Medium, |a| {
+                    Risk::suggested(a.read_only_hint, a.destructive_hint)
+                });
                 view.tool_routes.insert(
                     name,
                     Route {
                         upstream: upstream.clone(),
                         original: tool.name.to_string(),
                         plain,
+                        risk,
                     },
                 );
             }
@@ -100,6 +109,7 @@ impl Aggregate {
                         upstream: upstream.clone(),
                         original: prompt.name.clone(),
                         plain: true,
+                        risk: Risk::Low,
                     },
                 );
             }

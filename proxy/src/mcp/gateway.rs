@@ -19,8 +19,10 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::ToolRecord;
+use warrant_consent::token::call_args;
 
 use super::aggregate::Aggregate;
+use super::auth::{Authorized, Caller as TokenCaller, McpAuth, Refusal, step_up_scope};
 use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
 use super::message::Incoming;
@@ -48,6 +50,8 @@ struct Inner {
     /// Woken when a session is registered.
     registered: tokio::sync::Notify,
     direct: Arc<Direct>,
+    /// Token checks; `None` with `mcp.authorization = "none"`.
+    auth: Option<Arc<McpAuth>>,
     shutdown: CancellationToken,
 }
 
@@ -74,7 +78,7 @@ pub struct UpstreamStatus {
 
 impl Gateway {
     /// Builds the gateway for a configuration; nothing connects until [`Self::start`].
-    pub fn new(config: &Config, shutdown: CancellationToken) -> Self {
+    pub fn new(config: &Config, auth: Option<Arc<McpAuth>>, shutdown: CancellationToken) -> Self {
         let changes = Changes::new();
         let upstreams = config
             .upstreams
@@ -104,6 +108,7 @@ impl Gateway {
                 sessions: Mutex::new(HashMap::new()),
                 registered: tokio::sync::Notify::new(),
                 direct: Arc::default(),
+                auth,
                 shutdown,
             }),
         }
@@ -293,6 +298,44 @@ impl Gateway {
             .to_owned()
     }
 
+    pub(super) fn auth(&self) -> Option<&Arc<McpAuth>> {
+        self.inner.auth.as_ref()
+    }
+
+    /// Decides a `tools/call` at the edge, where a refusal can still be an HTTP 403
+    /// with a step-up challenge. Returns what was authorized (for the handler and the
+    /// direct path), `None` for a name that routes nowhere yet (the handler decides
+    /// once it has settled), or the refusal.
+    pub(crate) async fn authorize_call(
+        &self,
+        auth: &McpAuth,
+        caller: &TokenCaller,
+        era: Era,
+        name: &str,
+        arguments: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<Option<Authorized>, Refusal> {
+        // An upstream still starting may not be in the view yet: wait for it as the
+        // handler would, so that the refusal can still be an HTTP 403.
+        let view = self.settled_view(era, |v| v.tool(name).is_some()).await;
+        let Some(route) = view.tool(name) else {
+            return Ok(None);
+        };
+        let server = route.upstream.name();
+        let args = arguments.map(call_args).unwrap_or_default();
+        let decision = auth.decide(caller, server, &route.original, route.risk, args);
+        if decision.allow {
+            Ok(Some(Authorized {
+                server: server.to_owned(),
+                tool: route.original.clone(),
+            }))
+        } else {
+            Err(Refusal::Insufficient {
+                decision,
+                scope: step_up_scope(server, &route.original),
+            })
+        }
+    }
+
     pub(super) fn separator(&self) -> &str {
         &self.inner.separator
     }
@@ -415,6 +458,16 @@ impl Gateway {
         let view = self.view(caller.era);
         let route = view.tool(&call.name)?;
         if !route.plain {
+            return None;
+        }
+        // Only a call the edge authorized for this very route (the view may have changed
+        // since): anything else goes the rmcp way, where the handler decides.
+        if self.inner.auth.is_some()
+            && !parts
+                .extensions
+                .get::<Authorized>()
+                .is_some_and(|a| a.server == route.upstream.name() && a.tool == route.original)
+        {
             return None;
         }
         let lane = route.upstream.lane(caller.era).clone();

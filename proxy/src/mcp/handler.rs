@@ -26,7 +26,12 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use warrant_consent::token::{CallArgs, Risk, call_args};
+
 use super::aggregate::{Aggregate, page};
+use super::auth::{
+    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, step_up_scope,
+};
 use super::error::GatewayError;
 use super::gateway::{Gateway, era_of, unexpected};
 use super::upstream::{Change, Era, Upstream};
@@ -34,19 +39,92 @@ use std::sync::Arc;
 
 impl Gateway {
     /// One page of a list of the client's era, once its upstreams have settled.
+    /// One page of a list of the client's era, once its upstreams have settled, with
+    /// only the items the caller's token lets it use: `shown(view, item, may)` where
+    /// `may(server, tool, risk)` asks the token.
     async fn listing<T: Clone>(
         &self,
         request: Option<PaginatedRequestParams>,
         context: &RequestContext<RoleServer>,
         items: impl Fn(&Aggregate) -> &[T],
+        shown: impl Fn(&Aggregate, &T, &dyn Fn(&str, &str, Risk) -> bool) -> bool,
     ) -> Result<(Vec<T>, Option<String>), ErrorData> {
         let era = era_of(context);
         self.settle_for_listing(era).await;
         let view = self.view(era);
         let cursor = request.and_then(|r| r.cursor);
-        page(items(&view), cursor.as_deref(), self.page_size())
+        let all = items(&view);
+        let Some(auth) = self.auth() else {
+            return page(all, cursor.as_deref(), self.page_size())
+                .map_err(|c| GatewayError::InvalidCursor(c).into());
+        };
+        let caller = token_caller(context).ok_or_else(no_token)?;
+        let may = |server: &str, tool: &str, risk: Risk| auth.lists(&caller, server, tool, risk);
+        let visible: Vec<T> = all
+            .iter()
+            .filter(|item| shown(&view, item, &may))
+            .cloned()
+            .collect();
+        page(&visible, cursor.as_deref(), self.page_size())
             .map_err(|c| GatewayError::InvalidCursor(c).into())
     }
+
+    /// Asks the caller's token about a request the edge did not decide; a refusal is
+    /// a JSON-RPC error with [`NOT_PERMITTED`] naming what would be needed.
+    pub(super) fn permit(
+        &self,
+        context: &RequestContext<RoleServer>,
+        server: &str,
+        tool: &str,
+        risk: Risk,
+        args: CallArgs,
+    ) -> Result<(), ErrorData> {
+        let Some(auth) = self.auth() else {
+            return Ok(());
+        };
+        let parts = context.extensions.get::<http::request::Parts>();
+        if parts
+            .and_then(|p| p.extensions.get::<Authorized>())
+            .is_some_and(|a| a.server == server && a.tool == tool)
+        {
+            return Ok(());
+        }
+        let caller = token_caller(context).ok_or_else(no_token)?;
+        let decision = auth.decide(&caller, server, tool, risk, args);
+        if decision.allow {
+            return Ok(());
+        }
+        let scope = step_up_scope(server, tool);
+        Err(ErrorData::new(
+            NOT_PERMITTED,
+            decision.reason,
+            Some(serde_json::json!({ "scope": scope, "failedChecks": decision.failed_checks })),
+        ))
+    }
+}
+
+/// The tool name that stands for "the whole server" in a decision: prompts, resources
+/// and completions are granted with their server (a pattern like `github.*` or `*`),
+/// never by a tool-name pattern.
+const SERVER_WIDE: &str = "*";
+
+/// The verified token of the request behind `context` (set by the edge).
+fn token_caller(context: &RequestContext<RoleServer>) -> Option<TokenCaller> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<TokenCaller>())
+        .cloned()
+}
+
+/// With authorization on, a request without a verified token never gets past the
+/// edge; should one reach a handler anyway, it is refused.
+fn no_token() -> ErrorData {
+    ErrorData::new(
+        NOT_AUTHENTICATED,
+        "no verified access token came with this request",
+        None,
+    )
 }
 
 /// `"complete"` on a result that has no `resultType` (an upstream before 2026-07-28).
@@ -109,7 +187,17 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (items, next) = self.listing(request, &context, |v| &v.tools).await?;
+        let (items, next) = self
+            .listing(
+                request,
+                &context,
+                |v| &v.tools,
+                |v, tool, may| {
+                    v.tool(&tool.name)
+                        .is_some_and(|r| may(r.upstream.name(), &r.original, r.risk))
+                },
+            )
+            .await?;
         let mut result = ListToolsResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
@@ -129,6 +217,18 @@ impl ServerHandler for Gateway {
                 .unknown(&name, GatewayError::UnknownTool(name.clone()))
                 .into());
         };
+        let args = request
+            .arguments
+            .as_ref()
+            .map(call_args)
+            .unwrap_or_default();
+        self.permit(
+            &context,
+            route.upstream.name(),
+            &route.original,
+            route.risk,
+            args,
+        )?;
         request.name = route.original.clone().into();
         let sent = self
             .send_answering(&route.upstream, &context, |answers| {
@@ -156,7 +256,17 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let (items, next) = self.listing(request, &context, |v| &v.prompts).await?;
+        let (items, next) = self
+            .listing(
+                request,
+                &context,
+                |v| &v.prompts,
+                |v, prompt, may| {
+                    v.prompt(&prompt.name)
+                        .is_some_and(|r| may(r.upstream.name(), SERVER_WIDE, Risk::Low))
+                },
+            )
+            .await?;
         let mut result = ListPromptsResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
@@ -176,6 +286,13 @@ impl ServerHandler for Gateway {
                 .unknown(&name, GatewayError::UnknownPrompt(name.clone()))
                 .into());
         };
+        self.permit(
+            &context,
+            route.upstream.name(),
+            SERVER_WIDE,
+            Risk::Low,
+            CallArgs::new(),
+        )?;
         request.name = route.original.clone();
         let sent = self
             .send_answering(&route.upstream, &context, |answers| {
@@ -202,7 +319,17 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let (items, next) = self.listing(request, &context, |v| &v.resources).await?;
+        let (items, next) = self
+            .listing(
+                request,
+                &context,
+                |v| &v.resources,
+                |v, resource, may| {
+                    v.resource(&resource.uri)
+                        .is_some_and(|u| may(u.name(), SERVER_WIDE, Risk::Low))
+                },
+            )
+            .await?;
         let mut result = ListResourcesResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
@@ -213,7 +340,17 @@ impl ServerHandler for Gateway {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let (items, next) = self.listing(request, &context, |v| &v.templates).await?;
+        let (items, next) = self
+            .listing(
+                request,
+                &context,
+                |v| &v.templates,
+                |v, template, may| {
+                    v.template(&template.uri_template)
+                        .is_some_and(|u| may(u.name(), SERVER_WIDE, Risk::Low))
+                },
+            )
+            .await?;
         let mut result = ListResourceTemplatesResult::with_all_items(items);
         result.next_cursor = next;
         Ok(result)
@@ -228,6 +365,13 @@ impl ServerHandler for Gateway {
         self.settled_view(era, |v| v.resource(&request.uri).is_some())
             .await;
         let upstream = self.resource_upstream(era, &request.uri)?;
+        self.permit(
+            &context,
+            upstream.name(),
+            SERVER_WIDE,
+            Risk::Low,
+            CallArgs::new(),
+        )?;
         let sent = self
             .send_answering(&upstream, &context, |answers| {
                 let mut read = request.clone();
@@ -254,6 +398,13 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let upstream = self.resource_upstream(era_of(&context), &request.uri)?;
+        self.permit(
+            &context,
+            upstream.name(),
+            SERVER_WIDE,
+            Risk::Low,
+            CallArgs::new(),
+        )?;
         upstream.subscribe(
             &request.uri,
             &Gateway::session_id(&context),
@@ -302,6 +453,13 @@ impl ServerHandler for Gateway {
                 .into());
             }
         };
+        self.permit(
+            &context,
+            upstream.name(),
+            SERVER_WIDE,
+            Risk::Low,
+            CallArgs::new(),
+        )?;
         let forwarded = ClientRequest::CompleteRequest(CompleteRequest::new(request));
         match self.send(&upstream, forwarded, &context, false).await? {
             ServerResult::CompleteResult(mut r) => {

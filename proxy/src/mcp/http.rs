@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use super::auth::{Caller, McpAuth, Refusal};
 use super::message::{Incoming, NotAMessage};
+use super::upstream::Era;
 use crate::config::Config;
 
 /// JSON-RPC code of the 2026-07-28 `UnsupportedProtocolVersionError`.
@@ -25,6 +27,7 @@ const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
 const FIRST_STATELESS_REVISION: &str = "2026-07-28";
 static MCP_PROTOCOL_VERSION: http::HeaderName =
     http::HeaderName::from_static("mcp-protocol-version");
+static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// The `/mcp` router (to be nested by the application).
 pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) -> axum::Router {
@@ -43,12 +46,16 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         .with_allowed_hosts(server.allowed_hosts.clone())
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(server.max_body_bytes)
-        .with_cancellation_token(shutdown)
+        .with_cancellation_token(shutdown.clone())
         .with_legacy_session_mode(true);
     let sessions = Arc::new(LocalSessionManager::default());
+    let shutdown_bindings = shutdown;
     let handler = gateway.clone();
     let rmcp =
         StreamableHttpService::new(move || Ok(handler.clone()), sessions.clone(), rmcp_config);
+    if let Some(auth) = gateway.auth() {
+        forget_ended_sessions(auth.clone(), sessions.clone(), shutdown_bindings);
+    }
     let edge = Arc::new(Edge {
         versions: config.mcp.protocol_versions.clone(),
         max_body_bytes: server.max_body_bytes,
@@ -183,6 +190,17 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
             return rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, text, None);
         }
     };
+    let mut parts = parts;
+    let caller = match edge.gateway.auth() {
+        None => None,
+        Some(auth) => match authenticate(auth, &edge.gateway, &mut parts, message.as_ref()).await {
+            Ok(caller) => Some(caller),
+            Err(refusal) => {
+                let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
+                return auth.refuse(&refusal, id);
+            }
+        },
+    };
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers
@@ -229,6 +247,7 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         (None, None) => Body::empty(),
     };
     let method = parts.method.clone();
+    let session = parts.headers.get(&MCP_SESSION_ID).cloned();
     let mut response = edge
         .rmcp
         .handle(Request::from_parts(parts, body))
@@ -239,7 +258,98 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     if method == http::Method::DELETE && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::OK;
     }
+    if let (Some(auth), Some(caller)) = (edge.gateway.auth(), &caller) {
+        match (&session, response.headers().get(&MCP_SESSION_ID)) {
+            // A session just started: it belongs to this token's subject.
+            (None, Some(started)) => {
+                if let Ok(id) = started.to_str() {
+                    auth.bind_session(id.to_owned(), caller);
+                }
+            }
+            (Some(ended), _)
+                if method == http::Method::DELETE && response.status().is_success() =>
+            {
+                if let Ok(id) = ended.to_str() {
+                    auth.forget_session(id);
+                }
+            }
+            _ => {}
+        }
+    }
     response
+}
+
+/// The token checks of a request: its caller (into the request's extensions), the
+/// session's subject, and for a `tools/call` the decision (an HTTP 403 with a
+/// step-up challenge when the token does not cover it).
+async fn authenticate(
+    auth: &McpAuth,
+    gateway: &Gateway,
+    parts: &mut http::request::Parts,
+    message: Option<&Incoming<'_>>,
+) -> Result<Caller, Refusal> {
+    let caller = auth.authenticate(&parts.headers)?;
+    let session = parts
+        .headers
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok());
+    if let Some(session) = session {
+        auth.check_session(session, &caller)?;
+    }
+    if let Some(message) = message
+        && message.method.as_deref() == Some("tools/call")
+        && let Some(params) = message.params
+        && let Ok(call) = serde_json::from_str::<CallHead>(params.get())
+    {
+        // A request without a session is a 2026-07-28 one; the handler decides what
+        // the edge cannot route yet.
+        let era = if session.is_some() {
+            Era::Legacy
+        } else {
+            Era::Modern
+        };
+        if let Some(authorized) = gateway
+            .authorize_call(auth, &caller, era, &call.name, call.arguments.as_ref())
+            .await?
+        {
+            parts.extensions.insert(authorized);
+        }
+    }
+    parts.extensions.insert(caller.clone());
+    Ok(caller)
+}
+
+/// What the edge reads of a `tools/call` to decide it.
+#[derive(serde::Deserialize)]
+struct CallHead {
+    name: String,
+    #[serde(default)]
+    arguments: Option<serde_json::Map<String, Value>>,
+}
+
+/// Drops the session bindings of sessions that ended or expired, once a minute.
+fn forget_ended_sessions(
+    auth: Arc<McpAuth>,
+    sessions: Arc<LocalSessionManager>,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let alive: std::collections::HashSet<String> = sessions
+                .sessions
+                .read()
+                .await
+                .keys()
+                .map(ToString::to_string)
+                .collect();
+            auth.retain_sessions(|id| alive.contains(id));
+        }
+    });
 }
 
 /// A request body within `limit` bytes (`axum::body::to_bytes` without its buffer

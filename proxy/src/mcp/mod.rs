@@ -4,6 +4,7 @@
 //! the only module that uses `rmcp` types; see `README.md` beside it for the bridging.
 
 mod aggregate;
+pub mod auth;
 mod client;
 mod connect;
 pub mod demo;
@@ -16,5 +17,6 @@ mod message;
 mod sse;
 mod upstream;
 
+pub use auth::{Caller, McpAuth};
 pub use gateway::{Gateway, Observer, UpstreamStatus};
 pub use upstream::Health;

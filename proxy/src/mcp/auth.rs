@@ -1,0 +1,331 @@
+//! Who is calling `/mcp`: the access token on every request, and what it allows.
+//!
+//! With `mcp.authorization = "oauth"` (the default) every request — POST, GET, DELETE —
+//! carries `Authorization: Bearer <Warrant access token>`. The edge ([`super::http`])
+//! verifies it before anything else ([`McpAuth::authenticate`]): signature chain, key id,
+//! expiry, audience (this gateway's `/mcp`), and revocation of the token, of any of its
+//! blocks and of its grant (a [`RevokedSet`] refreshed every second, updated at once by
+//! revocations made here). The verified token rides in the request's extensions as a
+//! [`Caller`], so the handlers, the direct path, enforcement and the ledger all know the
+//! human, the agent and the chain of subagents behind every request.
+//!
+//! A refusal is a 401 with `WWW-Authenticate: Bearer resource_metadata=…` (RFC 9728) so
+//! that a client can find the authorization server; a call the token does not cover is a
+//! 403 `insufficient_scope` naming the tool (step-up: the client asks the human again
+//! with that scope), or, where the HTTP status is already sent, a JSON-RPC error with
+//! [`NOT_PERMITTED`] and the same words.
+//!
+//! Sessions of the older revisions are bound to the token's subject (user and agent)
+//! when they start: another agent's token cannot use them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use rmcp::model::ErrorCode;
+use serde_json::{Value, json};
+use warrant_consent::oauth::RevokedSet;
+use warrant_consent::token::{
+    CallArgs, CallFacts, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
+};
+use warrant_idp::clock::Clock;
+
+/// JSON-RPC code of a call the caller's token, grant or ceiling does not allow.
+pub const NOT_PERMITTED: ErrorCode = ErrorCode(-32010);
+/// JSON-RPC code in the body of a 401: no access token, or one that is not accepted.
+pub const NOT_AUTHENTICATED: ErrorCode = ErrorCode(-32011);
+/// The scope every Warrant access token carries; tool scopes are `tool:<server>.<tool>`.
+pub const BASE_SCOPE: &str = "mcp";
+
+/// The verified token behind a request, in the request's extensions.
+#[derive(Clone)]
+pub struct Caller {
+    pub token: Arc<VerifiedToken>,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user", &self.token.identity.user)
+            .field("agent", &self.token.identity.agent)
+            .field("grant", &self.token.identity.grant)
+            .field("chain", &self.token.identity.chain.len())
+            .finish()
+    }
+}
+
+/// A `tools/call` the edge already authorized (so the handler need not run the same
+/// decision again): the upstream and the tool's name there.
+#[derive(Clone, Debug)]
+pub(crate) struct Authorized {
+    pub(crate) server: String,
+    pub(crate) tool: String,
+}
+
+/// Whom a legacy session belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Subject {
+    user: String,
+    agent: String,
+}
+
+/// Token checks for `/mcp`.
+pub struct McpAuth {
+    verifier: Verifier,
+    revoked: RevokedSet,
+    clock: Arc<dyn Clock>,
+    /// The canonical URL of `/mcp`: every token's audience.
+    resource: String,
+    /// The protected resource metadata URL, for challenges.
+    metadata_url: String,
+    sessions: Mutex<HashMap<String, Subject>>,
+}
+
+/// Why a request to `/mcp` is refused before it reaches the protocol layer.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A bearer token that is not accepted, with why.
+    Invalid(TokenError),
+    /// A session started with another subject's token.
+    OtherSubject,
+    /// The token does not cover the call.
+    Insufficient { decision: Decision, scope: String },
+}
+
+impl McpAuth {
+    pub fn new(
+        verifier: Verifier,
+        revoked: RevokedSet,
+        clock: Arc<dyn Clock>,
+        issuer: &str,
+    ) -> Self {
+        Self {
+            verifier,
+            revoked,
+            clock,
+            resource: format!("{issuer}/mcp"),
+            metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
+    /// The caller of a request, from its `Authorization` header.
+    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Refusal> {
+        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(Refusal::Missing);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(Refusal::Missing)?;
+        let now = self.now();
+        let revoked = self.revoked.current();
+        let token = self
+            .verifier
+            .verify_unrevoked(token, now, &*revoked)
+            .map_err(Refusal::Invalid)?;
+        token
+            .identity
+            .require_audience(&self.resource)
+            .map_err(Refusal::Invalid)?;
+        Ok(Caller { token })
+    }
+
+    /// Checks that a legacy session is used by the subject that started it. An unknown
+    /// session id is left to the protocol layer (its 404).
+    pub(crate) fn check_session(&self, session: &str, caller: &Caller) -> Result<(), Refusal> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match sessions.get(session) {
+            Some(subject) if *subject != subject_of(caller) => Err(Refusal::OtherSubject),
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds a session that just started to its caller.
+    pub(crate) fn bind_session(&self, session: String, caller: &Caller) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.insert(session, subject_of(caller));
+    }
+
+    pub(crate) fn forget_session(&self, session: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(session);
+    }
+
+    /// Keeps the bindings of sessions that still exist.
+    pub(crate) fn retain_sessions(&self, alive: impl Fn(&str) -> bool) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|id, _| alive(id));
+    }
+
+    /// Decides a call of `server`'s `tool` (its name upstream) by the caller's token.
+    pub(crate) fn decide(
+        &self,
+        caller: &Caller,
+        server: &str,
+        tool: &str,
+        risk: Risk,
+        args: CallArgs,
+    ) -> Decision {
+        let facts = CallFacts {
+            now: self.now(),
+            resource: self.resource.clone(),
+            server: server.to_owned(),
+            tool: tool.to_owned(),
+            risk,
+            ceiling: None,
+            args,
+        };
+        let decision = authorize(&caller.token, &facts);
+        let identity = &caller.token.identity;
+        if decision.allow {
+            tracing::debug!(user = %identity.user, agent = %identity.agent, grant = %identity.grant, server, tool, "call allowed");
+        } else {
+            tracing::info!(user = %identity.user, agent = %identity.agent, grant = %identity.grant, server, tool, reason = %decision.reason, "call refused");
+        }
+        decision
+    }
+
+    /// Whether a listing shows `server`'s `tool` to the caller (see
+    /// [`VerifiedToken::lists`]).
+    pub(crate) fn lists(&self, caller: &Caller, server: &str, tool: &str, risk: Risk) -> bool {
+        caller.token.lists(self.now(), server, tool, risk)
+    }
+
+    /// The HTTP answer to a refusal; `id` is the JSON-RPC id of the request, if any.
+    pub(crate) fn refuse(&self, refusal: &Refusal, id: Value) -> Response {
+        let (status, error, description, scope, code) = match refusal {
+            Refusal::Missing => (
+                StatusCode::UNAUTHORIZED,
+                None,
+                "authorization required: send a Warrant access token as \
+                 `Authorization: Bearer …` (the resource metadata names the \
+                 authorization server)"
+                    .to_owned(),
+                BASE_SCOPE.to_owned(),
+                NOT_AUTHENTICATED.0,
+            ),
+            Refusal::Invalid(e) => (
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                invalid_text(e),
+                BASE_SCOPE.to_owned(),
+                NOT_AUTHENTICATED.0,
+            ),
+            Refusal::OtherSubject => (
+                StatusCode::FORBIDDEN,
+                Some("invalid_token"),
+                "this session was started by another agent or user: start a new session \
+                 (initialize) with this token"
+                    .to_owned(),
+                BASE_SCOPE.to_owned(),
+                NOT_PERMITTED.0,
+            ),
+            Refusal::Insufficient { decision, scope } => (
+                StatusCode::FORBIDDEN,
+                Some("insufficient_scope"),
+                decision.reason.clone(),
+                scope.clone(),
+                NOT_PERMITTED.0,
+            ),
+        };
+        let mut challenge = format!(
+            "Bearer resource_metadata=\"{}\", scope=\"{}\"",
+            self.metadata_url,
+            quoted(&scope)
+        );
+        if let Some(error) = error {
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{}\"",
+                quoted(&description)
+            ));
+        }
+        let mut data = json!({ "scope": scope });
+        if let Refusal::Insufficient { decision, .. } = refusal {
+            data["failedChecks"] = json!(decision.failed_checks);
+        }
+        let body = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": { "code": code, "message": description, "data": data },
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// The scope a refused call would need: the base scope and the tool.
+pub(crate) fn step_up_scope(server: &str, tool: &str) -> String {
+    format!("{BASE_SCOPE} tool:{server}.{tool}")
+}
+
+fn subject_of(caller: &Caller) -> Subject {
+    Subject {
+        user: caller.token.identity.user.clone(),
+        agent: caller.token.identity.agent.clone(),
+    }
+}
+
+/// What a client should do about a token that was not accepted.
+fn invalid_text(error: &TokenError) -> String {
+    let what = error.to_string();
+    match error {
+        TokenError::Expired(_) => format!("{what}: refresh it or authorize again"),
+        TokenError::Revoked => format!("{what}: the person must approve this agent again"),
+        TokenError::WrongAudience { .. } => {
+            format!("{what}: ask for a token with this server's resource")
+        }
+        _ => format!("{what}: authorize again"),
+    }
+}
+
+/// Text fit for a quoted-string in a `WWW-Authenticate` parameter: printable ASCII
+/// without `"` and `\` (RFC 6750 §3 allows no more in `error_description`).
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_text_is_plain_ascii_without_quotes() {
+        assert_eq!(
+            quoted("tool \"x\" — a\\b"),
+            "tool 'x' ? a'b",
+            "quotes, backslashes and non-ASCII are replaced"
+        );
+    }
+
+    #[test]
+    fn step_up_scope_names_the_tool() {
+        assert_eq!(
+            step_up_scope("demo", "delete_all_notes"),
+            "mcp tool:demo.delete_all_notes"
+        );
+    }
+}

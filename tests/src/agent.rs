@@ -1,0 +1,230 @@
+//! An agent getting an access token the way an MCP client does: dynamic registration,
+//! `/authorize` with PKCE answered on the consent screen by a signed-in person, and the
+//! code exchanged at `/token`. Also a shortcut for tests that need a particular grant
+//! (deny patterns, argument constraints): the grant and the code are written through
+//! the consent stores, as the consent screen writes them, and the code is still
+//! exchanged at the real `/token`.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use warrant_consent::grants::{Grants, NewGrant};
+use warrant_consent::oauth::{Codes, NewCode};
+
+use crate::TestGateway;
+use crate::web::Browser;
+
+/// A PKCE pair (RFC 7636 appendix B).
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+/// A loopback redirect URI like the ones real clients use (any port matches).
+pub const REDIRECT: &str = "http://127.0.0.1:51234/callback";
+
+/// What `/token` issued.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub client_id: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Registers a public client (RFC 7591) with a loopback redirect; returns its id.
+pub async fn register_public(gw: &TestGateway, name: &str) -> String {
+    let response = http()
+        .post(format!("{}/register", gw.public_url()))
+        .json(&json!({"client_name": name, "redirect_uris": ["http://127.0.0.1/callback"]}))
+        .send()
+        .await
+        .expect("register");
+    let (status, client) = json_of(response).await;
+    assert_eq!(status, 201, "{client}");
+    client["client_id"].as_str().expect("client_id").to_owned()
+}
+
+/// The `/authorize` path an agent sends a person to (scope `mcp` unless `extra` says).
+pub fn authorize_path(client_id: &str, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "st-123");
+    if !extra.iter().any(|(k, _)| *k == "scope") {
+        query.append_pair("scope", "mcp");
+    }
+    for (k, v) in extra {
+        query.append_pair(k, v);
+    }
+    format!("/authorize?{}", query.finish())
+}
+
+/// The query of a redirect to the agent, as pairs.
+pub fn query_of(location: &str) -> HashMap<String, String> {
+    let url = url::Url::parse(location).expect("an absolute redirect");
+    url.query_pairs().into_owned().collect()
+}
+
+/// The consent form's hidden fields (the request, and the CSRF token).
+pub fn consent_fields(body: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for chunk in body.split("<input type=\"hidden\" name=\"").skip(1) {
+        let Some((name, rest)) = chunk.split_once('"') else {
+            continue;
+        };
+        let Some(value) = rest
+            .split("value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+        else {
+            continue;
+        };
+        fields.push((name.to_owned(), crate::web::unescape(value)));
+    }
+    fields
+}
+
+/// POSTs to `/token`.
+pub async fn token_request(gw: &TestGateway, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/token", gw.public_url()))
+        .form(form)
+        .send()
+        .await
+        .expect("token");
+    json_of(response).await
+}
+
+/// Exchanges a code issued for [`REDIRECT`] with [`VERIFIER`].
+pub async fn exchange(gw: &TestGateway, client_id: &str, code: &str) -> Tokens {
+    let (status, body) = token_request(
+        gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("client_id", client_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Tokens {
+        client_id: client_id.to_owned(),
+        access: body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_owned(),
+    }
+}
+
+/// The person signed in to `browser` answers the consent screen of `client_id` with
+/// `choices` (e.g. `("servers", "all")`); the agent gets its code back and exchanges it.
+/// `extra` goes into the authorization request (a `scope`, say).
+pub async fn approve(
+    gw: &TestGateway,
+    browser: &Browser,
+    client_id: &str,
+    extra: &[(&str, &str)],
+    choices: &[(&str, &str)],
+) -> Tokens {
+    let page = browser
+        .get(&authorize_path(client_id, REDIRECT, extra))
+        .await;
+    let location = match page.location() {
+        // A live grant covers the request: straight back to the agent.
+        Some(location) => location,
+        None => {
+            assert_eq!(page.status, 200, "the consent screen: {}", page.body);
+            let mut fields = consent_fields(&page.body);
+            fields.push(("decision".into(), "approve".into()));
+            for (k, v) in choices {
+                fields.push(((*k).into(), (*v).into()));
+            }
+            let form: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let back = browser.post_form("/authorize", &form).await;
+            back.location()
+                .unwrap_or_else(|| panic!("back to the agent: {} {}", back.status, back.body))
+        }
+    };
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let code = query_of(&location)
+        .get("code")
+        .cloned()
+        .unwrap_or_else(|| panic!("a code in {location}"));
+    exchange(gw, client_id, &code).await
+}
+
+/// A grant as the consent screen would store it (any patterns), and a token for it
+/// from the real `/token`.
+pub async fn token_for_grant(
+    gw: &TestGateway,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+    allow: &[&str],
+    deny: &[&str],
+) -> Tokens {
+    let now = unix_now();
+    let grant = Grants::new(gw.running.db.clone())
+        .create(
+            &NewGrant {
+                user_id: user_id.to_owned(),
+                client_id: client_id.to_owned(),
+                resource: resource.to_owned(),
+                allow: allow.iter().map(|s| (*s).to_owned()).collect(),
+                deny: deny.iter().map(|s| (*s).to_owned()).collect(),
+                max_risk: None,
+                expires_at: now + 3600,
+            },
+            now,
+        )
+        .await
+        .expect("grant");
+    let code = Codes::new(gw.running.db.clone())
+        .issue(
+            &NewCode {
+                client_id: client_id.to_owned(),
+                user_id: user_id.to_owned(),
+                grant_id: grant.id.clone(),
+                redirect_uri: REDIRECT.into(),
+                code_challenge: CHALLENGE.into(),
+                resource: resource.to_owned(),
+                scope: None,
+            },
+            now,
+        )
+        .await
+        .expect("code");
+    exchange(gw, client_id, &code).await
+}
