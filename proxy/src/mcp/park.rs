@@ -252,6 +252,11 @@ impl Call {
                 Ok(None) | Err(_) => break,
             }
         }
+        if self.task.is_finished() {
+            // The call ended meanwhile (its timeout, say): its requests are moot.
+            let joined = (&mut self.task).await;
+            return Step::Done(Box::new(self.joined(joined)));
+        }
         let mut requests = InputRequests::new();
         let mut pending = Vec::with_capacity(asks.len());
         for (i, ask) in asks.into_iter().enumerate() {
@@ -513,6 +518,67 @@ mod tests {
             park.resume(&state, &binding("t", None), InputResponses::new()),
             Err(GatewayError::InputRoundExpired)
         ));
+    }
+
+    fn accept(keys: &[&str]) -> InputResponses {
+        keys.iter()
+            .map(|k| {
+                let answer = serde_json::json!({"action": "accept", "content": {"k": k}});
+                ((*k).to_owned(), answer)
+            })
+            .collect()
+    }
+
+    /// Requests that arrive together go out in one round; one asked after an answer
+    /// makes a round of its own, under a new state.
+    #[tokio::test]
+    async fn requests_together_share_a_round_and_later_ones_get_another() {
+        let park = Arc::new(Park::default());
+        let mut call = Call::spawn(
+            "up",
+            ClientCapabilities::default(),
+            Duration::from_secs(30),
+            |asker, _cancel| async move {
+                let (a, b) = tokio::join!(asker.ask(elicit_request()), asker.ask(elicit_request()));
+                let c = asker.ask(elicit_request()).await;
+                let all = [a, b, c]
+                    .iter()
+                    .all(|r| matches!(r, Ok(ClientResult::ElicitResult(_))));
+                Ok(ServerResult::CallToolResult(CallToolResult::success(vec![
+                    rmcp::model::ContentBlock::text(format!("answered: {all}")),
+                ])))
+            },
+        );
+        let Step::Asked(requests, pending) = call.next().await else {
+            panic!("the call asks first");
+        };
+        assert_eq!(
+            requests.keys().collect::<Vec<_>>(),
+            ["elicitation-1", "elicitation-2"]
+        );
+        let first = park.park(binding("t", None), call, pending);
+        let mut call = park
+            .resume(
+                &first,
+                &binding("t", None),
+                accept(&["elicitation-1", "elicitation-2"]),
+            )
+            .expect("resumes");
+        let Step::Asked(requests, pending) = call.next().await else {
+            panic!("the call asks again");
+        };
+        assert_eq!(requests.len(), 1);
+        let second = park.park(binding("t", None), call, pending);
+        assert_ne!(first, second);
+        let mut call = park
+            .resume(&second, &binding("t", None), accept(&["elicitation-1"]))
+            .expect("resumes");
+        let Step::Done(done) = call.next().await else {
+            panic!("the call completes");
+        };
+        let text = serde_json::to_string(&(*done).expect("a result")).expect("json");
+        assert!(text.contains("answered: true"), "{text}");
+        assert_eq!(park.len(), 0);
     }
 
     #[test]
