@@ -132,7 +132,7 @@ impl ServerHandler for Gateway {
                 .into());
         };
         request.name = route.original.clone().into();
-        if era == Era::Modern {
+        if era == Era::Modern && (request.request_state.is_some() || can_be_asked(&context)) {
             let lane = route.upstream.ready(era).await?;
             if lane.era == Era::Legacy {
                 return self.call_parking(&name, lane, request, &context).await;
@@ -482,6 +482,15 @@ impl Gateway {
             }
         }
     }
+}
+
+/// Whether a 2026-07-28 client declared a capability an upstream may ask it to use
+/// mid-call; one that declared none is never asked, so its call needs no parking.
+fn can_be_asked(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .meta
+        .client_capabilities()
+        .is_some_and(|c| c.elicitation.is_some() || c.sampling.is_some() || c.roots.is_some())
 }
 
 /// The `tools/call` response for what an upstream answered.

@@ -51,8 +51,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::error::GatewayError;
 
 /// How long the gateway waits, after an upstream's request, for others that arrive
-/// together with it (so that they go to the client in one round).
-const GATHER: Duration = Duration::from_millis(10);
+/// together with it (so that they go to the client in one round). A request that misses
+/// the window goes in the next round: slower, not wrong.
+const GATHER: Duration = Duration::from_millis(3);
 /// The most input requests one round carries; further ones wait for the next round.
 const MAX_PER_ROUND: usize = 16;
 /// How long past its deadline an entry may stay (the call's own timeout fires first).
@@ -579,6 +580,36 @@ mod tests {
         let text = serde_json::to_string(&(*done).expect("a result")).expect("json");
         assert!(text.contains("answered: true"), "{text}");
         assert_eq!(park.len(), 0);
+    }
+
+    /// The client's answers are read as the result type of the upstream's request.
+    #[test]
+    fn answers_are_read_as_the_requests_result_type() {
+        let roots = Kind::Roots
+            .answer(serde_json::json!({"roots": [{"uri": "file:///work", "name": "work"}]}))
+            .expect("roots");
+        assert!(matches!(roots, ClientResult::ListRootsResult(r) if r.roots.len() == 1));
+        let sampled = Kind::Sampling
+            .answer(serde_json::json!({
+                "role": "assistant", "model": "m",
+                "content": {"type": "text", "text": "Paris"}
+            }))
+            .expect("sampling");
+        assert!(matches!(sampled, ClientResult::CreateMessageResult(r) if r.model == "m"));
+        let elicited = Kind::Elicitation
+            .answer(serde_json::json!({"action": "decline"}))
+            .expect("elicitation");
+        assert!(matches!(elicited, ClientResult::ElicitResult(_)));
+        assert!(
+            Kind::Roots
+                .answer(serde_json::json!({"action": "accept"}))
+                .is_err()
+        );
+        assert!(
+            Kind::Elicitation
+                .answer(serde_json::json!({"roots": []}))
+                .is_err()
+        );
     }
 
     #[test]
