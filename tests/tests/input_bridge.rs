@@ -348,24 +348,28 @@ async fn a_parked_call_expires_with_the_upstream_call_timeout() {
 }
 
 /// Without the capability in its `_meta`, the client is not asked (nothing is parked):
-/// the upstream's request is refused with the reason, which the fixture reports.
+/// the upstream's request is refused with the reason, which the fixture reports. Both
+/// for a client that declared nothing (its call is not even run for parking) and for
+/// one that declared another capability (parked calls check what it declared).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_2026_client_without_the_capability_is_not_asked() {
     let gateway = TestGateway::start(&stdio_config(""), Backend::current()).await;
     let raw = Raw::new(&gateway.url());
-    let response = modern_call(
-        &raw,
-        1,
-        "fx__test_elicitation",
-        json!({"arguments": {"message": "hi"}}),
-        json!({}),
-    )
-    .await;
-    assert_eq!(response["result"]["resultType"], "complete", "{response}");
-    assert!(
-        text(&response).contains("did not declare the elicitation capability"),
-        "{response}"
-    );
-    assert_eq!(gateway.running.gateway.parked_calls(), 0);
+    for (id, caps) in [(1, json!({})), (2, json!({"sampling": {}}))] {
+        let response = modern_call(
+            &raw,
+            id,
+            "fx__test_elicitation",
+            json!({"arguments": {"message": "hi"}}),
+            caps,
+        )
+        .await;
+        assert_eq!(response["result"]["resultType"], "complete", "{response}");
+        assert!(
+            text(&response).contains("did not declare the elicitation capability"),
+            "{response}"
+        );
+        assert_eq!(gateway.running.gateway.parked_calls(), 0);
+    }
     gateway.stop().await;
 }
