@@ -5,7 +5,9 @@
 //! Those are routed to the downstream request that caused them: the upstream request
 //! they arrived with (Streamable HTTP marks it), or else the only request in flight on
 //! that upstream. A request back to a client that did not declare the capability is
-//! refused with a clear error instead of being sent where it cannot be answered.
+//! refused with a clear error instead of being sent where it cannot be answered. A
+//! 2026-07-28 client, which has no session to be asked on, gets the request as the
+//! `InputRequiredResult` of its call while the call waits, parked ([`super::park`]).
 
 // Sampling, roots, logging and resources/subscribe are deprecated in 2026-07-28, but the
 // clients and servers of earlier revisions still use them, so the gateway carries them.
@@ -84,11 +86,16 @@ impl UpstreamClient {
                 None,
             ));
         };
-        let capable = origin
-            .downstream
-            .peer_info()
-            .map(|info| declared(&info.capabilities))
-            .unwrap_or(false);
+        // A 2026-07-28 client has no session to be asked on: the call is parked and
+        // the request becomes its `InputRequiredResult` (see `mcp::park`).
+        let capable = match &origin.park {
+            Some(asker) => declared(asker.capabilities()),
+            None => origin
+                .downstream
+                .peer_info()
+                .map(|info| declared(&info.capabilities))
+                .unwrap_or(false),
+        };
         if !capable {
             return Err(ErrorData::invalid_request(
                 format!("the client did not declare the {what} capability"),
@@ -96,6 +103,10 @@ impl UpstreamClient {
             ));
         }
         let request = build(OriginatingRequestId(origin.downstream_request.clone()));
+        if let Some(asker) = &origin.park {
+            tracing::debug!(upstream = %upstream.name(), what, "parking the call for the client's input");
+            return asker.ask(request).await;
+        }
         tracing::debug!(upstream = %upstream.name(), what, "forwarding a request to the client");
         origin
             .downstream

@@ -39,6 +39,22 @@ pub enum GatewayError {
     Cancelled,
     #[error("{0}")]
     NotSupported(String),
+    /// A retry names a `requestState` the gateway does not hold (any more).
+    #[error(
+        "the input round of this call has expired or is unknown (a call waiting for input \
+         lasts at most its upstream's call timeout): make the call again, without \
+         requestState and inputResponses"
+    )]
+    InputRoundExpired,
+    /// A retry names a `requestState` issued for another tool or another caller.
+    #[error(
+        "this requestState was issued for another call (another tool or caller): retry \
+         with the same tool, or make the call again without requestState"
+    )]
+    InputRoundMismatch,
+    /// A retry lacks a well-formed answer to one of the call's input requests.
+    #[error("inputResponses[{key:?}]: {reason}; answer every request of inputRequests")]
+    InputResponse { key: String, reason: String },
 }
 
 impl From<GatewayError> for ErrorData {
@@ -68,6 +84,12 @@ impl From<GatewayError> for ErrorData {
                 Some(json!({ "upstream": upstream, "timeoutMs": after.as_millis() as u64 })),
             ),
             GatewayError::Cancelled => ErrorData::new(REQUEST_CANCELLED, message, None),
+            GatewayError::InputRoundExpired | GatewayError::InputRoundMismatch => {
+                ErrorData::invalid_params(message, None)
+            }
+            GatewayError::InputResponse { key, .. } => {
+                ErrorData::invalid_params(message, Some(json!({ "inputResponse": key })))
+            }
             GatewayError::NotSupported(_) => {
                 ErrorData::new(ErrorCode::METHOD_NOT_FOUND, message, None)
             }

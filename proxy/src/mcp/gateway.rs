@@ -26,6 +26,7 @@ use super::auth::{Authorized, Caller as TokenCaller, McpAuth, Refusal, step_up_s
 use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
 use super::message::Incoming;
+use super::park::Park;
 use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
 
@@ -52,6 +53,8 @@ struct Inner {
     direct: Arc<Direct>,
     /// Token checks; `None` with `mcp.authorization = "none"`.
     auth: Option<Arc<McpAuth>>,
+    /// Calls of 2026-07-28 clients parked while a legacy upstream waits for input.
+    park: Arc<Park>,
     shutdown: CancellationToken,
 }
 
@@ -109,6 +112,7 @@ impl Gateway {
                 registered: tokio::sync::Notify::new(),
                 direct: Arc::default(),
                 auth,
+                park: Arc::default(),
                 shutdown,
             }),
         }
@@ -170,6 +174,16 @@ impl Gateway {
     /// How many `tools/call` requests took the direct data path so far.
     pub fn direct_calls(&self) -> u64 {
         self.inner.direct.calls()
+    }
+
+    /// How many calls of 2026-07-28 clients are parked, waiting for the client's
+    /// input on behalf of a legacy upstream (see `mcp/park.rs`).
+    pub fn parked_calls(&self) -> usize {
+        self.inner.park.len()
+    }
+
+    pub(super) fn park(&self) -> &Arc<Park> {
+        &self.inner.park
     }
 
     pub fn status(&self) -> Vec<UpstreamStatus> {
@@ -278,6 +292,7 @@ impl Gateway {
             downstream: context.peer.clone(),
             downstream_request: context.id.clone(),
             downstream_progress: context.meta.get_progress_token(),
+            park: None,
         });
         lane.forward(
             request,
@@ -471,6 +486,11 @@ impl Gateway {
             return None;
         }
         let lane = route.upstream.lane(caller.era).clone();
+        // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller
+        // of an upstream that speaks only the legacy era (served on its legacy lane) off
+        // the direct path: a request that upstream sends back mid-call needs the call
+        // parked and turned into an `InputRequiredResult`, which the rmcp path does
+        // (`mcp::park`). A modern lane sends no requests back.
         if lane.era != caller.era {
             return None;
         }
@@ -501,7 +521,10 @@ pub(super) fn era_of(context: &RequestContext<RoleServer>) -> Era {
 /// its identity (the gateway is the upstream's client). To a 2026-07-28 lane the
 /// client's declared capabilities go along, so the upstream asks only for input the
 /// client can give; a legacy lane has no use for per-request protocol metadata.
-fn upstream_meta(context: &RequestContext<RoleServer>, lane: Era) -> Option<RequestMetaObject> {
+pub(super) fn upstream_meta(
+    context: &RequestContext<RoleServer>,
+    lane: Era,
+) -> Option<RequestMetaObject> {
     let mut meta = context.meta.clone();
     let map = &mut meta.0.0;
     map.remove("progressToken");

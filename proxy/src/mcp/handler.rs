@@ -14,14 +14,14 @@ use std::borrow::Cow;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest, CompleteRequest,
     CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams,
-    GetPromptResponse, Implementation, InputRequest, InputRequests, InputResponses,
-    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-    PaginatedRequestParams, PromptListChangedNotification, ProtocolVersion, ReadResourceRequest,
-    ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceListChangedNotification,
-    ResultType, ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, ServerResult,
-    SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
-    SubscriptionFilter, Tool, ToolListChangedNotification, UnsubscribeRequest,
-    UnsubscribeRequestParams,
+    GetPromptResponse, Implementation, InputRequest, InputRequests, InputRequiredResult,
+    InputResponses, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, PromptListChangedNotification, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+    ResourceListChangedNotification, ResultType, ServerCapabilities, ServerConfig,
+    ServerNotification, ServerRequest, ServerResult, SetLevelRequest, SetLevelRequestParams,
+    SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, Tool,
+    ToolListChangedNotification, UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -33,8 +33,9 @@ use super::auth::{
     Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, step_up_scope,
 };
 use super::error::GatewayError;
-use super::gateway::{Gateway, era_of, unexpected};
-use super::upstream::{Change, Era, Upstream};
+use super::gateway::{Gateway, era_of, unexpected, upstream_meta};
+use super::park::{self, Call, Step};
+use super::upstream::{Change, Era, Inflight, Lane, Upstream};
 use std::sync::Arc;
 
 impl Gateway {
@@ -208,8 +209,9 @@ impl ServerHandler for Gateway {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let era = era_of(&context);
         let view = self
-            .settled_view(era_of(&context), |v| v.tool(&request.name).is_some())
+            .settled_view(era, |v| v.tool(&request.name).is_some())
             .await;
         let name = request.name.to_string();
         let Some(route) = view.tool(&name) else {
@@ -230,6 +232,12 @@ impl ServerHandler for Gateway {
             args,
         )?;
         request.name = route.original.clone().into();
+        if era == Era::Modern && (request.request_state.is_some() || can_be_asked(&context)) {
+            let lane = route.upstream.ready(era).await?;
+            if lane.era == Era::Legacy {
+                return self.call_parking(&name, lane, request, &context).await;
+            }
+        }
         let sent = self
             .send_answering(&route.upstream, &context, |answers| {
                 let mut call = request.clone();
@@ -240,15 +248,7 @@ impl ServerHandler for Gateway {
                 ClientRequest::CallToolRequest(CallToolRequest::new(call))
             })
             .await?;
-        match sent {
-            ServerResult::CallToolResult(mut r) => {
-                complete(&mut r.result_type);
-                Ok(CallToolResponse::Complete(r))
-            }
-            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
-            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
-            _ => Err(unexpected(route.upstream.name(), "tools/call")),
-        }
+        tool_response(route.upstream.name(), sent)
     }
 
     async fn list_prompts(
@@ -571,6 +571,96 @@ impl Gateway {
             reason: format!("it still asked for input after {MAX_INPUT_ROUNDS} rounds"),
         }
         .into())
+    }
+}
+
+impl Gateway {
+    /// A `tools/call` of a 2026-07-28 client to an upstream served on its legacy lane.
+    /// Such an upstream asks for input with requests mid-call, which that client cannot
+    /// receive: the call runs in a task of its own, and when the upstream asks, the
+    /// call is parked and the client gets the requests as an `InputRequiredResult`; its
+    /// retry (`inputResponses` and the `requestState`) resumes the call (`mcp::park`).
+    async fn call_parking(
+        &self,
+        tool: &str,
+        lane: Arc<Lane>,
+        mut request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let bind = park::binding(tool, context.extensions.get::<http::request::Parts>());
+        // A legacy upstream knows nothing of input responses: they are the gateway's.
+        let responses = request.input_responses.take();
+        let call = match request.request_state.take() {
+            Some(state) => self
+                .park()
+                .resume(&state, &bind, responses.unwrap_or_default())?,
+            None => {
+                let capabilities = context.meta.client_capabilities().unwrap_or_default();
+                let meta = upstream_meta(context, lane.era);
+                let (peer, id) = (context.peer.clone(), context.id.clone());
+                let progress = context.meta.get_progress_token();
+                let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
+                let timeout = lane.shared.config.call_timeout;
+                let name = lane.name().to_owned();
+                Call::spawn(&name, capabilities, timeout, move |asker, cancel| {
+                    let origin = Inflight {
+                        downstream: peer,
+                        downstream_request: id,
+                        downstream_progress: progress,
+                        park: Some(asker),
+                    };
+                    async move { lane.forward(forwarded, Some(origin), meta, &cancel).await }
+                })
+            }
+        };
+        self.drive(bind, call, context).await
+    }
+
+    /// Waits for a call of [`Self::call_parking`] to end (its result) or to ask for
+    /// input (parked; an `InputRequiredResult`). A client that goes away meanwhile
+    /// cancels the call upstream.
+    async fn drive(
+        &self,
+        bind: String,
+        mut call: Call,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let step = tokio::select! {
+            step = call.next() => step,
+            () = context.ct.cancelled() => return Err(GatewayError::Cancelled.into()),
+        };
+        match step {
+            Step::Done(result) => tool_response(call.upstream(), (*result)?),
+            Step::Asked(requests, pending) => {
+                let state = self.park().park(bind, call, pending);
+                Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+                    Some(requests),
+                    Some(state),
+                )))
+            }
+        }
+    }
+}
+
+/// Whether a 2026-07-28 client declared a capability an upstream may ask it to use
+/// mid-call; one that declared none is never asked, so its call needs no parking.
+fn can_be_asked(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .meta
+        .client_capabilities()
+        .is_some_and(|c| c.elicitation.is_some() || c.sampling.is_some() || c.roots.is_some())
+}
+
+/// The `tools/call` response for what an upstream answered.
+fn tool_response(upstream: &str, sent: ServerResult) -> Result<CallToolResponse, ErrorData> {
+    match sent {
+        ServerResult::CallToolResult(mut r) => {
+            complete(&mut r.result_type);
+            Ok(CallToolResponse::Complete(r))
+        }
+        ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+        ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+        _ => Err(unexpected(upstream, "tools/call")),
     }
 }
 

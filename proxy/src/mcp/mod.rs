@@ -14,6 +14,7 @@ pub mod gateway;
 mod handler;
 pub mod http;
 mod message;
+mod park;
 mod sse;
 mod upstream;
 

@@ -602,6 +602,7 @@ fn track(
         downstream: peer,
         downstream_request,
         downstream_progress: token,
+        park: None,
     };
     let count = lane.track(id.clone(), key.clone(), origin);
     Some((id, key, count))

@@ -26,6 +26,7 @@ use super::super::client::UpstreamClient;
 use super::super::connect::{self, ConnectError};
 use super::super::direct::{SessionSlot, Target};
 use super::super::error::GatewayError;
+use super::super::park::Asker;
 use super::{Change, Era, Health, LaneError, Shared};
 
 /// What an upstream offers, as last listed.
@@ -45,6 +46,9 @@ pub(crate) struct Inflight {
     pub(crate) downstream: Peer<RoleServer>,
     pub(crate) downstream_request: RequestId,
     pub(crate) downstream_progress: Option<ProgressToken>,
+    /// For a 2026-07-28 client on a legacy lane: where the upstream's requests go
+    /// instead (they become the call's `InputRequiredResult`, see `mcp::park`).
+    pub(crate) park: Option<Arc<Asker>>,
 }
 
 /// A call in flight and the count of its notifications.
