@@ -266,6 +266,11 @@ async fn an_agent_known_by_its_metadata_document_gets_a_token_through_the_consen
         page.contains("127.0.0.1 (this computer)"),
         "the redirect host"
     );
+    assert!(
+        page.contains("Warrant cannot tell\nwhich program that is"),
+        "a loopback redirect is flagged for a document agent: {}",
+        page.body
+    );
     assert_eq!(
         site.hits(),
         1,
@@ -448,6 +453,7 @@ secret = {{ file = {:?} }}
         !page.contains("identified by"),
         "not a metadata document agent"
     );
+    assert!(!page.contains("cannot tell"));
     let (status, body) = token(&gw, &code_form(&code, Some("ci-agent")), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(agent_of(&gw, &body), "ci-agent");

@@ -694,12 +694,15 @@ pub async fn find_client(
         None if fetch_new == FetchNew::No => return Ok(None),
         None => None,
     };
-    match fetcher.fetch(client_id).await {
+    let started = std::time::Instant::now();
+    let result = fetcher.fetch(client_id).await;
+    let elapsed_ms = started.elapsed().as_millis();
+    match result {
         Ok(fetched) => {
             let client = clients
                 .store_document(&fetched.client, now, now + fetched.fresh_secs)
                 .await?;
-            tracing::info!(client = %client_id, fresh_secs = fetched.fresh_secs, "client metadata document fetched");
+            tracing::info!(client = %client_id, fresh_secs = fetched.fresh_secs, elapsed_ms, "client metadata document fetched");
             Ok(Some(client))
         }
         Err(e) if e.is_transient() => {
@@ -709,7 +712,7 @@ pub async fn find_client(
                 .map(|t| t + STALE_GRACE_SECS);
             match (cached, grace_ends) {
                 (Some(c), Some(end)) if now < end => {
-                    tracing::warn!(client = %client_id, error = %e, detail = ?e, grace_ends = end,
+                    tracing::warn!(client = %client_id, error = %e, detail = ?e, grace_ends = end, elapsed_ms,
                         "client metadata document could not be fetched again; using the cached copy");
                     Ok(Some(c))
                 }
