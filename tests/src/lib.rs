@@ -196,6 +196,18 @@ impl TestGateway {
     }
 }
 
+/// The Python of the test virtualenv (tests/python/.venv: the MCP SDK, the SMTP server,
+/// the Biscuit library), installed by scripts/test.sh.
+pub fn python() -> PathBuf {
+    let python = repo_root().join("tests/python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test.sh, which installs tests/python/requirements.txt",
+        python.display()
+    );
+    python
+}
+
 /// A TOML table for a stdio upstream running one of our fixture binaries.
 pub fn stdio_upstream(name: &str, bin: &str, args: &[&str]) -> String {
     let path = workspace_bin(bin);

@@ -11,7 +11,6 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use crate::peers::ChildGuard;
-use crate::repo_root;
 
 /// One message as delivered.
 #[derive(Debug, Clone)]
@@ -61,16 +60,6 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-fn python() -> PathBuf {
-    let python = repo_root().join("tests/python/.venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/test.sh, which installs tests/python/requirements.txt",
-        python.display()
-    );
-    python
-}
-
 impl SmtpSink {
     /// Starts the server and waits until it accepts connections.
     pub async fn start() -> Self {
@@ -79,7 +68,7 @@ impl SmtpSink {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new(python())
+            let mut child = Command::new(crate::python())
                 .args(["-m", "aiosmtpd", "-n", "-l"])
                 .arg(format!("127.0.0.1:{port}"))
                 .args(["-c", "aiosmtpd.handlers.Mailbox"])

@@ -698,3 +698,45 @@ async fn step_up_asks_the_person_for_the_missing_tool() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_block_appended_with_the_python_biscuit_library_is_honoured() {
+    let gw = gateway().await;
+    let (_browser, tokens) = approved_agent(&gw).await;
+    let output = tokio::process::Command::new(warrant_e2e::python())
+        .arg(warrant_e2e::repo_root().join("tests/python/attenuate.py"))
+        .arg(&tokens.access)
+        .arg(format!("{}/.well-known/warrant-keys.json", gw.public_url()))
+        .args(["demo", "read_note", "300"])
+        .output()
+        .await
+        .expect("run attenuate.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sub = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let chain = &gw
+        .running
+        .verifier
+        .verify(&sub, unix_now())
+        .expect("the narrowed token verifies")
+        .identity
+        .chain;
+    assert_eq!(chain.len(), 3, "authority, consent and the Python block");
+
+    let reply = call(&gw, Some(&sub), "demo__read_note", json!({"title": "x"})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = call(&gw, Some(&sub), "demo__send_payment", send_payment()).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let failed = reply.response(7)["error"]["data"]["failedChecks"].to_string();
+    assert!(
+        failed.contains("block 2") && failed.contains("read_note"),
+        "the refusal shows the Python block's check: {failed}"
+    );
+    gw.stop().await;
+}
