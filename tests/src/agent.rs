@@ -228,3 +228,162 @@ pub async fn token_for_grant(
         .expect("code");
     exchange(gw, client_id, &code).await
 }
+
+/// The person signed in to `browser` opens `authorize_url` (the whole URL an agent asked
+/// them to open) and approves it with `choices` (e.g. `("servers", "all")`); returns the
+/// redirect back to the agent, its `Location`, not yet followed.
+pub async fn consent_to(
+    browser: &Browser,
+    authorize_url: &str,
+    choices: &[(&str, &str)],
+) -> String {
+    let page = browser.get(authorize_url).await;
+    if let Some(location) = page.location() {
+        // A live grant covers the request: straight back to the agent.
+        return location;
+    }
+    assert_eq!(page.status, 200, "the consent screen: {}", page.body);
+    let mut fields = consent_fields(&page.body);
+    fields.push(("decision".into(), "approve".into()));
+    for (k, v) in choices {
+        fields.push(((*k).into(), (*v).into()));
+    }
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let back = browser.post_form("/authorize", &form).await;
+    back.location()
+        .unwrap_or_else(|| panic!("back to the agent: {} {}", back.status, back.body))
+}
+
+/// The browser follows the redirect back to an agent's loopback callback: a plain GET
+/// (no cookies: the callback is another site); the status and body it answered.
+pub async fn deliver(location: &str) -> (u16, String) {
+    let response = http()
+        .get(location)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the agent's callback {location} answers: {e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// An agent program (an official SDK client, the Inspector, the conformance suite)
+/// running as a child process in a process group of its own: its standard output read
+/// line by line as it prints (it prints the URL a person must open, then waits), its
+/// standard error kept for the failure message. The whole group is killed on drop.
+pub struct AgentProcess {
+    child: tokio::process::Child,
+    group: Option<u32>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Starts `command` (standard input closed).
+    pub fn spawn(mut command: tokio::process::Command) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
+        Self {
+            group: child.id(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// What it printed so far (both streams), for failure messages.
+    pub fn report(&self) -> String {
+        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        format!("--- stdout\n{}\n--- stderr\n{stderr}", self.seen.join("\n"))
+    }
+
+    /// The rest of the first line (from now on) that starts with `prefix`, waiting at
+    /// most `within`.
+    pub async fn line_starting(&mut self, prefix: &str, within: std::time::Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Ok(None) => panic!("it ended before printing {prefix:?}\n{}", self.report()),
+                Err(_) => panic!("no {prefix:?} line within {within:?}\n{}", self.report()),
+            }
+        }
+    }
+
+    /// Waits at most `within` for it to exit; its exit code, and everything it printed.
+    pub async fn finish(mut self, within: std::time::Duration) -> (Option<i32>, String) {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the agent"),
+            Err(_) => panic!("it did not exit within {within:?}\n{}", self.report()),
+        };
+        // The rest of its output (the pipe closes with the process).
+        let drain = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Ok(Some(line)) = tokio::time::timeout_at(drain, self.lines.recv()).await {
+            self.seen.push(line);
+        }
+        (status.code(), self.report())
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        // The group this process leads (a launcher's children too), by its id.
+        if let Some(pid) = self.group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A loopback port free at the time of asking (for a client that wants its callback
+/// address before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

