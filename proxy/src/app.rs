@@ -162,6 +162,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let shutdown = CancellationToken::new();
     spawn_revocation_refresher(&revoked, clock.clone(), shutdown.child_token());
+    spawn_key_reloader(&keys, shutdown.child_token());
     let auth = (authorization == McpAuthorization::OAuth).then(|| {
         Arc::new(McpAuth::new(
             verifier.clone(),
@@ -208,7 +209,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 clock.clone(),
                 &public_url,
             )
-            .with_revoked(revoked.clone()),
+            .with_revoked(revoked.clone())
+            .with_access_token_ttl(
+                i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            ),
         ))
         .merge(warrant_ui::router_with_consent(
             idp.clone(),
@@ -347,6 +351,36 @@ fn spawn_revocation_refresher(
         }
     });
 }
+
+/// Re-reads the signing keys every [`KEY_RELOAD`], so that a rotation made by
+/// `warrant keys rotate` (or on another replica) is used to sign and to verify without a
+/// restart: tokens signed with the new key verify here within that time, and the old key
+/// keeps verifying what it signed through its grace period.
+fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
+    let keys = keys.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_RELOAD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let before = keys.active_kid();
+            match keys.reload().await {
+                Ok(()) if keys.active_kid() != before => {
+                    tracing::info!(from = ?before, to = ?keys.active_kid(), "token signing key rotated");
+                }
+                Ok(()) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot reload the token signing keys"),
+            }
+        }
+    });
+}
+
+/// How often the signing keys are re-read.
+const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often the revocation list is re-read.
 const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);

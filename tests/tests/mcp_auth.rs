@@ -740,3 +740,23 @@ async fn a_block_appended_with_the_python_biscuit_library_is_honoured() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn access_tokens_live_as_configured() {
+    let config = format!(
+        "[oauth]\naccess_token_ttl = \"2m\"\n\n{}",
+        demo_upstream("demo")
+    );
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (_browser, tokens) = approved_agent(&gw).await;
+    let expires_at = gw
+        .running
+        .verifier
+        .verify(&tokens.access, unix_now())
+        .expect("verifies")
+        .identity
+        .expires_at;
+    let left = expires_at - unix_now();
+    assert!((110..=120).contains(&left), "{left} s left of 2 minutes");
+    gw.stop().await;
+}

@@ -32,8 +32,8 @@ use super::{
 use crate::grants::{Grant, Grants};
 use crate::token::{KeyRing, MintRequest, Restriction, Risk, ToolPattern, Verifier, mint};
 
-/// How long an access token lives (seconds). One place, configurable later.
-pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
+/// How long an access token lives by default (seconds): `oauth.access_token_ttl`.
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
 
 /// How many redirect URIs one registration may carry, and how long each may be.
 pub const MAX_REDIRECT_URIS: usize = 20;
@@ -53,6 +53,7 @@ pub struct OAuthState {
     resource: String,
     documents: DocumentFetcher,
     revoked: Option<RevokedSet>,
+    access_token_ttl: i64,
 }
 
 impl OAuthState {
@@ -76,7 +77,15 @@ impl OAuthState {
             resource,
             documents: DocumentFetcher::for_public_url(public_url),
             revoked: None,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_LIFETIME_SECS,
         }
+    }
+
+    /// How long the access tokens issued here live (seconds; their grant may end them
+    /// sooner). The key ring refuses lifetimes beyond its maximum.
+    pub fn with_access_token_ttl(mut self, secs: i64) -> Self {
+        self.access_token_ttl = secs;
+        self
     }
 
     /// The live revocation set of the proxy: a token revoked at `/revoke` is added to
@@ -740,7 +749,7 @@ fn mint_for(
     grant: &Grant,
     now: i64,
 ) -> Result<(String, i64, Vec<String>, i64), OAuthError> {
-    let expires_at = (now + ACCESS_TOKEN_LIFETIME_SECS).min(grant.expires_at);
+    let expires_at = (now + s.access_token_ttl).min(grant.expires_at);
     let patterns = |list: &[String]| -> Result<Vec<ToolPattern>, OAuthError> {
         list.iter()
             .map(|p| ToolPattern::parse(p).map_err(|e| OAuthError::server(&e)))

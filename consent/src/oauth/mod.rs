@@ -19,7 +19,7 @@ pub use clients::{
     Client, ClientKind, Clients, DocumentClient, NewClient, StaticClient, StaticSync,
 };
 pub use codes::{AuthCode, CodeError, Codes, NewCode};
-pub use http::{ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
+pub use http::{DEFAULT_ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
 pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
 pub use revocations::{Revocations, RevokedSet};
 
@@ -32,9 +32,8 @@ pub const CODE_LIFETIME_SECS: i64 = 60;
 pub async fn purge_expired(db: &warrant_idp::db::Db, now: i64) -> Result<u64, StoreError> {
     // A code is kept a while after it expires, so that a late replay still revokes what
     // it produced while those tokens live.
-    let codes = Codes::new(db.clone())
-        .purge(now - http::ACCESS_TOKEN_LIFETIME_SECS)
-        .await?;
+    let longest = i64::try_from(crate::token::DEFAULT_MAX_TOKEN_LIFETIME.as_secs()).unwrap_or(3600);
+    let codes = Codes::new(db.clone()).purge(now - longest).await?;
     let refresh = RefreshTokens::new(db.clone()).purge(now).await?;
     let revoked = Revocations::new(db.clone()).purge(now).await?;
     Ok(codes + refresh + revoked)

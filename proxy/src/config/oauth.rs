@@ -1,14 +1,18 @@
-//! `[oauth]`: Warrant's authorization server for agents. Today one table:
-//! `[oauth.clients.ID]`, agents the operator registers in advance (the conformance
+//! `[oauth]`: Warrant's authorization server for agents: how long access tokens live,
+//! and `[oauth.clients.ID]`, agents the operator registers in advance (the conformance
 //! suite's `--client-id`, CI agents, a backend with a secret). They are stored at start
 //! as static clients (`Clients::upsert_static`); one removed from the file stops working
 //! at the next start.
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use warrant_consent::oauth::StaticClient;
+use warrant_consent::oauth::http::DEFAULT_ACCESS_TOKEN_LIFETIME_SECS;
 use warrant_consent::oauth::http::{default_application_type, redirect_uris_problem};
+use warrant_consent::token::DEFAULT_MAX_TOKEN_LIFETIME;
 
 use super::Problem;
 use super::auth::secret;
@@ -18,6 +22,7 @@ use super::raw::ValueRef;
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOAuth {
+    pub access_token_ttl: Option<String>,
     #[serde(default)]
     pub clients: BTreeMap<String, RawStaticClient>,
 }
@@ -32,11 +37,27 @@ pub struct RawStaticClient {
 }
 
 /// The checked `[oauth]` section.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct OAuthConfig {
+    /// How long an access token lives (its grant may end it sooner).
+    pub access_token_ttl: Duration,
     /// Configured clients, in id order.
     pub clients: Vec<StaticClient>,
 }
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(
+                DEFAULT_ACCESS_TOKEN_LIFETIME_SECS.unsigned_abs(),
+            ),
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// The shortest access-token lifetime accepted.
+const MIN_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Whether `id` may name a configured client: what fits in a URL query unescaped, and
 /// never a URL (those name metadata documents).
@@ -49,12 +70,35 @@ fn is_client_id(id: &str) -> bool {
 }
 
 pub(super) fn validate_oauth(raw: RawOAuth, problems: &mut Vec<Problem>) -> OAuthConfig {
+    let default = OAuthConfig::default().access_token_ttl;
+    let access_token_ttl = super::duration(
+        raw.access_token_ttl,
+        "oauth.access_token_ttl",
+        default,
+        problems,
+    );
+    // A retired signing key verifies for this long after its retirement: no token may
+    // outlive that grace.
+    if access_token_ttl > DEFAULT_MAX_TOKEN_LIFETIME || access_token_ttl < MIN_ACCESS_TOKEN_TTL {
+        problems.push(Problem::new(
+            "oauth.access_token_ttl",
+            format!(
+                "must be between {} and {} (short-lived tokens: a revoked grant's last token \
+                 ends with it)",
+                humantime::format_duration(MIN_ACCESS_TOKEN_TTL),
+                humantime::format_duration(DEFAULT_MAX_TOKEN_LIFETIME)
+            ),
+        ));
+    }
     let clients = raw
         .clients
         .into_iter()
         .filter_map(|(id, c)| validate_client(id, c, problems))
         .collect();
-    OAuthConfig { clients }
+    OAuthConfig {
+        access_token_ttl,
+        clients,
+    }
 }
 
 fn validate_client(
@@ -199,5 +243,19 @@ mod tests {
         let e = toml::from_str::<RawOAuth>("[clients.a]\nredirect_uri = \"x\"\n")
             .expect_err("unknown key");
         assert!(e.message().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn access_tokens_live_ten_minutes_unless_configured_within_bounds() {
+        let (config, problems) = check("");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(600));
+        let (config, problems) = check("access_token_ttl = \"5m\"");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(300));
+        for bad in ["\"2h\"", "\"10s\"", "\"soon\""] {
+            let (_, problems) = check(&format!("access_token_ttl = {bad}"));
+            assert_eq!(paths(&problems), ["oauth.access_token_ttl"], "{bad}");
+        }
     }
 }
