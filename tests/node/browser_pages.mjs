@@ -111,6 +111,9 @@ try {
   if (authorizeUrl) {
     await page.goto(authorizeUrl);
     await page.waitForSelector('h1');
+    // Open the per-tool choices (when the catalog has the tools) to show them too.
+    const more = await page.$('details.tools summary');
+    if (more) await more.click();
     await shot(page, '7-consent');
     await page.click('button[name=decision][value=approve]', { noWaitAfter: true });
     for (let i = 0; i < 100 && !callback; i++) await page.waitForTimeout(100);

@@ -760,3 +760,77 @@ async fn access_tokens_live_as_configured() {
     assert!((110..=120).contains(&left), "{left} s left of 2 minutes");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_person_may_allow_single_tools_which_are_all_the_agent_sees() {
+    let gw = gateway().await;
+    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let client_id = register_public(&gw, "Cursor").await;
+    // The screen offers each server's tools as the catalog recorded them (recorded off
+    // the request path, so wait a moment for the first record).
+    let path = agent::authorize_path(&client_id, agent::REDIRECT, &[]);
+    let started = std::time::Instant::now();
+    let page = loop {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.contains("value=\"demo.read_note\"")
+            || started.elapsed() > std::time::Duration::from_secs(5)
+        {
+            break page;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("value=\"demo.read_note\""), "{}", page.body);
+    assert!(
+        page.contains("risk-high\">high</span>"),
+        "risk suggested by annotations: {}",
+        page.body
+    );
+    let tokens = approve(
+        &gw,
+        &browser,
+        &client_id,
+        &[],
+        &[
+            ("servers", "some"),
+            ("tool", "demo.read_note"),
+            ("tool", "demo.list_notes"),
+            ("tool", "demo.not_a_tool"),
+            ("duration", "1h"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        listed(&gw, &tokens.access).await,
+        ["demo__list_notes", "demo__read_note"]
+    );
+    let reply = call(&gw, Some(&tokens.access), "demo__list_notes", json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reply = call(
+        &gw,
+        Some(&tokens.access),
+        "demo__write_note",
+        json!({"title": "t", "body": "b"}),
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let grant = gw
+        .running
+        .verifier
+        .verify(&tokens.access, unix_now())
+        .expect("verifies")
+        .identity
+        .grant
+        .clone();
+    let stored = Grants::new(gw.running.db.clone())
+        .get(&grant)
+        .await
+        .expect("grant")
+        .expect("stored");
+    assert_eq!(
+        stored.allow,
+        ["demo.read_note", "demo.list_notes"],
+        "a name the catalog does not know is not granted"
+    );
+    gw.stop().await;
+}

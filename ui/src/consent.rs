@@ -16,13 +16,14 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::StatusCode;
+use warrant_consent::catalog::{Catalog, CatalogError};
 use warrant_consent::grants::{Grant, Grants, NewGrant};
 use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
 use warrant_consent::oauth::{
     CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, RevokedSet,
     StoreError, find_client,
 };
-use warrant_consent::token::ToolPattern;
+use warrant_consent::token::{Risk, ToolPattern};
 use warrant_idp::db::Db;
 
 use crate::UiState;
@@ -338,6 +339,63 @@ fn identified_by(client: &Client) -> Option<String> {
 
 struct ServerChoice {
     name: String,
+    /// Its tools as last seen, to choose one by one.
+    tools: Vec<ToolChoice>,
+}
+
+struct ToolChoice {
+    /// `server.tool`, the grant pattern.
+    id: String,
+    name: String,
+    title: Option<String>,
+    /// What the tool's annotations suggest.
+    risk: &'static str,
+}
+
+/// The configured servers with the tools the catalog last saw from each.
+async fn server_choices(ui: &ConsentUi) -> Result<Vec<ServerChoice>, StoreError> {
+    let catalog = Catalog::new(ui.db.clone());
+    let mut servers = Vec::with_capacity(ui.tool_servers.len());
+    for server in &ui.tool_servers {
+        let tools = catalog
+            .tools_of(server)
+            .await
+            .map_err(|e| match e {
+                CatalogError::Storage(e) => StoreError::Storage(e),
+                CatalogError::Encode { source, .. } => StoreError::Json {
+                    what: "a catalog tool",
+                    source,
+                },
+            })?
+            .into_iter()
+            // A name a grant pattern cannot state exactly is left to a server-wide choice.
+            .filter(|t| {
+                !t.name.contains('*') && ToolPattern::parse(&format!("{server}.{}", t.name)).is_ok()
+            })
+            .map(|t| ToolChoice {
+                id: format!("{server}.{}", t.name),
+                risk: suggested_risk(t.annotations.as_deref()).name(),
+                name: t.name,
+                title: t.title,
+            })
+            .collect();
+        servers.push(ServerChoice {
+            name: server.clone(),
+            tools,
+        });
+    }
+    Ok(servers)
+}
+
+/// The risk class a tool's stored annotations suggest.
+fn suggested_risk(annotations: Option<&str>) -> Risk {
+    let hints: serde_json::Value = annotations
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
+    Risk::suggested(
+        hints["readOnlyHint"].as_bool(),
+        hints["destructiveHint"].as_bool(),
+    )
 }
 
 struct DurationChoice {
@@ -445,11 +503,10 @@ async fn authorize(
         asks_more: !live.is_empty(),
         tools: more,
         scope: c.scope.clone(),
-        servers: ui
-            .tool_servers
-            .iter()
-            .map(|name| ServerChoice { name: name.clone() })
-            .collect(),
+        servers: match server_choices(ui).await {
+            Ok(servers) => servers,
+            Err(e) => return Ok(Refusal::Store(e).into_response()),
+        },
         durations: DURATIONS
             .iter()
             .map(|(value, label, _)| DurationChoice {
@@ -502,13 +559,26 @@ async fn decide(
     } else {
         vec!["*".to_owned()]
     };
-    // Tools the request named and the person ticked.
+    // Tools the person ticked: ones the request named, or, choosing servers, single
+    // tools of a server (as the catalog knows them).
     let requested = requested_tools(c.scope.as_deref());
-    allow.extend(
-        p.iter()
-            .filter(|(k, v)| k == "tool" && requested.contains(v))
-            .map(|(_, v)| v.clone()),
-    );
+    let some = one(&p, "servers") == Some("some");
+    let known = if some {
+        match server_choices(ui).await {
+            Ok(servers) => servers
+                .into_iter()
+                .flat_map(|s| s.tools.into_iter().map(|t| t.id))
+                .collect(),
+            Err(e) => return Ok(Refusal::Store(e).into_response()),
+        }
+    } else {
+        Vec::new()
+    };
+    for (_, tool) in p.iter().filter(|(k, _)| k == "tool") {
+        if (requested.contains(tool) || known.contains(tool)) && !allow.contains(tool) {
+            allow.push(tool.clone());
+        }
+    }
     let at = now();
     let grants = Grants::new(ui.db.clone());
     let replaced = match grants
