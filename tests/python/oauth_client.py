@@ -1,7 +1,7 @@
 """The official Python MCP SDK client with its OAuth provider, driven by Warrant's
 end-to-end tests as a person would drive a desktop agent.
 
-    python oauth_client.py MCP_URL MODE TOOL JSON_ARGS
+    python oauth_client.py MCP_URL MODE TOOL JSON_ARGS [THEN_TOOL THEN_JSON_ARGS]
 
 MODE is the SDK's: "legacy", "2026-07-28" or "auto". The client meets a 401, discovers
 the protected resource and the authorization server, registers itself (RFC 7591) with
@@ -10,6 +10,10 @@ URL: it prints "AUTHORIZE <url>" on one line and waits (at most a minute) for th
 browser to come back to its callback. It then exchanges the code, lists the tools,
 calls TOOL and prints one line "RESULT <json>": the negotiated protocol version, the
 tool names, the text of the result, the client id and the `iss` of the redirect.
+
+THEN_TOOL is called next, in the same session: a tool the person has not approved yet
+gets a 403 insufficient_scope, and the SDK asks the person again (step-up): a second
+"AUTHORIZE <url>" line, a second trip through the callback. Its result is "then".
 """
 import asyncio
 import json
@@ -47,10 +51,11 @@ class Memory(TokenStorage):
 
 
 class Callback:
-    """A loopback listener (RFC 8252 section 7.3) for the one redirect back."""
+    """A loopback listener (RFC 8252 section 7.3) for the redirects back."""
 
     def __init__(self) -> None:
-        self.arrived: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        self.arrived: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        self.last: dict[str, str] = {}
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -71,11 +76,15 @@ class Callback:
                      + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
         await writer.drain()
         writer.close()
-        if found and not self.arrived.done():
-            self.arrived.set_result({k: v[0] for k, v in parse_qs(url.query).items()})
+        if found:
+            self.arrived.put_nowait({k: v[0] for k, v in parse_qs(url.query).items()})
 
 
-async def main(url: str, mode: str, tool: str, arguments: dict) -> None:
+def texts_of(result) -> list[str]:
+    return [c.text for c in result.content if c.type == "text"]
+
+
+async def main(url: str, mode: str, tool: str, arguments: dict, then: tuple[str, dict] | None) -> None:
     callback = Callback()
     await callback.start()
     redirect_uri = f"http://127.0.0.1:{callback.port}/callback"
@@ -85,7 +94,8 @@ async def main(url: str, mode: str, tool: str, arguments: dict) -> None:
         print(f"AUTHORIZE {authorization_url}", flush=True)
 
     async def callback_handler() -> AuthorizationCodeResult:
-        params = await asyncio.wait_for(callback.arrived, 60)
+        params = await asyncio.wait_for(callback.arrived.get(), 60)
+        callback.last = params
         if "error" in params:
             raise RuntimeError(f"the authorization server refused: {params}")
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
@@ -107,22 +117,27 @@ async def main(url: str, mode: str, tool: str, arguments: dict) -> None:
         async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
             tools = await client.list_tools()
             result = await client.call_tool(tool, arguments)
-            texts = [c.text for c in result.content if c.type == "text"]
-            iss = callback.arrived.result().get("iss") if callback.arrived.done() else None
+            report = {}
+            if then is not None:
+                second = await client.call_tool(then[0], then[1])
+                report["then"] = {"text": texts_of(second), "isError": bool(second.is_error)}
             print("RESULT " + json.dumps({
+                **report,
                 "protocolVersion": str(client.protocol_version),
                 "tools": [t.name for t in tools.tools],
-                "text": texts,
+                "text": texts_of(result),
                 "isError": bool(result.is_error),
                 "clientId": storage.client.client_id if storage.client else None,
                 "tokenType": storage.tokens.token_type if storage.tokens else None,
-                "iss": iss,
+                "iss": callback.last.get("iss"),
             }), flush=True)
     if callback.server:
         callback.server.close()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
-        sys.exit("usage: oauth_client.py MCP_URL MODE TOOL JSON_ARGS")
-    asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])), 90))
+    if len(sys.argv) not in (5, 7):
+        sys.exit("usage: oauth_client.py MCP_URL MODE TOOL JSON_ARGS [THEN_TOOL THEN_JSON_ARGS]")
+    then = (sys.argv[5], json.loads(sys.argv[6])) if len(sys.argv) == 7 else None
+    run = main(sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), then)
+    asyncio.run(asyncio.wait_for(run, 90))

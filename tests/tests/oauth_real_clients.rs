@@ -397,3 +397,68 @@ async fn the_inspector_cli_signs_in_through_the_consent_screen() {
     eprintln!("{output}");
     gw.stop().await;
 }
+
+/// A tool the person has not approved: Warrant answers 403 `insufficient_scope` naming
+/// it, the Python SDK asks the person again with that scope (step-up), the consent
+/// screen asks about that one tool, and the call goes through.
+async fn python_steps_up(mode: &str) {
+    let (gw, browser) = gateway().await;
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(repo_root().join("tests/python/oauth_client.py"))
+        .args([&mcp_url(&gw), mode, "demo__send_payment", PAYMENT])
+        .args(["other__list_notes", "{}"]);
+    let mut agent = AgentProcess::spawn(command);
+
+    let url = agent.line_starting("AUTHORIZE ", WITHIN).await;
+    let location = consent_to(&browser, &url, DEMO_ONLY).await;
+    assert_eq!(deliver(&location).await.0, 200);
+
+    // The step-up: the same client, a scope naming the refused tool.
+    let url = agent.line_starting("AUTHORIZE ", WITHIN).await;
+    assert_authorization_request(&gw, &url);
+    let scope = agent::query_of(&url)
+        .get("scope")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        scope.split(' ').any(|s| s == "tool:other.list_notes"),
+        "the scope of the 403 challenge: {url}"
+    );
+    let page = browser.get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.contains("value=\"other.list_notes\""),
+        "the consent screen asks about the tool: {}",
+        page.body
+    );
+    let mut choices = DEMO_ONLY.to_vec();
+    choices.push(("tool", "other.list_notes"));
+    let location = consent_to(&browser, &url, &choices).await;
+    assert_eq!(deliver(&location).await.0, 200);
+
+    let result = agent.line_starting("RESULT ", WITHIN).await;
+    let (code, output) = agent.finish(WITHIN).await;
+    assert_eq!(code, Some(0), "{output}");
+    let report: Value = serde_json::from_str(&result).expect("JSON");
+    assert!(
+        report["text"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("12.50 EUR to alice"),
+        "{report}"
+    );
+    assert_eq!(report["then"]["isError"], false, "{report}");
+    assert_eq!(report["then"]["text"][0], "no notes yet", "{report}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_client_steps_up_for_a_tool_legacy() {
+    python_steps_up("legacy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_client_steps_up_for_a_tool_2026_07_28() {
+    python_steps_up("2026-07-28").await;
+}
