@@ -19,6 +19,7 @@ pub mod email;
 pub mod error;
 pub mod oidc;
 pub mod passkey;
+pub mod rate;
 pub mod secret;
 pub mod session;
 pub mod setup;

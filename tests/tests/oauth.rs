@@ -990,3 +990,44 @@ async fn an_anonymous_person_signs_in_and_comes_back_to_the_consent_screen() {
     assert!(consent.contains("Inspector"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn registration_and_token_requests_are_limited_per_address() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let body = json!({"client_name": "Loop", "redirect_uris": ["http://127.0.0.1/callback"]});
+    for i in 0..60 {
+        let (status, reply) = register(&gw, body.clone()).await;
+        assert_eq!(status, 201, "registration {i}: {reply}");
+    }
+    let response = http()
+        .post(format!("{}/register", gw.public_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("3600")
+    );
+    let reply: Value = response.json().await.expect("json");
+    assert_eq!(reply["error"], json!("temporarily_unavailable"));
+    assert!(
+        reply["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("client registrations from one address")),
+        "{reply}"
+    );
+    // The token endpoint counts separately: it still answers (here: who is asking?).
+    let (status, reply) = token(
+        &gw,
+        &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+    )
+    .await;
+    assert_eq!(status, 401, "{reply}");
+    assert_eq!(reply["error"], json!("invalid_client"));
+    gw.stop().await;
+}

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use warrant_idp::clock::Clock;
 use warrant_idp::db::Db;
+use warrant_idp::rate::{RateError, RateLimiter};
 use warrant_idp::secret::constant_time_eq;
 
 use super::cimd::{self, CimdError, DocumentFetcher, FetchNew};
@@ -54,6 +55,55 @@ pub struct OAuthState {
     documents: DocumentFetcher,
     revoked: Option<RevokedSet>,
     access_token_ttl: i64,
+    limits: Limits,
+}
+
+/// Per-client-address limits on the endpoints anyone can call.
+#[derive(Clone)]
+struct Limits {
+    register: RateLimiter,
+    token: RateLimiter,
+}
+
+/// A limit: how many requests from one address within a window, and what they are.
+struct Limit {
+    count: u32,
+    window: std::time::Duration,
+    what: &'static str,
+}
+
+/// Registrations: an agent registers once per server; a host running many (CI behind
+/// one address) stays well within this.
+const REGISTER_LIMIT: Limit = Limit {
+    count: 60,
+    window: std::time::Duration::from_secs(3600),
+    what: "client registrations from one address",
+};
+/// Token requests: codes and refreshes (each agent refreshes every few minutes).
+const TOKEN_LIMIT: Limit = Limit {
+    count: 300,
+    window: std::time::Duration::from_secs(60),
+    what: "token requests from one address",
+};
+
+/// The peer address of the connection (forwarded headers are not trusted), when the
+/// server provides it.
+struct ClientIp(Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip().to_string()),
+        ))
+    }
 }
 
 impl OAuthState {
@@ -68,6 +118,10 @@ impl OAuthState {
     ) -> Self {
         let issuer = issuer_of(public_url);
         let resource = format!("{issuer}/mcp");
+        let limits = Limits {
+            register: RateLimiter::new(db.clone(), clock.clone(), "oauth-register:"),
+            token: RateLimiter::new(db.clone(), clock.clone(), "oauth-token:"),
+        };
         Self {
             db,
             keys,
@@ -78,7 +132,27 @@ impl OAuthState {
             documents: DocumentFetcher::for_public_url(public_url),
             revoked: None,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_LIFETIME_SECS,
+            limits,
         }
+    }
+
+    /// Counts a request from `ip` against `limit`.
+    async fn limit(
+        &self,
+        limiter: &RateLimiter,
+        ip: Option<&str>,
+        limit: Limit,
+    ) -> Result<(), OAuthError> {
+        let Some(ip) = ip else { return Ok(()) };
+        limiter
+            .hit(
+                &limiter.ip_bucket(ip),
+                limit.count,
+                limit.window,
+                limit.what,
+            )
+            .await?;
+        Ok(())
     }
 
     /// How long the access tokens issued here live (seconds; their grant may end them
@@ -169,6 +243,8 @@ struct OAuthError {
     code: &'static str,
     description: String,
     basic_challenge: bool,
+    /// Seconds for `Retry-After` (a rate limit).
+    retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -178,6 +254,7 @@ impl OAuthError {
             code,
             description: description.into(),
             basic_challenge: false,
+            retry_after: None,
         }
     }
 
@@ -187,6 +264,7 @@ impl OAuthError {
             code: "invalid_client",
             description: description.into(),
             basic_challenge: basic,
+            retry_after: None,
         }
     }
 
@@ -197,6 +275,25 @@ impl OAuthError {
             code: "server_error",
             description: "the server could not complete the request".into(),
             basic_challenge: false,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<RateError> for OAuthError {
+    fn from(e: RateError) -> Self {
+        match e.retry_after() {
+            Some(secs) => {
+                tracing::warn!(reason = %e, "authorization server request refused by a rate limit");
+                Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: "temporarily_unavailable",
+                    description: format!("{e}; try again in {secs} seconds"),
+                    basic_challenge: false,
+                    retry_after: Some(secs),
+                }
+            }
+            None => Self::server(&e),
         }
     }
 }
@@ -211,6 +308,11 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "error_description": self.description});
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if self.basic_challenge {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -362,7 +464,13 @@ fn string<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, OAuthErro
     }
 }
 
-async fn register(State(s): State<OAuthState>, body: Bytes) -> Response {
+async fn register(State(s): State<OAuthState>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
+    if let Err(e) = s
+        .limit(&s.limits.register, ip.as_deref(), REGISTER_LIMIT)
+        .await
+    {
+        return e.into_response();
+    }
     match register_inner(&s, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -572,7 +680,15 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 // ---------------------------------------------------------------------------------
 // Token endpoint
 
-async fn token(State(s): State<OAuthState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(
+    State(s): State<OAuthState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = s.limit(&s.limits.token, ip.as_deref(), TOKEN_LIMIT).await {
+        return no_store(e.into_response());
+    }
     let response = match token_inner(&s, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -23,7 +23,6 @@
 //!   one also retires every other open link of that address.
 
 mod mailer;
-mod rate;
 mod tokens;
 
 use std::sync::Arc;
@@ -35,8 +34,8 @@ use crate::db::Db;
 use crate::error::IdpError;
 use crate::users::{self, NewUser, Role, Status, User, Users};
 
+use crate::rate::{RateError, RateLimiter};
 use mailer::Mailer;
-use rate::RateLimiter;
 use tokens::Tokens;
 
 /// What a link is for.
@@ -105,7 +104,7 @@ impl MagicLinks {
         Ok(Self {
             users: Users::new(db.clone(), clock.clone()),
             tokens: Tokens::new(db.clone(), clock.clone()),
-            rate: RateLimiter::new(db, clock),
+            rate: RateLimiter::new(db, clock, "email-link:"),
             mailer,
             config,
         })
@@ -147,19 +146,23 @@ impl MagicLinks {
         if let Some(ip) = ip {
             self.rate
                 .hit(
-                    &rate::ip_bucket(ip),
+                    &self.rate.ip_bucket(ip),
                     config.per_ip_limit,
                     config.rate_window,
+                    "sign-in links from one client address",
                 )
-                .await?;
+                .await
+                .map_err(rate_error)?;
         }
         self.rate
             .hit(
-                &rate::address_bucket(&email),
+                &self.rate.hashed_bucket("addr", &email),
                 config.per_address_limit,
                 config.rate_window,
+                "sign-in links for one email address",
             )
-            .await?;
+            .await
+            .map_err(rate_error)?;
         let this = self.clone();
         let ip = ip.map(str::to_owned);
         let next = next.filter(|n| is_local_path(n)).map(str::to_owned);
@@ -358,3 +361,10 @@ fn in_words(d: Duration) -> String {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+fn rate_error(e: RateError) -> IdpError {
+    match e {
+        RateError::Storage(e) => IdpError::Storage(e),
+        limited => IdpError::RateLimited(limited.to_string()),
+    }
+}
