@@ -9,7 +9,10 @@
 // on one line, and waits (at most a minute) for the browser to come back to its
 // callback. It then exchanges the code (PKCE, RFC 8707 resource), reconnects with the
 // token, lists every tool, calls TOOL with JSON_ARGS and prints one line:
-//   RESULT {"protocolVersion", "clientId", "iss", "scope", "tools", "result"}
+//   RESULT {"protocolVersion", "clientId", "iss", "scope", "tools", "result", ...}
+// With PAUSE_MS set, it then waits that long (past the access token's life, say) and
+// calls TOOL again in the same session: "again" is that result, "tokensSaved" counts
+// the tokens the SDK got (a refresh is the second).
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -21,11 +24,12 @@ if (!url || !tool) {
   console.error('usage: node oauth_client.mjs MCP_URL TOOL [JSON_ARGS]');
   process.exit(2);
 }
-// Every wait is bounded: the whole run gets a minute.
+const pauseMs = Number(process.env.PAUSE_MS ?? 0);
+// Every wait is bounded: the whole run gets a minute (plus the pause).
 setTimeout(() => {
-  console.error('oauth_client: gave up after 60 s');
+  console.error('oauth_client: gave up');
   process.exit(3);
-}, 60_000).unref();
+}, 60_000 + pauseMs).unref();
 
 // The loopback callback (RFC 8252 §7.3), on a port the OS picks.
 let delivered;
@@ -74,6 +78,7 @@ class PersonInTheLoop {
   }
   saveTokens(tokens) {
     this.saved = tokens;
+    this.tokensSaved = (this.tokensSaved ?? 0) + 1;
   }
   saveCodeVerifier(verifier) {
     this.verifier = verifier;
@@ -120,6 +125,11 @@ do {
   cursor = page.nextCursor;
 } while (cursor);
 const result = await client.callTool({ name: tool, arguments: JSON.parse(rawArgs ?? '{}') });
+let again;
+if (pauseMs > 0) {
+  await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  again = await client.callTool({ name: tool, arguments: JSON.parse(rawArgs ?? '{}') });
+}
 console.log(
   `RESULT ${JSON.stringify({
     protocolVersion: transport.protocolVersion,
@@ -131,6 +141,8 @@ console.log(
     refresh: Boolean(provider.saved?.refresh_token),
     tools,
     result,
+    again,
+    tokensSaved: provider.tokensSaved,
   })}`,
 );
 await transport.terminateSession();

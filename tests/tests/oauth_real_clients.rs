@@ -26,7 +26,16 @@ const WITHIN: Duration = Duration::from_secs(60);
 /// A protected Warrant with two demo servers, `demo` and `other`, and its first admin
 /// signed in.
 async fn gateway() -> (TestGateway, Browser) {
-    let config = format!("{}\n{}", demo_upstream("demo"), demo_upstream("other"));
+    gateway_with("").await
+}
+
+/// The same with more configuration.
+async fn gateway_with(extra: &str) -> (TestGateway, Browser) {
+    let config = format!(
+        "{}\n{}\n{extra}",
+        demo_upstream("demo"),
+        demo_upstream("other")
+    );
     let gw = TestGateway::start_protected(&config, Backend::current()).await;
     let (browser, _device) = first_admin(&gw, "admin@example.com").await;
     (gw, browser)
@@ -68,6 +77,16 @@ async fn sign_in_and_run(
     browser: &Browser,
     command: tokio::process::Command,
 ) -> Value {
+    sign_in_and_run_within(gw, browser, command, WITHIN).await
+}
+
+/// [`sign_in_and_run`] for an agent that takes up to `within` after signing in.
+async fn sign_in_and_run_within(
+    gw: &TestGateway,
+    browser: &Browser,
+    command: tokio::process::Command,
+    within: Duration,
+) -> Value {
     let mut agent = AgentProcess::spawn(command);
     let url = agent.line_starting("AUTHORIZE ", WITHIN).await;
     assert_authorization_request(gw, &url);
@@ -80,7 +99,7 @@ async fn sign_in_and_run(
     );
     let (status, body) = deliver(&location).await;
     assert_eq!(status, 200, "the agent's callback took the code: {body}");
-    let result = agent.line_starting("RESULT ", WITHIN).await;
+    let result = agent.line_starting("RESULT ", within).await;
     let (code, output) = agent.finish(WITHIN).await;
     assert_eq!(code, Some(0), "{output}");
     eprintln!("{output}");
@@ -141,6 +160,32 @@ async fn the_typescript_sdk_client_signs_in_through_the_consent_screen() {
     assert!(
         gw.running.verifier.cached() > 0,
         "Warrant verified the client's token"
+    );
+    gw.stop().await;
+}
+
+/// A token that expires mid-session: the TypeScript SDK client meets Warrant's 401
+/// `invalid_token`, renews the token with its refresh token and carries on in the same
+/// session (bound to the same person and agent).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_sdk_client_renews_an_expired_token() {
+    node_modules();
+    let (gw, browser) = gateway_with("[oauth]\naccess_token_ttl = \"1m\"\n").await;
+    let mut node = tokio::process::Command::new("node");
+    node.arg(repo_root().join("tests/node/oauth_client.mjs"))
+        .args([&mcp_url(&gw), "demo__send_payment", PAYMENT])
+        .env("PAUSE_MS", "62000");
+    let report = sign_in_and_run_within(&gw, &browser, node, Duration::from_secs(62 + 60)).await;
+    assert_eq!(
+        report["tokensSaved"], 2,
+        "signed in, then renewed: {report}"
+    );
+    let text = report["again"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("payment #2 recorded: 12.50 EUR to alice"),
+        "{report}"
     );
     gw.stop().await;
 }
