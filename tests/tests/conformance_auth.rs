@@ -105,7 +105,15 @@ async fn run_authorization(
     let (code, output) = suite.finish(WITHIN).await;
     let checks = checks_in(out.path());
     eprintln!("{output}");
-    assert_eq!(code, Some(0), "the suite's verdict:\n{output}");
+    let bad: Vec<&(String, Value)> = checks
+        .iter()
+        .filter(|(_, c)| c["status"] == "FAILURE" || c["status"] == "SKIPPED")
+        .collect();
+    assert_eq!(
+        code,
+        Some(0),
+        "the suite's verdict:\n{output}\nfailed or skipped checks: {bad:#?}"
+    );
     for scenario in SCENARIOS {
         assert!(
             checks
@@ -114,10 +122,6 @@ async fn run_authorization(
             "{scenario} passed: {checks:#?}"
         );
     }
-    let bad: Vec<&(String, Value)> = checks
-        .iter()
-        .filter(|(_, c)| c["status"] == "FAILURE" || c["status"] == "SKIPPED")
-        .collect();
     assert!(bad.is_empty(), "failed or skipped checks: {bad:#?}");
     checks
         .iter()
