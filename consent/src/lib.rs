@@ -13,6 +13,7 @@
 //! Tables owned here are prefixed `consent_`.
 
 pub mod catalog;
+pub mod ceilings;
 pub mod grants;
 pub mod oauth;
 pub mod token;

@@ -310,6 +310,26 @@ impl Users {
         Ok(groups)
     }
 
+    /// The users in `group` (from any source), sorted.
+    pub async fn members(&self, group: &str) -> Result<Vec<String>, IdpError> {
+        let sql = "SELECT DISTINCT user_id FROM idp_user_groups WHERE group_name = $1 \
+                   ORDER BY user_id";
+        let members: Vec<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(group).fetch_all(pool).await?
+        });
+        Ok(members)
+    }
+
+    /// Every group some user is in, with how many users it has, by name.
+    pub async fn all_groups(&self) -> Result<Vec<(String, i64)>, IdpError> {
+        let sql = "SELECT group_name, COUNT(DISTINCT user_id) FROM idp_user_groups \
+                   GROUP BY group_name ORDER BY group_name";
+        let groups: Vec<(String, i64)> = on_pool!(&self.db, pool => {
+            sqlx::query_as(sql).fetch_all(pool).await?
+        });
+        Ok(groups)
+    }
+
     /// Replaces the groups that come from `source` (`admin`, or `oidc:<provider>`).
     pub async fn set_groups(
         &self,
@@ -426,6 +446,14 @@ mod tests {
         assert_eq!(
             users.groups(&alice.id).await.expect("groups"),
             ["eng", "ops"]
+        );
+        assert_eq!(
+            users.members("eng").await.expect("members"),
+            std::slice::from_ref(&alice.id)
+        );
+        assert_eq!(
+            users.all_groups().await.expect("all groups"),
+            [("eng".to_owned(), 1), ("ops".to_owned(), 1)]
         );
 
         users

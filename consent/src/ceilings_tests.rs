@@ -1,0 +1,259 @@
+use std::sync::Arc;
+
+use warrant_idp::SystemClock;
+use warrant_idp::users::{ADMIN_SOURCE, NewUser, Role, Status};
+
+use super::*;
+
+struct Fixture {
+    db: Db,
+    users: Users,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Db::open(None, dir.path()).await.expect("open");
+    db.migrate().await.expect("migrate");
+    Fixture {
+        users: Users::new(db.clone(), Arc::new(SystemClock)),
+        db,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn user(&self, email: &str, groups: &[&str]) -> String {
+        let user = self
+            .users
+            .create(NewUser {
+                email: email.into(),
+                display_name: email.into(),
+                role: Role::Member,
+                status: Status::Active,
+            })
+            .await
+            .expect("create");
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        self.users
+            .set_groups(&user.id, ADMIN_SOURCE, &groups)
+            .await
+            .expect("groups");
+        user.id
+    }
+
+    async fn view(&self, default: Risk) -> CeilingView {
+        CeilingView::load(Ceilings::new(self.db.clone()), self.users.clone(), default)
+            .await
+            .expect("load")
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_nothing_set_has_the_default() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &["eng"]).await;
+    let view = f.view(Risk::High).await;
+    assert_eq!(
+        view.effective(&alice),
+        Effective {
+            ceiling: Risk::High,
+            source: Source::Default
+        }
+    );
+    assert_eq!(view.ceiling("nobody"), Risk::High);
+    assert_eq!(view.default_ceiling(), Risk::High);
+}
+
+#[tokio::test]
+async fn the_lowest_group_default_wins() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &["eng", "ops", "sales"]).await;
+    let bob = f.user("bob@example.com", &["eng"]).await;
+    let view = f.view(Risk::Medium).await;
+    view.set_group("eng", Some(Risk::Critical), "admin", 10)
+        .await
+        .expect("set");
+    view.set_group("ops", Some(Risk::Low), "admin", 11)
+        .await
+        .expect("set");
+    // `sales` has no default: it does not count.
+    assert_eq!(
+        view.effective(&alice),
+        Effective {
+            ceiling: Risk::Low,
+            source: Source::Group("ops".into())
+        }
+    );
+    // A group default applies even above the configured default.
+    assert_eq!(
+        view.effective(&bob),
+        Effective {
+            ceiling: Risk::Critical,
+            source: Source::Group("eng".into())
+        }
+    );
+    // Two groups with the same lowest class: the first by name is named.
+    view.set_group("sales", Some(Risk::Low), "admin", 12)
+        .await
+        .expect("set");
+    assert_eq!(
+        view.effective(&alice).source,
+        Source::Group("ops".into()),
+        "ops < sales"
+    );
+}
+
+#[tokio::test]
+async fn an_override_wins_over_groups_up_and_down() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &["eng"]).await;
+    let view = f.view(Risk::Medium).await;
+    view.set_group("eng", Some(Risk::Medium), "admin", 10)
+        .await
+        .expect("set");
+    view.set_user(&alice, Some(Risk::Low), "admin", 11)
+        .await
+        .expect("down");
+    assert_eq!(
+        view.effective(&alice),
+        Effective {
+            ceiling: Risk::Low,
+            source: Source::Override
+        }
+    );
+    view.set_user(&alice, Some(Risk::Critical), "admin", 12)
+        .await
+        .expect("up");
+    assert_eq!(view.ceiling(&alice), Risk::Critical);
+    // Cleared: the group applies again.
+    view.set_user(&alice, None, "admin", 13)
+        .await
+        .expect("clear");
+    assert_eq!(
+        view.effective(&alice),
+        Effective {
+            ceiling: Risk::Medium,
+            source: Source::Group("eng".into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn changes_elsewhere_are_seen_on_refresh_and_local_ones_at_once() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &[]).await;
+    let view = f.view(Risk::High).await;
+    let mut changes = view.subscribe();
+    let before = *changes.borrow_and_update();
+
+    // Another replica (or the database by hand) lowers alice's ceiling.
+    Ceilings::new(f.db.clone())
+        .set(SubjectKind::User, &alice, Some(Risk::Low), "admin", 20)
+        .await
+        .expect("set elsewhere");
+    assert_eq!(view.ceiling(&alice), Risk::High, "not read yet");
+    assert!(view.refresh().await.expect("refresh"));
+    assert_eq!(view.ceiling(&alice), Risk::Low);
+    assert!(changes.has_changed().expect("open"));
+    assert!(*changes.borrow_and_update() > before);
+    // Nothing new: no change reported.
+    assert!(!view.refresh().await.expect("refresh"));
+    assert!(!changes.has_changed().expect("open"));
+
+    // A group default, and a membership that changes in the identity provider.
+    view.set_group("ops", Some(Risk::Medium), "admin", 21)
+        .await
+        .expect("set");
+    view.set_user(&alice, None, "admin", 22)
+        .await
+        .expect("clear");
+    assert_eq!(view.ceiling(&alice), Risk::High);
+    changes.borrow_and_update();
+    f.users
+        .set_groups(&alice, "oidc:corp", &["ops".into()])
+        .await
+        .expect("groups");
+    assert!(view.refresh().await.expect("refresh"));
+    assert_eq!(
+        view.effective(&alice),
+        Effective {
+            ceiling: Risk::Medium,
+            source: Source::Group("ops".into())
+        }
+    );
+    assert!(changes.has_changed().expect("open"));
+    assert_eq!(
+        view.group_ceilings().into_iter().collect::<Vec<_>>(),
+        [("ops".to_owned(), Risk::Medium)]
+    );
+}
+
+#[tokio::test]
+async fn every_change_is_recorded_with_who_and_when() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &[]).await;
+    let store = Ceilings::new(f.db.clone());
+    store
+        .set(SubjectKind::User, &alice, Some(Risk::Low), "admin-1", 100)
+        .await
+        .expect("set");
+    store
+        .set(SubjectKind::User, &alice, Some(Risk::High), "admin-2", 200)
+        .await
+        .expect("raise");
+    let entry = store
+        .get(SubjectKind::User, &alice)
+        .await
+        .expect("get")
+        .expect("set");
+    assert_eq!(
+        (entry.ceiling, entry.set_by.as_str(), entry.set_at),
+        (Risk::High, "admin-2", 200)
+    );
+    store
+        .set(SubjectKind::User, &alice, None, "admin-1", 300)
+        .await
+        .expect("clear");
+    assert!(
+        store
+            .get(SubjectKind::User, &alice)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let history = store
+        .history(SubjectKind::User, &alice, 10)
+        .await
+        .expect("history");
+    let seen: Vec<(Option<Risk>, &str, i64)> = history
+        .iter()
+        .map(|c| (c.ceiling, c.set_by.as_str(), c.set_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (None, "admin-1", 300),
+            (Some(Risk::High), "admin-2", 200),
+            (Some(Risk::Low), "admin-1", 100)
+        ]
+    );
+    assert!(store.all().await.expect("all").is_empty());
+}
+
+#[tokio::test]
+async fn unusable_group_names_are_refused() {
+    let f = fixture().await;
+    let store = Ceilings::new(f.db.clone());
+    for bad in ["", "  ", "a\nb", &"x".repeat(101)] {
+        assert!(
+            matches!(
+                store
+                    .set(SubjectKind::Group, bad, Some(Risk::Low), "admin", 1)
+                    .await,
+                Err(CeilingError::BadGroup(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
