@@ -12,6 +12,7 @@
 //!
 //! Tables owned here are prefixed `consent_`.
 
+pub mod approvals;
 pub mod catalog;
 pub mod ceilings;
 pub mod grants;
