@@ -14,6 +14,7 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{Catalog, ToolRecord};
+use warrant_consent::ceilings::{CeilingError, CeilingView, Ceilings};
 use warrant_consent::oauth::{OAuthState, RevokedSet, StoreError};
 use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
 use warrant_idp::clock::Clock;
@@ -50,6 +51,8 @@ pub enum StartError {
     TokenKeys(#[from] TokenError),
     #[error("cannot load the revocation list: {0}")]
     Revocations(#[from] StoreError),
+    #[error("cannot load the trust ceilings: {0}")]
+    Ceilings(#[from] CeilingError),
 }
 
 /// A started gateway.
@@ -65,6 +68,8 @@ pub struct Running {
     pub keys: KeyRing,
     /// Verifies access tokens against `keys`, with its cache.
     pub verifier: Verifier,
+    /// Every user's live trust ceiling (changes made through it apply at once).
+    pub ceilings: CeilingView,
     /// The one-time link that creates the first admin, when none exists yet.
     pub setup_link: Option<String>,
     shutdown: CancellationToken,
@@ -144,6 +149,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let revoked = RevokedSet::load(db.clone(), clock.unix()).await?;
+    let ceilings = CeilingView::load(
+        Ceilings::new(db.clone()),
+        warrant_idp::users::Users::new(db.clone(), clock.clone()),
+        config.policy.default_ceiling,
+    )
+    .await?;
 
     // Bound before the upstreams start: the public URL (the tokens' audience) may
     // depend on the port the system picked.
@@ -164,14 +175,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     spawn_revocation_refresher(&revoked, clock.clone(), shutdown.child_token());
     spawn_key_reloader(&keys, shutdown.child_token());
     let auth = (authorization == McpAuthorization::OAuth).then(|| {
-        Arc::new(McpAuth::new(
-            verifier.clone(),
-            revoked.clone(),
-            clock.clone(),
-            &issuer,
-        ))
+        Arc::new(
+            McpAuth::new(verifier.clone(), revoked.clone(), clock.clone(), &issuer)
+                .with_ceilings(ceilings.clone()),
+        )
     });
     let gateway = Gateway::new(&config, auth, shutdown.child_token());
+    spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
     gateway.start(Recorder {
         catalog: Catalog::new(db.clone()),
         events: UpstreamEvents::new(db.clone()),
@@ -222,6 +232,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 resource: format!("{issuer}/mcp"),
                 tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
                 revoked: Some(revoked.clone()),
+                ceilings: Some(ceilings.clone()),
             }),
         ));
 
@@ -254,6 +265,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         idp,
         keys,
         verifier,
+        ceilings,
         setup_link,
         shutdown,
         server,
@@ -351,6 +363,53 @@ fn spawn_revocation_refresher(
         }
     });
 }
+
+/// Re-reads the trust ceilings (and the members of groups that have one) every second,
+/// so that a change made on another replica (or an OIDC sign-in that changed someone's
+/// groups) applies within a second; changes made here apply at once. Whenever the view
+/// changed, by either way, every client is told its tool list may have changed.
+fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: CancellationToken) {
+    let view = ceilings.clone();
+    let refresh_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CEILING_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = refresh_stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match view.refresh().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("trust ceilings readable again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot refresh the trust ceilings; changes made elsewhere are not seen until it can");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    let mut changes = ceilings.subscribe();
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+            tracing::info!("trust ceilings changed; telling clients to list their tools again");
+            gateway.tools_changed();
+        }
+    });
+}
+
+/// How often the trust ceilings are re-read.
+const CEILING_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Re-reads the signing keys every [`KEY_RELOAD`], so that a rotation made by
 /// `warrant keys rotate` (or on another replica) is used to sign and to verify without a

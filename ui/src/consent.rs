@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use http::StatusCode;
 use warrant_consent::catalog::{Catalog, CatalogError};
+use warrant_consent::ceilings::CeilingView;
 use warrant_consent::grants::{Grant, Grants, NewGrant};
 use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
 use warrant_consent::oauth::{
@@ -43,6 +44,9 @@ pub struct ConsentUi {
     /// The proxy's live revocation list: a grant replaced by a new approval is refused
     /// at once.
     pub revoked: Option<RevokedSet>,
+    /// Every user's live trust ceiling: the consent screen offers nothing above the
+    /// person's, and the admin pages set them.
+    pub ceilings: Option<CeilingView>,
 }
 
 /// At most this many tools named in one request's scope are shown.

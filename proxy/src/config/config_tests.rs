@@ -298,3 +298,23 @@ fn secret_key_must_be_32_bytes_of_base64() {
         "the value is never printed: {text}"
     );
 }
+
+#[test]
+fn policy_default_ceiling_is_a_risk_class() {
+    assert_eq!(
+        check("").expect("valid").policy.default_ceiling,
+        DEFAULT_CEILING
+    );
+    let config = check("[policy]\ndefault_ceiling = \"medium\"\n").expect("valid");
+    assert_eq!(
+        config.policy.default_ceiling,
+        warrant_consent::token::Risk::Medium
+    );
+    let report = check("[policy]\ndefault_ceiling = \"extreme\"\n").expect_err("not a class");
+    assert!(
+        report.to_string().contains("policy.default_ceiling"),
+        "{report}"
+    );
+    let report = check("[policy]\nceiling = \"low\"\n").expect_err("unknown key");
+    assert!(report.to_string().contains("ceiling"), "{report}");
+}

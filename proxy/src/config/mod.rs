@@ -9,6 +9,7 @@
 mod auth;
 mod import;
 mod oauth;
+mod policy;
 mod raw;
 mod report;
 mod value;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use auth::AuthConfig;
 pub use import::{ImportError, import_mcp_servers};
 pub use oauth::OAuthConfig;
+pub use policy::{DEFAULT_CEILING, PolicyConfig};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
 pub use report::{Problem, Report};
 pub use value::{Secret, decode_key_32, resolve};
@@ -46,6 +48,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Agents registered by the operator (`[oauth.clients.ID]`).
     pub oauth: OAuthConfig,
+    /// `[policy]`: the default trust ceiling.
+    pub policy: PolicyConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -243,6 +247,7 @@ pub fn validate(
     let mcp = validate_mcp(raw.mcp.clone().unwrap_or_default(), problems);
     let auth = auth::validate_auth(raw.auth.clone().unwrap_or_default(), problems);
     let oauth = oauth::validate_oauth(raw.oauth.clone().unwrap_or_default(), problems);
+    let policy = policy::validate_policy(raw.policy.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -279,6 +284,7 @@ pub fn validate(
             mcp,
             auth,
             oauth,
+            policy,
             upstreams,
         })
     } else {

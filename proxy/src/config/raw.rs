@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub auth: Option<RawAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<super::oauth::RawOAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<super::policy::RawPolicy>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }

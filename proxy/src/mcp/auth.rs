@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
+use warrant_consent::ceilings::CeilingView;
 use warrant_consent::oauth::RevokedSet;
 use warrant_consent::token::{
     CallArgs, CallFacts, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
@@ -80,6 +81,8 @@ pub struct McpAuth {
     /// The protected resource metadata URL, for challenges.
     metadata_url: String,
     sessions: Mutex<HashMap<String, Subject>>,
+    /// Every user's live trust ceiling; `None`: no ceiling applies.
+    ceilings: Option<CeilingView>,
 }
 
 /// Why a request to `/mcp` is refused before it reaches the protocol layer.
@@ -109,7 +112,21 @@ impl McpAuth {
             resource: format!("{issuer}/mcp"),
             metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
             sessions: Mutex::new(HashMap::new()),
+            ceilings: None,
         }
+    }
+
+    /// Decides every call (and filters every listing) within the user's live ceiling.
+    pub fn with_ceilings(mut self, ceilings: CeilingView) -> Self {
+        self.ceilings = Some(ceilings);
+        self
+    }
+
+    /// The live ceiling of the caller's user, when ceilings apply (an in-memory lookup).
+    fn ceiling(&self, caller: &Caller) -> Option<Risk> {
+        self.ceilings
+            .as_ref()
+            .map(|c| c.ceiling(&caller.token.identity.user))
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -185,7 +202,7 @@ impl McpAuth {
             server: server.to_owned(),
             tool: tool.to_owned(),
             risk,
-            ceiling: None,
+            ceiling: self.ceiling(caller),
             args,
         };
         let decision = authorize(&caller.token, &facts);
@@ -198,10 +215,11 @@ impl McpAuth {
         decision
     }
 
-    /// Whether a listing shows `server`'s `tool` to the caller (see
-    /// [`VerifiedToken::lists`]).
+    /// Whether a listing shows `server`'s `tool` to the caller: within the user's live
+    /// ceiling, and allowed by the token (see [`VerifiedToken::lists`]).
     pub(crate) fn lists(&self, caller: &Caller, server: &str, tool: &str, risk: Risk) -> bool {
-        caller.token.lists(self.now(), server, tool, risk)
+        self.ceiling(caller).is_none_or(|ceiling| risk <= ceiling)
+            && caller.token.lists(self.now(), server, tool, risk)
     }
 
     /// The HTTP answer to a refusal; `id` is the JSON-RPC id of the request, if any.
@@ -269,6 +287,17 @@ impl McpAuth {
         }
         response
     }
+}
+
+/// Whether only the gateway's own checks (the user's ceiling) refused the call: asking
+/// the person for more scope cannot help, an admin must raise the ceiling.
+pub(crate) fn refused_by_ceiling_only(decision: &Decision) -> bool {
+    !decision.allow
+        && !decision.failed_checks.is_empty()
+        && decision
+            .failed_checks
+            .iter()
+            .all(|c| c.starts_with("gateway:"))
 }
 
 /// The scope a refused call would need: the base scope and the tool.

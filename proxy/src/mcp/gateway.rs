@@ -22,7 +22,9 @@ use warrant_consent::catalog::ToolRecord;
 use warrant_consent::token::call_args;
 
 use super::aggregate::Aggregate;
-use super::auth::{Authorized, Caller as TokenCaller, McpAuth, Refusal, step_up_scope};
+use super::auth::{
+    Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling_only, step_up_scope,
+};
 use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
 use super::message::Incoming;
@@ -343,12 +345,23 @@ impl Gateway {
                 server: server.to_owned(),
                 tool: route.original.clone(),
             }))
+        } else if refused_by_ceiling_only(&decision) {
+            // No scope the person could grant helps (an admin must raise the ceiling):
+            // not a step-up 403; the handler refuses with a JSON-RPC error that says so.
+            Ok(None)
         } else {
             Err(Refusal::Insufficient {
                 decision,
                 scope: step_up_scope(server, &route.original),
             })
         }
+    }
+
+    /// Tells every client that its tool list may have changed, for a reason outside
+    /// the upstreams (a trust ceiling changed): all sessions, since which users are
+    /// affected is not tracked per session.
+    pub fn tools_changed(&self) {
+        self.inner.changes.publish("", Change::Tools);
     }
 
     pub(super) fn separator(&self) -> &str {
