@@ -235,6 +235,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 ceilings: Some(ceilings.clone()),
             }),
         ));
+    // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
+    let router = if config.server.trusted_proxies.is_empty() {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(
+            crate::forwarded::TrustedProxies::new(config.server.trusted_proxies.clone()),
+            crate::forwarded::client_address,
+        ))
+    };
 
     let stop = shutdown.clone();
     let grace = config.server.shutdown_grace;

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod forwarded;
 pub mod mcp;
 pub mod secret_key;
 pub mod store;

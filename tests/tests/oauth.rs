@@ -1031,3 +1031,42 @@ async fn registration_and_token_requests_are_limited_per_address() {
     assert_eq!(reply["error"], json!("invalid_client"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    let gw = TestGateway::start(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+        Backend::current(),
+    )
+    .await;
+    let body = json!({"client_name": "Loop", "redirect_uris": ["http://127.0.0.1/callback"]});
+    let register_as = |client: &'static str| {
+        let body = body.clone();
+        let url = format!("{}/register", gw.public_url());
+        async move {
+            http()
+                .post(url)
+                .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
+                .json(&body)
+                .send()
+                .await
+                .expect("register")
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..60 {
+        assert_eq!(register_as("198.51.100.1").await, 201);
+    }
+    assert_eq!(
+        register_as("198.51.100.1").await,
+        429,
+        "that client is limited"
+    );
+    assert_eq!(
+        register_as("198.51.100.2").await,
+        201,
+        "another client behind the same proxy is not"
+    );
+    gw.stop().await;
+}

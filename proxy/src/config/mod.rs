@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Accepted browser `Origin` values; empty: only same-host origins.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (rate limits, logs).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     /// Threads serving requests (1: a single-threaded runtime).
@@ -444,6 +446,19 @@ fn validate_server(
             ));
         }
     }
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw.trusted_proxies.iter().flatten().enumerate() {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net.trunc()),
+            Err(_) => problems.push(Problem::new(
+                format!("server.trusted_proxies.{i}"),
+                format!("{text:?} is not an address or a network like 10.0.0.0/8 or fd00::/8"),
+            )),
+        }
+    }
     Some(ServerConfig {
         listen: listen?,
         data_dir: o
@@ -456,6 +471,7 @@ fn validate_server(
         public_url,
         allowed_hosts,
         allowed_origins: raw.allowed_origins.unwrap_or_default(),
+        trusted_proxies,
         max_body_bytes,
         shutdown_grace,
         worker_threads,

@@ -82,6 +82,7 @@ pub struct RawServer {
     pub public_url: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace: Option<String>,
     pub worker_threads: Option<u64>,
