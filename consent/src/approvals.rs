@@ -293,7 +293,7 @@ impl Approvals {
         });
         let Some(row) = row else { return Ok(None) };
         let approval = row.into_approval()?;
-        Ok(self.consume(approval, now).await?)
+        self.consume(approval, now).await
     }
 
     /// Marks a single approval used; `None` when another call used it first.

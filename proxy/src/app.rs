@@ -13,6 +13,7 @@ use axum::serve::ListenerExt;
 use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use warrant_consent::approvals::{Approval, Approvals};
 use warrant_consent::catalog::{Catalog, ToolRecord};
 use warrant_consent::ceilings::{CeilingError, CeilingView, Ceilings};
 use warrant_consent::oauth::{OAuthState, RevokedSet, StoreError};
@@ -22,7 +23,7 @@ use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
 use crate::config::{Config, McpAuthorization};
-use crate::mcp::{Gateway, McpAuth, Observer};
+use crate::mcp::{ApprovalDesk, Gateway, McpAuth, Notify, Observer};
 use crate::store::UpstreamEvents;
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +199,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(SystemClock),
     )?;
     spawn_session_sweeper(&idp, shutdown.child_token());
+    let approvals = Approvals::new(db.clone(), clock.clone(), config.policy.approval_timeout);
+    gateway.set_approvals(
+        ApprovalDesk::new(
+            approvals.clone(),
+            warrant_consent::oauth::Clients::new(db.clone()),
+            public_url.as_str(),
+        )
+        .with_notify(ApprovalMail { idp: idp.clone() }),
+    );
     let setup_link = idp.setup.ensure_link(&idp.users).await?;
 
     let state = AppState {
@@ -224,7 +234,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
             ),
         ))
-        .merge(warrant_ui::router_with_consent(
+        .merge(warrant_ui::router_with_pages(
             idp.clone(),
             Some(warrant_ui::ConsentUi {
                 db: db.clone(),
@@ -233,6 +243,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
                 revoked: Some(revoked.clone()),
                 ceilings: Some(ceilings.clone()),
+            }),
+            Some(warrant_ui::ApprovalsUi {
+                approvals,
+                clients: warrant_consent::oauth::Clients::new(db.clone()),
             }),
         ));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
@@ -452,6 +466,58 @@ const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often the revocation list is re-read.
 const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Mails the person a call waits for (when `[auth.email]` is set up): the agent, the
+/// tool, the page's link and when it expires — never the arguments.
+struct ApprovalMail {
+    idp: Idp,
+}
+
+impl Notify for ApprovalMail {
+    fn requested(&self, approval: &Approval, agent: &str, url: &str) {
+        if !self.idp.links.enabled() {
+            return;
+        }
+        let idp = self.idp.clone();
+        let (user, agent, url) = (
+            approval.key.user_id.clone(),
+            agent.to_owned(),
+            url.to_owned(),
+        );
+        let tool = format!("{}.{}", approval.key.server, approval.key.tool);
+        let expires = time::OffsetDateTime::from_unix_timestamp(approval.expires_at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        tokio::spawn(async move {
+            let email = match idp.users.get(&user).await {
+                Ok(Some(user)) => user.email,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot find whom to mail an approval request");
+                    return;
+                }
+            };
+            let body = format!(
+                "{agent} wants to call the critical tool {tool} for you through Warrant.\n\n\
+                 Approve or deny it here (sign in as yourself):\n{url}\n\n\
+                 If nobody decides by {expires}, the call is denied.\n\n\
+                 If you did not expect this, deny it and review your agents.\n"
+            );
+            match idp
+                .links
+                .send_notice(&email, &format!("Approve {tool} for {agent}?"), body)
+                .await
+            {
+                Ok(_) => tracing::info!(%user, "approval request mailed"),
+                Err(e) => tracing::warn!(error = %e, "an approval request could not be mailed"),
+            }
+        });
+    }
+}
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.
 struct Recorder {

@@ -13,6 +13,7 @@
 
 mod account;
 mod admin;
+mod approvals;
 mod assets;
 mod consent;
 mod email;
@@ -29,6 +30,7 @@ use axum::response::Redirect;
 use axum::routing::get;
 use warrant_idp::Idp;
 
+pub use approvals::ApprovalsUi;
 pub use consent::ConsentUi;
 pub use extract::{Admin, SignedIn};
 pub use page::PageError;
@@ -39,6 +41,8 @@ pub struct UiState {
     pub idp: Idp,
     /// `/authorize` and the consent screen; `None` leaves them off.
     pub consent: Option<ConsentUi>,
+    /// "Pending approvals" of critical calls; `None` leaves them off.
+    pub approvals: Option<ApprovalsUi>,
 }
 
 /// Forms and ceremony payloads are small; anything bigger is refused before parsing.
@@ -51,6 +55,16 @@ pub fn router(idp: Idp) -> Router {
 
 /// [`router`], with `/authorize` and the consent screen when `consent` is given.
 pub fn router_with_consent(idp: Idp, consent: Option<ConsentUi>) -> Router {
+    router_with_pages(idp, consent, None)
+}
+
+/// [`router_with_consent`], with the approval pages of critical calls when `approvals`
+/// is given.
+pub fn router_with_pages(
+    idp: Idp,
+    consent: Option<ConsentUi>,
+    approvals: Option<ApprovalsUi>,
+) -> Router {
     let sessions = idp.sessions.layer();
     Router::new()
         .route("/", get(|| async { Redirect::to("/account") }))
@@ -62,10 +76,15 @@ pub fn router_with_consent(idp: Idp, consent: Option<ConsentUi>) -> Router {
         .merge(email::routes())
         .merge(setup::routes())
         .merge(consent::routes())
+        .merge(approvals::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(sessions)
         // Assets need no session: outside the layer they neither load nor save one.
         .merge(assets::routes())
         .layer(axum::middleware::from_fn(page::security_headers))
-        .with_state(UiState { idp, consent })
+        .with_state(UiState {
+            idp,
+            consent,
+            approvals,
+        })
 }

@@ -115,6 +115,21 @@ impl MagicLinks {
         self.config.email.is_some()
     }
 
+    /// Sends a plain-text notice to a person (a call waiting for their approval, say)
+    /// through the configured SMTP server. `Ok(false)`: email is not set up here.
+    pub async fn send_notice(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+    ) -> Result<bool, IdpError> {
+        let Some(mailer) = &self.mailer else {
+            return Ok(false);
+        };
+        mailer.send(to, subject, body).await?;
+        Ok(true)
+    }
+
     fn settings(&self) -> Result<(&EmailConfig, &Arc<Mailer>), IdpError> {
         match (&self.config.email, &self.mailer) {
             (Some(config), Some(mailer)) => Ok((config, mailer)),

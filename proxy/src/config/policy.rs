@@ -1,5 +1,8 @@
 //! `[policy]`: the gateway's own rules that are not per upstream. Today the ceiling of
-//! users an admin gave none (`default_ceiling`); admins set the rest in the UI.
+//! users an admin gave none (`default_ceiling`) and how long a critical call waits for
+//! a person's approval (`approval_timeout`); admins set the rest in the UI.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use warrant_consent::token::Risk;
@@ -11,6 +14,7 @@ use super::Problem;
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub default_ceiling: Option<String>,
+    pub approval_timeout: Option<String>,
 }
 
 /// The checked `[policy]` section.
@@ -18,7 +22,15 @@ pub struct RawPolicy {
 pub struct PolicyConfig {
     /// The trust ceiling of a user with neither an admin's override nor a group default.
     pub default_ceiling: Risk,
+    /// How long a person has to approve a critical call (then it is denied), and how
+    /// long an approved single call may then be made.
+    pub approval_timeout: Duration,
 }
+
+/// The default of `approval_timeout`.
+const DEFAULT_APPROVAL_TIMEOUT: Duration = warrant_consent::approvals::DEFAULT_TIMEOUT;
+/// The longest `approval_timeout`: a held call should not outlive a working day.
+const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// `high`: the highest class that needs no human approval per call. Reaching
 /// `critical` tools (every tool nobody has reviewed counts as critical) takes an admin
@@ -29,6 +41,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             default_ceiling: DEFAULT_CEILING,
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
         }
     }
 }
@@ -50,5 +63,21 @@ pub(super) fn validate_policy(raw: RawPolicy, problems: &mut Vec<Problem>) -> Po
             }
         },
     };
-    PolicyConfig { default_ceiling }
+    let mut approval_timeout = super::duration(
+        raw.approval_timeout,
+        "policy.approval_timeout",
+        DEFAULT_APPROVAL_TIMEOUT,
+        problems,
+    );
+    if approval_timeout < Duration::from_secs(1) || approval_timeout > MAX_APPROVAL_TIMEOUT {
+        problems.push(Problem::new(
+            "policy.approval_timeout",
+            "must be between 1s and 24h",
+        ));
+        approval_timeout = DEFAULT_APPROVAL_TIMEOUT;
+    }
+    PolicyConfig {
+        default_ceiling,
+        approval_timeout,
+    }
 }

@@ -19,9 +19,10 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::ToolRecord;
-use warrant_consent::token::call_args;
+use warrant_consent::token::{Risk, call_args};
 
 use super::aggregate::Aggregate;
+use super::approve::ApprovalDesk;
 use super::auth::{
     Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling_only, step_up_scope,
 };
@@ -57,6 +58,8 @@ struct Inner {
     auth: Option<Arc<McpAuth>>,
     /// Calls of 2026-07-28 clients parked while a legacy upstream waits for input.
     park: Arc<Park>,
+    /// Holds critical calls for a person's approval (set once at start).
+    approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
     shutdown: CancellationToken,
 }
 
@@ -115,6 +118,7 @@ impl Gateway {
                 direct: Arc::default(),
                 auth,
                 park: Arc::default(),
+                approvals: std::sync::OnceLock::new(),
                 shutdown,
             }),
         }
@@ -182,6 +186,21 @@ impl Gateway {
     /// input on behalf of a legacy upstream (see `mcp/park.rs`).
     pub fn parked_calls(&self) -> usize {
         self.inner.park.len()
+    }
+
+    /// Holds calls of critical tools for the approval of the person behind the token
+    /// (see `mcp/approve.rs`); set once, before clients arrive.
+    pub fn set_approvals(&self, desk: ApprovalDesk) {
+        let _ = self.inner.approvals.set(Arc::new(desk));
+    }
+
+    /// The approvals store, when critical calls are held.
+    pub fn approvals(&self) -> Option<&warrant_consent::approvals::Approvals> {
+        self.approval_desk().map(|d| d.approvals())
+    }
+
+    pub(super) fn approval_desk(&self) -> Option<&Arc<ApprovalDesk>> {
+        self.inner.approvals.get()
     }
 
     pub(super) fn park(&self) -> &Arc<Park> {
@@ -340,7 +359,11 @@ impl Gateway {
         let server = route.upstream.name();
         let args = arguments.map(call_args).unwrap_or_default();
         let decision = auth.decide(caller, server, &route.original, route.risk, args);
-        if decision.allow {
+        if decision.allow && route.risk == Risk::Critical && self.approval_desk().is_some() {
+            // Allowed, but held for a person's approval: the handler asks (the direct
+            // path takes only what the edge authorized, so never this call).
+            Ok(None)
+        } else if decision.allow {
             Ok(Some(Authorized {
                 server: server.to_owned(),
                 tool: route.original.clone(),

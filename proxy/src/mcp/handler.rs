@@ -29,6 +29,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use warrant_consent::token::{CallArgs, Risk, call_args};
 
 use super::aggregate::{Aggregate, page};
+use super::approve::Held;
 use super::auth::{
     Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, step_up_scope,
 };
@@ -231,6 +232,23 @@ impl ServerHandler for Gateway {
             route.risk,
             args,
         )?;
+        if route.risk == Risk::Critical
+            && let Some(desk) = self.approval_desk()
+            && let Some(caller) = token_caller(&context)
+        {
+            let held = desk
+                .hold(
+                    &caller,
+                    route.upstream.name(),
+                    &route.original,
+                    &mut request,
+                    &context,
+                )
+                .await?;
+            if let Held::Answer(response) = held {
+                return Ok(response);
+            }
+        }
         request.name = route.original.clone().into();
         if era == Era::Modern && (request.request_state.is_some() || can_be_asked(&context)) {
             let lane = route.upstream.ready(era).await?;

@@ -4,6 +4,7 @@
 //! the only module that uses `rmcp` types; see `README.md` beside it for the bridging.
 
 mod aggregate;
+pub mod approve;
 pub mod auth;
 mod client;
 mod connect;
@@ -18,6 +19,7 @@ mod park;
 mod sse;
 mod upstream;
 
+pub use approve::{ApprovalDesk, Notify};
 pub use auth::{Caller, McpAuth};
 pub use gateway::{Gateway, Observer, UpstreamStatus};
 pub use upstream::Health;
