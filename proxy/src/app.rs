@@ -14,7 +14,7 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::approvals::{Approval, Approvals};
-use warrant_consent::catalog::{Catalog, ToolRecord};
+use warrant_consent::catalog::{Catalog, CatalogError, CatalogView, ToolRecord};
 use warrant_consent::ceilings::{CeilingError, CeilingView, Ceilings};
 use warrant_consent::oauth::{OAuthState, RevokedSet, StoreError};
 use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
@@ -52,6 +52,8 @@ pub enum StartError {
     TokenKeys(#[from] TokenError),
     #[error("cannot load the revocation list: {0}")]
     Revocations(#[from] StoreError),
+    #[error("cannot load the tool catalog: {0}")]
+    Catalog(#[from] CatalogError),
     #[error("cannot load the trust ceilings: {0}")]
     Ceilings(#[from] CeilingError),
 }
@@ -181,10 +183,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .with_ceilings(ceilings.clone()),
         )
     });
-    let gateway = Gateway::new(&config, auth, shutdown.child_token());
+    let catalog = CatalogView::load(Catalog::new(db.clone())).await?;
+    spawn_catalog_refresher(&catalog, shutdown.child_token());
+    let gateway = Gateway::new(&config, auth, catalog.clone(), shutdown.child_token());
+    gateway.follow_catalog();
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
     gateway.start(Recorder {
-        catalog: Catalog::new(db.clone()),
+        tools: spawn_catalog_recorder(&catalog, clock.clone()),
         events: UpstreamEvents::new(db.clone()),
     });
     let collisions = gateway.settle().await;
@@ -243,6 +248,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
                 revoked: Some(revoked.clone()),
                 ceilings: Some(ceilings.clone()),
+                catalog: Some(catalog.clone()),
             }),
             Some(warrant_ui::ApprovalsUi {
                 approvals,
@@ -519,21 +525,62 @@ impl Notify for ApprovalMail {
     }
 }
 
+/// Re-reads the catalog's decisions every second, so that an admin's change made on
+/// another replica applies within a second (changes made here apply at once).
+fn spawn_catalog_refresher(catalog: &CatalogView, stop: CancellationToken) {
+    let catalog = catalog.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match catalog.refresh().await {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("tool catalog readable again");
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "cannot refresh the tool catalog; admin changes made elsewhere are not seen until it can");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
+
+/// Records upstreams' tool lists in the catalog one after the other, in the order
+/// they came (the first definition seen of a tool is its approved one).
+fn spawn_catalog_recorder(
+    catalog: &CatalogView,
+    clock: Arc<dyn Clock>,
+) -> tokio::sync::mpsc::UnboundedSender<(String, Vec<ToolRecord>)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<ToolRecord>)>();
+    let catalog = catalog.clone();
+    tokio::spawn(async move {
+        while let Some((upstream, tools)) = rx.recv().await {
+            if let Err(e) = catalog.record(&upstream, &tools, clock.unix()).await {
+                tracing::error!(%upstream, error = %e, "cannot record the tool catalog");
+            }
+        }
+    });
+    tx
+}
+
 /// Writes what the gateway learns about upstreams to their tables, off the request path.
 struct Recorder {
-    catalog: Catalog,
+    tools: tokio::sync::mpsc::UnboundedSender<(String, Vec<ToolRecord>)>,
     events: UpstreamEvents,
 }
 
 impl Observer for Recorder {
     fn tools(&self, upstream: &str, tools: Vec<ToolRecord>) {
-        let catalog = self.catalog.clone();
-        let upstream = upstream.to_owned();
-        tokio::spawn(async move {
-            if let Err(e) = catalog.record(&upstream, &tools).await {
-                tracing::error!(%upstream, error = %e, "cannot record the tool catalog");
-            }
-        });
+        let _ = self.tools.send((upstream.to_owned(), tools));
     }
 
     fn health(&self, upstream: &str, state: &'static str, reason: Option<String>) {

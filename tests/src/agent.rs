@@ -195,6 +195,19 @@ pub async fn token_for_grant(
     allow: &[&str],
     deny: &[&str],
 ) -> Tokens {
+    token_for_grant_up_to(gw, user_id, client_id, resource, allow, deny, None).await
+}
+
+/// [`token_for_grant`] with the grant's highest risk class (`max_risk`, e.g. `"high"`).
+pub async fn token_for_grant_up_to(
+    gw: &TestGateway,
+    user_id: &str,
+    client_id: &str,
+    resource: &str,
+    allow: &[&str],
+    deny: &[&str],
+    max_risk: Option<&str>,
+) -> Tokens {
     let now = unix_now();
     let grant = Grants::new(gw.running.db.clone())
         .create(
@@ -204,7 +217,7 @@ pub async fn token_for_grant(
                 resource: resource.to_owned(),
                 allow: allow.iter().map(|s| (*s).to_owned()).collect(),
                 deny: deny.iter().map(|s| (*s).to_owned()).collect(),
-                max_risk: None,
+                max_risk: max_risk.map(str::to_owned),
                 expires_at: now + 3600,
             },
             now,

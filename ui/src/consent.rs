@@ -44,6 +44,9 @@ pub struct ConsentUi {
     /// The proxy's live revocation list: a grant replaced by a new approval is refused
     /// at once.
     pub revoked: Option<RevokedSet>,
+    /// The proxy's live catalog: the admin's risk classes, trust and approvals apply
+    /// at once.
+    pub catalog: Option<warrant_consent::catalog::CatalogView>,
     /// Every user's live trust ceiling: the consent screen offers nothing above the
     /// person's, and the admin pages set them.
     pub ceilings: Option<CeilingView>,

@@ -21,6 +21,7 @@ mod extract;
 mod oidc;
 mod page;
 mod passkey;
+mod servers;
 mod setup;
 mod signin;
 
@@ -71,6 +72,7 @@ pub fn router_with_pages(
         .merge(signin::routes())
         .merge(account::routes())
         .merge(admin::routes())
+        .merge(servers::routes())
         .merge(oidc::routes())
         .merge(passkey::routes())
         .merge(email::routes())

@@ -7,14 +7,21 @@
 //! clients of each, see [`super::upstream`]). A view is rebuilt only when an upstream's
 //! offer or health changes (an epoch counter says when); the per-request path reads it
 //! through one `Arc`.
+//!
+//! Tools are classified by the catalog as the view is built ([`CatalogSnapshot`]): each
+//! route carries the tool's effective risk class, and a tool whose definition differs
+//! from the approved one (a rug pull) is quarantined — left out of the list and of the
+//! routes, its name kept apart so that a call gets a clear refusal.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
+use warrant_consent::catalog::CatalogSnapshot;
 use warrant_consent::token::Risk;
 
+use super::gateway::tool_record;
 use super::upstream::{Era, Upstream};
 
 /// Where an exposed name leads.
@@ -26,18 +33,30 @@ pub(crate) struct Route {
     /// The tool declares no `x-mcp-header` parameters (whose `Mcp-Param-*` headers rmcp
     /// validates), so the direct path may carry its calls.
     pub(crate) plain: bool,
-    /// The risk class calls are decided with (prompts: `low`).
+    /// The risk class calls are decided with: the catalog's effective class (prompts:
+    /// `low`).
     pub(crate) risk: Risk,
+}
+
+/// A tool left out because it is quarantined: its upstream and its name there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Quarantined {
+    pub(crate) upstream: String,
+    pub(crate) original: String,
 }
 
 #[derive(Default)]
 pub(crate) struct Aggregate {
     pub(crate) epoch: u64,
+    /// The catalog version it was classified with.
+    pub(crate) catalog_version: u64,
     pub(crate) tools: Vec<Tool>,
     pub(crate) prompts: Vec<Prompt>,
     pub(crate) resources: Vec<Resource>,
     pub(crate) templates: Vec<ResourceTemplate>,
     tool_routes: HashMap<String, Route>,
+    /// Exposed names of quarantined tools.
+    quarantined: HashMap<String, Quarantined>,
     prompt_routes: HashMap<String, Route>,
     resource_routes: HashMap<String, Arc<Upstream>>,
     template_routes: Vec<(UriTemplate, Arc<Upstream>)>,
@@ -61,6 +80,7 @@ impl Aggregate {
         era: Era,
         upstreams: &[Arc<Upstream>],
         separator: &str,
+        catalog: &CatalogSnapshot,
     ) -> Self {
         let mut view = Self {
             epoch,
@@ -71,8 +91,19 @@ impl Aggregate {
             let prefix = upstream.config.prefix.as_str();
             for tool in &offer.tools {
                 let name = exposed_name(prefix, separator, &tool.name);
-                if view.tool_routes.contains_key(&name) {
+                if view.tool_routes.contains_key(&name) || view.quarantined.contains_key(&name) {
                     view.collide("tool", &name, upstream);
+                    continue;
+                }
+                let classified = catalog.classify(upstream.name(), &tool_record(tool));
+                if classified.quarantined {
+                    view.quarantined.insert(
+                        name,
+                        Quarantined {
+                            upstream: upstream.name().to_owned(),
+                            original: tool.name.to_string(),
+                        },
+                    );
                     continue;
                 }
                 let mut exposed = tool.clone();
@@ -80,10 +111,7 @@ impl Aggregate {
                 view.tools.push(exposed);
                 let plain = !serde_json::to_string(&tool.input_schema)
                     .is_ok_and(|schema| schema.contains("x-mcp-header"));
-                // What the annotations suggest, until classes are reviewed (the catalog).
-                let risk = tool.annotations.as_ref().map_or(Risk::Medium, |a| {
-                    Risk::suggested(a.read_only_hint, a.destructive_hint)
-                });
+                let risk = classified.risk;
                 view.tool_routes.insert(
                     name,
                     Route {
@@ -143,6 +171,16 @@ impl Aggregate {
 
     pub(crate) fn tool(&self, name: &str) -> Option<&Route> {
         self.tool_routes.get(name)
+    }
+
+    /// The quarantined tool an exposed name stands for, if it is one.
+    pub(crate) fn quarantined(&self, name: &str) -> Option<&Quarantined> {
+        self.quarantined.get(name)
+    }
+
+    /// Whether `name` is a tool of this view, offered or quarantined.
+    pub(crate) fn knows_tool(&self, name: &str) -> bool {
+        self.tool_routes.contains_key(name) || self.quarantined.contains_key(name)
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Option<&Route> {

@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use warrant_consent::catalog::ToolRecord;
+use warrant_consent::catalog::{CatalogSnapshot, CatalogView, ToolRecord};
 use warrant_consent::token::{Risk, call_args};
 
 use super::aggregate::Aggregate;
@@ -58,6 +58,8 @@ struct Inner {
     auth: Option<Arc<McpAuth>>,
     /// Calls of 2026-07-28 clients parked while a legacy upstream waits for input.
     park: Arc<Park>,
+    /// Risk classes and quarantine, as admins decided (in memory).
+    catalog: CatalogView,
     /// Holds critical calls for a person's approval (set once at start).
     approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
     shutdown: CancellationToken,
@@ -86,7 +88,12 @@ pub struct UpstreamStatus {
 
 impl Gateway {
     /// Builds the gateway for a configuration; nothing connects until [`Self::start`].
-    pub fn new(config: &Config, auth: Option<Arc<McpAuth>>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        config: &Config,
+        auth: Option<Arc<McpAuth>>,
+        catalog: CatalogView,
+        shutdown: CancellationToken,
+    ) -> Self {
         let changes = Changes::new();
         let upstreams = config
             .upstreams
@@ -118,6 +125,7 @@ impl Gateway {
                 direct: Arc::default(),
                 auth,
                 park: Arc::default(),
+                catalog,
                 approvals: std::sync::OnceLock::new(),
                 shutdown,
             }),
@@ -233,24 +241,31 @@ impl Gateway {
     pub(super) fn view(&self, era: Era) -> Arc<Aggregate> {
         let slot = &self.inner.views[usize::from(era == Era::Modern)];
         let epoch = self.inner.changes.epoch();
+        let catalog = self.inner.catalog.version();
         if let Ok(view) = slot.read()
             && view.epoch == epoch
+            && view.catalog_version == catalog
         {
             return view.clone();
         }
         let _guard = self.inner.rebuild.lock();
         let epoch = self.inner.changes.epoch();
+        let catalog = self.inner.catalog.version();
         if let Ok(view) = slot.read()
             && view.epoch == epoch
+            && view.catalog_version == catalog
         {
             return view.clone();
         }
-        let fresh = Arc::new(Aggregate::build(
+        let mut fresh = Aggregate::build(
             epoch,
             era,
             &self.inner.upstreams,
             &self.inner.separator,
-        ));
+            &self.inner.catalog.current(),
+        );
+        fresh.catalog_version = catalog;
+        let fresh = Arc::new(fresh);
         if let Ok(mut slot) = slot.write() {
             *slot = fresh.clone();
         }
@@ -352,7 +367,7 @@ impl Gateway {
     ) -> Result<Option<Authorized>, Refusal> {
         // An upstream still starting may not be in the view yet: wait for it as the
         // handler would, so that the refusal can still be an HTTP 403.
-        let view = self.settled_view(era, |v| v.tool(name).is_some()).await;
+        let view = self.settled_view(era, |v| v.knows_tool(name)).await;
         let Some(route) = view.tool(name) else {
             return Ok(None);
         };
@@ -674,7 +689,45 @@ impl Gateway {
     }
 }
 
-fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
+/// Follows the catalog: when admins change a class, a trust or an approval (here or on
+/// another replica), clients are told that the tool list changed — only when a tool an
+/// upstream offers now is classified otherwise (a tool recorded for the first time
+/// changes nothing). The views themselves rebuild on their next use (the catalog's
+/// version moved), so the next call is decided with the new classes.
+impl Gateway {
+    pub fn follow_catalog(&self) {
+        let mut changes = self.inner.catalog.subscribe();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut last = changes.borrow_and_update().clone();
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    () = gateway.inner.shutdown.cancelled() => return,
+                }
+                let next = changes.borrow_and_update().clone();
+                if gateway.classified_otherwise(&last, &next) {
+                    gateway.inner.changes.publish("", Change::Tools);
+                }
+                last = next;
+            }
+        });
+    }
+
+    fn classified_otherwise(&self, before: &CatalogSnapshot, after: &CatalogSnapshot) -> bool {
+        self.inner.upstreams.iter().any(|upstream| {
+            [Era::Legacy, Era::Modern].into_iter().any(|era| {
+                upstream.offer(era).tools.iter().any(|tool| {
+                    let record = tool_record(tool);
+                    before.classify(upstream.name(), &record)
+                        != after.classify(upstream.name(), &record)
+                })
+            })
+        })
+    }
+}
+
+pub(crate) fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
     ToolRecord {
         name: tool.name.to_string(),
         title: tool.title.clone(),
@@ -684,6 +737,10 @@ fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
             .as_ref()
             .and_then(|a| serde_json::to_value(a).ok()),
         input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
+        output_schema: tool
+            .output_schema
+            .as_ref()
+            .map(|s| serde_json::Value::Object((**s).clone())),
     }
 }
 

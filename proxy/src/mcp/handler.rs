@@ -212,10 +212,17 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let era = era_of(&context);
         let view = self
-            .settled_view(era, |v| v.tool(&request.name).is_some())
+            .settled_view(era, |v| v.knows_tool(&request.name))
             .await;
         let name = request.name.to_string();
         let Some(route) = view.tool(&name) else {
+            if let Some(q) = view.quarantined(&name) {
+                return Err(GatewayError::Quarantined {
+                    name,
+                    upstream: q.upstream.clone(),
+                }
+                .into());
+            }
             return Err(self
                 .unknown(&name, GatewayError::UnknownTool(name.clone()))
                 .into());

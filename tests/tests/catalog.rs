@@ -1,0 +1,440 @@
+//! The tool catalog end to end: risk classes as the per-call decision sees them (an
+//! unreviewed tool is `critical`; an admin's review or trusted annotations set the
+//! class), and rug-pull protection (a tool whose upstream changes its definition is
+//! quarantined — not listed, calls refused — until the upstream reverts or an admin
+//! approves the new version on the tool's page).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use warrant_e2e::agent::{register_public, token_for_grant_up_to};
+use warrant_e2e::raw::{Raw, Reply};
+use warrant_e2e::web::{Browser, Page};
+use warrant_e2e::{Backend, TestGateway, demo_upstream, stdio_upstream};
+
+const META: &str = r#"{
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+}"#;
+
+fn meta() -> Value {
+    serde_json::from_str(META).expect("meta")
+}
+
+/// A stateless (2026-07-28) `tools/call`, with `token` when given.
+async fn call(gw: &TestGateway, token: Option<&str>, tool: &str, arguments: Value) -> Reply {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = token.map(str::to_owned);
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": meta()}
+    });
+    raw.post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+    )
+    .await
+}
+
+/// The tool names a stateless `tools/list` shows.
+async fn listed(gw: &TestGateway, token: Option<&str>) -> Vec<String> {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = token.map(str::to_owned);
+    let body =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta()}});
+    let reply = raw
+        .post(
+            body.to_string(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut names: Vec<String> = reply.response(3)["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+fn text_of(reply: &Reply) -> String {
+    reply.response(7)["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Polls `check` for up to five seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Posts a form of the admin pages with the page's CSRF token.
+async fn submit(browser: &Browser, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+    let csrf = page.csrf().expect("the page carries a CSRF token");
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    browser.post_form(action, &form).await
+}
+
+async fn admin(gw: &TestGateway) -> (Browser, String) {
+    let (browser, _device) = warrant_e2e::passkey::first_admin(gw, "admin@example.com").await;
+    let id = gw
+        .running
+        .idp
+        .users
+        .by_email("admin@example.com")
+        .await
+        .expect("lookup")
+        .expect("the admin")
+        .id;
+    (browser, id)
+}
+
+#[tokio::test]
+async fn unreviewed_tools_are_critical_until_an_admin_reviews_them_or_trusts_annotations() {
+    let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
+    let (browser, user) = admin(&gw).await;
+    let client = register_public(&gw, "Agent").await;
+    let resource = format!("{}/mcp", gw.public_url());
+    // The person allowed every demo tool up to `high`.
+    let tokens = token_for_grant_up_to(
+        &gw,
+        &user,
+        &client,
+        &resource,
+        &["demo.*"],
+        &[],
+        Some("high"),
+    )
+    .await;
+    let token = Some(tokens.access.as_str());
+
+    // Nobody reviewed anything and the annotations are not trusted: all critical.
+    let reply = call(&gw, token, "demo__list_notes", json!({})).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let message = reply.response(7)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("critical"), "{message}");
+    assert!(listed(&gw, token).await.is_empty(), "nothing within `high`");
+
+    // The admin pages show it.
+    let servers = browser.get("/admin/servers").await;
+    assert_eq!(servers.status, 200, "{}", servers.body);
+    assert!(
+        servers.contains("href=\"/admin/servers/demo\""),
+        "{}",
+        servers.body
+    );
+    let server = browser.get("/admin/servers/demo").await;
+    assert_eq!(server.status, 200, "{}", server.body);
+    assert!(server.contains("list_notes"), "{}", server.body);
+    assert!(
+        server.contains("risk-critical\">critical"),
+        "{}",
+        server.body
+    );
+
+    // The admin reviews list_notes as medium: the next call goes through.
+    let page = browser.get("/admin/servers/demo/tools/list_notes").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.contains("Suggested by its annotations"),
+        "{}",
+        page.body
+    );
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/demo/tools/list_notes/review",
+        &[("risk", "medium")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let reply = call(&gw, token, "demo__list_notes", json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(listed(&gw, token).await, ["demo__list_notes"]);
+    let page = browser.get("/admin/servers/demo/tools/list_notes").await;
+    assert!(
+        page.contains("admin@example.com"),
+        "reviewed by: {}",
+        page.body
+    );
+
+    // A form without the CSRF token changes nothing.
+    let forged = browser
+        .post_form(
+            "/admin/servers/demo/tools/list_notes/review",
+            &[("risk", "critical")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let forged = browser
+        .post_form("/admin/servers/demo/trust", &[("trust", "on")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(
+        call(&gw, token, "demo__list_notes", json!({})).await.status,
+        200
+    );
+
+    // Trusting the annotations: the suggested classes apply (read-only low,
+    // destructive high), the review still wins.
+    let page = browser.get("/admin/servers").await;
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/demo/trust",
+        &[("trust", "on")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        listed(&gw, token).await,
+        [
+            "demo__delete_all_notes",
+            "demo__list_notes",
+            "demo__read_note",
+            "demo__send_payment",
+            "demo__write_note"
+        ]
+    );
+    let reply = call(&gw, token, "demo__read_note", json!({"title": "none"})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+
+    // A review above the grant's `high` takes the tool away again.
+    let page = browser.get("/admin/servers/demo/tools/send_payment").await;
+    assert!(
+        page.contains("risk-high\">high"),
+        "suggested: {}",
+        page.body
+    );
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/demo/tools/send_payment/review",
+        &[("risk", "critical")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let payment = json!({"to": "alice", "amount_cents": 100, "currency": "eur"});
+    let reply = call(&gw, token, "demo__send_payment", payment).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert!(
+        !listed(&gw, token)
+            .await
+            .contains(&"demo__send_payment".to_owned())
+    );
+
+    // Not an admin's page for everyone, and a refusal in plain words for a bad class.
+    let page = browser.get("/admin/servers/demo/tools/send_payment").await;
+    let bad = submit(
+        &browser,
+        &page,
+        "/admin/servers/demo/tools/send_payment/review",
+        &[("risk", "extreme")],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.contains("Choose low, medium, high, critical"),
+        "{}",
+        bad.body
+    );
+    let stranger = gw.browser().get("/admin/servers").await;
+    assert_ne!(stranger.status, 200);
+    gw.stop().await;
+}
+
+fn flaky() -> String {
+    format!(
+        "{}protocol = \"2025-11-25\"\n",
+        stdio_upstream("flaky", "flaky_upstream", &[])
+    )
+}
+
+/// The JSON-RPC error of a refused call: its code and message.
+fn error_of(reply: &Reply) -> (i64, String) {
+    let error = &reply.response(7)["error"];
+    (
+        error["code"].as_i64().unwrap_or_default(),
+        error["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_changed_tool_is_quarantined_until_the_upstream_reverts_or_an_admin_approves_it() {
+    let gw = TestGateway::start_protected(&flaky(), Backend::current()).await;
+    let (browser, user) = admin(&gw).await;
+    let client = register_public(&gw, "Agent").await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let tokens =
+        token_for_grant_up_to(&gw, &user, &client, &resource, &["flaky.*"], &[], None).await;
+    let token = Some(tokens.access.as_str());
+    let echo = || call(&gw, token, "flaky__echo", json!({"message": "hi"}));
+    // Its tools carry no annotations: trusted, they are medium (else critical, above
+    // the default ceiling).
+    let page = browser.get("/admin/servers").await;
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/flaky/trust",
+        &[("trust", "on")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+
+    let reply = echo().await;
+    assert_eq!(text_of(&reply), "hi", "{reply:?}");
+
+    // The upstream changes echo's description: echo is quarantined.
+    let reply = call(&gw, token, "flaky__rug_pull", json!({})).await;
+    assert_eq!(text_of(&reply), "pulled", "{reply:?}");
+    eventually("echo leaves the list", || async {
+        !listed(&gw, token).await.contains(&"flaky__echo".to_owned())
+    })
+    .await;
+    let reply = echo().await;
+    let (code, message) = error_of(&reply);
+    assert_eq!(code, -32020, "{message}");
+    assert!(
+        message.contains("quarantined") && message.contains("admin"),
+        "{message}"
+    );
+    assert!(listed(&gw, token).await.contains(&"flaky__pid".to_owned()));
+
+    // A session of an older revision is refused the same way.
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = tokens.access.clone().into();
+    raw.initialize("2025-06-18").await;
+    let reply = raw
+        .request(
+            7,
+            "tools/call",
+            json!({"name": "flaky__echo", "arguments": {"message": "hi"}}),
+        )
+        .await;
+    assert_eq!(error_of(&reply).0, -32020, "{reply:?}");
+
+    // The admin sees it flagged, with the change.
+    eventually("the catalog flags it", || async {
+        browser
+            .get("/admin/servers/flaky")
+            .await
+            .contains("<strong>quarantined</strong>")
+    })
+    .await;
+    let page = browser.get("/admin/servers/flaky/tools/echo").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.contains("Quarantined since"), "{}", page.body);
+    assert!(page.contains("What changed"), "{}", page.body);
+    assert!(
+        page.contains("id_ed25519"),
+        "the new description: {}",
+        page.body
+    );
+    assert!(
+        page.contains("Echo the message back."),
+        "the old one: {}",
+        page.body
+    );
+
+    // The upstream goes back to the approved definition: out of quarantine, no admin
+    // needed.
+    let reply = call(&gw, token, "flaky__rug_pull", json!({})).await;
+    assert_eq!(text_of(&reply), "restored", "{reply:?}");
+    eventually("echo is back", || async {
+        listed(&gw, token).await.contains(&"flaky__echo".to_owned())
+    })
+    .await;
+    assert_eq!(text_of(&echo().await), "hi");
+
+    // Changed again; this time the admin approves the new version on its page.
+    let reply = call(&gw, token, "flaky__rug_pull", json!({})).await;
+    assert_eq!(text_of(&reply), "pulled", "{reply:?}");
+    eventually("echo is quarantined again", || async {
+        error_of(&echo().await).0 == -32020
+    })
+    .await;
+    eventually("the page offers the approval", || async {
+        browser
+            .get("/admin/servers/flaky/tools/echo")
+            .await
+            .contains("Approve this version")
+    })
+    .await;
+    let page = browser.get("/admin/servers/flaky/tools/echo").await;
+    let hash = page
+        .body
+        .split("name=\"hash\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the approval form names the version")
+        .to_owned();
+    // An approval of another version is refused in plain words.
+    let stale = submit(
+        &browser,
+        &page,
+        "/admin/servers/flaky/tools/echo/approve",
+        &[("hash", &"0".repeat(64))],
+    )
+    .await;
+    assert_eq!(stale.status, 400, "{}", stale.body);
+    assert!(stale.contains("changed this tool again"), "{}", stale.body);
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/flaky/tools/echo/approve",
+        &[("hash", &hash)],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let reply = echo().await;
+    assert_eq!(
+        text_of(&reply),
+        "hi",
+        "approved: the call works at once: {reply:?}"
+    );
+    assert!(listed(&gw, token).await.contains(&"flaky__echo".to_owned()));
+    let page = browser.get("/admin/servers/flaky/tools/echo").await;
+    assert!(!page.contains("Quarantined since"), "{}", page.body);
+    assert!(
+        page.contains("approved by admin@example.com"),
+        "{}",
+        page.body
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn quarantine_applies_without_tokens_too() {
+    let gw = TestGateway::start(&flaky(), Backend::current()).await;
+    let reply = call(&gw, None, "flaky__rug_pull", json!({})).await;
+    assert_eq!(text_of(&reply), "pulled", "{reply:?}");
+    eventually("echo is quarantined", || async {
+        error_of(&call(&gw, None, "flaky__echo", json!({"message": "hi"})).await).0 == -32020
+    })
+    .await;
+    assert!(!listed(&gw, None).await.contains(&"flaky__echo".to_owned()));
+    gw.stop().await;
+}

@@ -1,0 +1,429 @@
+//! The admin's view of upstream servers and their tools: whether each upstream's MCP
+//! annotations are trusted, each tool's suggested and effective risk class, the review
+//! that sets a class, and quarantined tools — the change an upstream made, field by
+//! field, and "approve this version".
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use warrant_consent::catalog::{
+    Approval, Catalog, CatalogError, CatalogTool, CatalogView, FieldChange,
+};
+use warrant_consent::token::Risk;
+use warrant_idp::IdpError;
+
+use crate::UiState;
+use crate::extract::Admin;
+use crate::page::{PageError, when};
+
+pub(crate) fn routes() -> Router<UiState> {
+    Router::new()
+        .route("/admin/servers", get(servers))
+        .route("/admin/servers/{server}", get(server))
+        .route("/admin/servers/{server}/trust", post(set_trust))
+        .route("/admin/servers/{server}/tools/{tool}", get(tool))
+        .route("/admin/servers/{server}/tools/{tool}/review", post(review))
+        .route(
+            "/admin/servers/{server}/tools/{tool}/approve",
+            post(approve),
+        )
+}
+
+/// The catalog through its live view when the binary gave one (changes apply to the
+/// gateway at once), else straight over the database (the gateway's refresh picks
+/// them up within a second).
+enum Store {
+    View(CatalogView),
+    Plain(Catalog),
+}
+
+impl Store {
+    fn of(state: &UiState) -> Self {
+        match state.consent.as_ref().and_then(|c| c.catalog.clone()) {
+            Some(view) => Self::View(view),
+            None => Self::Plain(Catalog::new(state.idp.db.clone())),
+        }
+    }
+
+    fn catalog(&self) -> &Catalog {
+        match self {
+            Self::View(view) => view.catalog(),
+            Self::Plain(catalog) => catalog,
+        }
+    }
+
+    async fn refresh(&self) -> Result<(), CatalogError> {
+        if let Self::View(view) = self {
+            view.refresh().await?;
+        }
+        Ok(())
+    }
+}
+
+fn storage(e: CatalogError) -> PageError {
+    match e {
+        CatalogError::Storage(e) => PageError(IdpError::Storage(e)),
+        other => PageError(IdpError::Invalid(other.to_string())),
+    }
+}
+
+fn now(state: &UiState) -> i64 {
+    state.idp.clock.unix()
+}
+
+/// Every upstream: configured ones, and any the catalog still remembers.
+async fn server_names(state: &UiState, store: &Store) -> Result<Vec<String>, PageError> {
+    let mut names: Vec<String> = state
+        .consent
+        .as_ref()
+        .map(|c| c.tool_servers.clone())
+        .unwrap_or_default();
+    for s in store.catalog().servers().await.map_err(storage)? {
+        names.push(s.name);
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+struct ServerRow {
+    name: String,
+    path: String,
+    trusted: bool,
+    tools: i64,
+    unreviewed: i64,
+    quarantined: i64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_servers.html")]
+struct ServersPage {
+    csrf: String,
+    servers: Vec<ServerRow>,
+}
+
+async fn servers(State(state): State<UiState>, Admin(admin): Admin) -> Result<Response, PageError> {
+    let csrf = state.idp.sessions.csrf_token(&admin.session).await?;
+    let store = Store::of(&state);
+    let known = store.catalog().servers().await.map_err(storage)?;
+    let servers = server_names(&state, &store)
+        .await?
+        .into_iter()
+        .map(|name| match known.iter().find(|s| s.name == name) {
+            Some(s) => ServerRow {
+                path: path_segment(&name),
+                name,
+                trusted: s.trusted.is_some(),
+                tools: s.tools,
+                unreviewed: s.unreviewed,
+                quarantined: s.quarantined,
+            },
+            None => ServerRow {
+                path: path_segment(&name),
+                name,
+                trusted: false,
+                tools: 0,
+                unreviewed: 0,
+                quarantined: 0,
+            },
+        })
+        .collect();
+    Ok(ServersPage { csrf, servers }.into_response())
+}
+
+struct ToolRow {
+    name: String,
+    path: String,
+    suggested: &'static str,
+    effective: &'static str,
+    reviewed: String,
+    state: &'static str,
+}
+
+fn state_of(tool: &CatalogTool) -> &'static str {
+    if tool.quarantined_since.is_some() {
+        "quarantined"
+    } else if tool.reviewed_risk().is_some() {
+        "reviewed"
+    } else {
+        "not reviewed"
+    }
+}
+
+fn reviewed_text(tool: &CatalogTool) -> String {
+    match (&tool.reviewed_by, tool.reviewed_at) {
+        (Some(by), Some(at)) => format!("{by}, {}", when(at)),
+        _ => String::from("—"),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_server.html")]
+struct ServerPage {
+    csrf: String,
+    name: String,
+    path: String,
+    trusted: Option<String>,
+    tools: Vec<ToolRow>,
+}
+
+async fn server(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let csrf = state.idp.sessions.csrf_token(&admin.session).await?;
+    let store = Store::of(&state);
+    if !server_names(&state, &store).await?.contains(&name) {
+        return Err(IdpError::NotFound("server").into());
+    }
+    let catalog = store.catalog();
+    let trust = catalog.trust_of(&name).await.map_err(storage)?;
+    let tools = catalog
+        .tools_of(&name)
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .map(|t| ToolRow {
+            suggested: t.suggested_risk().name(),
+            effective: t.effective_risk(trust.is_some()).name(),
+            reviewed: reviewed_text(&t),
+            state: state_of(&t),
+            path: path_segment(&t.name),
+            name: t.name,
+        })
+        .collect();
+    Ok(ServerPage {
+        csrf,
+        trusted: trust.map(|(by, at)| format!("{by}, {}", when(at))),
+        path: path_segment(&name),
+        name,
+        tools,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct TrustForm {
+    csrf: Option<String>,
+    trust: String,
+}
+
+async fn set_trust(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    Form(form): Form<TrustForm>,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let store = Store::of(&state);
+    if !server_names(&state, &store).await?.contains(&name) {
+        return Err(IdpError::NotFound("server").into());
+    }
+    let by = match form.trust.as_str() {
+        "on" => Some(admin.user.email.as_str()),
+        "off" => None,
+        _ => {
+            return Err(IdpError::Invalid("Choose to trust the annotations or not.".into()).into());
+        }
+    };
+    store
+        .catalog()
+        .set_trusted(&name, by, now(&state))
+        .await
+        .map_err(storage)?;
+    store.refresh().await.map_err(storage)?;
+    tracing::info!(admin = %admin.user.id, server = %name, trusted = by.is_some(), "admin set annotation trust");
+    Ok(Redirect::to(&format!("/admin/servers/{}", path_segment(&name))).into_response())
+}
+
+struct RiskOption {
+    value: &'static str,
+    label: &'static str,
+    selected: bool,
+}
+
+fn risk_options(current: Option<Risk>) -> Vec<RiskOption> {
+    let mut options = vec![RiskOption {
+        value: "",
+        label: "not reviewed",
+        selected: current.is_none(),
+    }];
+    for risk in [Risk::Low, Risk::Medium, Risk::High, Risk::Critical] {
+        options.push(RiskOption {
+            value: risk.name(),
+            label: risk.name(),
+            selected: current == Some(risk),
+        });
+    }
+    options
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_tool.html")]
+struct ToolPage {
+    csrf: String,
+    server: String,
+    server_path: String,
+    tool_path: String,
+    name: String,
+    title: String,
+    description: String,
+    annotations: String,
+    suggested: &'static str,
+    effective: &'static str,
+    trusted: bool,
+    reviewed: String,
+    approved: String,
+    quarantined: Option<String>,
+    changes: Vec<FieldChange>,
+    hash: String,
+    options: Vec<RiskOption>,
+}
+
+async fn tool(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((server, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let csrf = state.idp.sessions.csrf_token(&admin.session).await?;
+    let store = Store::of(&state);
+    let catalog = store.catalog();
+    let tool = catalog
+        .tool(&server, &name)
+        .await
+        .map_err(storage)?
+        .ok_or(IdpError::NotFound("tool"))?;
+    let trusted = catalog.trust_of(&server).await.map_err(storage)?.is_some();
+    let approved = match (&tool.approved_by, tool.approved_at) {
+        (Some(by), Some(at)) => format!("approved by {by}, {}", when(at)),
+        (None, Some(at)) => format!("as first seen, {}", when(at)),
+        _ => String::from("—"),
+    };
+    Ok(ToolPage {
+        csrf,
+        server_path: path_segment(&server),
+        tool_path: path_segment(&tool.name),
+        server,
+        name: tool.name.clone(),
+        title: tool.title.clone().unwrap_or_default(),
+        description: tool.description.clone().unwrap_or_default(),
+        annotations: tool.annotations.clone().unwrap_or_else(|| "none".into()),
+        suggested: tool.suggested_risk().name(),
+        effective: tool.effective_risk(trusted).name(),
+        trusted,
+        reviewed: reviewed_text(&tool),
+        approved,
+        quarantined: tool.quarantined_since.map(when),
+        changes: tool.changes(),
+        hash: tool.definition_hash.clone().unwrap_or_default(),
+        options: risk_options(tool.reviewed_risk()),
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ReviewForm {
+    csrf: Option<String>,
+    risk: String,
+}
+
+async fn review(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((server, name)): Path<(String, String)>,
+    Form(form): Form<ReviewForm>,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let risk = match form.risk.as_str() {
+        "" => None,
+        text => Some(Risk::parse(text).ok_or_else(|| {
+            IdpError::Invalid("Choose low, medium, high, critical or not reviewed.".into())
+        })?),
+    };
+    let store = Store::of(&state);
+    let found = store
+        .catalog()
+        .review(&server, &name, risk, &admin.user.email, now(&state))
+        .await
+        .map_err(storage)?;
+    if !found {
+        return Err(IdpError::NotFound("tool").into());
+    }
+    store.refresh().await.map_err(storage)?;
+    tracing::info!(admin = %admin.user.id, %server, tool = %name, risk = risk.map_or("none", Risk::name), "admin reviewed a tool's risk class");
+    Ok(Redirect::to(&tool_url(&server, &name)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ApproveForm {
+    csrf: Option<String>,
+    hash: String,
+}
+
+async fn approve(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((server, name)): Path<(String, String)>,
+    Form(form): Form<ApproveForm>,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let store = Store::of(&state);
+    let outcome = store
+        .catalog()
+        .approve(&server, &name, &form.hash, &admin.user.email, now(&state))
+        .await
+        .map_err(storage)?;
+    match outcome {
+        Approval::Approved => {}
+        Approval::Unknown => return Err(IdpError::NotFound("tool").into()),
+        Approval::Changed => {
+            return Err(IdpError::Invalid(
+                "The upstream changed this tool again since you opened the page. Nothing was \
+                 approved: look at the new version and approve it if it is fine."
+                    .into(),
+            )
+            .into());
+        }
+    }
+    store.refresh().await.map_err(storage)?;
+    tracing::info!(admin = %admin.user.id, %server, tool = %name, "admin approved a tool's new definition");
+    Ok(Redirect::to(&tool_url(&server, &name)).into_response())
+}
+
+fn tool_url(server: &str, tool: &str) -> String {
+    format!(
+        "/admin/servers/{}/tools/{}",
+        path_segment(server),
+        path_segment(tool)
+    )
+}
+
+/// A name as one URL path segment (tool names may hold `/`, `?`, spaces…).
+fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
