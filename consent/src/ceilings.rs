@@ -87,6 +87,21 @@ pub enum CeilingError {
     BadGroup(String),
 }
 
+/// For pages: storage failures stay failures, an unusable name is the person's to fix.
+impl From<CeilingError> for IdpError {
+    fn from(e: CeilingError) -> Self {
+        match e {
+            CeilingError::Storage(e) => Self::Storage(e),
+            CeilingError::Groups(e) => e,
+            CeilingError::BadGroup(name) => Self::Invalid(format!(
+                "{name:?} is not a usable group name (at most 100 characters, no control \
+                 characters)."
+            )),
+            e @ CeilingError::Corrupt { .. } => Self::Storage(sqlx::Error::Decode(Box::new(e))),
+        }
+    }
+}
+
 /// Whether `name` can be a group (what the admin's group form accepts).
 pub fn usable_group(name: &str) -> bool {
     !name.trim().is_empty() && name.len() <= 100 && !name.chars().any(char::is_control)

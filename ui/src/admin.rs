@@ -86,6 +86,7 @@ struct UserPage {
     admin_groups: String,
     sessions: Vec<SessionView>,
     is_self: bool,
+    ceiling: Option<crate::ceilings::UserCeiling>,
 }
 
 async fn user(
@@ -114,6 +115,7 @@ async fn user(
         .join(", ");
     Ok(UserPage {
         csrf,
+        ceiling: crate::ceilings::user_ceiling(&state, &user.id).await?,
         groups: idp.users.groups(&user.id).await?,
         admin_groups,
         is_self: user.id == admin.user.id,
@@ -219,6 +221,7 @@ async fn set_groups(
     idp.users
         .set_groups(&id, warrant_idp::users::ADMIN_SOURCE, &groups)
         .await?;
+    crate::ceilings::groups_changed(&state).await?;
     tracing::info!(admin = %admin.user.id, user = %id, groups = groups.len(), "admin set user groups");
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }

@@ -15,6 +15,7 @@ mod account;
 mod admin;
 mod approvals;
 mod assets;
+mod ceilings;
 mod consent;
 mod email;
 mod extract;
@@ -72,6 +73,7 @@ pub fn router_with_pages(
         .merge(signin::routes())
         .merge(account::routes())
         .merge(admin::routes())
+        .merge(ceilings::routes())
         .merge(servers::routes())
         .merge(oidc::routes())
         .merge(passkey::routes())

@@ -1,0 +1,435 @@
+//! Trust ceilings end to end: an agent holds a token for every demo tool; what it may
+//! call and what it sees follow the user's live ceiling — lowered, the next call of a
+//! tool above it is refused with words that name the ceiling and the next listing lacks
+//! the tool; raised, both come back. Group defaults (the lowest applies), a user's
+//! override (wins up or down), a change made on another replica (within a second) and
+//! the `notifications/tools/list_changed` sessions get. The demo upstream's annotations
+//! are trusted first, so its classes are known: `list_notes` low, `write_note` medium,
+//! `send_payment` high.
+
+use std::time::Duration;
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use warrant_consent::ceilings::{Ceilings, SubjectKind};
+use warrant_consent::token::Risk;
+use warrant_e2e::agent::{Tokens, approve, register_public, unix_now};
+use warrant_e2e::raw::{Raw, Reply};
+use warrant_e2e::web::{Browser, Page};
+use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
+
+/// JSON-RPC code of a call the token, grant or ceiling does not allow.
+const NOT_PERMITTED: i64 = -32010;
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+    })
+}
+
+/// A stateless (2026-07-28) `tools/call` with `token`.
+async fn call(gw: &TestGateway, token: &str, tool: &str, arguments: Value) -> Reply {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token.to_owned());
+    let body = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": meta()}
+    });
+    raw.post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+    )
+    .await
+}
+
+/// The tool names a 2026-07-28 `tools/list` with `token` shows, sorted.
+async fn listed(gw: &TestGateway, token: &str) -> Vec<String> {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token.to_owned());
+    let body =
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta()}});
+    let reply = raw
+        .post(
+            body.to_string(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut names: Vec<String> = reply.response(3)["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+fn write_note() -> Value {
+    json!({"title": "t", "body": "b"})
+}
+
+fn send_payment() -> Value {
+    json!({"to": "alice", "amount_cents": 1250, "currency": "eur"})
+}
+
+/// The call went through to the upstream.
+fn assert_allowed(reply: &Reply) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply.response(7)["result"]["content"].is_array(),
+        "a result: {reply:?}"
+    );
+}
+
+/// The call was refused by the ceiling: a JSON-RPC error (not a step-up 403, since no
+/// scope the person could grant helps) whose words name the tool, its class, the user
+/// and the ceiling, and who can change it.
+fn assert_above_ceiling(reply: &Reply, tool: &str, risk: &str, user: &str, ceiling: &str) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let error = &reply.response(7)["error"];
+    assert_eq!(error["code"], json!(NOT_PERMITTED), "{reply:?}");
+    let message = error["message"].as_str().unwrap_or_default();
+    let expected = format!(
+        "tool {tool} is {risk} risk, above the ceiling of user {user} ({ceiling}); an admin can raise it"
+    );
+    assert!(message.contains(&expected), "{expected:?} in {message:?}");
+}
+
+/// Posts a form of the admin pages with the page's CSRF token.
+async fn submit(browser: &Browser, page: &Page, action: &str, fields: &[(&str, &str)]) -> Page {
+    let csrf = page.csrf().expect("the page carries a CSRF token");
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let done = browser.post_form(action, &form).await;
+    assert_eq!(done.status, 303, "{action}: {}", done.body);
+    done
+}
+
+/// The first admin, signed in; their agent approved for every server; the demo
+/// upstream's annotations trusted (so the classes above hold).
+struct Setup {
+    gw: TestGateway,
+    browser: Browser,
+    admin: String,
+    tokens: Tokens,
+}
+
+async fn setup() -> Setup {
+    let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
+    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let admin = gw
+        .running
+        .idp
+        .users
+        .by_email("admin@example.com")
+        .await
+        .expect("lookup")
+        .expect("the admin")
+        .id;
+    let servers = browser.get("/admin/servers").await;
+    if servers.status != 404 {
+        assert_eq!(servers.status, 200, "{}", servers.body);
+        submit(
+            &browser,
+            &servers,
+            "/admin/servers/demo/trust",
+            &[("trust", "on")],
+        )
+        .await;
+    }
+    let client = register_public(&gw, "Claude Code").await;
+    let tokens = approve(
+        &gw,
+        &browser,
+        &client,
+        &[],
+        &[("servers", "all"), ("duration", "1h")],
+    )
+    .await;
+    Setup {
+        gw,
+        browser,
+        admin,
+        tokens,
+    }
+}
+
+/// Sets (or with `""` clears) the admin's own ceiling on their user page.
+async fn set_user_ceiling(s: &Setup, ceiling: &str) -> Page {
+    let page = s.browser.get(&format!("/admin/users/{}", s.admin)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    submit(
+        &s.browser,
+        &page,
+        &format!("/admin/users/{}/ceiling", s.admin),
+        &[("ceiling", ceiling)],
+    )
+    .await;
+    s.browser.get(&format!("/admin/users/{}", s.admin)).await
+}
+
+async fn set_group_ceiling(s: &Setup, group: &str, ceiling: &str) -> Page {
+    let page = s.browser.get("/admin/groups").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    submit(
+        &s.browser,
+        &page,
+        "/admin/groups/ceiling",
+        &[("group", group), ("ceiling", ceiling)],
+    )
+    .await;
+    s.browser.get("/admin/groups").await
+}
+
+#[tokio::test]
+async fn lowering_a_ceiling_refuses_the_next_call_and_hides_the_tool_raising_it_restores_both() {
+    let s = setup().await;
+    let token = s.tokens.access.as_str();
+    let all = [
+        "demo__delete_all_notes",
+        "demo__list_notes",
+        "demo__read_note",
+        "demo__send_payment",
+        "demo__write_note",
+    ];
+    assert_eq!(listed(&s.gw, token).await, all, "the default ceiling: high");
+    assert_allowed(&call(&s.gw, token, "demo__write_note", write_note()).await);
+    let page = s.browser.get(&format!("/admin/users/{}", s.admin)).await;
+    assert!(page.contains("Trust ceiling"), "{}", page.body);
+    assert!(
+        page.contains("risk-high\">high</span> risk: Warrant&#39;s default"),
+        "{}",
+        page.body
+    );
+
+    // A form without the CSRF token changes nothing.
+    let forged = s
+        .browser
+        .post_form(
+            &format!("/admin/users/{}/ceiling", s.admin),
+            &[("ceiling", "low")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_allowed(&call(&s.gw, token, "demo__write_note", write_note()).await);
+
+    // Lowered to low: the very next call of a medium tool is refused, and says why.
+    let page = set_user_ceiling(&s, "low").await;
+    assert!(
+        page.contains("risk-low\">low</span> risk: set for this user"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.contains("set to low"),
+        "the change is recorded: {}",
+        page.body
+    );
+    assert!(page.contains("admin@example.com"), "by whom: {}", page.body);
+    let reply = call(&s.gw, token, "demo__write_note", write_note()).await;
+    assert_above_ceiling(&reply, "demo.write_note", "medium", &s.admin, "low");
+    let reply = call(&s.gw, token, "demo__send_payment", send_payment()).await;
+    assert_above_ceiling(&reply, "demo.send_payment", "high", &s.admin, "low");
+    assert_eq!(
+        listed(&s.gw, token).await,
+        ["demo__list_notes", "demo__read_note"],
+        "the next listing lacks what is above low"
+    );
+    assert_allowed(&call(&s.gw, token, "demo__list_notes", json!({})).await);
+
+    // Medium: write_note is back, send_payment not yet.
+    set_user_ceiling(&s, "medium").await;
+    assert_allowed(&call(&s.gw, token, "demo__write_note", write_note()).await);
+    let reply = call(&s.gw, token, "demo__send_payment", send_payment()).await;
+    assert_above_ceiling(&reply, "demo.send_payment", "high", &s.admin, "medium");
+
+    // Cleared: the default applies again, and everything is back.
+    let page = set_user_ceiling(&s, "").await;
+    assert!(page.contains("cleared"), "{}", page.body);
+    assert_eq!(listed(&s.gw, token).await, all);
+    assert_allowed(&call(&s.gw, token, "demo__send_payment", send_payment()).await);
+    s.gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_lowest_group_default_applies_and_a_user_override_wins_up_and_down() {
+    let s = setup().await;
+    let token = s.tokens.access.as_str();
+    // The admin is in two groups.
+    let page = s.browser.get(&format!("/admin/users/{}", s.admin)).await;
+    submit(
+        &s.browser,
+        &page,
+        &format!("/admin/users/{}/groups", s.admin),
+        &[("groups", "eng, ops")],
+    )
+    .await;
+    set_group_ceiling(&s, "eng", "critical").await;
+    let groups = set_group_ceiling(&s, "ops", "low").await;
+    assert!(groups.contains("<td>eng</td><td>1</td>"), "{}", groups.body);
+    assert!(groups.contains("admin@example.com"), "{}", groups.body);
+
+    // The lowest of their groups: ops, low.
+    let reply = call(&s.gw, token, "demo__write_note", write_note()).await;
+    assert_above_ceiling(&reply, "demo.write_note", "medium", &s.admin, "low");
+    let page = s.browser.get(&format!("/admin/users/{}", s.admin)).await;
+    assert!(
+        page.contains("risk-low\">low</span> risk: the default of group ops"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        listed(&s.gw, token).await,
+        ["demo__list_notes", "demo__read_note"]
+    );
+
+    // An override above the group: medium.
+    set_user_ceiling(&s, "medium").await;
+    assert_allowed(&call(&s.gw, token, "demo__write_note", write_note()).await);
+    let reply = call(&s.gw, token, "demo__send_payment", send_payment()).await;
+    assert_above_ceiling(&reply, "demo.send_payment", "high", &s.admin, "medium");
+
+    // Without ops's default, eng's critical applies to the groups, but the override
+    // still wins, down this time.
+    set_group_ceiling(&s, "ops", "").await;
+    let reply = call(&s.gw, token, "demo__send_payment", send_payment()).await;
+    assert_above_ceiling(&reply, "demo.send_payment", "high", &s.admin, "medium");
+
+    // No override: eng's default (critical; the grant itself stops at high).
+    let page = set_user_ceiling(&s, "").await;
+    assert!(
+        page.contains("risk-critical\">critical</span> risk: the default of group eng"),
+        "{}",
+        page.body
+    );
+    assert_allowed(&call(&s.gw, token, "demo__send_payment", send_payment()).await);
+
+    // Leaving the group: the configured default again, at once.
+    let page = s.browser.get(&format!("/admin/users/{}", s.admin)).await;
+    submit(
+        &s.browser,
+        &page,
+        &format!("/admin/users/{}/groups", s.admin),
+        &[("groups", "")],
+    )
+    .await;
+    set_group_ceiling(&s, "eng", "medium").await;
+    assert_allowed(&call(&s.gw, token, "demo__send_payment", send_payment()).await);
+
+    // A group nobody is in yet can have a ceiling (a provider's group, say).
+    let groups = set_group_ceiling(&s, "contractors", "low").await;
+    assert!(
+        groups.contains("<td>contractors</td><td>0</td>"),
+        "{}",
+        groups.body
+    );
+    let page = s.browser.get("/admin/groups").await;
+    let bad = s
+        .browser
+        .post_form(
+            "/admin/groups/ceiling",
+            &[
+                ("csrf", page.csrf().expect("csrf").as_str()),
+                ("group", "eng"),
+                ("ceiling", "extreme"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    s.gw.stop().await;
+}
+
+/// An rmcp client (a session of the latest revision it speaks) with the bearer token.
+async fn session_client(
+    gw: &TestGateway,
+    token: &str,
+    handler: TestClient,
+) -> rmcp::service::RunningService<RoleClient, TestClient> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gw.url()).auth_header(token),
+    );
+    handler.serve(transport).await.expect("the client connects")
+}
+
+async fn tool_names(client: &rmcp::service::RunningService<RoleClient, TestClient>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_elsewhere_applies_within_a_second_and_sessions_hear_of_it() {
+    let s = setup().await;
+    let handler = TestClient::default();
+    let client = session_client(&s.gw, &s.tokens.access, handler.clone()).await;
+    assert!(
+        tool_names(&client)
+            .await
+            .contains(&"demo__write_note".to_owned())
+    );
+    let heard_before = handler.seen().tool_list_changed;
+
+    // Another replica (or an operator in the database) lowers the ceiling.
+    Ceilings::new(s.gw.running.db.clone())
+        .set(
+            SubjectKind::User,
+            &s.admin,
+            Some(Risk::Low),
+            &s.admin,
+            unix_now(),
+        )
+        .await
+        .expect("set elsewhere");
+    let started = std::time::Instant::now();
+    let mut heard = heard_before;
+    while started.elapsed() < Duration::from_secs(10) {
+        heard = handler.seen().tool_list_changed;
+        if heard > heard_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        heard > heard_before,
+        "the session heard notifications/tools/list_changed"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "seen after {took:?}");
+    assert_eq!(
+        tool_names(&client).await,
+        ["demo__list_notes", "demo__read_note"]
+    );
+    let refused = client
+        .call_tool(
+            CallToolRequestParams::new("demo__write_note")
+                .with_arguments(write_note().as_object().cloned().unwrap_or_default()),
+        )
+        .await
+        .expect_err("refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("above the ceiling of user") && text.contains("(low)"),
+        "{text}"
+    );
+    client.cancel().await.expect("close");
+    s.gw.stop().await;
+}
