@@ -292,6 +292,18 @@ async fn a_2026_client_gets_an_input_round_and_its_retry_reaches_the_upstream() 
     .await;
     assert_eq!(other.response(7)["error"]["code"], -32602, "{other:?}");
 
+    // A made-up state (not an approval's, not a later round of an approved call) does
+    // not skip the approval.
+    let made_up = modern_call(
+        &gw,
+        &tokens.access,
+        payment("alice"),
+        Some("made-up-state"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(made_up.response(7)["error"]["code"], -32602, "{made_up:?}");
+
     decide(&browser, &url, "once").await;
     let done = modern_call(
         &gw,
@@ -496,5 +508,157 @@ async fn the_approval_email_arrives_and_only_its_person_may_open_it() {
     decide(&browser, &link, "once").await;
     let passed = legacy_call(&raw, 2, payment("alice")).await;
     assert!(text_of(&passed).contains("12.50 EUR to alice"), "{passed}");
+    gw.stop().await;
+}
+
+/// An rmcp client of the session era that declared URL-mode elicitation: it passes the
+/// URL of every URL elicitation on (as a client shows it to its person) and accepts.
+#[derive(Clone)]
+struct UrlClient {
+    urls: tokio::sync::mpsc::UnboundedSender<String>,
+    version: rmcp::model::ProtocolVersion,
+}
+
+impl rmcp::ClientHandler for UrlClient {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut capabilities = rmcp::model::ClientCapabilities::default();
+        capabilities.elicitation = Some(
+            rmcp::model::ElicitationCapability::new()
+                .with_url(rmcp::model::UrlElicitationCapability::new()),
+        );
+        rmcp::model::ClientConfig::new(
+            capabilities,
+            rmcp::model::Implementation::new("url-client", "0"),
+        )
+        .with_protocol_version(self.version.clone())
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        if let rmcp::model::ElicitRequestParams::UrlElicitationParams { url, .. } = request {
+            let _ = self.urls.send(url);
+        }
+        Ok(rmcp::model::ElicitResult::new(
+            rmcp::model::ElicitationAction::Accept,
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_older_client_with_url_elicitation_is_asked_and_its_call_waits_for_the_decision() {
+    use rmcp::ServiceExt as _;
+    let gw = gateway("").await;
+    let (browser, tokens) = approved_agent(&gw).await;
+    let (tx, mut urls) = tokio::sync::mpsc::unbounded_channel();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            gw.url(),
+        )
+        .auth_header(tokens.access.clone()),
+    );
+    let client = UrlClient {
+        urls: tx,
+        version: rmcp::model::ProtocolVersion::V_2025_11_25,
+    }
+    .serve(transport)
+    .await
+    .expect("the client connects");
+    let arguments = payment("alice").as_object().cloned().unwrap_or_default();
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool(rmcp::model::CallToolRequestParams::new(TOOL).with_arguments(arguments))
+            .await
+    });
+    let url = tokio::time::timeout(Duration::from_secs(15), urls.recv())
+        .await
+        .expect("the client is asked within 15 s")
+        .expect("a URL");
+    assert!(
+        url.starts_with(&format!("{}/approvals/", gw.public_url())),
+        "{url}"
+    );
+    // The call waits while the person reads the page.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!call.is_finished(), "the call waits for the decision");
+    decide(&browser, &url, "once").await;
+    let result = tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .expect("the call ends after the decision")
+        .expect("the task")
+        .expect("the call succeeds");
+    let text = serde_json::to_string(&result.content).expect("json");
+    assert!(text.contains("12.50 EUR to alice"), "{text}");
+
+    // Denied: the waiting call is refused.
+    let peer = client.peer().clone();
+    let arguments = payment("bob").as_object().cloned().unwrap_or_default();
+    let call = tokio::spawn(async move {
+        peer.call_tool(rmcp::model::CallToolRequestParams::new(TOOL).with_arguments(arguments))
+            .await
+    });
+    let url = tokio::time::timeout(Duration::from_secs(15), urls.recv())
+        .await
+        .expect("asked again")
+        .expect("a URL");
+    let page = browser.get(&url).await;
+    let csrf = page.csrf().expect("csrf");
+    let done = browser
+        .post_form(&url, &[("csrf", &csrf), ("decision", "deny")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let refused = tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .expect("the call ends after the decision")
+        .expect("the task");
+    let error = format!("{refused:?}");
+    assert!(error.contains("denied"), "{error}");
+    let _ = client.cancel().await;
+    gw.stop().await;
+}
+
+/// The rmcp SDK's own 2026-07-28 client: its multi round-trip loop shows the person the
+/// URL (its elicitation handler), retries with the state, and gets the result once the
+/// person approved.
+#[tokio::test]
+async fn the_rmcp_2026_client_completes_the_rounds_once_approved() {
+    use rmcp::ServiceExt as _;
+    let gw = gateway("").await;
+    let (browser, tokens) = approved_agent(&gw).await;
+    let (tx, mut urls) = tokio::sync::mpsc::unbounded_channel();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            gw.url(),
+        )
+        .auth_header(tokens.access.clone()),
+    );
+    let client = UrlClient {
+        urls: tx,
+        version: rmcp::model::ProtocolVersion::V_2026_07_28,
+    }
+    .serve(transport)
+    .await
+    .expect("the client connects");
+    let arguments = payment("alice").as_object().cloned().unwrap_or_default();
+    let peer = client.peer().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool(rmcp::model::CallToolRequestParams::new(TOOL).with_arguments(arguments))
+            .await
+    });
+    let url = tokio::time::timeout(Duration::from_secs(15), urls.recv())
+        .await
+        .expect("the client is asked within 15 s")
+        .expect("a URL");
+    decide(&browser, &url, "once").await;
+    let result = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the call ends after the decision")
+        .expect("the task")
+        .expect("the call succeeds");
+    let text = serde_json::to_string(&result.content).expect("json");
+    assert!(text.contains("12.50 EUR to alice"), "{text}");
+    let _ = client.cancel().await;
     gw.stop().await;
 }

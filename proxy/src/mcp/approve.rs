@@ -14,6 +14,8 @@
 //! the call under "Pending approvals". An approval "for the rest of the grant" lets
 //! later calls of the tool under that grant through without asking.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rmcp::model::{
@@ -48,6 +50,8 @@ const INPUT_KEY: &str = "warrant-approval";
 const POLL: Duration = Duration::from_millis(250);
 /// How long a 2026-07-28 retry waits for a pending decision before asking again.
 const RETRY_WAIT: Duration = Duration::from_secs(3);
+/// How long the `requestState` of an approved call's later input round is honoured.
+const CONTINUATION_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Tells the person about a new approval (the composition sends an email). Called on
 /// the request path: implementations send in the background.
@@ -62,6 +66,12 @@ pub struct ApprovalDesk {
     /// The public URL, without a trailing slash: pages are under it.
     base: String,
     notify: Option<Box<dyn Notify>>,
+    /// The `requestState`s of input rounds of approved critical calls (an upstream that
+    /// asks for input mid-call, parked or on its own 2026-07-28 lane), with the call
+    /// they continue and until when: a retry with one of them continues the approved
+    /// call; any other state on a critical call is refused (a made-up state must not
+    /// skip the approval).
+    continuations: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
 }
 
 /// What to do with a critical call.
@@ -79,6 +89,7 @@ impl ApprovalDesk {
             clients,
             base: base.trim_end_matches('/').to_owned(),
             notify: None,
+            continuations: Mutex::new(HashMap::new()),
         }
     }
 
@@ -144,10 +155,16 @@ impl ApprovalDesk {
             }
             return self.retry(&id, &key, context).await;
         }
-        if request.request_state.is_some() {
-            // A round of a parked call (`mcp::park`): it went upstream, so it was
-            // approved; the park checks the state's tool and caller.
-            return Ok(Held::Go);
+        if let Some(state) = &request.request_state {
+            // A later input round of a call that was approved (and went upstream).
+            if self.continues(state, &key) {
+                return Ok(Held::Go);
+            }
+            return Err(ErrorData::invalid_params(
+                "this requestState continues no approved call of this critical tool: make \
+                 the call again without requestState and inputResponses",
+                None,
+            ));
         }
         if self.approvals.admit(&key).await.map_err(storage)?.is_some() {
             return Ok(Held::Go);
@@ -185,6 +202,51 @@ impl ApprovalDesk {
                 })),
             )),
         }
+    }
+
+    /// Remembers the `requestState` of an input round that an approved critical call
+    /// answered with (see [`Self::continues`]).
+    pub(super) fn note(
+        &self,
+        caller: &Caller,
+        server: &str,
+        tool: &str,
+        response: &Result<CallToolResponse, ErrorData>,
+    ) {
+        let Ok(CallToolResponse::InputRequired(round)) = response else {
+            return;
+        };
+        let Some(state) = &round.request_state else {
+            return;
+        };
+        let identity = &caller.token.identity;
+        let bind = continuation_bind(
+            &identity.user,
+            &identity.agent,
+            &identity.grant,
+            server,
+            tool,
+        );
+        let now = tokio::time::Instant::now();
+        if let Ok(mut map) = self.continuations.lock() {
+            map.retain(|_, (_, until)| *until > now);
+            map.insert(state.clone(), (bind, now + CONTINUATION_TTL));
+        }
+    }
+
+    fn continues(&self, state: &str, key: &CallKey) -> bool {
+        let bind = continuation_bind(
+            &key.user_id,
+            &key.client_id,
+            &key.grant_id,
+            &key.server,
+            &key.tool,
+        );
+        let now = tokio::time::Instant::now();
+        self.continuations.lock().is_ok_and(|map| {
+            map.get(state)
+                .is_some_and(|(b, until)| *b == bind && *until > now)
+        })
     }
 
     /// A 2026-07-28 client's retry with the approval's `requestState`.
@@ -297,6 +359,10 @@ impl ApprovalDesk {
             }
         }
     }
+}
+
+fn continuation_bind(user: &str, agent: &str, grant: &str, server: &str, tool: &str) -> String {
+    format!("{user}\u{0}{agent}\u{0}{grant}\u{0}{server}\u{0}{tool}")
 }
 
 /// The input round that asks a 2026-07-28 client to send the person to the page.

@@ -28,7 +28,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use warrant_consent::token::{CallArgs, Risk, call_args};
 
-use super::aggregate::{Aggregate, page};
+use super::aggregate::{Aggregate, Route, page};
 use super::approve::Held;
 use super::auth::{
     Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, step_up_scope,
@@ -255,25 +255,12 @@ impl ServerHandler for Gateway {
             if let Held::Answer(response) = held {
                 return Ok(response);
             }
+            let server = route.upstream.name();
+            let response = self.forward_call(&name, route, request, &context).await;
+            desk.note(&caller, server, &route.original, &response);
+            return response;
         }
-        request.name = route.original.clone().into();
-        if era == Era::Modern && (request.request_state.is_some() || can_be_asked(&context)) {
-            let lane = route.upstream.ready(era).await?;
-            if lane.era == Era::Legacy {
-                return self.call_parking(&name, lane, request, &context).await;
-            }
-        }
-        let sent = self
-            .send_answering(&route.upstream, &context, |answers| {
-                let mut call = request.clone();
-                if let Some((responses, state)) = answers {
-                    call.input_responses = Some(responses);
-                    call.request_state = state;
-                }
-                ClientRequest::CallToolRequest(CallToolRequest::new(call))
-            })
-            .await?;
-        tool_response(route.upstream.name(), sent)
+        self.forward_call(&name, route, request, &context).await
     }
 
     async fn list_prompts(
@@ -560,6 +547,37 @@ impl ServerHandler for Gateway {
                 }
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Forwards a `tools/call` the caller may make to the upstream that serves it.
+    async fn forward_call(
+        &self,
+        name: &str,
+        route: &Route,
+        mut request: CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let era = era_of(context);
+        request.name = route.original.clone().into();
+        if era == Era::Modern && (request.request_state.is_some() || can_be_asked(context)) {
+            let lane = route.upstream.ready(era).await?;
+            if lane.era == Era::Legacy {
+                return self.call_parking(name, lane, request, context).await;
+            }
+        }
+        let sent = self
+            .send_answering(&route.upstream, context, |answers| {
+                let mut call = request.clone();
+                if let Some((responses, state)) = answers {
+                    call.input_responses = Some(responses);
+                    call.request_state = state;
+                }
+                ClientRequest::CallToolRequest(CallToolRequest::new(call))
+            })
+            .await?;
+        tool_response(route.upstream.name(), sent)
     }
 }
 
