@@ -433,3 +433,94 @@ async fn a_change_made_elsewhere_applies_within_a_second_and_sessions_hear_of_it
     client.cancel().await.expect("close");
     s.gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_consent_screen_offers_nothing_above_the_ceiling() {
+    let s = setup().await;
+    set_user_ceiling(&s, "medium").await;
+    let client = register_public(&s.gw, "Cursor").await;
+    let page = s
+        .browser
+        .get(&warrant_e2e::agent::authorize_path(
+            &client,
+            warrant_e2e::agent::REDIRECT,
+            &[],
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // Tools above the ceiling are shown, not offered.
+    assert!(
+        page.contains("value=\"demo.send_payment\" disabled>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.contains("unavailable: above your ceiling"),
+        "{}",
+        page.body
+    );
+    assert!(page.contains("value=\"demo.write_note\">"), "{}", page.body);
+    // The highest risk: up to the ceiling, the ceiling by default.
+    assert!(
+        page.contains("<option value=\"medium\" selected>medium</option>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.contains("<option value=\"high\" disabled>high (above your ceiling)</option>"),
+        "{}",
+        page.body
+    );
+
+    // The person allows this agent up to low: that is the grant's, whatever the ceiling.
+    let tokens = approve(
+        &s.gw,
+        &s.browser,
+        &client,
+        &[],
+        &[("servers", "all"), ("duration", "1h"), ("max_risk", "low")],
+    )
+    .await;
+    let resource = format!("{}/mcp", s.gw.public_url());
+    let grants = warrant_consent::grants::Grants::new(s.gw.running.db.clone())
+        .live(&s.admin, &client, &resource, unix_now())
+        .await
+        .expect("grants");
+    assert_eq!(grants[0].max_risk.as_deref(), Some("low"));
+    set_user_ceiling(&s, "critical").await;
+    assert_eq!(
+        listed(&s.gw, &tokens.access).await,
+        ["demo__list_notes", "demo__read_note"]
+    );
+    let reply = call(&s.gw, &tokens.access, "demo__write_note", write_note()).await;
+    assert_eq!(
+        reply.status, 403,
+        "the grant's limit asks the person: {reply:?}"
+    );
+    let message = reply.response(7)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("above what the grant allows (at most low)"),
+        "{message}"
+    );
+
+    // A forged choice above the ceiling is stored as the ceiling.
+    set_user_ceiling(&s, "medium").await;
+    let other = register_public(&s.gw, "Forger").await;
+    approve(
+        &s.gw,
+        &s.browser,
+        &other,
+        &[],
+        &[("servers", "all"), ("max_risk", "critical")],
+    )
+    .await;
+    let grants = warrant_consent::grants::Grants::new(s.gw.running.db.clone())
+        .live(&s.admin, &other, &resource, unix_now())
+        .await
+        .expect("grants");
+    assert_eq!(grants[0].max_risk.as_deref(), Some("medium"));
+    s.gw.stop().await;
+}

@@ -357,10 +357,51 @@ struct ToolChoice {
     title: Option<String>,
     /// What the tool's annotations suggest.
     risk: &'static str,
+    /// Above the person's ceiling: shown, not offered.
+    above: bool,
+}
+
+/// The person's live ceiling, when ceilings apply.
+fn ceiling_of(ui: &ConsentUi, user: &str) -> Option<Risk> {
+    ui.ceilings.as_ref().map(|c| c.ceiling(user))
+}
+
+/// A choice of "Highest risk this agent may reach".
+struct RiskChoice {
+    value: &'static str,
+    /// Within the person's ceiling.
+    allowed: bool,
+    selected: bool,
+}
+
+const RISKS: [Risk; 4] = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+
+/// The classes up to the ceiling may be chosen; the ceiling itself is the default.
+fn risk_choices(ceiling: Option<Risk>) -> Vec<RiskChoice> {
+    let top = ceiling.unwrap_or(Risk::Critical);
+    RISKS
+        .iter()
+        .map(|r| RiskChoice {
+            value: r.name(),
+            allowed: *r <= top,
+            selected: *r == top,
+        })
+        .collect()
+}
+
+/// The grant's highest class: the person's choice, never above their ceiling. A form
+/// without the field (an older page) leaves it to the live ceiling.
+fn chosen_max_risk(choice: Option<&str>, ceiling: Option<Risk>) -> Option<String> {
+    let chosen = Risk::parse(choice?)?;
+    let top = ceiling.unwrap_or(Risk::Critical);
+    Some(chosen.min(top).name().to_owned())
 }
 
 /// The configured servers with the tools the catalog last saw from each.
-async fn server_choices(ui: &ConsentUi) -> Result<Vec<ServerChoice>, StoreError> {
+async fn server_choices(
+    ui: &ConsentUi,
+    ceiling: Option<Risk>,
+) -> Result<Vec<ServerChoice>, StoreError> {
     let catalog = Catalog::new(ui.db.clone());
     let mut servers = Vec::with_capacity(ui.tool_servers.len());
     for server in &ui.tool_servers {
@@ -379,11 +420,15 @@ async fn server_choices(ui: &ConsentUi) -> Result<Vec<ServerChoice>, StoreError>
             .filter(|t| {
                 !t.name.contains('*') && ToolPattern::parse(&format!("{server}.{}", t.name)).is_ok()
             })
-            .map(|t| ToolChoice {
-                id: format!("{server}.{}", t.name),
-                risk: suggested_risk(t.annotations.as_deref()).name(),
-                name: t.name,
-                title: t.title,
+            .map(|t| {
+                let risk = suggested_risk(t.annotations.as_deref());
+                ToolChoice {
+                    id: format!("{server}.{}", t.name),
+                    risk: risk.name(),
+                    above: ceiling.is_some_and(|c| risk > c),
+                    name: t.name,
+                    title: t.title,
+                }
             })
             .collect();
         servers.push(ServerChoice {
@@ -427,6 +472,10 @@ struct ConsentPage {
     scope: Option<String>,
     servers: Vec<ServerChoice>,
     durations: Vec<DurationChoice>,
+    /// "Highest risk this agent may reach", up to the person's ceiling.
+    risks: Vec<RiskChoice>,
+    /// The person's live ceiling, when ceilings apply.
+    ceiling: Option<&'static str>,
     /// The request's parameters, carried to the POST as hidden fields.
     hidden: Vec<(String, String)>,
 }
@@ -510,7 +559,9 @@ async fn authorize(
         asks_more: !live.is_empty(),
         tools: more,
         scope: c.scope.clone(),
-        servers: match server_choices(ui).await {
+        risks: risk_choices(ceiling_of(ui, &person.user.id)),
+        ceiling: ceiling_of(ui, &person.user.id).map(Risk::name),
+        servers: match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
             Ok(servers) => servers,
             Err(e) => return Ok(Refusal::Store(e).into_response()),
         },
@@ -571,10 +622,10 @@ async fn decide(
     let requested = requested_tools(c.scope.as_deref());
     let some = one(&p, "servers") == Some("some");
     let known = if some {
-        match server_choices(ui).await {
+        match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
             Ok(servers) => servers
                 .into_iter()
-                .flat_map(|s| s.tools.into_iter().map(|t| t.id))
+                .flat_map(|s| s.tools.into_iter().filter(|t| !t.above).map(|t| t.id))
                 .collect(),
             Err(e) => return Ok(Refusal::Store(e).into_response()),
         }
@@ -603,7 +654,7 @@ async fn decide(
                 resource: c.resource.clone(),
                 allow,
                 deny: Vec::new(),
-                max_risk: None,
+                max_risk: chosen_max_risk(one(&p, "max_risk"), ceiling_of(ui, &person.user.id)),
                 expires_at: at + duration,
             },
             at,
@@ -629,4 +680,38 @@ async fn decide(
     Ok(code_back(ui, &c, &person.user.id, &grant.id)
         .await
         .unwrap_or_else(Refusal::into_response))
+}
+
+#[cfg(test)]
+mod ceiling_tests {
+    use super::*;
+
+    #[test]
+    fn the_risk_choice_stops_at_the_ceiling_and_defaults_to_it() {
+        let offered: Vec<(&str, bool, bool)> = risk_choices(Some(Risk::Medium))
+            .iter()
+            .map(|r| (r.value, r.allowed, r.selected))
+            .collect();
+        assert_eq!(
+            offered,
+            [
+                ("low", true, false),
+                ("medium", true, true),
+                ("high", false, false),
+                ("critical", false, false)
+            ]
+        );
+        assert!(risk_choices(None).iter().all(|r| r.allowed));
+        assert_eq!(
+            chosen_max_risk(Some("low"), Some(Risk::Medium)).as_deref(),
+            Some("low")
+        );
+        assert_eq!(
+            chosen_max_risk(Some("critical"), Some(Risk::Medium)).as_deref(),
+            Some("medium"),
+            "a forged choice above the ceiling is the ceiling"
+        );
+        assert_eq!(chosen_max_risk(None, Some(Risk::Low)), None);
+        assert_eq!(chosen_max_risk(Some("extreme"), None), None);
+    }
 }
