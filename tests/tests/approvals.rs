@@ -662,3 +662,67 @@ async fn the_rmcp_2026_client_completes_the_rounds_once_approved() {
     let _ = client.cancel().await;
     gw.stop().await;
 }
+
+/// The person confirms with their passkey: the decision is recorded as `passkey`.
+#[tokio::test]
+async fn a_decision_confirmed_with_a_passkey_is_recorded_as_such() {
+    let gw = gateway("").await;
+    let (browser, mut device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
+    let client_id = register_public(&gw, "Payment Bot").await;
+    let tokens = approve(
+        &gw,
+        &browser,
+        &client_id,
+        &[],
+        &[("servers", "all"), ("duration", "1h")],
+    )
+    .await;
+    let raw = legacy_client(&gw, &tokens.access).await;
+    let refused = legacy_call(&raw, 1, payment("alice")).await;
+    let url = refused["error"]["data"]["approvalUrl"]
+        .as_str()
+        .expect("approvalUrl")
+        .to_owned();
+    let page = browser.get(&url).await;
+    assert!(page.contains("approval-passkey"), "{}", page.body);
+    let csrf = page.csrf().expect("csrf");
+
+    // Without the CSRF header: refused.
+    let forged = browser
+        .post_json(&format!("{url}/passkey/start"), "wrong", &json!({}))
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+
+    let start = browser
+        .post_json(&format!("{url}/passkey/start"), &csrf, &json!({}))
+        .await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    let assertion = device
+        .sign_in(&gw.public_url(), &warrant_e2e::passkey::json_of(&start))
+        .expect("the authenticator signs");
+    let done = browser
+        .post_json(
+            &format!("{url}/passkey/finish"),
+            &csrf,
+            &json!({"credential": assertion, "decision": "once"}),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(status_on_page(&browser, &url).await.contains("approved"));
+    let page = browser.get(&url).await;
+    assert!(page.contains("(passkey)"), "{}", page.body);
+    let record = gw
+        .running
+        .gateway
+        .approvals()
+        .expect("approvals are on")
+        .get(&id_of(&url))
+        .await
+        .expect("read")
+        .expect("the approval");
+    assert_eq!(record.method.map(|m| m.as_str()), Some("passkey"));
+
+    let passed = legacy_call(&raw, 2, payment("alice")).await;
+    assert!(text_of(&passed).contains("12.50 EUR to alice"), "{passed}");
+    gw.stop().await;
+}

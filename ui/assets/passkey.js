@@ -4,6 +4,8 @@
 // - #passkey-signin (button, data-csrf, data-next): sign in with a discoverable passkey.
 // - #passkey-register (form, data-csrf; field #passkey-name): add a passkey to the account.
 // - #setup-form (form, data-csrf, data-token; #setup-name, #setup-email): first admin.
+// - button.approval-passkey (data-csrf, data-id, data-decision): decide a pending
+//   approval of a critical call, confirmed with one of the person's passkeys.
 // Errors go to #passkey-error; on success the page goes where the server says.
 (function () {
   "use strict";
@@ -187,12 +189,32 @@
     }
   }
 
+  async function confirmApproval(button) {
+    clearError();
+    busy(button, true);
+    try {
+      var csrf = button.dataset.csrf;
+      var base = "/approvals/" + encodeURIComponent(button.dataset.id) + "/passkey/";
+      var options = await postJson(base + "start", csrf, {});
+      var credential = await navigator.credentials.get(requestOptions(options));
+      var done = await postJson(base + "finish", csrf, {
+        credential: assertionJson(credential),
+        decision: button.dataset.decision
+      });
+      window.location.assign(done.redirect || "/approvals");
+    } catch (error) {
+      showError(explain(error));
+      busy(button, false);
+    }
+  }
+
   function ready() {
+    var approvalButtons = document.querySelectorAll("button.approval-passkey");
     var signInButton = document.getElementById("passkey-signin");
     var registerForm = document.getElementById("passkey-register");
     var setupForm = document.getElementById("setup-form");
     if (!supported()) {
-      if (signInButton || registerForm || setupForm) {
+      if (signInButton || registerForm || setupForm || approvalButtons.length) {
         showError("This browser does not support passkeys.");
       }
       return;
@@ -206,6 +228,9 @@
         register(registerForm);
       });
     }
+    approvalButtons.forEach(function (button) {
+      button.addEventListener("click", function () { confirmApproval(button); });
+    });
     if (setupForm) {
       setupForm.addEventListener("submit", function (event) {
         event.preventDefault();

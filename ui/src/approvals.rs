@@ -3,13 +3,17 @@
 //! approve once, approve for the rest of the grant, deny. Only the person the call
 //! acts for sees or decides it: anyone else gets "not found", whether or not the id
 //! exists. Every decision carries the session's CSRF token and is recorded with who
-//! decided and how (`session`).
+//! decided and how: `session` (the buttons of the form), or `passkey` when the person
+//! confirms with a passkey (`assets/passkey.js`: `POST /approvals/{id}/passkey/start`
+//! → request options, `POST /approvals/{id}/passkey/finish` `{credential, decision}` →
+//! `{redirect}`; the assertion must be of one of the signed-in person's own passkeys).
 
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use warrant_consent::approvals::{
@@ -21,6 +25,7 @@ use warrant_idp::IdpError;
 use crate::UiState;
 use crate::extract::SignedIn;
 use crate::page::{MessagePage, PageError, when};
+use crate::passkey::{JsonError, check_csrf_header, parse};
 
 /// What the approval pages need from the binary.
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub(crate) fn routes() -> Router<UiState> {
     Router::new()
         .route("/approvals", get(list))
         .route("/approvals/{id}", get(show).post(decide))
+        .route("/approvals/{id}/passkey/start", post(passkey_start))
+        .route("/approvals/{id}/passkey/finish", post(passkey_finish))
 }
 
 /// How many decided approvals the list shows under the pending ones.
@@ -139,6 +146,8 @@ async fn list(State(state): State<UiState>, person: SignedIn) -> Result<Response
 struct ShowPage {
     csrf: String,
     a: ApprovalView,
+    /// The person has a passkey: offer to confirm with it.
+    passkey: bool,
 }
 
 /// The person's approval `id`; anyone else's, or none: not found.
@@ -164,9 +173,12 @@ async fn show(
     let ui = ui_of(&state)?;
     let approval = owned(ui, &id, &person).await?;
     let csrf = state.idp.sessions.csrf_token(&person.session).await?;
+    let passkey =
+        state.idp.passkeys.enabled() && !state.idp.passkeys.list(&person.user.id).await?.is_empty();
     Ok(ShowPage {
         csrf,
         a: view(ui, approval).await,
+        passkey,
     }
     .into_response())
 }
@@ -190,16 +202,7 @@ async fn decide(
         .check_csrf(&person.session, form.csrf.as_deref())
         .await?;
     let approval = owned(ui, &id, &person).await?;
-    let decision = match form.decision.as_deref() {
-        Some("once") => Decision::Approve(Scope::Once),
-        Some("grant") => Decision::Approve(Scope::Grant),
-        Some("deny") => Decision::Deny,
-        _ => {
-            return Err(PageError(IdpError::Invalid(
-                "Choose approve once, approve for the rest of this grant, or deny.".into(),
-            )));
-        }
-    };
+    let decision = decision_of(form.decision.as_deref())?;
     match ui
         .approvals
         .decide(&approval.id, &person.user.id, decision, Method::Session)
@@ -221,4 +224,75 @@ async fn decide(
             .into_response()),
         Err(e) => Err(page_error(e)),
     }
+}
+
+fn decision_of(text: Option<&str>) -> Result<Decision, IdpError> {
+    match text {
+        Some("once") => Ok(Decision::Approve(Scope::Once)),
+        Some("grant") => Ok(Decision::Approve(Scope::Grant)),
+        Some("deny") => Ok(Decision::Deny),
+        _ => Err(IdpError::Invalid(
+            "Choose approve once, approve for the rest of this grant, or deny.".into(),
+        )),
+    }
+}
+
+/// Starts a passkey assertion that will confirm the decision on a pending approval.
+async fn passkey_start(
+    State(state): State<UiState>,
+    person: SignedIn,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+) -> Result<Response, JsonError> {
+    check_csrf_header(&state, &person.session, &headers).await?;
+    let ui = ui_of(&state).map_err(|e| JsonError(e.0))?;
+    let approval = owned(ui, &id, &person).await.map_err(|e| JsonError(e.0))?;
+    if approval.status != Status::Pending {
+        return Err(page_error(ApprovalError::Closed(approval.status)).0.into());
+    }
+    let options = state
+        .idp
+        .passkeys
+        .start_sign_in(&person.session, false)
+        .await?;
+    Ok(axum::Json(options).into_response())
+}
+
+#[derive(Deserialize)]
+struct PasskeyFinish {
+    credential: warrant_idp::passkey::PublicKeyCredential,
+    decision: Option<String>,
+}
+
+/// Verifies the assertion (one of the person's own passkeys) and records the decision
+/// with `method = passkey`.
+async fn passkey_finish(
+    State(state): State<UiState>,
+    person: SignedIn,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, JsonError> {
+    check_csrf_header(&state, &person.session, &headers).await?;
+    let request: PasskeyFinish = parse(&body)?;
+    let decision = decision_of(request.decision.as_deref())?;
+    let ui = ui_of(&state).map_err(|e| JsonError(e.0))?;
+    let approval = owned(ui, &id, &person).await.map_err(|e| JsonError(e.0))?;
+    let idp = &state.idp;
+    let signer = idp
+        .passkeys
+        .finish_sign_in(&person.session, &idp.users, &request.credential)
+        .await?;
+    if signer.id != person.user.id {
+        tracing::warn!(user = %person.user.id, signer = %signer.id, "an approval confirmed with someone else's passkey: refused");
+        return Err(JsonError(IdpError::Forbidden(
+            "That passkey belongs to another account: confirm with one of your own.".into(),
+        )));
+    }
+    ui.approvals
+        .decide(&approval.id, &person.user.id, decision, Method::Passkey)
+        .await
+        .map_err(|e| JsonError(page_error(e).0))?;
+    let redirect = format!("/approvals/{}", approval.id);
+    Ok(axum::Json(serde_json::json!({ "redirect": redirect })).into_response())
 }
