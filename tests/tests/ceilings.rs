@@ -472,6 +472,26 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
         page.body
     );
 
+    // A tool the agent asks for by name is not offered either when above the ceiling.
+    let asked = s
+        .browser
+        .get(&warrant_e2e::agent::authorize_path(
+            &client,
+            warrant_e2e::agent::REDIRECT,
+            &[("scope", "mcp tool:demo.send_payment tool:demo.write_note")],
+        ))
+        .await;
+    assert!(
+        asked.contains("value=\"demo.send_payment\" disabled>"),
+        "{}",
+        asked.body
+    );
+    assert!(
+        asked.contains("value=\"demo.write_note\" checked>"),
+        "{}",
+        asked.body
+    );
+
     // The person allows this agent up to low: that is the grant's, whatever the ceiling.
     let tokens = approve(
         &s.gw,
@@ -506,7 +526,8 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
         "{message}"
     );
 
-    // A forged choice above the ceiling is stored as the ceiling.
+    // A forged choice above the ceiling is stored as the ceiling; a forged tick of a
+    // tool above it is ignored.
     set_user_ceiling(&s, "medium").await;
     let other = register_public(&s.gw, "Forger").await;
     approve(
@@ -514,7 +535,12 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
         &s.browser,
         &other,
         &[],
-        &[("servers", "all"), ("max_risk", "critical")],
+        &[
+            ("servers", "some"),
+            ("tool", "demo.write_note"),
+            ("tool", "demo.send_payment"),
+            ("max_risk", "critical"),
+        ],
     )
     .await;
     let grants = warrant_consent::grants::Grants::new(s.gw.running.db.clone())
@@ -522,5 +548,6 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
         .await
         .expect("grants");
     assert_eq!(grants[0].max_risk.as_deref(), Some("medium"));
+    assert_eq!(grants[0].allow, ["demo.write_note"]);
     s.gw.stop().await;
 }

@@ -355,7 +355,7 @@ struct ToolChoice {
     id: String,
     name: String,
     title: Option<String>,
-    /// What the tool's annotations suggest.
+    /// The class calls are decided with.
     risk: &'static str,
     /// Above the person's ceiling: shown, not offered.
     above: bool,
@@ -364,6 +364,14 @@ struct ToolChoice {
 /// The person's live ceiling, when ceilings apply.
 fn ceiling_of(ui: &ConsentUi, user: &str) -> Option<Risk> {
     ui.ceilings.as_ref().map(|c| c.ceiling(user))
+}
+
+/// The ids of the tools above the person's ceiling.
+fn above_ceiling(servers: &[ServerChoice]) -> Vec<String> {
+    servers
+        .iter()
+        .flat_map(|s| s.tools.iter().filter(|t| t.above).map(|t| t.id.clone()))
+        .collect()
 }
 
 /// A choice of "Highest risk this agent may reach".
@@ -405,6 +413,10 @@ async fn server_choices(
     let catalog = Catalog::new(ui.db.clone());
     let mut servers = Vec::with_capacity(ui.tool_servers.len());
     for server in &ui.tool_servers {
+        let trusted = ui
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.current().trusts(server));
         let tools = catalog
             .tools_of(server)
             .await
@@ -421,7 +433,9 @@ async fn server_choices(
                 !t.name.contains('*') && ToolPattern::parse(&format!("{server}.{}", t.name)).is_ok()
             })
             .map(|t| {
-                let risk = suggested_risk(t.annotations.as_deref());
+                // The class calls are decided with (the admin's review, or the
+                // annotations of a trusted upstream; else critical).
+                let risk = t.effective_risk(trusted);
                 ToolChoice {
                     id: format!("{server}.{}", t.name),
                     risk: risk.name(),
@@ -437,17 +451,6 @@ async fn server_choices(
         });
     }
     Ok(servers)
-}
-
-/// The risk class a tool's stored annotations suggest.
-fn suggested_risk(annotations: Option<&str>) -> Risk {
-    let hints: serde_json::Value = annotations
-        .and_then(|a| serde_json::from_str(a).ok())
-        .unwrap_or_default();
-    Risk::suggested(
-        hints["readOnlyHint"].as_bool(),
-        hints["destructiveHint"].as_bool(),
-    )
 }
 
 struct DurationChoice {
@@ -469,6 +472,8 @@ struct ConsentPage {
     asks_more: bool,
     /// Tools the request names (step-up), offered one by one.
     tools: Vec<String>,
+    /// Tools (of `tools` too) above the person's ceiling: shown, not offered.
+    above: Vec<String>,
     scope: Option<String>,
     servers: Vec<ServerChoice>,
     durations: Vec<DurationChoice>,
@@ -550,6 +555,10 @@ async fn authorize(
         .filter(|(k, _)| CARRIED.contains(&k.as_str()))
         .cloned()
         .collect();
+    let servers = match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
+        Ok(servers) => servers,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
     Ok(ConsentPage {
         csrf,
         agent: c.client.name.clone(),
@@ -561,10 +570,8 @@ async fn authorize(
         scope: c.scope.clone(),
         risks: risk_choices(ceiling_of(ui, &person.user.id)),
         ceiling: ceiling_of(ui, &person.user.id).map(Risk::name),
-        servers: match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
-            Ok(servers) => servers,
-            Err(e) => return Ok(Refusal::Store(e).into_response()),
-        },
+        above: above_ceiling(&servers),
+        servers,
         durations: DURATIONS
             .iter()
             .map(|(value, label, _)| DurationChoice {
@@ -621,19 +628,24 @@ async fn decide(
     // tools of a server (as the catalog knows them).
     let requested = requested_tools(c.scope.as_deref());
     let some = one(&p, "servers") == Some("some");
-    let known = if some {
-        match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
-            Ok(servers) => servers
-                .into_iter()
-                .flat_map(|s| s.tools.into_iter().filter(|t| !t.above).map(|t| t.id))
-                .collect(),
-            Err(e) => return Ok(Refusal::Store(e).into_response()),
-        }
+    let choices = match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
+        Ok(servers) => servers,
+        Err(e) => return Ok(Refusal::Store(e).into_response()),
+    };
+    let above = above_ceiling(&choices);
+    let known: Vec<String> = if some {
+        choices
+            .into_iter()
+            .flat_map(|s| s.tools.into_iter().filter(|t| !t.above).map(|t| t.id))
+            .collect()
     } else {
         Vec::new()
     };
     for (_, tool) in p.iter().filter(|(k, _)| k == "tool") {
-        if (requested.contains(tool) || known.contains(tool)) && !allow.contains(tool) {
+        if (requested.contains(tool) || known.contains(tool))
+            && !above.contains(tool)
+            && !allow.contains(tool)
+        {
             allow.push(tool.clone());
         }
     }
