@@ -73,6 +73,9 @@ pub struct Running {
     pub verifier: Verifier,
     /// Every user's live trust ceiling (changes made through it apply at once).
     pub ceilings: CeilingView,
+    /// The tool catalog's decisions as the gateway uses them (changes made through it
+    /// apply at once).
+    pub catalog: CatalogView,
     /// The one-time link that creates the first admin, when none exists yet.
     pub setup_link: Option<String>,
     shutdown: CancellationToken,
@@ -295,6 +298,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         keys,
         verifier,
         ceilings,
+        catalog,
         setup_link,
         shutdown,
         server,
@@ -564,8 +568,21 @@ fn spawn_catalog_recorder(
     let catalog = catalog.clone();
     tokio::spawn(async move {
         while let Some((upstream, tools)) = rx.recv().await {
-            if let Err(e) = catalog.record(&upstream, &tools, clock.unix()).await {
-                tracing::error!(%upstream, error = %e, "cannot record the tool catalog");
+            // A busy database is retried a few times (bounded): a lost record would leave
+            // the upstream's new tools out of the catalog until its next change.
+            let mut wait = std::time::Duration::from_millis(100);
+            for attempt in 1..=5 {
+                match catalog.record(&upstream, &tools, clock.unix()).await {
+                    Ok(_) => break,
+                    Err(e) if attempt < 5 => {
+                        tracing::warn!(%upstream, error = %e, attempt, "cannot record the tool catalog yet; retrying");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(e) => {
+                        tracing::error!(%upstream, error = %e, "cannot record the tool catalog");
+                    }
+                }
             }
         }
     });

@@ -186,6 +186,16 @@ impl TestGateway {
             .to_owned()
     }
 
+    /// Trusts `server`'s MCP annotations, as an admin would on its page: its tools
+    /// nobody reviewed take the class their annotations suggest instead of `critical`.
+    pub async fn trust_annotations(&self, server: &str) {
+        self.running
+            .catalog
+            .set_trusted(server, Some("tests"), agent::unix_now())
+            .await
+            .expect("trust the annotations");
+    }
+
     /// A scripted browser on the public URL.
     pub fn browser(&self) -> web::Browser {
         web::Browser::new(&self.public_url())

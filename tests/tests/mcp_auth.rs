@@ -17,8 +17,12 @@ use warrant_e2e::{Backend, TestGateway, demo_upstream};
 use warrant_idp::SystemClock;
 use warrant_idp::db::Db;
 
+/// The demo server's annotations are trusted: its tools have the classes they suggest
+/// (the catalog's own tests cover unreviewed, critical tools).
 async fn gateway() -> TestGateway {
-    TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await
+    let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
+    gw.trust_annotations("demo").await;
+    gw
 }
 
 /// A stateless (2026-07-28) `tools/call` with `token`.
@@ -599,6 +603,8 @@ async fn a_session_belongs_to_the_subject_that_started_it() {
 async fn step_up_asks_the_person_for_the_missing_tool() {
     let config = format!("{}\n{}", demo_upstream("demo"), demo_upstream("bank"));
     let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    gw.trust_annotations("demo").await;
+    gw.trust_annotations("bank").await;
     let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
     let client_id = register_public(&gw, "Claude Code").await;
     let first = approve(

@@ -203,17 +203,22 @@ impl Catalog {
                 hash,
             ));
         }
-        let before = "SELECT approved_hash, quarantined_since FROM consent_catalog_tools \
-                      WHERE server = $1 AND name = $2";
+        // Read first, then a transaction that only writes: on SQLite a transaction that
+        // reads and then writes fails at once (SQLITE_BUSY) when another connection
+        // committed in between, whereas one that starts by writing waits its turn.
+        let before = "SELECT name, approved_hash, quarantined_since FROM consent_catalog_tools \
+                      WHERE server = $1";
+        let old: Vec<(String, Option<String>, Option<i64>)> = on_pool!(&self.db, pool => {
+            sqlx::query_as(before).bind(server).fetch_all(pool).await?
+        });
+        let old: std::collections::HashMap<String, (Option<String>, Option<i64>)> = old
+            .into_iter()
+            .map(|(name, approved, since)| (name, (approved, since)))
+            .collect();
         let mut transitions = Vec::new();
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             for (tool, annotations, input, output, canonical, hash) in &rows {
-                let old: Option<(Option<String>, Option<i64>)> = sqlx::query_as(before)
-                    .bind(server)
-                    .bind(&tool.name)
-                    .fetch_optional(&mut *tx)
-                    .await?;
                 sqlx::query(UPSERT)
                     .bind(server)
                     .bind(&tool.name)
@@ -228,9 +233,9 @@ impl Catalog {
                     .bind(&seen)
                     .execute(&mut *tx)
                     .await?;
-                if let Some((approved, since)) = old {
+                if let Some((approved, since)) = old.get(&tool.name) {
                     let was = since.is_some();
-                    let is = approved.is_some_and(|a| a != *hash);
+                    let is = approved.as_ref().is_some_and(|a| a != hash);
                     if was != is {
                         transitions.push(Transition { tool: tool.name.clone(), quarantined: is });
                     }
