@@ -15,7 +15,7 @@ use warrant_e2e::agent::{Tokens, approve, register_public};
 use warrant_e2e::raw::{Raw, Reply};
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::Browser;
-use warrant_e2e::{Backend, TestGateway, demo_upstream};
+use warrant_e2e::{Backend, TestGateway, demo_upstream, fixture_http};
 use warrant_idp::users::{NewUser, Role, Status as UserStatus};
 
 const TOOL: &str = "demo__send_payment";
@@ -724,5 +724,78 @@ async fn a_decision_confirmed_with_a_passkey_is_recorded_as_such() {
 
     let passed = legacy_call(&raw, 2, payment("alice")).await;
     assert!(text_of(&passed).contains("12.50 EUR to alice"), "{passed}");
+    gw.stop().await;
+}
+
+/// A Streamable HTTP upstream, whose calls normally take the direct data path: a
+/// critical call never does (the edge does not authorize it), it waits for the approval
+/// and then goes the rmcp way.
+#[tokio::test]
+async fn a_critical_call_never_takes_the_direct_path() {
+    let (_fixture, url) = fixture_http("conformance_fixture").await;
+    let toml = format!("[upstreams.fx]\nurl = {url:?}\n[policy]\ndefault_ceiling = \"critical\"\n");
+    let gw = TestGateway::start_protected(&toml, Backend::current()).await;
+    let (browser, tokens) = approved_agent(&gw).await;
+    let raw = legacy_client(&gw, &tokens.access).await;
+    let call = |id: i64| {
+        raw.request(
+            id,
+            "tools/call",
+            json!({"name": "fx__test_simple_text", "arguments": {}}),
+        )
+    };
+    let refused = call(1).await.response(1);
+    assert_eq!(refused["error"]["code"], APPROVAL_REQUIRED, "{refused}");
+    let url = refused["error"]["data"]["approvalUrl"]
+        .as_str()
+        .expect("approvalUrl")
+        .to_owned();
+    let page = browser.get(&url).await;
+    let csrf = page.csrf().expect("csrf");
+    let done = browser
+        .post_form(&url, &[("csrf", &csrf), ("decision", "once")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let passed = call(2).await.response(2);
+    assert!(
+        text_of(&passed).contains("simple text response"),
+        "{passed}"
+    );
+    assert_eq!(
+        gw.running.gateway.direct_calls(),
+        0,
+        "no critical call on the direct path"
+    );
+
+    // The control: reviewed as low, the same call takes the direct path at once.
+    let admin = gw
+        .running
+        .idp
+        .users
+        .by_email("admin@example.com")
+        .await
+        .expect("lookup")
+        .expect("admin");
+    let now = warrant_e2e::agent::unix_now();
+    assert!(
+        gw.running
+            .catalog
+            .review(
+                "fx",
+                "test_simple_text",
+                Some(warrant_consent::token::Risk::Low),
+                &admin.id,
+                now
+            )
+            .await
+            .expect("review"),
+        "the tool is in the catalog"
+    );
+    let direct = call(3).await.response(3);
+    assert!(
+        text_of(&direct).contains("simple text response"),
+        "{direct}"
+    );
+    assert_eq!(gw.running.gateway.direct_calls(), 1);
     gw.stop().await;
 }
