@@ -4,11 +4,18 @@
 //! and lets the browser carry the code back to the client's own loopback callback. The
 //! client then exchanges the code and calls tools with its token.
 //!
-//! - the TypeScript SDK client with an `OAuthClientProvider`,
-//! - the Python SDK client (`mcp` 2.x) with its `OAuthClientProvider`, in legacy and
-//!   2026-07-28 modes,
-//! - the MCP Inspector CLI, with a token from the consent screen passed as a header, and
-//!   through its own OAuth flow (its "browser" hands the URL to the test).
+//! - the TypeScript SDK client with an `OAuthClientProvider`; also renewing an expired
+//!   token with its refresh token mid-session,
+//! - the Python SDK client (`mcp` 2.x) with its `OAuthClientProvider`, in legacy,
+//!   2026-07-28 and auto modes; also stepping up (a 403 `insufficient_scope` names a tool
+//!   the person had not approved, the consent screen asks about it),
+//! - the MCP Inspector CLI, with a token from the consent screen passed as a header,
+//!   through its own OAuth flow (its "browser" hands the URL to the test), reusing its
+//!   stored token, and signing in again with `--relogin`.
+//!
+//! The person approves one of two servers, so every list shows what the token allows.
+//! Shortcomings of Warrant and of the clients found on the way are described in the
+//! tests that meet them (and in /work/scratch/oauth-findings.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
