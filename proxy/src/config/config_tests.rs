@@ -318,3 +318,21 @@ fn policy_default_ceiling_is_a_risk_class() {
     let report = check("[policy]\nceiling = \"low\"\n").expect_err("unknown key");
     assert!(report.to_string().contains("ceiling"), "{report}");
 }
+
+#[test]
+fn policy_approval_timeout_is_a_bounded_duration() {
+    assert_eq!(
+        check("").expect("valid").policy.approval_timeout,
+        Duration::from_secs(300)
+    );
+    let config = check("[policy]\napproval_timeout = \"90s\"\n").expect("valid");
+    assert_eq!(config.policy.approval_timeout, Duration::from_secs(90));
+    for bad in ["\"soon\"", "\"0s\"", "\"500ms\"", "\"2d\""] {
+        let report = check(&format!("[policy]\napproval_timeout = {bad}\n"))
+            .expect_err("not a valid timeout");
+        assert!(
+            report.to_string().contains("policy.approval_timeout"),
+            "{bad}: {report}"
+        );
+    }
+}
