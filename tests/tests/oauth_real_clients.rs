@@ -15,7 +15,7 @@
 //!
 //! The person approves one of two servers, so every list shows what the token allows.
 //! Shortcomings of Warrant and of the clients found on the way are described in the
-//! tests that meet them (and in /work/scratch/oauth-findings.md).
+//! tests that meet them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,8 +46,8 @@ async fn gateway_with(extra: &str) -> (TestGateway, Browser) {
     );
     let gw = TestGateway::start_protected(&config, Backend::current()).await;
     // The catalog records each server's tools as it comes up; wait for that before the
-    // first admin's sign-in writes to the database at the same time (see
-    // /work/scratch/oauth-findings.md: a record that meets a concurrent write is lost).
+    // first admin's sign-in writes to the database at the same time: on SQLite a record
+    // that meets a concurrent write fails ("database is locked") and is not retried.
     gw.running.gateway.settle().await;
     let catalog = warrant_consent::catalog::Catalog::new(gw.running.db.clone());
     for server in ["demo", "other"] {
@@ -555,7 +555,7 @@ async fn initialize_status(gw: &TestGateway, token: &str) -> (u16, String) {
 /// (RFC 7009, the refresh token) but reads the authorization server's metadata from a
 /// place its own discovery does not store it (`serverMetadata` instead of
 /// `discoveryState.authorizationServerMetadata`), skips as "no_metadata" and sends
-/// nothing to `/revoke` (see /work/scratch/oauth-findings.md).
+/// nothing to `/revoke`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_inspector_cli_reuses_its_stored_token_and_signs_in_again_on_relogin() {
     let (gw, browser) = gateway().await;
