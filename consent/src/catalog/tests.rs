@@ -417,3 +417,68 @@ fn diff_names_every_changed_field() {
     assert!(changes[1].new.contains("\"path\""), "{}", changes[1].new);
     assert!(diff(&a.canonical(), &a.canonical()).is_empty());
 }
+
+#[tokio::test]
+async fn another_replicas_decisions_arrive_with_the_next_refresh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = || async {
+        let db = Db::open(None, dir.path()).await.expect("open");
+        db.migrate().await.expect("migrate");
+        CatalogView::load(Catalog::new(db)).await.expect("view")
+    };
+    let (here, there) = (open().await, open().await);
+    let read = tool("read", "Read.");
+    here.record("notes", std::slice::from_ref(&read), 100)
+        .await
+        .expect("record");
+    assert_eq!(
+        there.current().classify("notes", &read).risk,
+        Risk::Critical
+    );
+    here.set_trusted("notes", Some("admin@example.com"), 200)
+        .await
+        .expect("trust");
+    assert_eq!(here.current().classify("notes", &read).risk, Risk::Low);
+    // The other replica sees it when it refreshes (the binary does, every second).
+    let version = there.version();
+    assert!(there.refresh().await.expect("refresh"));
+    assert!(there.version() > version);
+    assert_eq!(there.current().classify("notes", &read).risk, Risk::Low);
+}
+
+#[test]
+fn classifying_a_thousand_tools_is_cheap() {
+    // The gateway classifies (hashes) every offered tool when it rebuilds a view: on an
+    // upstream's change or a catalog change, never per call.
+    let tools: Vec<ToolRecord> = (0..1000)
+        .map(|i| ToolRecord {
+            input_schema: json!({"type": "object", "properties": {
+                "path": {"type": "string", "description": "Where to look"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 100}
+            }, "required": ["path"]}),
+            ..tool(
+                &format!("tool_{i}"),
+                "Does one thing, well, with a long enough description.",
+            )
+        })
+        .collect();
+    let snapshot = CatalogSnapshot::new(
+        tools.iter().map(|t| {
+            let decided = Decided {
+                approved_hash: Some(t.definition_hash()),
+                reviewed: None,
+            };
+            ("s".to_owned(), t.name.clone(), decided)
+        }),
+        ["s".to_owned()],
+    );
+    let started = std::time::Instant::now();
+    let quarantined = tools
+        .iter()
+        .filter(|t| snapshot.classify("s", t).quarantined)
+        .count();
+    let took = started.elapsed();
+    assert_eq!(quarantined, 0);
+    eprintln!("classified 1000 tools in {took:?}");
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}

@@ -164,9 +164,26 @@ impl Gateway {
                         observer.health(&name, health.label(), reason);
                         last_health.insert(name.clone(), health);
                     }
-                    let offer = upstream.offer(Era::Legacy);
-                    if matches!(change, Change::Tools | Change::Health) && !offer.tools.is_empty() {
-                        observer.tools(&name, offer.tools.iter().map(tool_record).collect());
+                    if matches!(change, Change::Tools | Change::Health) {
+                        // What clients of either era are offered (a tool only 2026-07-28
+                        // clients see is in the catalog too); the legacy definition of a
+                        // tool both eras offer.
+                        let legacy = upstream.offer(Era::Legacy);
+                        let modern = upstream.offer(Era::Modern);
+                        let tools: Vec<ToolRecord> = legacy
+                            .tools
+                            .iter()
+                            .chain(
+                                modern
+                                    .tools
+                                    .iter()
+                                    .filter(|t| !legacy.tools.iter().any(|l| l.name == t.name)),
+                            )
+                            .map(tool_record)
+                            .collect();
+                        if !tools.is_empty() {
+                            observer.tools(&name, tools);
+                        }
                     }
                 }
                 inner.notify_sessions(change).await;
