@@ -392,10 +392,16 @@ impl CeilingView {
     pub async fn refresh(&self) -> Result<bool, CeilingError> {
         let _one_at_a_time = self.inner.refreshing.lock().await;
         let entries = self.inner.store.all().await?;
-        let mut members = BTreeMap::new();
-        for entry in entries.iter().filter(|e| e.kind == SubjectKind::Group) {
-            let users = self.inner.users.members(&entry.subject).await?;
-            members.insert(entry.subject.clone(), users);
+        let groups: Vec<String> = entries
+            .iter()
+            .filter(|e| e.kind == SubjectKind::Group)
+            .map(|e| e.subject.clone())
+            .collect();
+        let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if !groups.is_empty() {
+            for (user, group) in self.inner.users.members_of(&groups).await? {
+                members.entry(group).or_default().push(user);
+            }
         }
         let fresh = Snapshot::build(entries, &members);
         let changed = {

@@ -257,3 +257,48 @@ async fn unusable_group_names_are_refused() {
         );
     }
 }
+
+/// The per-call lookup and the periodic refresh, measured (`cargo test -p
+/// warrant-consent ceiling_speed -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn ceiling_speed() {
+    let f = fixture().await;
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let group = format!("g{}", i % 50);
+        ids.push(f.user(&format!("u{i}@example.com"), &[&group, "all"]).await);
+    }
+    let view = f.view(Risk::High).await;
+    for g in 0..50 {
+        let class = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical][g % 4];
+        view.set_group(&format!("g{g}"), Some(class), "admin", 1)
+            .await
+            .expect("set");
+    }
+    view.set_group("all", Some(Risk::Critical), "admin", 1)
+        .await
+        .expect("set");
+    for id in ids.iter().step_by(10) {
+        view.set_user(id, Some(Risk::Medium), "admin", 2)
+            .await
+            .expect("set");
+    }
+    let started = std::time::Instant::now();
+    let rounds = 10;
+    for _ in 0..rounds {
+        view.refresh().await.expect("refresh");
+    }
+    let refresh = started.elapsed() / rounds;
+    let started = std::time::Instant::now();
+    let mut sum = 0;
+    for _ in 0..100 {
+        for id in &ids {
+            sum += view.ceiling(id).level();
+        }
+    }
+    let lookup = started.elapsed() / (100 * u32::try_from(ids.len()).unwrap_or(1));
+    println!(
+        "1000 users, 51 groups with a ceiling, 100 overrides: refresh {refresh:?}, lookup {lookup:?} (sum {sum})"
+    );
+}

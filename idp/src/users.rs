@@ -320,6 +320,29 @@ impl Users {
         Ok(members)
     }
 
+    /// The members of each of `groups` (from any source), as (user id, group) pairs, in
+    /// one query per 500 groups.
+    pub async fn members_of(&self, groups: &[String]) -> Result<Vec<(String, String)>, IdpError> {
+        let mut pairs = Vec::new();
+        for chunk in groups.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT user_id, group_name FROM idp_user_groups \
+                 WHERE group_name IN ({}) ORDER BY group_name, user_id",
+                marks.join(", ")
+            );
+            let rows: Vec<(String, String)> = on_pool!(&self.db, pool => {
+                let mut query = sqlx::query_as(&sql);
+                for group in chunk {
+                    query = query.bind(group);
+                }
+                query.fetch_all(pool).await?
+            });
+            pairs.extend(rows);
+        }
+        Ok(pairs)
+    }
+
     /// Every group some user is in, with how many users it has, by name.
     pub async fn all_groups(&self) -> Result<Vec<(String, i64)>, IdpError> {
         let sql = "SELECT group_name, COUNT(DISTINCT user_id) FROM idp_user_groups \
@@ -450,6 +473,16 @@ mod tests {
         assert_eq!(
             users.members("eng").await.expect("members"),
             std::slice::from_ref(&alice.id)
+        );
+        assert_eq!(
+            users
+                .members_of(&["ops".into(), "eng".into(), "nobody".into()])
+                .await
+                .expect("members"),
+            [
+                (alice.id.clone(), "eng".to_owned()),
+                (alice.id.clone(), "ops".to_owned())
+            ]
         );
         assert_eq!(
             users.all_groups().await.expect("all groups"),
