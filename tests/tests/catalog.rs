@@ -438,3 +438,69 @@ async fn quarantine_applies_without_tokens_too() {
     assert!(!listed(&gw, None).await.contains(&"flaky__echo".to_owned()));
     gw.stop().await;
 }
+
+/// Connected clients hear `notifications/tools/list_changed` when an admin's decision
+/// changes a class they could see — not when nothing they see changes.
+#[tokio::test]
+async fn a_class_change_tells_connected_clients() {
+    use warrant_consent::token::Risk;
+    use warrant_e2e::{TestClient, connect};
+
+    let gw = TestGateway::start(&demo_upstream("demo"), Backend::current()).await;
+    let catalog = gw.running.catalog.clone();
+    eventually("the catalog records the demo tools", || async {
+        catalog
+            .catalog()
+            .tools_of("demo")
+            .await
+            .is_ok_and(|t| t.len() == 5)
+    })
+    .await;
+    let handler = TestClient::default();
+    let client = connect(&gw.url(), handler.clone()).await;
+    assert_eq!(client.list_all_tools().await.expect("list").len(), 5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = handler.seen().tool_list_changed;
+
+    let now = warrant_e2e::agent::unix_now();
+    catalog
+        .review(
+            "demo",
+            "list_notes",
+            Some(Risk::Medium),
+            "admin@example.com",
+            now,
+        )
+        .await
+        .expect("review");
+    eventually("the client hears of the new class", || async {
+        handler.seen().tool_list_changed > before
+    })
+    .await;
+    // The same class again changes nothing anyone sees.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard = handler.seen().tool_list_changed;
+    catalog
+        .review(
+            "demo",
+            "list_notes",
+            Some(Risk::Medium),
+            "admin@example.com",
+            now,
+        )
+        .await
+        .expect("review again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.seen().tool_list_changed, heard);
+
+    catalog
+        .set_trusted("demo", Some("admin@example.com"), now)
+        .await
+        .expect("trust");
+    eventually("the client hears of the trusted annotations", || async {
+        handler.seen().tool_list_changed > heard
+    })
+    .await;
+    client.cancel().await.expect("close");
+    gw.stop().await;
+}
