@@ -7,10 +7,16 @@
 # serves, drives `tools/call` with `warrant_bench` (one worker by default, no
 # warm-up), and divides the instructions Warrant executed by the calls made.
 # Kernel time (syscalls, scheduling) is not counted: compare syscalls with strace.
+# valgrind does not emulate the CPU's SHA extensions, so SHA-256 (the token's cache key)
+# runs its portable code here: tens of instructions per byte of token, several times
+# what the same hash costs natively on a CPU with SHA-NI.
 #
 # Usage: bench/callgrind.sh   (release binaries must be built; see bench/run.sh)
 #
 # Environment (all optional):
+#   CG_GATEWAY=token       token: the default config, every call with a real access token
+#                          minted by target/release/bench_token (verify, revocation and the
+#                          decision are counted); none: mcp.authorization = "none"
 #   CG_DURATION=10s        how long to drive calls (under callgrind)
 #   CG_CONCURRENCY=1       workers
 #   CG_OUT=                keep the callgrind profile at this path (for callgrind_annotate)
@@ -20,12 +26,22 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+GATEWAY=${CG_GATEWAY:-token}
 DURATION=${CG_DURATION:-10s}
 CONCURRENCY=${CG_CONCURRENCY:-1}
 RELEASE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WARRANT=${WARRANT_BIN:-$RELEASE_DIR/warrant}
 BENCH=$RELEASE_DIR/warrant_bench
 UPSTREAM=$RELEASE_DIR/bench_upstream
+TOKEN_TOOL=$RELEASE_DIR/bench_token
+case $GATEWAY in
+    none | token) ;;
+    *) echo "CG_GATEWAY must be none or token" >&2; exit 2 ;;
+esac
+if [[ $GATEWAY == token && ! -x $TOKEN_TOOL ]]; then
+    echo "missing $TOKEN_TOOL: cargo build --release -p warrant-fixtures --features token --bin bench_token" >&2
+    exit 1
+fi
 
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-callgrind.XXXXXX")
@@ -65,7 +81,12 @@ UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}") || {
 }
 
 mkdir -p "$WORK/data"
-printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL" >"$WORK/warrant.toml"
+{
+    printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL"
+    if [[ $GATEWAY == none ]]; then
+        printf '\n[mcp]\nauthorization = "none"\n'
+    fi
+} >"$WORK/warrant.toml"
 port=$((20000 + RANDOM % 40000))
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
     "$WARRANT" serve --config "$WORK/warrant.toml" --listen "127.0.0.1:$port" \
@@ -79,13 +100,30 @@ for _ in $(seq 600); do
     sleep 0.2
 done
 
+HEADERS=()
+if [[ $GATEWAY == token ]]; then
+    token=$("$TOKEN_TOOL" --config "$WORK/warrant.toml" --data-dir "$WORK/data" --url "$base/mcp")
+    HEADERS+=(--header "Authorization: Bearer $token")
+    # One call before counting: the token's first verification (signatures, identity)
+    # and its first decision are a cost per token, not per call.
+    "$BENCH" --url "$base/mcp" --tool bench__echo --concurrency 1 --duration 1s \
+        --warmup 0s --timeout 30s "${HEADERS[@]}" >&2 || true
+fi
+
 callgrind_control -i on "$WARRANT_PID" >/dev/null 2>&1
 callgrind_control -z "$WARRANT_PID" >/dev/null 2>&1
+status=0
 "$BENCH" --url "$base/mcp" --tool bench__echo --concurrency "$CONCURRENCY" \
-    --duration "$DURATION" --warmup 0s --timeout 30s --json >"$WORK/report.json"
+    --duration "$DURATION" --warmup 0s --timeout 30s --json "${HEADERS[@]}" >"$WORK/report.json" \
+    || status=$?
 callgrind_control -d "$WARRANT_PID" >/dev/null 2>&1
 callgrind_control -i off "$WARRANT_PID" >/dev/null 2>&1
 
+if [[ $status != 0 ]]; then
+    echo "calls failed:" >&2
+    grep -A3 '"first_errors"' "$WORK/report.json" >&2 || true
+    tail -n 5 "$WORK/warrant.log" >&2
+fi
 calls=$(grep -o '"calls": *[0-9]*' "$WORK/report.json" | head -1 | grep -o '[0-9]*$')
 profile=$(ls -t "$WORK"/callgrind.out* | grep -v '\.out$' | head -1 || true)
 [[ -n $profile ]] || profile=$WORK/callgrind.out
@@ -94,6 +132,6 @@ instructions=$(grep -m1 '^totals:' "$profile" | awk '{print $2}')
 if [[ -n ${CG_OUT:-} ]]; then
     cp "$profile" "$CG_OUT"
 fi
-awk -v i="$instructions" -v c="$calls" -v w="$CONCURRENCY" 'BEGIN {
-    printf "concurrency %d: %d calls, %d instructions, %.0f instructions per call\n", w, c, i, i / c
+awk -v g="$GATEWAY" -v i="$instructions" -v c="$calls" -v w="$CONCURRENCY" 'BEGIN {
+    printf "gateway %s, concurrency %d: %d calls, %d instructions, %.0f instructions per call\n", g, w, c, i, i / c
 }'

@@ -3,9 +3,12 @@
 #
 # Builds the release binaries, starts `bench_upstream` (an MCP server with one
 # `echo` tool) on loopback, and measures `tools/call` with `warrant_bench`:
-# straight against the upstream ("direct") and, if target/release/warrant
-# exists, through Warrant ("via Warrant"). Direct and gateway runs alternate,
-# BENCH_ROUNDS times; the Markdown table at the end shows medians.
+# straight against the upstream ("direct") and through two Warrants in front of
+# the same upstream: "none" (`mcp.authorization = "none"`, the proxy alone) and
+# "token" (the default: every request carries a real Warrant access token, minted
+# by `bench_token` for this gateway, so each call is verified, checked for
+# revocation and decided by the token's Datalog). Direct and gateway runs
+# alternate, BENCH_ROUNDS times; the Markdown report at the end shows medians.
 #
 # Usage: bench/run.sh [> report.md]   (from anywhere; everything stays on 127.0.0.1)
 # Progress and per-run tables go to stderr, the final Markdown report to stdout.
@@ -14,15 +17,19 @@
 #   BENCH_CONCURRENCY=1,8,64   concurrency levels
 #   BENCH_DURATION=10s         measured window per level
 #   BENCH_WARMUP=2s            warm-up per level
-#   BENCH_ROUNDS=3             direct/gateway run pairs (medians are taken over them)
+#   BENCH_ROUNDS=3             rounds of direct + gateway runs (medians are taken over them)
+#   BENCH_GATEWAYS=none,token  which Warrants to measure
 #   BENCH_UPSTREAM_MODE=json   bench_upstream --mode: json (application/json) or sse
 #   BENCH_BUILD=1              0 skips `cargo build --release`
-#   BENCH_AUTHORIZATION=       Authorization header value for calls through Warrant
-#                              (e.g. "Bearer <token>")
-#   BENCH_TOKEN_CMD=           command that prints a bearer token once Warrant runs (sent as
-#                              "Authorization: Bearer <token>"); it sees WARRANT_BENCH_CONFIG,
-#                              WARRANT_BENCH_DATA_DIR and WARRANT_BENCH_URL
-#   BENCH_WARRANT_CONFIG_EXTRA=  TOML appended to the generated Warrant config
+#   BENCH_AUTHORIZATION=       Authorization header value for the "token" gateway instead
+#                              of a minted token (e.g. "Bearer <token>")
+#   BENCH_TOKEN_CMD=           command that prints a bearer token once the "token" Warrant
+#                              runs (sent as "Authorization: Bearer <token>"); it sees
+#                              WARRANT_BENCH_CONFIG, WARRANT_BENCH_DATA_DIR and
+#                              WARRANT_BENCH_URL. Default: target/release/bench_token
+#                              (built with `-p warrant-fixtures --features token`)
+#   BENCH_WARRANT_CONFIG_EXTRA=  TOML appended to both generated Warrant configs (the
+#                              "none" one already has an [mcp] table)
 #   BENCH_WARRANT_START_TIMEOUT=30  seconds to wait for Warrant's /healthz
 #   BENCH_OUT=                 also write the Markdown report to this file
 #   BENCH_KEEP=0               1 keeps the work directory (logs, JSON reports)
@@ -44,6 +51,8 @@ RELEASE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WARRANT=${WARRANT_BIN:-$RELEASE_DIR/warrant}
 BENCH=$RELEASE_DIR/warrant_bench
 UPSTREAM=$RELEASE_DIR/bench_upstream
+TOKEN_TOOL=$RELEASE_DIR/bench_token
+GATEWAY_NAMES=${BENCH_GATEWAYS:-none,token}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-bench.XXXXXX")
 STARTED_PIDS=() # servers, stopped on exit
@@ -138,8 +147,12 @@ if [[ $BUILD == 1 ]]; then
     if ! cargo build --release -p warrant-proxy; then
         log "warning: building warrant-proxy failed; only direct runs"
         GATEWAY_BUILT=0
+    elif [[ -z ${BENCH_TOKEN_CMD:-} && -z $AUTHORIZATION ]]; then
+        cargo build --release -p warrant-fixtures --features token --bin bench_token \
+            || log "warning: building bench_token failed; no runs with tokens"
     fi
 fi
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 [[ -x $BENCH && -x $UPSTREAM ]] || die "missing $BENCH or $UPSTREAM (run with BENCH_BUILD=1)"
 command -v curl >/dev/null || die "curl is needed to probe Warrant's /healthz"
 
@@ -151,107 +164,147 @@ UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "$UPSTREAM_PID" 10) \
     || { cat "$WORK/upstream.log" >&2; die "bench_upstream did not start"; }
 log "upstream: $UPSTREAM_URL (pid $UPSTREAM_PID, mode $UPSTREAM_MODE)"
 
-# --- gateway -----------------------------------------------------------------
-GATEWAY=0
-GATEWAY_NOTE=""
-# skip_gateway REASON: no runs through Warrant; the reason goes into the report.
-skip_gateway() {
-    GATEWAY_NOTE="not measured: $1"
-    log "Warrant $GATEWAY_NOTE; only direct runs"
+# --- gateways ----------------------------------------------------------------
+# Two Warrants against the same upstream: "none" (mcp.authorization = "none": the proxy
+# alone) and "token" (the default, tokens required: every call verified, checked for
+# revocation and decided by the token's Datalog), each with its own config and data.
+declare -A GW_PID=() GW_URL=() GW_NOTE=() GW_AUTH=()
+GATEWAYS=()
+# gateway_note NAME REASON: no runs through this gateway; the reason goes into the report.
+gateway_note() {
+    GW_NOTE[$1]="not measured: $2"
+    log "Warrant ($1) ${GW_NOTE[$1]}"
     return 1
 }
+# start_gateway NAME: starts Warrant for NAME (none or token) and sets GW_PID/GW_URL.
 start_gateway() {
-    [[ $GATEWAY_BUILT == 1 ]] || skip_gateway "building warrant-proxy failed" || return 1
-    [[ -x $WARRANT ]] || skip_gateway "no Warrant binary at $WARRANT" || return 1
-    local config=$WORK/warrant.toml data=$WORK/warrant-data port base
+    local name=$1 config=$WORK/warrant-$1.toml data=$WORK/warrant-$1-data port base pid
+    [[ $GATEWAY_BUILT == 1 ]] || gateway_note "$name" "building warrant-proxy failed" || return 1
+    [[ -x $WARRANT ]] || gateway_note "$name" "no Warrant binary at $WARRANT" || return 1
     mkdir -p "$data"
     {
         printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL"
+        if [[ $name == none ]]; then
+            printf '\n[mcp]\nauthorization = "none"\n'
+        fi
         if [[ -n ${BENCH_WARRANT_CONFIG_EXTRA:-} ]]; then
             printf '\n%s\n' "$BENCH_WARRANT_CONFIG_EXTRA"
         fi
     } >"$config"
-    port=$(free_port) || skip_gateway "no free loopback port" || return 1
+    port=$(free_port) || gateway_note "$name" "no free loopback port" || return 1
     "$WARRANT" serve --config "$config" --listen "127.0.0.1:$port" --data-dir "$data" \
-        >"$WORK/warrant.log" 2>&1 &
-    WARRANT_PID=$!
-    STARTED_PIDS+=("$WARRANT_PID")
-    if ! base=$(wait_for_url "$WORK/warrant.log" "$WARRANT_PID" "$START_TIMEOUT"); then
-        tail -n 40 "$WORK/warrant.log" >&2
-        skip_gateway "it did not print its URL (its log is above)" || return 1
+        >"$WORK/warrant-$name.log" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    if ! base=$(wait_for_url "$WORK/warrant-$name.log" "$pid" "$START_TIMEOUT"); then
+        tail -n 40 "$WORK/warrant-$name.log" >&2
+        gateway_note "$name" "it did not print its URL (its log is above)" || return 1
     fi
-    # The printed URL may be the base or the /mcp endpoint.
-    base=${base%/}
-    base=${base%/mcp}
+    # The printed URL may be the base or the /mcp endpoint; the benchmark calls it on
+    # 127.0.0.1 (the token's audience is the configured resource, not the Host).
+    base=http://127.0.0.1:$port
     for _ in $(seq $((START_TIMEOUT * 10))); do
         [[ $(http_status "$base/healthz") == 200 ]] && break
-        kill -0 "$WARRANT_PID" 2>/dev/null || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     if [[ $(http_status "$base/healthz") != 200 ]]; then
-        tail -n 40 "$WORK/warrant.log" >&2
-        skip_gateway "$base/healthz never answered 200 (its log is above)" || return 1
+        tail -n 40 "$WORK/warrant-$name.log" >&2
+        gateway_note "$name" "$base/healthz never answered 200 (its log is above)" || return 1
     fi
-    WARRANT_URL=$base/mcp
-    log "Warrant: $WARRANT_URL (pid $WARRANT_PID)"
+    GW_PID[$name]=$pid
+    GW_URL[$name]=$base/mcp
+    log "Warrant ($name): ${GW_URL[$name]} (pid $pid)"
 
-    if [[ -n ${BENCH_TOKEN_CMD:-} ]]; then
-        local token
-        token=$(WARRANT_BENCH_CONFIG=$config WARRANT_BENCH_DATA_DIR=$data \
-            WARRANT_BENCH_URL=$WARRANT_URL bash -c "$BENCH_TOKEN_CMD") \
-            || skip_gateway "BENCH_TOKEN_CMD failed" || return 1
-        AUTHORIZATION="Bearer $token"
+    if [[ $name == token ]]; then
+        local token="" cmd=${BENCH_TOKEN_CMD:-}
+        if [[ -n $AUTHORIZATION ]]; then
+            GW_AUTH[$name]=$AUTHORIZATION
+            return 0
+        fi
+        if [[ -z $cmd ]]; then
+            [[ -x $TOKEN_TOOL ]] || gateway_note "$name" "no $TOKEN_TOOL to mint a token" || return 1
+            cmd='"$BENCH_TOKEN_TOOL"'
+        fi
+        token=$(BENCH_TOKEN_TOOL=$TOKEN_TOOL WARRANT_BENCH_CONFIG=$config \
+            WARRANT_BENCH_DATA_DIR=$data WARRANT_BENCH_URL=${GW_URL[$name]} \
+            bash -c "$cmd") || gateway_note "$name" "minting the token failed" || return 1
+        [[ -n $token ]] || gateway_note "$name" "the token command printed nothing" || return 1
+        GW_AUTH[$name]="Bearer $token"
     fi
 }
-if start_gateway; then
-    GATEWAY=1
-fi
-
-VIA_ARGS=()
-if [[ -n $AUTHORIZATION ]]; then
-    VIA_ARGS+=(--header "Authorization: $AUTHORIZATION")
-fi
+for name in ${GATEWAY_NAMES//,/ }; do
+    case $name in
+        none | token) ;;
+        *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token)" ;;
+    esac
+    if start_gateway "$name"; then
+        GATEWAYS+=("$name")
+    fi
+done
 
 # --- runs --------------------------------------------------------------------
 DIRECT_REPORTS=()
-VIA_REPORTS=()
+declare -A VIA_REPORTS=([none]="" [token]="")
 for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS: direct"
     bench "direct-$round" "$UPSTREAM_URL" echo "$UPSTREAM_PID" "$WORK/direct-$round.json" \
         || die "direct run $round failed"
     DIRECT_REPORTS+=(--direct "$WORK/direct-$round.json")
 
-    if [[ $GATEWAY == 1 ]]; then
-        log "round $round/$ROUNDS: via Warrant"
-        if bench "via-$round" "$WARRANT_URL" bench__echo "$WARRANT_PID" \
-            "$WORK/via-$round.json" "${VIA_ARGS[@]}"; then
-            VIA_REPORTS+=(--via "$WORK/via-$round.json")
-        else
-            GATEWAY_NOTE="run $round through Warrant failed (see the errors above); no more gateway runs"
-            log "warning: $GATEWAY_NOTE"
-            # A run that measured but saw errors still reports; keep it.
-            [[ -s $WORK/via-$round.json ]] && VIA_REPORTS+=(--via "$WORK/via-$round.json")
-            tail -n 20 "$WORK/warrant.log" >&2
-            GATEWAY=0
+    for name in "${GATEWAYS[@]}"; do
+        [[ -n ${GW_PID[$name]:-} ]] || continue
+        args=()
+        if [[ -n ${GW_AUTH[$name]:-} ]]; then
+            args+=(--header "Authorization: ${GW_AUTH[$name]}")
         fi
-    fi
+        out=$WORK/$name-$round.json
+        log "round $round/$ROUNDS: via Warrant ($name)"
+        if bench "$name-$round" "${GW_URL[$name]}" bench__echo "${GW_PID[$name]}" "$out" \
+            "${args[@]}"; then
+            VIA_REPORTS[$name]+=" --via $out"
+        else
+            GW_NOTE[$name]="run $round failed (see the errors above); no more runs through it"
+            log "warning: Warrant ($name): ${GW_NOTE[$name]}"
+            # A run that measured but saw errors still reports; keep it.
+            [[ -s $out ]] && VIA_REPORTS[$name]+=" --via $out"
+            tail -n 20 "$WORK/warrant-$name.log" >&2
+            unset "GW_PID[$name]"
+        fi
+    done
 done
 
 # --- report ------------------------------------------------------------------
 cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
+declare -A TITLE=(
+    [none]='Warrant without tokens (`mcp.authorization = "none"`: the proxy alone)'
+    [token]='Warrant with tokens (the default: verify, revocation and the decision on every call)'
+)
 {
     printf '## Warrant per-call benchmark\n\n'
-    printf -- '- machine: %s CPUs, %s, Linux %s\n' "$(nproc)" "${cpu_model:-unknown CPU}" "$(uname -r)"
+    printf -- '- machine: %s CPUs, %s, Linux %s; load average at start: %s\n' "$(nproc)" \
+        "${cpu_model:-unknown CPU}" "$(uname -r)" "$LOAD_AT_START"
     printf -- '- upstream: bench_upstream --mode %s (echo tool); load: warrant_bench, one keep-alive\n' \
         "$UPSTREAM_MODE"
     printf '  connection and MCP session per worker; warm-up %s, window %s per level; rounds: %s\n' \
         "$WARMUP" "$DURATION" "$ROUNDS"
     printf -- '- load generator, upstream and Warrant share the same %s CPUs\n' "$(nproc)"
-    if [[ -n $GATEWAY_NOTE ]]; then
-        printf -- '- **Warrant: %s**\n' "$GATEWAY_NOTE"
+    printf -- '- load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    for name in ${GATEWAY_NAMES//,/ }; do
+        if [[ -n ${GW_NOTE[$name]:-} ]]; then
+            printf -- '- **Warrant (%s): %s**\n' "$name" "${GW_NOTE[$name]}"
+        fi
+    done
+    for name in ${GATEWAY_NAMES//,/ }; do
+        printf '\n### %s\n\n' "${TITLE[$name]}"
+        # shellcheck disable=SC2086 # word splitting of the --via list is intended
+        "$BENCH" compare "${DIRECT_REPORTS[@]}" ${VIA_REPORTS[$name]}
+    done
+    if [[ -n ${VIA_REPORTS[none]} && -n ${VIA_REPORTS[token]} ]]; then
+        printf '\n### What the token adds (with tokens minus without, medians)\n\n'
+        # shellcheck disable=SC2086
+        "$BENCH" cost ${VIA_REPORTS[none]//--via/--without} ${VIA_REPORTS[token]//--via/--with}
     fi
-    printf '\n'
-    "$BENCH" compare "${DIRECT_REPORTS[@]}" "${VIA_REPORTS[@]}"
 } >"$WORK/report.md"
 cat "$WORK/report.md"
 if [[ -n ${BENCH_OUT:-} ]]; then
