@@ -1,15 +1,25 @@
 //! Authorizing one call with a verified token: the call's facts, every block's checks,
 //! and the gateway's policy, in one Datalog run. Deny by default; a refusal says, in
 //! words an agent can act on, what the call would need.
+//!
+//! An allowed call is remembered with its token ([`Decisions`]) when every block of the
+//! token is exactly what Warrant writes, so that the same call again costs a hash and a
+//! lookup instead of loading the token into a new authorizer; see [`Decisions`] for why
+//! that gives the same decisions.
 
-use std::sync::LazyLock;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
-use biscuit_auth::builder::{Fact, Term, fact};
-use biscuit_auth::error::{FailedCheck, Logic, Token};
+use biscuit_auth::builder::{Check, Convert, Fact, Term, fact};
+use biscuit_auth::datalog::SymbolTable;
+use biscuit_auth::error::{FailedCheck, Logic, RunLimit, Token};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits};
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
+use super::datalog::{self, AuthorityFacts};
 use super::restriction::{CallArgs, ModelCall, Refusal, Restriction, Risk, join_patterns};
 use super::verify::{BlockKind, VerifiedToken};
 
@@ -94,68 +104,97 @@ static BASE: LazyLock<Result<AuthorizerBuilder, String>> = LazyLock::new(|| {
 });
 
 /// Decides whether `call` is allowed by `token`. Pure: same inputs, same decision.
+///
+/// A call allowed before is answered from the token's [`Decisions`] when they apply
+/// (every block written by Warrant, `now` not past the earliest end in the token); the
+/// answer is the one the Datalog would give (`tests/cache.rs` compares them).
 pub fn authorize(token: &VerifiedToken, call: &CallFacts) -> Decision {
     let tool_id = format!("{}.{}", call.server, call.tool);
+    if let Some(refusal) = precheck(call, &tool_id) {
+        return refusal;
+    }
+    let key = token.decisions.key(token, call);
+    if let Some(key) = &key
+        && token.decisions.allowed(key)
+    {
+        return allowed(token, &tool_id);
+    }
+    let decision = evaluate(token, call, &tool_id);
+    if decision.allow
+        && let Some(key) = key
+    {
+        token.decisions.remember(key);
+    }
+    decision
+}
+
+/// [`authorize`] without the remembered decisions: always the full Datalog run.
+#[cfg(test)]
+pub(crate) fn authorize_uncached(token: &VerifiedToken, call: &CallFacts) -> Decision {
+    let tool_id = format!("{}.{}", call.server, call.tool);
+    if let Some(refusal) = precheck(call, &tool_id) {
+        return refusal;
+    }
+    evaluate(token, call, &tool_id)
+}
+
+/// Refusals that need no Datalog: too many arguments, a time before 1970.
+fn precheck(call: &CallFacts, tool_id: &str) -> Option<Decision> {
     if call.args.len() > MAX_ARGS {
-        return Decision::deny(
+        return Some(Decision::deny(
             format!("the call to {tool_id} has more than {MAX_ARGS} arguments"),
             Vec::new(),
-        );
-    }
-    let Ok(now) = u64::try_from(call.now) else {
-        return Decision::deny("the call's time is before 1970".into(), Vec::new());
-    };
-    let base = match &*BASE {
-        Ok(base) => base.clone(),
-        Err(e) => return Decision::deny(format!("the gateway policy is invalid: {e}"), Vec::new()),
-    };
-    let mut facts: Vec<Fact> = vec![
-        fact("time", &[Term::Date(now)]),
-        fact("resource", &[Term::Str(call.resource.clone())]),
-        fact("server", &[Term::Str(call.server.clone())]),
-        fact("tool", &[Term::Str(call.tool.clone())]),
-        fact("risk", &[Term::Integer(call.risk.level())]),
-    ];
-    for (name, value) in &call.args {
-        facts.push(fact(
-            "arg",
-            &[Term::Str(name.clone()), Term::Str(value.clone())],
         ));
     }
-    let mut builder = base;
-    for f in facts {
-        builder = match builder.fact(f) {
-            Ok(b) => b,
-            Err(e) => return Decision::deny(format!("cannot state the call: {e}"), Vec::new()),
+    if call.now < 0 {
+        return Some(Decision::deny(
+            "the call's time is before 1970".into(),
+            Vec::new(),
+        ));
+    }
+    None
+}
+
+fn allowed(token: &VerifiedToken, tool_id: &str) -> Decision {
+    Decision {
+        allow: true,
+        reason: format!(
+            "grant {} of user {} allows agent {} to call {tool_id}",
+            token.identity.grant, token.identity.user, token.identity.agent
+        ),
+        failed_checks: Vec::new(),
+    }
+}
+
+/// The Datalog run: the call's facts, the gateway's policy and every block's checks.
+///
+/// A run cut short by the time limit is run once more: the limit is wall-clock time, and
+/// a worker descheduled on a busy machine reaches it with a token that needs a few
+/// microseconds (a refusal that depends on the machine, not on the token). A token
+/// whose checks really are too slow costs two limits, then is refused.
+fn evaluate(token: &VerifiedToken, call: &CallFacts, tool_id: &str) -> Decision {
+    let run = || {
+        stated(call).map(|builder| {
+            builder
+                .build(&token.biscuit)
+                .and_then(|mut authorizer| authorizer.authorize())
+        })
+    };
+    let mut result = match run() {
+        Ok(result) => result,
+        Err(refusal) => return refusal,
+    };
+    if matches!(result, Err(Token::RunLimit(RunLimit::Timeout))) {
+        result = match run() {
+            Ok(result) => result,
+            Err(refusal) => return refusal,
         };
     }
-    if let Some(ceiling) = call.ceiling {
-        let mut params = std::collections::HashMap::new();
-        params.insert("ceiling".to_owned(), Term::Integer(ceiling.level()));
-        builder = match builder.code_with_params(
-            "check if risk($risk), $risk <= {ceiling};",
-            params,
-            std::collections::HashMap::new(),
-        ) {
-            Ok(b) => b,
-            Err(e) => return Decision::deny(format!("cannot state the ceiling: {e}"), Vec::new()),
-        };
-    }
-    let result = builder
-        .build(&token.biscuit)
-        .and_then(|mut authorizer| authorizer.authorize());
     match result {
-        Ok(_) => Decision {
-            allow: true,
-            reason: format!(
-                "grant {} of user {} allows agent {} to call {tool_id}",
-                token.identity.grant, token.identity.user, token.identity.agent
-            ),
-            failed_checks: Vec::new(),
-        },
+        Ok(_) => allowed(token, tool_id),
         Err(Token::FailedLogic(
             Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
-        )) if !checks.is_empty() => explain(token, call, &tool_id, &checks),
+        )) if !checks.is_empty() => explain(token, call, tool_id, &checks),
         Err(Token::FailedLogic(_)) => Decision::deny(
             "the token does not name a user, an agent and a grant".into(),
             Vec::new(),
@@ -171,6 +210,237 @@ pub fn authorize(token: &VerifiedToken, call: &CallFacts) -> Decision {
             Vec::new(),
         ),
     }
+}
+
+/// The gateway's side of a run for `call`: its policy, the call's facts, the ceiling.
+fn stated(call: &CallFacts) -> Result<AuthorizerBuilder, Decision> {
+    let Ok(now) = u64::try_from(call.now) else {
+        return Err(Decision::deny(
+            "the call's time is before 1970".into(),
+            Vec::new(),
+        ));
+    };
+    let mut builder = match &*BASE {
+        Ok(base) => base.clone(),
+        Err(e) => {
+            return Err(Decision::deny(
+                format!("the gateway policy is invalid: {e}"),
+                Vec::new(),
+            ));
+        }
+    };
+    let mut facts: Vec<Fact> = vec![
+        fact("time", &[Term::Date(now)]),
+        fact("resource", &[Term::Str(call.resource.clone())]),
+        fact("server", &[Term::Str(call.server.clone())]),
+        fact("tool", &[Term::Str(call.tool.clone())]),
+        fact("risk", &[Term::Integer(call.risk.level())]),
+    ];
+    for (name, value) in &call.args {
+        facts.push(fact(
+            "arg",
+            &[Term::Str(name.clone()), Term::Str(value.clone())],
+        ));
+    }
+    for f in facts {
+        builder = builder
+            .fact(f)
+            .map_err(|e| Decision::deny(format!("cannot state the call: {e}"), Vec::new()))?;
+    }
+    if let Some(ceiling) = call.ceiling {
+        let mut params = std::collections::HashMap::new();
+        params.insert("ceiling".to_owned(), Term::Integer(ceiling.level()));
+        builder = builder
+            .code_with_params(
+                "check if risk($risk), $risk <= {ceiling};",
+                params,
+                std::collections::HashMap::new(),
+            )
+            .map_err(|e| Decision::deny(format!("cannot state the ceiling: {e}"), Vec::new()))?;
+    }
+    Ok(builder)
+}
+
+/// Allowed calls remembered with one verified token (it lives as long as the token stays
+/// in the verifier's cache). Refusals are never remembered, and revocation is checked on
+/// every call before this (`Verifier::verify_unrevoked`).
+///
+/// Why a remembered allow is the decision the Datalog would give now: it is used only
+/// when every block of the token is, check for check, what Warrant writes — block 0 the
+/// authority block `mint` writes for the token's identity, every later block the checks
+/// `datalog::restriction` writes for the restriction its context describes, compared as
+/// data, not as printed text (a block of another shape, a third-party block or one whose
+/// context does not match its checks turns the cache off for the token). In such a token the
+/// only checks that read `time` are `$time <= X` (the token's and each block's end), no
+/// block has rules, and the only checks that read arguments are the blocks' argument
+/// constraints. So for any `now` not past the earliest X, the decision depends on the
+/// resource, server, tool, risk, ceiling and the constrained arguments alone — the key
+/// (a SHA-256 of them). A call past the earliest X is always run in full.
+pub(crate) struct Decisions {
+    /// Computed at first use: `None` when the token is not entirely Warrant's.
+    shape: OnceLock<Option<Shape>>,
+    allowed: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// What makes a call's decision for a token entirely Warrant's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    /// The earliest end among the token's time checks (Unix seconds).
+    until: i64,
+    /// The argument names some block constrains.
+    arg_names: BTreeSet<String>,
+}
+
+/// Allowed calls remembered per token; the oldest is not tracked, any one is dropped.
+const REMEMBERED_PER_TOKEN: usize = 64;
+
+impl Decisions {
+    pub(crate) fn new() -> Self {
+        Self {
+            shape: OnceLock::new(),
+            allowed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether decisions for this token may be remembered at all.
+    pub(crate) fn apply(&self, token: &VerifiedToken) -> bool {
+        self.shape(token).is_some()
+    }
+
+    fn shape(&self, token: &VerifiedToken) -> Option<&Shape> {
+        self.shape.get_or_init(|| shape_of(token)).as_ref()
+    }
+
+    /// The key of `call`, when its decision may be remembered or looked up.
+    fn key(&self, token: &VerifiedToken, call: &CallFacts) -> Option<[u8; 32]> {
+        let shape = self.shape(token)?;
+        if call.now > shape.until {
+            return None;
+        }
+        let mut hash = Sha256::new();
+        let mut put = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        put(call.resource.as_bytes());
+        put(call.server.as_bytes());
+        put(call.tool.as_bytes());
+        put(&call.risk.level().to_le_bytes());
+        match call.ceiling {
+            Some(ceiling) => put(&ceiling.level().to_le_bytes()),
+            None => put(&[]),
+        }
+        for name in &shape.arg_names {
+            match call.args.get(name) {
+                Some(value) => {
+                    put(b"some");
+                    put(value.as_bytes());
+                }
+                None => put(b"none"),
+            }
+        }
+        Some(hash.finalize().into())
+    }
+
+    fn allowed(&self, key: &[u8; 32]) -> bool {
+        let allowed = self.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        allowed.contains(key)
+    }
+
+    fn remember(&self, key: [u8; 32]) {
+        let mut allowed = self.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        if allowed.len() >= REMEMBERED_PER_TOKEN
+            && let Some(victim) = allowed.iter().next().copied()
+        {
+            allowed.remove(&victim);
+        }
+        allowed.insert(key);
+    }
+}
+
+/// `Some` when every block of `token` is exactly what Warrant writes (see [`Decisions`]):
+/// the token's facts, rules and checks, as Biscuit loads them, equal (as data, not as
+/// text) those of the authority block `mint` writes for its identity followed by the
+/// checks `datalog::restriction` writes for each later block's described restriction.
+fn shape_of(token: &VerifiedToken) -> Option<Shape> {
+    let biscuit = &token.biscuit;
+    let identity = &token.identity;
+    let blocks = biscuit.block_count();
+    if identity.chain.len() != blocks || blocks == 0 {
+        return None;
+    }
+    // No third-party blocks and no public keys to trust: with no facts or rules outside
+    // the authority block, a block's scopes cannot change what its checks see.
+    for index in 0..blocks {
+        if biscuit.block_external_key(index).ok()?.is_some()
+            || biscuit.block_public_keys(index).ok()?.current_offset() != 0
+        {
+            return None;
+        }
+    }
+    let authority = datalog::authority(
+        &AuthorityFacts {
+            user: &identity.user,
+            agent: &identity.agent,
+            grant: &identity.grant,
+            audience: &identity.audience,
+            expires_at: identity.expires_at,
+        },
+        identity.kid,
+    )
+    .ok()?;
+    let (facts, rules, checks) = authority.dump();
+    if !rules.is_empty() {
+        return None;
+    }
+    let mut symbols = SymbolTable::new();
+    let mut expected_checks: Vec<Check> = Vec::new();
+    for check in &checks {
+        expected_checks.push(normalized(check, &mut symbols)?);
+    }
+    let mut expected_facts: Vec<Fact> = Vec::new();
+    for fact in &facts {
+        expected_facts.push(Fact::convert_from(&fact.convert(&mut symbols), &symbols).ok()?);
+    }
+    let mut shape = Shape {
+        until: identity.expires_at,
+        arg_names: BTreeSet::new(),
+    };
+    for block in identity.chain.iter().skip(1) {
+        if !matches!(block.kind, BlockKind::Consent | BlockKind::Narrowing) {
+            return None;
+        }
+        let restriction = block.restriction.as_ref()?;
+        let written = datalog::restriction(restriction).ok()?;
+        if !written.facts.is_empty() || !written.rules.is_empty() || !written.scopes.is_empty() {
+            return None;
+        }
+        for check in &written.checks {
+            expected_checks.push(normalized(check, &mut symbols)?);
+        }
+        if let Some(end) = restriction.expires_at {
+            shape.until = shape.until.min(end);
+        }
+        shape
+            .arg_names
+            .extend(restriction.args.iter().map(|a| a.name.clone()));
+    }
+    // What the token holds, as Biscuit loads it for every call.
+    let loaded = AuthorizerBuilder::new()
+        .set_limits(limits())
+        .build(biscuit)
+        .ok()?;
+    let (facts, rules, checks, policies) = loaded.dump();
+    let same_facts = facts.len() == expected_facts.len()
+        && expected_facts.iter().all(|f| facts.contains(f))
+        && facts.iter().all(|f| expected_facts.contains(f));
+    (same_facts && rules.is_empty() && policies.is_empty() && checks == expected_checks)
+        .then_some(shape)
+}
+
+/// A builder check as Biscuit stores it: parameters bound, sets in a canonical order.
+fn normalized(check: &Check, symbols: &mut SymbolTable) -> Option<Check> {
+    Check::convert_from(&check.convert(symbols), symbols).ok()
 }
 
 /// Turns failed checks into reasons: what each block needs that the call lacks.

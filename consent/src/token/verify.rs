@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::TokenError;
-use super::authorize::limits;
+use super::authorize::{Decisions, limits};
 use super::datalog;
 use super::keys::{KeyRefusal, KeyRing};
 use super::restriction::{CallArgs, ModelCall, Refusal, Restriction, Risk};
@@ -81,6 +81,8 @@ impl Identity {
 pub struct VerifiedToken {
     pub(crate) biscuit: Biscuit,
     pub identity: Identity,
+    /// Calls this token was found to allow (see `authorize.rs`).
+    pub(crate) decisions: Decisions,
 }
 
 /// Shows the identity only: the token itself (which carries the key that appends the
@@ -98,7 +100,18 @@ impl VerifiedToken {
     pub(crate) fn new(biscuit: Biscuit) -> Result<Self, TokenError> {
         let kid = biscuit.root_key_id().ok_or(TokenError::UnknownKey(None))?;
         let identity = identity_of(&biscuit, kid)?;
-        Ok(Self { biscuit, identity })
+        Ok(Self {
+            biscuit,
+            identity,
+            decisions: Decisions::new(),
+        })
+    }
+
+    /// Whether [`authorize`](super::authorize) remembers the calls this token allows:
+    /// only when every block is exactly what Warrant writes (computed once, at the
+    /// first call).
+    pub fn remembers_decisions(&self) -> bool {
+        self.decisions.apply(self)
     }
 
     /// Whether a listing should show `server.tool` of class `risk` to this token's agent:

@@ -3,6 +3,7 @@
 
 mod attenuate;
 mod authorize;
+mod cache;
 mod golden;
 mod keys;
 mod props;
