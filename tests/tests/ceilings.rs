@@ -139,17 +139,7 @@ async fn setup() -> Setup {
         .expect("lookup")
         .expect("the admin")
         .id;
-    let servers = browser.get("/admin/servers").await;
-    if servers.status != 404 {
-        assert_eq!(servers.status, 200, "{}", servers.body);
-        submit(
-            &browser,
-            &servers,
-            "/admin/servers/demo/trust",
-            &[("trust", "on")],
-        )
-        .await;
-    }
+    gw.trust_annotations("demo").await;
     let client = register_public(&gw, "Claude Code").await;
     let tokens = approve(
         &gw,
