@@ -504,3 +504,35 @@ async fn a_class_change_tells_connected_clients() {
     client.cancel().await.expect("close");
     gw.stop().await;
 }
+
+/// Over Streamable HTTP a session's calls take the direct data path; a quarantined tool
+/// is refused there too (the direct path only takes routed tools, the handler answers).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_direct_path_refuses_a_quarantined_tool() {
+    let (_upstream, url) = warrant_e2e::fixture_http("flaky_upstream").await;
+    let config = format!("[upstreams.flaky]\nurl = {url:?}\n");
+    let gw = TestGateway::start(&config, Backend::current()).await;
+    let mut raw = Raw::new(&gw.url());
+    raw.initialize("2025-11-25").await;
+    let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
+    let direct = gw.running.gateway.direct_calls();
+    let reply = raw.request(7, "tools/call", echo.clone()).await;
+    assert_eq!(text_of(&reply), "hi", "{reply:?}");
+    assert!(
+        gw.running.gateway.direct_calls() > direct,
+        "the call took the direct path"
+    );
+    let reply = raw
+        .request(
+            7,
+            "tools/call",
+            json!({"name": "flaky__rug_pull", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(text_of(&reply), "pulled", "{reply:?}");
+    eventually("echo is quarantined on the direct path too", || async {
+        error_of(&raw.request(7, "tools/call", echo.clone()).await).0 == -32020
+    })
+    .await;
+    gw.stop().await;
+}
