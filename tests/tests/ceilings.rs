@@ -106,6 +106,10 @@ fn assert_above_ceiling(reply: &Reply, tool: &str, risk: &str, user: &str, ceili
         "tool {tool} is {risk} risk, above the ceiling of user {user} ({ceiling}); an admin can raise it"
     );
     assert!(message.contains(&expected), "{expected:?} in {message:?}");
+    assert!(
+        error["data"].get("scope").is_none(),
+        "no scope to step up to: {reply:?}"
+    );
 }
 
 /// Posts a form of the admin pages with the page's CSRF token.

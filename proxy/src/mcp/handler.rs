@@ -31,7 +31,8 @@ use warrant_consent::token::{CallArgs, Risk, call_args};
 use super::aggregate::{Aggregate, Route, page};
 use super::approve::Held;
 use super::auth::{
-    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, step_up_scope,
+    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, refused_by_ceiling_only,
+    step_up_scope,
 };
 use super::error::GatewayError;
 use super::gateway::{Gateway, era_of, unexpected, upstream_meta};
@@ -96,12 +97,14 @@ impl Gateway {
         if decision.allow {
             return Ok(());
         }
-        let scope = step_up_scope(server, tool);
-        Err(ErrorData::new(
-            NOT_PERMITTED,
-            decision.reason,
-            Some(serde_json::json!({ "scope": scope, "failedChecks": decision.failed_checks })),
-        ))
+        let data = if refused_by_ceiling_only(&decision) {
+            // Only an admin can help (by raising the ceiling): no scope to ask for.
+            serde_json::json!({ "failedChecks": decision.failed_checks })
+        } else {
+            let scope = step_up_scope(server, tool);
+            serde_json::json!({ "scope": scope, "failedChecks": decision.failed_checks })
+        };
+        Err(ErrorData::new(NOT_PERMITTED, decision.reason, Some(data)))
     }
 }
 
