@@ -432,6 +432,8 @@ async fn server_choices(
             .filter(|t| {
                 !t.name.contains('*') && ToolPattern::parse(&format!("{server}.{}", t.name)).is_ok()
             })
+            // A quarantined tool (its upstream changed it) is not offered until approved.
+            .filter(|t| t.quarantined_since.is_none())
             .map(|t| {
                 // The class calls are decided with (the admin's review, or the
                 // annotations of a trusted upstream; else critical).
