@@ -30,9 +30,9 @@ use warrant_e2e::{Backend, Raw, TestGateway, demo_upstream, node_modules, repo_r
 
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// A protected Warrant with two demo servers, `demo` and `other`, and its first admin
-/// signed in, who trusts both servers' tool annotations (so their tools are classed
-/// low to high, within the default ceiling, rather than critical as unreviewed tools).
+/// A protected Warrant with two demo servers, `demo` and `other`, whose tool
+/// annotations an admin trusts (their tools are classed low to high, within the default
+/// ceiling, rather than critical as unreviewed tools), and its first admin signed in.
 async fn gateway() -> (TestGateway, Browser) {
     gateway_with("").await
 }
@@ -45,9 +45,10 @@ async fn gateway_with(extra: &str) -> (TestGateway, Browser) {
         demo_upstream("other")
     );
     let gw = TestGateway::start_protected(&config, Backend::current()).await;
-    // The catalog records each server's tools as it comes up; wait for that before the
-    // first admin's sign-in writes to the database at the same time: on SQLite a record
-    // that meets a concurrent write fails ("database is locked") and is not retried.
+    for server in ["demo", "other"] {
+        gw.trust_annotations(server).await;
+    }
+    // Every client below lists tools at once: the catalog has them first.
     gw.running.gateway.settle().await;
     let catalog = warrant_consent::catalog::Catalog::new(gw.running.db.clone());
     for server in ["demo", "other"] {
@@ -65,23 +66,7 @@ async fn gateway_with(extra: &str) -> (TestGateway, Browser) {
         }
     }
     let (browser, _device) = first_admin(&gw, "admin@example.com").await;
-    for server in ["demo", "other"] {
-        trust_annotations(&browser, server).await;
-    }
     (gw, browser)
-}
-
-/// The admin trusts `server`'s tool annotations on the servers page.
-async fn trust_annotations(browser: &Browser, server: &str) {
-    let page = browser.get("/admin/servers").await;
-    let csrf = page.csrf().expect("the servers page carries a CSRF token");
-    let done = browser
-        .post_form(
-            &format!("/admin/servers/{server}/trust"),
-            &[("csrf", csrf.as_str()), ("trust", "on")],
-        )
-        .await;
-    assert_eq!(done.status, 303, "trust {server}: {}", done.body);
 }
 
 /// The MCP URL clients are given: the public URL's `/mcp`, the resource tokens are for.
