@@ -233,6 +233,12 @@ async fn lowering_a_ceiling_refuses_the_next_call_and_hides_the_tool_raising_it_
         page.body
     );
     assert!(page.contains("admin@example.com"), "by whom: {}", page.body);
+    let list = s.browser.get("/admin/users").await;
+    assert!(
+        list.contains("<span class=\"risk risk-low\">low</span>"),
+        "the users list shows it: {}",
+        list.body
+    );
     let reply = call(&s.gw, token, "demo__write_note", write_note()).await;
     assert_above_ceiling(&reply, "demo.write_note", "medium", &s.admin, "low");
     let reply = call(&s.gw, token, "demo__send_payment", send_payment()).await;

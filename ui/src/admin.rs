@@ -37,6 +37,8 @@ struct UserView {
     role: &'static str,
     status: &'static str,
     last_login: String,
+    /// The live trust ceiling, when ceilings apply.
+    ceiling: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
@@ -56,6 +58,7 @@ async fn users(State(state): State<UiState>, Admin(admin): Admin) -> Result<Resp
         .await?
         .into_iter()
         .map(|u| UserView {
+            ceiling: crate::ceilings::ceiling_name(&state, &u.id),
             last_login: u.last_login_at.map_or_else(|| "never".into(), when),
             id: u.id,
             email: u.email,

@@ -90,6 +90,11 @@ async fn change_views(
     Ok(views)
 }
 
+/// A user's live ceiling for a list (empty without ceilings).
+pub(crate) fn ceiling_name(state: &UiState, user: &str) -> &'static str {
+    view(state).map_or("", |v| v.ceiling(user).name())
+}
+
 /// The ceiling section of a user's admin page.
 pub(crate) struct UserCeiling {
     /// The class that applies now.
