@@ -840,3 +840,25 @@ async fn a_person_may_allow_single_tools_which_are_all_the_agent_sees() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn revoking_the_refresh_token_ends_the_access_tokens_of_its_grant() {
+    let gw = gateway().await;
+    let (_browser, tokens) = approved_agent(&gw).await;
+    let ok = call(&gw, Some(&tokens.access), "demo__list_notes", json!({})).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    // A client logging out revokes its refresh token only (RFC 7009 §2.1).
+    let revoked = agent::http()
+        .post(format!("{}/revoke", gw.public_url()))
+        .form(&[
+            ("token", tokens.refresh.as_str()),
+            ("client_id", tokens.client_id.as_str()),
+        ])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    let reply = call(&gw, Some(&tokens.access), "demo__list_notes", json!({})).await;
+    assert_unauthorized(&gw, &reply, Some("invalid_token"), "revoked");
+    gw.stop().await;
+}

@@ -937,11 +937,18 @@ async fn revoke_inner(
     let token = required(&params, "token")?;
     let now = s.clock.unix();
     // RFC 7009: an unknown token, or another client's, is answered 200 all the same.
-    if RefreshTokens::new(s.db.clone())
+    if let Some(grant) = RefreshTokens::new(s.db.clone())
         .revoke(token, &client.client_id, now)
         .await?
     {
-        tracing::info!(client = %client.client_id, "refresh token revoked");
+        // RFC 7009 §2.1: the access tokens of the same authorization end with it. They
+        // carry the grant's id, so revoking the grant ends every one of them at once (and
+        // the agent asks the person again next time).
+        Grants::new(s.db.clone()).revoke(&grant, now).await?;
+        if let Some(revoked) = &s.revoked {
+            revoked.insert(std::slice::from_ref(&grant));
+        }
+        tracing::info!(client = %client.client_id, %grant, "refresh token revoked, and its grant");
         return Ok(StatusCode::OK.into_response());
     }
     if let Ok(verified) = s.verifier.verify(token, now)

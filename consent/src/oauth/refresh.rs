@@ -134,13 +134,18 @@ impl RefreshTokens {
 
     /// Revokes `token`'s whole family (RFC 7009). Returns whether the token was known
     /// to be `client_id`'s.
-    pub async fn revoke(&self, token: &str, client_id: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke(
+        &self,
+        token: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
         match self.by_hash(&hash_token(token)).await? {
             Some(row) if row.client_id == client_id => {
                 self.revoke_family(&row.family_id, now).await?;
-                Ok(true)
+                Ok(Some(row.grant_id))
             }
-            _ => Ok(false),
+            _ => Ok(None),
         }
     }
 
@@ -269,17 +274,19 @@ mod tests {
             .issue(&new_token(&f, "other", 9_000), 1_000)
             .await
             .expect("issue");
-        assert!(
-            !tokens
+        assert_eq!(
+            tokens
                 .revoke(&a, "another-client", 1_005)
                 .await
-                .expect("revoke")
+                .expect("revoke"),
+            None
         );
-        assert!(
+        assert_eq!(
             tokens
                 .revoke(&a, &f.client_id, 1_005)
                 .await
-                .expect("revoke")
+                .expect("revoke"),
+            Some(f.grant.id.clone())
         );
         let err = tokens
             .spend(&b, &f.client_id, 1_010)
