@@ -187,6 +187,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
     });
     let catalog = CatalogView::load(Catalog::new(db.clone())).await?;
+    for upstream in &config.upstreams {
+        if let Some(trusted) = upstream.trust_annotations {
+            catalog
+                .set_trusted(
+                    &upstream.name,
+                    trusted.then_some("configuration"),
+                    clock.unix(),
+                )
+                .await?;
+        }
+    }
     spawn_catalog_refresher(&catalog, shutdown.child_token());
     let gateway = Gateway::new(&config, auth, catalog.clone(), shutdown.child_token());
     gateway.follow_catalog();

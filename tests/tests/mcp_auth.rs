@@ -862,3 +862,39 @@ async fn revoking_the_refresh_token_ends_the_access_tokens_of_its_grant() {
     assert_unauthorized(&gw, &reply, Some("invalid_token"), "revoked");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_upstream_trusted_in_the_configuration_keeps_its_annotated_classes() {
+    let config = format!("{}trust_annotations = true\n", demo_upstream("demo"));
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (_browser, tokens) = approved_agent(&gw).await;
+    // Recorded off the request path: wait for the catalog to classify the tools.
+    let started = std::time::Instant::now();
+    let names = loop {
+        let names = listed(&gw, &tokens.access).await;
+        if names.len() == 5 || started.elapsed() > std::time::Duration::from_secs(10) {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        names,
+        [
+            "demo__delete_all_notes",
+            "demo__list_notes",
+            "demo__read_note",
+            "demo__send_payment",
+            "demo__write_note"
+        ],
+        "low to high, all within the default ceiling"
+    );
+    let trust = gw
+        .running
+        .catalog
+        .catalog()
+        .trust_of("demo")
+        .await
+        .expect("trust");
+    assert_eq!(trust.map(|(by, _)| by), Some("configuration".to_owned()));
+    gw.stop().await;
+}

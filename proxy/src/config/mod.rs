@@ -120,6 +120,9 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
     pub restart_backoff_max: Duration,
+    /// Whether the upstream's MCP annotations set its tools' risk classes (`Some`: as
+    /// configured, applied at every start; `None`: as an admin sets it on the pages).
+    pub trust_annotations: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +223,9 @@ pub fn embedded_default(overrides: &Overrides, exe: &Path) -> Result<Config, Rep
         toml::Value::try_from(RawUpstream {
             command: Some(exe.display().to_string()),
             args: vec!["demo-server".into()],
+            // Warrant's own demo: its annotations are true, so its tools keep their
+            // classes (low to high) and the demo works before anyone reviews it.
+            trust_annotations: Some(true),
             ..RawUpstream::default()
         })
         .map_err(|e| Report {
@@ -713,6 +719,7 @@ fn validate_upstream(
         connect_timeout,
         call_timeout,
         restart_backoff_max,
+        trust_annotations: raw.trust_annotations,
     })
 }
 

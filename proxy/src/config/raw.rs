@@ -134,6 +134,8 @@ pub struct RawUpstream {
     pub restart_backoff_max: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_annotations: Option<bool>,
 }
 
 /// A value that may be a secret: a literal string (in which `${VAR}` and
