@@ -186,6 +186,60 @@ proptest! {
         }
     }
 
+    /// Issue 5's invariant, with a live ceiling: for random catalogs (each call's tool
+    /// gets a random class), ceilings, consents and chains of narrowings, a call is
+    /// allowed exactly when its class is within the ceiling and every block allows it —
+    /// so no allowed call exceeds the ceiling, the grant or any block — and every
+    /// refusal names a reason (the ceiling's, when the ceiling is what refuses).
+    #[test]
+    fn no_allowed_call_exceeds_the_ceiling_the_grant_or_any_block(
+        consent in restriction(true),
+        chain in prop::collection::vec(restriction(false), 0..3),
+        calls in calls(),
+        ceiling in prop::option::of(risk()),
+    ) {
+        let root = root();
+        let token = mint::build(&root, 1, &request(consent.clone()), None).expect("mint");
+        let mut text = token.to_base64().expect("b64");
+        let mut blocks = vec![consent];
+        for narrowing in chain {
+            if narrowing != Restriction::default() {
+                text = attenuate(&text, &narrowing).expect("attenuate");
+                blocks.push(narrowing);
+            }
+        }
+        let biscuit = Biscuit::from_base64(&text, root.public()).expect("verifies");
+        let verified = VerifiedToken::new(biscuit).expect("identity");
+        for c in &calls {
+            let facts = CallFacts {
+                now: c.now,
+                resource: AUDIENCE.into(),
+                server: c.server.clone(),
+                tool: c.tool.clone(),
+                risk: c.risk,
+                ceiling,
+                args: c.args.clone(),
+            };
+            let decision = settled(|| authorize(&verified, &facts));
+            let model_call = restriction::ModelCall {
+                now: c.now,
+                server: &c.server,
+                tool: &c.tool,
+                risk: c.risk,
+                args: &c.args,
+            };
+            let within = ceiling.is_none_or(|max| c.risk <= max);
+            let blocks_allow = blocks.iter().all(|b| b.allows(&model_call));
+            prop_assert_eq!(decision.allow, within && blocks_allow, "call {:?} ceiling {:?}: {:?}", c, ceiling, decision);
+            if !decision.allow {
+                prop_assert!(!decision.reason.trim().is_empty(), "{:?}", decision);
+                if !within && blocks_allow {
+                    prop_assert!(decision.reason.contains("ceiling"), "{:?}", decision);
+                }
+            }
+        }
+    }
+
     /// The remembered decisions (`authorize`) equal a full Datalog run
     /// (`authorize_uncached`) on every call: random consents and narrowings (all
     /// Warrant's, so the cache applies), random calls replayed at other times (before,
