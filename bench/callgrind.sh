@@ -82,7 +82,7 @@ UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}") || {
 
 mkdir -p "$WORK/data"
 {
-    printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL"
+    printf '[upstreams.bench]\nurl = "%s"\ntrust_annotations = true\n' "$UPSTREAM_URL"
     if [[ $GATEWAY == none ]]; then
         printf '\n[mcp]\nauthorization = "none"\n'
     fi

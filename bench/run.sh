@@ -183,7 +183,9 @@ start_gateway() {
     [[ -x $WARRANT ]] || gateway_note "$name" "no Warrant binary at $WARRANT" || return 1
     mkdir -p "$data"
     {
-        printf '[upstreams.bench]\nurl = "%s"\n' "$UPSTREAM_URL"
+        # The benchmark upstream is ours: its annotations set its class (an unreviewed
+        # tool would be critical, above the default ceiling, and every call refused).
+        printf '[upstreams.bench]\nurl = "%s"\ntrust_annotations = true\n' "$UPSTREAM_URL"
         if [[ $name == none ]]; then
             printf '\n[mcp]\nauthorization = "none"\n'
         fi
