@@ -137,3 +137,58 @@ async fn finish(request: reqwest::RequestBuilder) -> Reply {
         text,
     }
 }
+
+/// The `_meta` of a 2026-07-28 request from a client that declares no capabilities.
+pub fn modern_meta() -> Value {
+    serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
+    })
+}
+
+/// A stateless (2026-07-28) `tools/call` with id 7, with `token` when given.
+pub async fn modern_call(url: &str, token: Option<&str>, tool: &str, arguments: Value) -> Reply {
+    let mut raw = Raw::new(url);
+    raw.bearer = token.map(str::to_owned);
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": modern_meta()}
+    });
+    raw.post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ],
+    )
+    .await
+}
+
+/// The tool names a stateless (2026-07-28) `tools/list` shows, sorted; asserts a 200.
+pub async fn modern_tool_names(url: &str, token: Option<&str>) -> Vec<String> {
+    let mut raw = Raw::new(url);
+    raw.bearer = token.map(str::to_owned);
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": modern_meta()}
+    });
+    let reply = raw
+        .post(
+            body.to_string(),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let mut names: Vec<String> = reply.response(3)["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}

@@ -12,59 +12,14 @@ use warrant_e2e::raw::{Raw, Reply};
 use warrant_e2e::web::{Browser, Page};
 use warrant_e2e::{Backend, TestGateway, demo_upstream, stdio_upstream};
 
-const META: &str = r#"{
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {},
-    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
-}"#;
-
-fn meta() -> Value {
-    serde_json::from_str(META).expect("meta")
-}
-
 /// A stateless (2026-07-28) `tools/call`, with `token` when given.
 async fn call(gw: &TestGateway, token: Option<&str>, tool: &str, arguments: Value) -> Reply {
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = token.map(str::to_owned);
-    let body = json!({
-        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments, "_meta": meta()}
-    });
-    raw.post(
-        body.to_string(),
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", tool),
-        ],
-    )
-    .await
+    warrant_e2e::raw::modern_call(&gw.url(), token, tool, arguments).await
 }
 
 /// The tool names a stateless `tools/list` shows.
 async fn listed(gw: &TestGateway, token: Option<&str>) -> Vec<String> {
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = token.map(str::to_owned);
-    let body =
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta()}});
-    let reply = raw
-        .post(
-            body.to_string(),
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/list"),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let mut names: Vec<String> = reply.response(3)["result"]["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    names
+    warrant_e2e::raw::modern_tool_names(&gw.url(), token).await
 }
 
 fn text_of(reply: &Reply) -> String {

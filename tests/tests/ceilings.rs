@@ -17,64 +17,21 @@ use serde_json::{Value, json};
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_consent::token::Risk;
 use warrant_e2e::agent::{Tokens, approve, register_public, unix_now};
-use warrant_e2e::raw::{Raw, Reply};
+use warrant_e2e::raw::Reply;
 use warrant_e2e::web::{Browser, Page};
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
 
 /// JSON-RPC code of a call the token, grant or ceiling does not allow.
 const NOT_PERMITTED: i64 = -32010;
 
-fn meta() -> Value {
-    json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"}
-    })
-}
-
 /// A stateless (2026-07-28) `tools/call` with `token`.
 async fn call(gw: &TestGateway, token: &str, tool: &str, arguments: Value) -> Reply {
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token.to_owned());
-    let body = json!({
-        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments, "_meta": meta()}
-    });
-    raw.post(
-        body.to_string(),
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", tool),
-        ],
-    )
-    .await
+    warrant_e2e::raw::modern_call(&gw.url(), Some(token), tool, arguments).await
 }
 
 /// The tool names a 2026-07-28 `tools/list` with `token` shows, sorted.
 async fn listed(gw: &TestGateway, token: &str) -> Vec<String> {
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token.to_owned());
-    let body =
-        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta()}});
-    let reply = raw
-        .post(
-            body.to_string(),
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/list"),
-            ],
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let mut names: Vec<String> = reply.response(3)["result"]["tools"]
-        .as_array()
-        .expect("tools")
-        .iter()
-        .filter_map(|t| t["name"].as_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    names
+    warrant_e2e::raw::modern_tool_names(&gw.url(), Some(token)).await
 }
 
 fn write_note() -> Value {

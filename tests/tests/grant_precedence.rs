@@ -5,33 +5,12 @@
 
 use serde_json::{Value, json};
 use warrant_e2e::agent::{register_public, token_for_grant};
-use warrant_e2e::raw::{Raw, Reply};
+use warrant_e2e::raw::Reply;
 use warrant_e2e::{Backend, TestGateway, demo_upstream, everything_stdio_upstream};
 
 /// A 2026-07-28 `tools/call` with `token`.
 async fn call(gw: &TestGateway, token: &str, tool: &str, arguments: Value) -> Reply {
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token.to_owned());
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {
-            "name": tool, "arguments": arguments,
-            "_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "table", "version": "0"}
-            }
-        }
-    });
-    raw.post(
-        body.to_string(),
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", tool),
-        ],
-    )
-    .await
+    warrant_e2e::raw::modern_call(&gw.url(), Some(token), tool, arguments).await
 }
 
 fn arguments(tool: &str) -> Value {
@@ -164,7 +143,7 @@ async fn each_rule_of_the_precedence_decides_real_calls() {
             match expected {
                 Ok(()) => {
                     assert_eq!(reply.status, 200, "{}: {tool}: {reply:?}", row.rule);
-                    let response = reply.response(1);
+                    let response = reply.response(7);
                     assert!(
                         response.get("result").is_some(),
                         "{}: {tool} went through: {response}",
@@ -173,7 +152,7 @@ async fn each_rule_of_the_precedence_decides_real_calls() {
                 }
                 Err(words) => {
                     assert_eq!(reply.status, 403, "{}: {tool}: {reply:?}", row.rule);
-                    let message = reply.response(1)["error"]["message"]
+                    let message = reply.response(7)["error"]["message"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned();
