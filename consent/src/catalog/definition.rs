@@ -140,12 +140,19 @@ pub struct FieldChange {
     pub new: String,
 }
 
-/// The fields that differ between two canonical definitions (as stored), in
+/// The fields that differ between two canonical tool definitions (as stored), in
 /// [`FIELDS`] order. Text that is not JSON counts as `null`.
 pub fn diff(old: &str, new: &str) -> Vec<FieldChange> {
+    diff_fields(&FIELDS, old, new)
+}
+
+/// The fields of `fields` that differ between two canonical definitions of any kind
+/// (a tool's, a prompt's, a resource template's), in that order. Text that is not
+/// JSON counts as `null`.
+pub fn diff_fields(fields: &[&'static str], old: &str, new: &str) -> Vec<FieldChange> {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     let (old, new) = (parse(old), parse(new));
-    FIELDS
+    fields
         .iter()
         .filter_map(|field| {
             let a = old.get(field).unwrap_or(&Value::Null);

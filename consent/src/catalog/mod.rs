@@ -15,9 +15,13 @@
 //!   approved one) the tool is quarantined — not offered, calls refused — until an admin
 //!   approves the new version, or the upstream goes back to the approved one.
 //!
+//! Prompts and resource templates get the same rug-pull protection ([`entries`],
+//! table `consent_catalog_entries`).
+//!
 //! The proxy never asks the database per call: it reads a [`CatalogView`].
 
 pub mod definition;
+pub mod entries;
 pub mod view;
 
 use time::OffsetDateTime;
@@ -25,7 +29,8 @@ use time::format_description::well_known::Rfc3339;
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 
-pub use definition::{FieldChange, ToolRecord, diff, effective_risk};
+pub use definition::{FieldChange, ToolRecord, diff, diff_fields, effective_risk};
+pub use entries::{CatalogEntry, EntryKind, EntryRecord, EntryTransition};
 pub use view::{CatalogSnapshot, CatalogView, Classified, Decided};
 
 use crate::token::Risk;
@@ -109,6 +114,8 @@ pub struct ServerSummary {
     pub tools: i64,
     pub quarantined: i64,
     pub unreviewed: i64,
+    /// How many of its prompts and resource templates are quarantined.
+    pub quarantined_entries: i64,
 }
 
 /// A tool that entered or left quarantine while an upstream's list was recorded.
@@ -296,21 +303,26 @@ impl Catalog {
                     tools,
                     quarantined,
                     unreviewed,
+                    quarantined_entries: 0,
                 };
                 (name, summary)
             })
             .collect();
+        let blank = |name: String| ServerSummary {
+            name,
+            trusted: None,
+            tools: 0,
+            quarantined: 0,
+            unreviewed: 0,
+            quarantined_entries: 0,
+        };
         for (name, by, at) in trusted {
-            let entry = servers
-                .entry(name.clone())
-                .or_insert_with(|| ServerSummary {
-                    name,
-                    trusted: None,
-                    tools: 0,
-                    quarantined: 0,
-                    unreviewed: 0,
-                });
+            let entry = servers.entry(name.clone()).or_insert_with(|| blank(name));
             entry.trusted = by.zip(at);
+        }
+        for (name, count) in self.quarantined_entries().await? {
+            let entry = servers.entry(name.clone()).or_insert_with(|| blank(name));
+            entry.quarantined_entries = count;
         }
         Ok(servers.into_values().collect())
     }
@@ -419,6 +431,7 @@ impl Catalog {
             on_pool!(&self.db, pool => sqlx::query_as(tools).fetch_all(pool).await?);
         let trusted: Vec<String> =
             on_pool!(&self.db, pool => sqlx::query_scalar(trusted).fetch_all(pool).await?);
+        let entries = self.approved_entries().await?;
         Ok(CatalogSnapshot::new(
             rows.into_iter().map(|(server, name, approved_hash, risk)| {
                 let decided = Decided {
@@ -428,7 +441,8 @@ impl Catalog {
                 (server, name, decided)
             }),
             trusted,
-        ))
+        )
+        .with_entries(entries))
     }
 }
 

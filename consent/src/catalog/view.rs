@@ -1,6 +1,7 @@
 //! The catalog as the proxy needs it on every request, without asking the database:
-//! an in-memory [`CatalogSnapshot`] of what admins decided (approved definition hashes,
-//! reviewed classes, trusted upstreams), swapped whole when it changes.
+//! an in-memory [`CatalogSnapshot`] of what admins decided (approved definition hashes
+//! of tools, prompts and resource templates, reviewed classes, trusted upstreams),
+//! swapped whole when it changes.
 //!
 //! [`CatalogView`] re-reads it after every catalog write made through it, and the
 //! binary refreshes it every second so that another replica's admin changes apply
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use super::definition::{ToolRecord, effective_risk};
+use super::entries::{EntryKind, EntryRecord, EntryTransition};
 use super::{Catalog, CatalogError};
 use crate::token::Risk;
 
@@ -32,6 +34,8 @@ pub struct Decided {
 pub struct CatalogSnapshot {
     tools: HashMap<String, HashMap<String, Decided>>,
     trusted: HashSet<String>,
+    /// Per server, the approved hash of each prompt and resource template.
+    entries: HashMap<String, HashMap<(EntryKind, String), String>>,
 }
 
 /// How the catalog classifies a tool as an upstream offers it now.
@@ -56,7 +60,33 @@ impl CatalogSnapshot {
         Self {
             tools: by_server,
             trusted: trusted.into_iter().collect(),
+            entries: HashMap::new(),
         }
+    }
+
+    /// With the approved hashes of prompts and resource templates:
+    /// `(server, kind, name, approved hash)`.
+    pub fn with_entries(
+        mut self,
+        entries: impl IntoIterator<Item = (String, EntryKind, String, String)>,
+    ) -> Self {
+        for (server, kind, name, hash) in entries {
+            self.entries
+                .entry(server)
+                .or_default()
+                .insert((kind, name), hash);
+        }
+        self
+    }
+
+    /// Whether `entry` as `server` offers it now is quarantined: its definition (hashed
+    /// here) differs from the approved one — at once, before the catalog has even
+    /// recorded the change. An entry never recorded is new: not quarantined.
+    pub fn entry_quarantined(&self, server: &str, entry: &EntryRecord) -> bool {
+        self.entries
+            .get(server)
+            .and_then(|e| e.get(&(entry.kind, entry.name.clone())))
+            .is_some_and(|approved| *approved != entry.definition_hash())
     }
 
     /// Whether an admin trusts `server`'s annotations.
@@ -156,6 +186,42 @@ impl CatalogView {
         let transitions = self.catalog.record(server, tools, now).await?;
         self.refresh().await?;
         Ok(transitions)
+    }
+
+    /// Records an upstream's prompts or resource templates (see
+    /// [`Catalog::record_entries`]) and refreshes.
+    pub async fn record_entries(
+        &self,
+        server: &str,
+        kind: EntryKind,
+        entries: &[EntryRecord],
+        now: i64,
+    ) -> Result<Vec<EntryTransition>, CatalogError> {
+        let transitions = self
+            .catalog
+            .record_entries(server, kind, entries, now)
+            .await?;
+        self.refresh().await?;
+        Ok(transitions)
+    }
+
+    /// Approves a prompt's or resource template's current definition (see
+    /// [`Catalog::approve_entry`]) and refreshes.
+    pub async fn approve_entry(
+        &self,
+        server: &str,
+        kind: EntryKind,
+        name: &str,
+        hash: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<super::Approval, CatalogError> {
+        let outcome = self
+            .catalog
+            .approve_entry(server, kind, name, hash, by, now)
+            .await?;
+        self.refresh().await?;
+        Ok(outcome)
     }
 
     /// Sets a tool's reviewed class (see [`Catalog::review`]) and refreshes.
