@@ -8,7 +8,9 @@
 //! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
 //! the per-call authorization; the **grants** a person gives an agent (`grants`); and the
 //! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
-//! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI).
+//! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI);
+//! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
+//! applied in one transaction.
 //!
 //! Tables owned here are prefixed `consent_`.
 
@@ -17,4 +19,5 @@ pub mod catalog;
 pub mod ceilings;
 pub mod grants;
 pub mod oauth;
+pub mod policy;
 pub mod token;
