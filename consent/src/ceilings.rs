@@ -12,7 +12,7 @@
 //! to the next call and the next listing without a query per call. Group memberships are
 //! the identity provider's (`idp_user_groups`), read through its API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
@@ -336,6 +336,19 @@ impl Snapshot {
         }
     }
 
+    /// The users whose ceiling differs between `self` and `next`: only users with an
+    /// override or a group default in either can differ (everyone else has `default`).
+    fn affected(&self, next: &Self, default: Risk) -> BTreeSet<String> {
+        self.overrides
+            .keys()
+            .chain(next.overrides.keys())
+            .chain(self.from_groups.keys())
+            .chain(next.from_groups.keys())
+            .filter(|user| self.ceiling(user, default) != next.ceiling(user, default))
+            .cloned()
+            .collect()
+    }
+
     fn ceiling(&self, user: &str, default: Risk) -> Risk {
         self.overrides
             .get(user)
@@ -344,6 +357,10 @@ impl Snapshot {
             .unwrap_or(default)
     }
 }
+
+/// How many refreshes' affected users a slow subscriber may fall behind by before it is
+/// told it lagged (and then treats everyone as affected).
+const AFFECTED_BACKLOG: usize = 64;
 
 /// Every user's live ceiling, in memory (see the module documentation). Cheap to clone.
 #[derive(Clone)]
@@ -360,6 +377,8 @@ struct ViewInner {
     refreshing: tokio::sync::Mutex<()>,
     /// Counts the refreshes that changed something.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The users whose ceiling a refresh changed, per refresh that changed one.
+    affected: tokio::sync::broadcast::Sender<Arc<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for CeilingView {
@@ -381,6 +400,7 @@ impl CeilingView {
                 snapshot: RwLock::new(Arc::default()),
                 refreshing: tokio::sync::Mutex::new(()),
                 changes: tokio::sync::watch::channel(0).0,
+                affected: tokio::sync::broadcast::channel(AFFECTED_BACKLOG).0,
             }),
         };
         view.refresh().await?;
@@ -404,22 +424,29 @@ impl CeilingView {
             }
         }
         let fresh = Snapshot::build(entries, &members);
-        let changed = {
+        let affected = {
             let mut current = self
                 .inner
                 .snapshot
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            let changed = **current != fresh;
-            if changed {
+            if **current == fresh {
+                None
+            } else {
+                let affected = current.affected(&fresh, self.inner.default);
                 *current = Arc::new(fresh);
+                Some(affected)
             }
-            changed
         };
-        if changed {
-            self.inner.changes.send_modify(|n| *n += 1);
+        let Some(affected) = affected else {
+            return Ok(false);
+        };
+        self.inner.changes.send_modify(|n| *n += 1);
+        if !affected.is_empty() {
+            // Nobody listening is fine: the next listing is decided with the new view.
+            let _ = self.inner.affected.send(Arc::new(affected));
         }
-        Ok(changed)
+        Ok(true)
     }
 
     /// The user's live ceiling (the per-call lookup: no I/O).
@@ -465,6 +492,13 @@ impl CeilingView {
     /// A receiver that sees a new value whenever a refresh changed something.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+
+    /// A receiver of the users whose live ceiling changed, one set per refresh that
+    /// changed any (a group default without members changes nobody's). A receiver that
+    /// lags behind gets `RecvError::Lagged` and should treat everyone as affected.
+    pub fn subscribe_affected(&self) -> tokio::sync::broadcast::Receiver<Arc<BTreeSet<String>>> {
+        self.inner.affected.subscribe()
     }
 
     /// Sets or clears a user's override, effective at once in this process (other

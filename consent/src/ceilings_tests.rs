@@ -302,3 +302,51 @@ async fn ceiling_speed() {
         "1000 users, 51 groups with a ceiling, 100 overrides: refresh {refresh:?}, lookup {lookup:?} (sum {sum})"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_names_exactly_the_users_whose_ceiling_moved() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &["eng"]).await;
+    let bob = f.user("bob@example.com", &["eng"]).await;
+    let carol = f.user("carol@example.com", &[]).await;
+    let view = f.view(Risk::High).await;
+    let mut affected = view.subscribe_affected();
+    let mut next = || {
+        affected
+            .try_recv()
+            .map(|users| users.iter().cloned().collect::<Vec<_>>())
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+
+    view.set_group("eng", Some(Risk::Medium), "admin", 10)
+        .await
+        .expect("set");
+    assert_eq!(
+        next().expect("eng moved"),
+        sorted(vec![alice.clone(), bob.clone()])
+    );
+    view.set_user(&carol, Some(Risk::Low), "admin", 11)
+        .await
+        .expect("set");
+    assert_eq!(next().expect("carol moved"), vec![carol.clone()]);
+    // Back to the default: a move too.
+    view.set_group("eng", Some(Risk::High), "admin", 12)
+        .await
+        .expect("set");
+    assert_eq!(
+        next().expect("eng moved back"),
+        sorted(vec![alice.clone(), bob])
+    );
+    // Changes that move nobody's ceiling name nobody: a group without members, an
+    // override equal to what the group gives.
+    view.set_group("empty", Some(Risk::Low), "admin", 13)
+        .await
+        .expect("set");
+    view.set_user(&alice, Some(Risk::High), "admin", 14)
+        .await
+        .expect("set");
+    assert!(next().is_err(), "nobody's ceiling moved");
+}

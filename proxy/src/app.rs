@@ -438,16 +438,30 @@ fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: Canc
             }
         }
     });
-    let mut changes = ceilings.subscribe();
+    let mut affected = ceilings.subscribe_affected();
     let gateway = gateway.clone();
     tokio::spawn(async move {
         loop {
-            tokio::select! {
+            let users = tokio::select! {
                 () = stop.cancelled() => return,
-                r = changes.changed() => if r.is_err() { return },
+                r = affected.recv() => r,
+            };
+            match users {
+                Ok(users) => {
+                    tracing::info!(
+                        users = users.len(),
+                        "trust ceilings changed; telling those users' clients to list their tools again"
+                    );
+                    gateway.tools_changed_for(users);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::info!(
+                        "trust ceilings changed; telling every client to list its tools again"
+                    );
+                    gateway.tools_changed();
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
-            tracing::info!("trust ceilings changed; telling clients to list their tools again");
-            gateway.tools_changed();
         }
     });
 }

@@ -176,6 +176,16 @@ impl McpAuth {
         sessions.insert(session, subject_of(caller));
     }
 
+    /// The sessions started by any of `users`.
+    pub(crate) fn sessions_of(&self, users: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .iter()
+            .filter(|(_, subject)| users.contains(&subject.user))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub(crate) fn forget_session(&self, session: &str) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.remove(session);

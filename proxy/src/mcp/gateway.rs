@@ -6,7 +6,7 @@
 //! this handler works on typed requests, so a client of one revision reaches an upstream
 //! of another without either noticing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::response::{IntoResponse, Response};
@@ -62,6 +62,9 @@ struct Inner {
     catalog: CatalogView,
     /// Holds critical calls for a person's approval (set once at start).
     approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
+    /// Users whose tool list changed for a reason of their own (their trust ceiling):
+    /// only their sessions and `subscriptions/listen` streams are told.
+    personal: tokio::sync::broadcast::Sender<Arc<BTreeSet<String>>>,
     shutdown: CancellationToken,
 }
 
@@ -127,6 +130,7 @@ impl Gateway {
                 park: Arc::default(),
                 catalog,
                 approvals: std::sync::OnceLock::new(),
+                personal: tokio::sync::broadcast::channel(64).0,
                 shutdown,
             }),
         }
@@ -413,10 +417,43 @@ impl Gateway {
     }
 
     /// Tells every client that its tool list may have changed, for a reason outside
-    /// the upstreams (a trust ceiling changed): all sessions, since which users are
-    /// affected is not tracked per session.
+    /// the upstreams that concerns everyone.
     pub fn tools_changed(&self) {
         self.inner.changes.publish("", Change::Tools);
+    }
+
+    /// Tells the clients of `users` (and nobody else) that their tool list may have
+    /// changed: their sessions of the older revisions, and their 2026-07-28
+    /// `subscriptions/listen` streams.
+    pub fn tools_changed_for(&self, users: Arc<BTreeSet<String>>) {
+        let Some(auth) = self.auth() else { return };
+        let ids = auth.sessions_of(&users);
+        let peers: Vec<Peer<RoleServer>> = match self.inner.sessions.lock() {
+            Ok(sessions) => ids
+                .iter()
+                .filter_map(|id| sessions.get(id))
+                .filter(|s| !s.peer.is_transport_closed())
+                .map(|s| s.peer.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        tokio::spawn(async move {
+            for peer in peers {
+                if let Err(e) = peer.notify_tool_list_changed().await {
+                    tracing::debug!(error = %e, "cannot tell a client about a list change");
+                }
+            }
+        });
+        // No stream listening is fine.
+        let _ = self.inner.personal.send(users);
+    }
+
+    /// The users whose tool lists changed for a reason of their own (see
+    /// [`Self::tools_changed_for`]).
+    pub(super) fn personal_changes(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<BTreeSet<String>>> {
+        self.inner.personal.subscribe()
     }
 
     pub(super) fn separator(&self) -> &str {

@@ -522,11 +522,20 @@ impl ServerHandler for Gateway {
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.changes();
+        let mut personal = self.personal_changes();
+        // Whose stream this is: changes of one user's tools go to that user's streams.
+        let user = token_caller(context.request_context()).map(|c| c.token.identity.user.clone());
         loop {
             let change = tokio::select! {
                 r = changes.recv() => match r {
                     Ok((_, change)) => change,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Health,
+                    Err(_) => return Ok(()),
+                },
+                r = personal.recv() => match r {
+                    Ok(users) if user.as_ref().is_some_and(|u| users.contains(u)) => Change::Tools,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Tools,
                     Err(_) => return Ok(()),
                 },
                 () = context.cancelled() => return Ok(()),
