@@ -1,11 +1,16 @@
 //! Grants (`consent_grants`): what a person allowed an agent (an OAuth client) to do on
-//! a resource — tool patterns allowed and denied, an optional risk ceiling — and until
-//! when. Access and refresh tokens are issued under a grant; revoking the grant ends them.
+//! a resource — tool patterns allowed and denied, an optional risk ceiling, constraints
+//! on the arguments of tools, an optional call budget per hour — and until when. Access
+//! and refresh tokens are issued under a grant; revoking the grant ends them.
 
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 
 use crate::oauth::{StoreError, from_json, to_json};
+use crate::token::ArgConstraint;
+
+/// The most argument constraints one grant may carry.
+pub const MAX_ARG_CONSTRAINTS: usize = 64;
 
 /// A grant to create.
 #[derive(Debug, Clone)]
@@ -16,6 +21,10 @@ pub struct NewGrant {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
     pub max_risk: Option<String>,
+    /// What the arguments of calls must be (each scoped to tools, or to every call).
+    pub args: Vec<ArgConstraint>,
+    /// The most calls per clock hour (`None`: no budget).
+    pub calls_per_hour: Option<i64>,
     pub expires_at: i64,
 }
 
@@ -29,6 +38,10 @@ pub struct Grant {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
     pub max_risk: Option<String>,
+    /// What the arguments of calls must be (the token's consent block enforces them).
+    pub args: Vec<ArgConstraint>,
+    /// The most calls per clock hour (`None`: no budget); the gateway counts them.
+    pub calls_per_hour: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
@@ -50,6 +63,8 @@ struct GrantRow {
     allow: String,
     deny: String,
     max_risk: Option<String>,
+    args: String,
+    calls_per_hour: Option<i64>,
     created_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
@@ -60,6 +75,11 @@ impl GrantRow {
         Ok(Grant {
             allow: from_json("grant allow patterns", &self.allow)?,
             deny: from_json("grant deny patterns", &self.deny)?,
+            args: serde_json::from_str(&self.args).map_err(|source| StoreError::Json {
+                what: "grant argument constraints",
+                source,
+            })?,
+            calls_per_hour: self.calls_per_hour,
             id: self.id,
             user_id: self.user_id,
             client_id: self.client_id,
@@ -72,8 +92,8 @@ impl GrantRow {
     }
 }
 
-const COLUMNS: &str = "id, user_id, client_id, resource, allow, deny, max_risk, created_at, \
-    expires_at, revoked_at";
+const COLUMNS: &str = "id, user_id, client_id, resource, allow, deny, max_risk, args, \
+    calls_per_hour, created_at, expires_at, revoked_at";
 
 /// The grant store.
 #[derive(Debug, Clone)]
@@ -91,8 +111,23 @@ impl Grants {
         let id = uuid::Uuid::now_v7().to_string();
         let allow = to_json("grant allow patterns", &new.allow)?;
         let deny = to_json("grant deny patterns", &new.deny)?;
+        if new.args.len() > MAX_ARG_CONSTRAINTS {
+            return Err(StoreError::Invalid(format!(
+                "a grant carries at most {MAX_ARG_CONSTRAINTS} argument constraints"
+            )));
+        }
+        if new.calls_per_hour.is_some_and(|n| n < 1) {
+            return Err(StoreError::Invalid(
+                "a call budget is at least 1 call per hour".into(),
+            ));
+        }
+        let args = serde_json::to_string(&new.args).map_err(|source| StoreError::Json {
+            what: "grant argument constraints",
+            source,
+        })?;
         let sql = "INSERT INTO consent_grants (id, user_id, client_id, resource, allow, deny, \
-                   max_risk, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                   max_risk, args, calls_per_hour, created_at, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
         on_pool!(&self.db, pool => {
             sqlx::query(sql)
                 .bind(&id)
@@ -102,6 +137,8 @@ impl Grants {
                 .bind(&allow)
                 .bind(&deny)
                 .bind(&new.max_risk)
+                .bind(&args)
+                .bind(new.calls_per_hour)
                 .bind(now)
                 .bind(new.expires_at)
                 .execute(pool)
@@ -116,6 +153,8 @@ impl Grants {
             allow: new.allow.clone(),
             deny: new.deny.clone(),
             max_risk: new.max_risk.clone(),
+            args: new.args.clone(),
+            calls_per_hour: new.calls_per_hour,
             created_at: now,
             expires_at: new.expires_at,
             revoked_at: None,
@@ -190,7 +229,7 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::test_support::{RESOURCE, fixture};
+    use crate::oauth::test_support::{RESOURCE, fixture, fixture_on_test_backend};
 
     #[tokio::test]
     async fn grant_round_trips_and_is_found_while_live() {
@@ -218,6 +257,83 @@ mod tests {
         assert!(other.is_empty(), "a grant covers its own resource only");
         assert!(grants.any_for(&f.user_id, &f.client_id).await.expect("any"));
         assert!(!grants.any_for(&f.user_id, "other").await.expect("any"));
+    }
+
+    #[tokio::test]
+    async fn argument_constraints_and_a_budget_round_trip_on_the_test_backend() {
+        use crate::token::{ArgRule, ToolPattern};
+        let f = fixture_on_test_backend(1_000).await;
+        let grants = Grants::new(f.db.clone());
+        let stored = grants.get(&f.grant.id).await.expect("get").expect("found");
+        assert_eq!(stored.args, Vec::new(), "a grant without constraints");
+        assert_eq!(stored.calls_per_hour, None, "a grant without a budget");
+
+        let tool = |t: &str| vec![ToolPattern::parse(t).expect("pattern")];
+        let args = vec![
+            ArgConstraint {
+                name: "title".into(),
+                rule: ArgRule::Prefix("docs/".into()),
+                tools: tool("demo.write_note"),
+            },
+            ArgConstraint {
+                name: "channel".into(),
+                rule: ArgRule::Equals("#support".into()),
+                tools: tool("slack.post"),
+            },
+            ArgConstraint {
+                name: "currency".into(),
+                rule: ArgRule::OneOf(vec!["EUR".into(), "USD".into()]),
+                tools: Vec::new(),
+            },
+        ];
+        let new = NewGrant {
+            user_id: f.user_id.clone(),
+            client_id: f.client_id.clone(),
+            resource: RESOURCE.into(),
+            allow: vec!["demo.*".into()],
+            deny: vec!["demo.delete_*".into()],
+            max_risk: Some("high".into()),
+            args: args.clone(),
+            calls_per_hour: Some(3),
+            expires_at: 5_000,
+        };
+        let created = grants.create(&new, 1_100).await.expect("create");
+        let stored = grants.get(&created.id).await.expect("get").expect("found");
+        assert_eq!(stored, created);
+        assert_eq!(stored.args, args);
+        assert_eq!(stored.calls_per_hour, Some(3));
+        let live = grants
+            .live(&f.user_id, &f.client_id, RESOURCE, 1_200)
+            .await
+            .expect("live");
+        assert_eq!(
+            live.first(),
+            Some(&created),
+            "newest first, with its constraints"
+        );
+
+        let refused = grants
+            .create(
+                &NewGrant {
+                    calls_per_hour: Some(0),
+                    ..new.clone()
+                },
+                1_100,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{refused:?}"
+        );
+        let too_many = NewGrant {
+            args: vec![args[0].clone(); MAX_ARG_CONSTRAINTS + 1],
+            ..new
+        };
+        let refused = grants.create(&too_many, 1_100).await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

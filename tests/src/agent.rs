@@ -209,19 +209,28 @@ pub async fn token_for_grant_up_to(
     max_risk: Option<&str>,
 ) -> Tokens {
     let now = unix_now();
+    let grant = NewGrant {
+        user_id: user_id.to_owned(),
+        client_id: client_id.to_owned(),
+        resource: resource.to_owned(),
+        allow: allow.iter().map(|s| (*s).to_owned()).collect(),
+        deny: deny.iter().map(|s| (*s).to_owned()).collect(),
+        max_risk: max_risk.map(str::to_owned),
+        args: Vec::new(),
+        calls_per_hour: None,
+        expires_at: now + 3600,
+    };
+    token_for_new_grant(gw, &grant).await.1
+}
+
+/// Stores `grant` (any fields: argument constraints, a call budget) as the consent
+/// screen would, and gets a token for it from the real `/token`; the grant's id and the
+/// tokens.
+pub async fn token_for_new_grant(gw: &TestGateway, grant: &NewGrant) -> (String, Tokens) {
+    let now = unix_now();
+    let (user_id, client_id, resource) = (&grant.user_id, &grant.client_id, &grant.resource);
     let grant = Grants::new(gw.running.db.clone())
-        .create(
-            &NewGrant {
-                user_id: user_id.to_owned(),
-                client_id: client_id.to_owned(),
-                resource: resource.to_owned(),
-                allow: allow.iter().map(|s| (*s).to_owned()).collect(),
-                deny: deny.iter().map(|s| (*s).to_owned()).collect(),
-                max_risk: max_risk.map(str::to_owned),
-                expires_at: now + 3600,
-            },
-            now,
-        )
+        .create(grant, now)
         .await
         .expect("grant");
     let code = Codes::new(gw.running.db.clone())
@@ -239,7 +248,7 @@ pub async fn token_for_grant_up_to(
         )
         .await
         .expect("code");
-    exchange(gw, client_id, &code).await
+    (grant.id, exchange(gw, client_id, &code).await)
 }
 
 /// The person signed in to `browser` opens `authorize_url` (the whole URL an agent asked

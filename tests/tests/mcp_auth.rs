@@ -239,6 +239,7 @@ async fn requests_without_a_usable_token_get_401_with_the_way_to_the_authorizati
             grant: "g-old".into(),
             audience: resource.clone(),
             expires_at: past + 640,
+            calls_per_hour: None,
             consent: Restriction {
                 allow: Some(vec![ToolPattern::any()]),
                 ..Restriction::default()
@@ -267,6 +268,7 @@ async fn requests_without_a_usable_token_get_401_with_the_way_to_the_authorizati
             grant: "g-forged".into(),
             audience: resource.clone(),
             expires_at: now + 300,
+            calls_per_hour: None,
             consent: Restriction {
                 allow: Some(vec![ToolPattern::any()]),
                 ..Restriction::default()
@@ -293,6 +295,7 @@ async fn requests_without_a_usable_token_get_401_with_the_way_to_the_authorizati
             grant: "g-other".into(),
             audience: "https://other.example/mcp".into(),
             expires_at: now + 300,
+            calls_per_hour: None,
             consent: Restriction {
                 allow: Some(vec![ToolPattern::any()]),
                 ..Restriction::default()

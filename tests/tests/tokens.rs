@@ -132,6 +132,7 @@ fn request(running: &Running) -> MintRequest {
         grant: "grant-1".into(),
         audience: running.mcp_url(),
         expires_at: now() + 600,
+        calls_per_hour: None,
         consent: Restriction {
             allow: Some(vec![ToolPattern::parse("demo.*").expect("pattern")]),
             ..Restriction::default()

@@ -669,6 +669,8 @@ async fn decide(
                 allow,
                 deny: Vec::new(),
                 max_risk: chosen_max_risk(one(&p, "max_risk"), ceiling_of(ui, &person.user.id)),
+                args: Vec::new(),
+                calls_per_hour: None,
                 expires_at: at + duration,
             },
             at,

@@ -882,7 +882,9 @@ fn mint_for(
         allow: Some(patterns(&grant.allow)?),
         deny: patterns(&grant.deny)?,
         max_risk,
-        args: Vec::new(),
+        // The person's argument constraints: the consent block's Datalog enforces them,
+        // and a refusal names the argument and what it must be.
+        args: grant.args.clone(),
         expires_at: Some(grant.expires_at),
     };
     let request = MintRequest {
@@ -891,6 +893,7 @@ fn mint_for(
         grant: grant.id.clone(),
         audience: grant.resource.clone(),
         expires_at,
+        calls_per_hour: grant.calls_per_hour,
         consent,
     };
     let token = mint(&s.keys, &request, now).map_err(|e| OAuthError::server(&e))?;

@@ -53,6 +53,10 @@ pub enum StoreError {
     /// like a registered one, a metadata document URL taken by another kind).
     #[error("the client id {0:?} is already used by another kind of client")]
     ClientIdTaken(String),
+    /// A record that cannot be stored as given (a grant with too many argument
+    /// constraints, a call budget below one).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub(crate) fn to_json(what: &'static str, value: &[String]) -> Result<String, StoreError> {
@@ -89,6 +93,37 @@ pub(crate) mod test_support {
     pub(crate) async fn fixture(now: i64) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = Db::open(None, dir.path()).await.expect("open");
+        fixture_in(dir, db, now).await
+    }
+
+    /// [`fixture`] on the test run's backend: a fresh PostgreSQL database with
+    /// `WARRANT_TEST_BACKEND=postgres` (and `WARRANT_TEST_DATABASE_URL`, a server where
+    /// the user may create databases), else SQLite.
+    pub(crate) async fn fixture_on_test_backend(now: i64) -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if std::env::var("WARRANT_TEST_BACKEND").as_deref() != Ok("postgres") {
+            return fixture(now).await;
+        }
+        use sqlx::Connection;
+        let base = std::env::var("WARRANT_TEST_DATABASE_URL")
+            .expect("WARRANT_TEST_DATABASE_URL with WARRANT_TEST_BACKEND=postgres");
+        let name = format!("warrant_unit_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("connect to the test PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        let mut url = url::Url::parse(&base).expect("a valid URL");
+        url.set_path(&name);
+        let db = Db::open(Some(url.as_str()), dir.path())
+            .await
+            .expect("open");
+        fixture_in(dir, db, now).await
+    }
+
+    async fn fixture_in(dir: tempfile::TempDir, db: Db, now: i64) -> Fixture {
         db.migrate().await.expect("migrate");
         let users = Users::new(db.clone(), Arc::new(SystemClock));
         let user = users
@@ -123,6 +158,8 @@ pub(crate) mod test_support {
                     allow: vec!["*".into()],
                     deny: vec![],
                     max_risk: None,
+                    args: Vec::new(),
+                    calls_per_hour: None,
                     expires_at: now + 3600,
                 },
                 now,

@@ -385,6 +385,7 @@ fn shape_of(token: &VerifiedToken) -> Option<Shape> {
             grant: &identity.grant,
             audience: &identity.audience,
             expires_at: identity.expires_at,
+            calls_per_hour: identity.calls_per_hour,
         },
         identity.kid,
     )

@@ -29,6 +29,8 @@ pub(crate) struct AuthorityFacts<'a> {
     pub(crate) grant: &'a str,
     pub(crate) audience: &'a str,
     pub(crate) expires_at: i64,
+    /// The grant's call budget per hour, when it has one (`calls_per_hour(n)`).
+    pub(crate) calls_per_hour: Option<i64>,
 }
 
 /// Collects parameters for one rule; each value gets a fresh `{pN}` name.
@@ -80,7 +82,7 @@ pub(crate) fn authority(
         }
     }
     let mut p = Params::default();
-    let source = format!(
+    let mut source = format!(
         "user({user});\nagent({agent});\ngrant({grant});\naudience({audience});\nexpires({expires});\n\
          check if time($time), expires($expires), $time <= $expires;\n\
          check if resource($resource), audience($resource);\n",
@@ -90,6 +92,16 @@ pub(crate) fn authority(
         audience = p.str(facts.audience),
         expires = p.bind(date(facts.expires_at)?),
     );
+    // The budget is data for the gateway, which counts the calls; no check reads it.
+    if let Some(budget) = facts.calls_per_hour {
+        if budget < 1 {
+            return Err(TokenError::Invalid(format!(
+                "a call budget of {budget} per hour (at least 1)"
+            )));
+        }
+        let n = p.bind(Term::Integer(budget));
+        source.push_str(&format!("calls_per_hour({n});\n"));
+    }
     BiscuitBuilder::new()
         .code_with_params(source, p.take(), HashMap::new())
         .map(|b| b.root_key_id(kid))

@@ -23,6 +23,10 @@ pub struct MintRequest {
     pub audience: String,
     /// The end of the access token's life (Unix seconds).
     pub expires_at: i64,
+    /// The grant's call budget per clock hour, when it has one: a fact of the authority
+    /// block (`calls_per_hour(n)`) that the gateway counts calls against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls_per_hour: Option<i64>,
     /// What the human consented to; `allow` must be set (`*` for every tool). Its
     /// `expires_at` is the grant's own end, when it has one.
     pub consent: Restriction,
@@ -70,6 +74,7 @@ pub(crate) fn build(
             grant: &request.grant,
             audience: &request.audience,
             expires_at: request.expires_at,
+            calls_per_hour: request.calls_per_hour,
         },
         kid,
     )?;

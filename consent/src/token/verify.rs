@@ -54,6 +54,9 @@ pub struct Identity {
     pub audience: String,
     /// The access token's end (Unix seconds); narrowings may end earlier.
     pub expires_at: i64,
+    /// The grant's call budget per clock hour, from the authority block (`None`: no
+    /// budget). Facts of later blocks are invisible here: a narrowing cannot change it.
+    pub calls_per_hour: Option<i64>,
     /// The root key that signed it.
     pub kid: u32,
     /// Every block, authority first; its length is the chain length.
@@ -362,6 +365,18 @@ fn identity_of(biscuit: &Biscuit, kid: u32) -> Result<Identity, TokenError> {
         .ok()
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .ok_or_else(|| not_warrant("an expiry before 1970".into()))?;
+    let budgets: Vec<(i64,)> = authorizer
+        .query_with_limits("budget($n) <- calls_per_hour($n)", limits())
+        .map_err(|e| not_warrant(e.to_string()))?;
+    let calls_per_hour = match budgets.as_slice() {
+        [] => None,
+        [(n,)] if *n >= 1 => Some(*n),
+        _ => {
+            return Err(not_warrant(format!(
+                "expected at most one call budget of at least 1, found {budgets:?}"
+            )));
+        }
+    };
     let contexts = biscuit.context();
     let chain = (0..biscuit.block_count())
         .map(|index| {
@@ -395,6 +410,7 @@ fn identity_of(biscuit: &Biscuit, kid: u32) -> Result<Identity, TokenError> {
         grant: grant.clone(),
         audience: audience.clone(),
         expires_at,
+        calls_per_hour,
         kid,
         chain,
         revocation_ids,

@@ -23,6 +23,7 @@ fn golden_request() -> MintRequest {
         grant: "grant-018f6a2e".into(),
         audience: "https://warrant.example.com/mcp".into(),
         expires_at: 1_900_000_600,
+        calls_per_hour: None,
         consent: Restriction {
             allow: Some(patterns(&["github.*", "fs.read_*", "*_user"])),
             deny: patterns(&["github.delete_*"]),

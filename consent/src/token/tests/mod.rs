@@ -75,6 +75,7 @@ pub(super) fn request(consent: Restriction) -> MintRequest {
         grant: "grant-1".into(),
         audience: AUDIENCE.into(),
         expires_at: T0 + 600,
+        calls_per_hour: None,
         consent,
     }
 }

@@ -193,3 +193,56 @@ async fn the_cache_is_bounded() {
     }
     assert_eq!(verifier.cached(), 3);
 }
+
+#[tokio::test]
+async fn the_call_budget_is_read_from_the_authority_block_only() {
+    let f = fixture().await;
+    let plain = mint(&f.keys, &request(consent(&["*"])), T0).expect("mint");
+    let verified = f.verifier.verify(&plain, T0).expect("verify");
+    assert_eq!(verified.identity.calls_per_hour, None, "no budget");
+
+    let budgeted = mint(
+        &f.keys,
+        &MintRequest {
+            calls_per_hour: Some(3),
+            ..request(consent(&["*"]))
+        },
+        T0,
+    )
+    .expect("mint");
+    let verified = f.verifier.verify(&budgeted, T0).expect("verify");
+    assert_eq!(verified.identity.calls_per_hour, Some(3));
+    // The budget is data for the gateway: it neither refuses nor stops remembering.
+    assert!(f.decide(&budgeted, &call("fs", "read")).allow);
+    assert!(
+        verified.decisions.apply(&verified),
+        "the token is Warrant's own"
+    );
+
+    // A narrowing keeps it; a hand-written block stating a bigger one changes nothing
+    // (its facts are its own).
+    let narrowed = attenuate(&budgeted, &consent(&["fs.*"])).expect("attenuate");
+    let verified = f.verifier.verify(&narrowed, T0).expect("verify");
+    assert_eq!(verified.identity.calls_per_hour, Some(3));
+    let forged = biscuit_auth::BlockBuilder::new()
+        .code("calls_per_hour(1000000);")
+        .expect("datalog");
+    let appended = biscuit_auth::UnverifiedBiscuit::from_base64(&budgeted)
+        .and_then(|t| t.append(forged))
+        .and_then(|t| t.to_base64())
+        .expect("append");
+    let verified = f.verifier.verify(&appended, T0).expect("verify");
+    assert_eq!(verified.identity.calls_per_hour, Some(3));
+
+    for bad in [0, -1] {
+        let refused = mint(
+            &f.keys,
+            &MintRequest {
+                calls_per_hour: Some(bad),
+                ..request(consent(&["*"]))
+            },
+            T0,
+        );
+        assert!(matches!(refused, Err(TokenError::Invalid(_))), "{bad}");
+    }
+}
