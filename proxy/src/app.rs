@@ -14,7 +14,9 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::approvals::{Approval, Approvals};
-use warrant_consent::catalog::{Catalog, CatalogError, CatalogView, ToolRecord};
+use warrant_consent::catalog::{
+    Catalog, CatalogError, CatalogView, EntryKind, EntryRecord, ToolRecord,
+};
 use warrant_consent::ceilings::{CeilingError, CeilingView, Ceilings};
 use warrant_consent::oauth::{OAuthState, RevokedSet, StoreError};
 use warrant_consent::token::{KeyRing, KeySettings, TokenError, Verifier, VerifierSettings};
@@ -203,7 +205,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     gateway.follow_catalog();
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
     gateway.start(Recorder {
-        tools: spawn_catalog_recorder(&catalog, clock.clone()),
+        catalog: spawn_catalog_recorder(&catalog, clock.clone()),
         events: UpstreamEvents::new(db.clone()),
     });
     let collisions = gateway.settle().await;
@@ -583,22 +585,40 @@ fn spawn_catalog_refresher(catalog: &CatalogView, stop: CancellationToken) {
     });
 }
 
-/// Records upstreams' tool lists in the catalog one after the other, in the order
-/// they came (the first definition seen of a tool is its approved one).
+/// One list an upstream reported, for the catalog.
+enum Observed {
+    Tools(Vec<ToolRecord>),
+    /// Its prompts, or its resource templates.
+    Entries(EntryKind, Vec<EntryRecord>),
+}
+
+/// Records upstreams' tool, prompt and resource template lists in the catalog one
+/// after the other, in the order they came (the first definition seen of each is its
+/// approved one).
 fn spawn_catalog_recorder(
     catalog: &CatalogView,
     clock: Arc<dyn Clock>,
-) -> tokio::sync::mpsc::UnboundedSender<(String, Vec<ToolRecord>)> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<ToolRecord>)>();
+) -> tokio::sync::mpsc::UnboundedSender<(String, Observed)> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Observed)>();
     let catalog = catalog.clone();
     tokio::spawn(async move {
-        while let Some((upstream, tools)) = rx.recv().await {
+        while let Some((upstream, observed)) = rx.recv().await {
             // A busy database is retried a few times (bounded): a lost record would leave
             // the upstream's new tools out of the catalog until its next change.
             let mut wait = std::time::Duration::from_millis(100);
             for attempt in 1..=5 {
-                match catalog.record(&upstream, &tools, clock.unix()).await {
-                    Ok(_) => break,
+                let recorded = match &observed {
+                    Observed::Tools(tools) => catalog
+                        .record(&upstream, tools, clock.unix())
+                        .await
+                        .map(drop),
+                    Observed::Entries(kind, entries) => catalog
+                        .record_entries(&upstream, *kind, entries, clock.unix())
+                        .await
+                        .map(drop),
+                };
+                match recorded {
+                    Ok(()) => break,
                     Err(e) if attempt < 5 => {
                         tracing::warn!(%upstream, error = %e, attempt, "cannot record the tool catalog yet; retrying");
                         tokio::time::sleep(wait).await;
@@ -616,13 +636,21 @@ fn spawn_catalog_recorder(
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.
 struct Recorder {
-    tools: tokio::sync::mpsc::UnboundedSender<(String, Vec<ToolRecord>)>,
+    catalog: tokio::sync::mpsc::UnboundedSender<(String, Observed)>,
     events: UpstreamEvents,
 }
 
 impl Observer for Recorder {
     fn tools(&self, upstream: &str, tools: Vec<ToolRecord>) {
-        let _ = self.tools.send((upstream.to_owned(), tools));
+        let _ = self
+            .catalog
+            .send((upstream.to_owned(), Observed::Tools(tools)));
+    }
+
+    fn entries(&self, upstream: &str, kind: EntryKind, entries: Vec<EntryRecord>) {
+        let _ = self
+            .catalog
+            .send((upstream.to_owned(), Observed::Entries(kind, entries)));
     }
 
     fn health(&self, upstream: &str, state: &'static str, reason: Option<String>) {

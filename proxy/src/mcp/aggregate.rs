@@ -11,7 +11,8 @@
 //! Tools are classified by the catalog as the view is built ([`CatalogSnapshot`]): each
 //! route carries the tool's effective risk class, and a tool whose definition differs
 //! from the approved one (a rug pull) is quarantined — left out of the list and of the
-//! routes, its name kept apart so that a call gets a clear refusal.
+//! routes, its name kept apart so that a call gets a clear refusal. Prompts and
+//! resource templates are quarantined the same way (see [`super::catalog`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use warrant_consent::catalog::CatalogSnapshot;
 use warrant_consent::token::Risk;
 
-use super::gateway::tool_record;
+use super::catalog::{prompt_record, template_record, tool_record};
+use super::error::GatewayError;
 use super::upstream::{Era, Upstream};
 
 /// Where an exposed name leads.
@@ -58,6 +60,10 @@ pub(crate) struct Aggregate {
     /// Exposed names of quarantined tools.
     quarantined: HashMap<String, Quarantined>,
     prompt_routes: HashMap<String, Route>,
+    /// Exposed names of quarantined prompts.
+    quarantined_prompts: HashMap<String, Quarantined>,
+    /// Quarantined resource templates (`original`: the uriTemplate).
+    quarantined_templates: Vec<(UriTemplate, Quarantined)>,
     resource_routes: HashMap<String, Arc<Upstream>>,
     template_routes: Vec<(UriTemplate, Arc<Upstream>)>,
     /// Names two upstreams both offer: the later upstream's copy is left out.
@@ -124,8 +130,18 @@ impl Aggregate {
             }
             for prompt in &offer.prompts {
                 let name = exposed_name(prefix, separator, &prompt.name);
-                if view.prompt_routes.contains_key(&name) {
+                if view.prompt_routes.contains_key(&name)
+                    || view.quarantined_prompts.contains_key(&name)
+                {
                     view.collide("prompt", &name, upstream);
+                    continue;
+                }
+                if catalog.entry_quarantined(upstream.name(), &prompt_record(prompt)) {
+                    let quarantined = Quarantined {
+                        upstream: upstream.name().to_owned(),
+                        original: prompt.name.clone(),
+                    };
+                    view.quarantined_prompts.insert(name, quarantined);
                     continue;
                 }
                 let mut exposed = prompt.clone();
@@ -151,9 +167,17 @@ impl Aggregate {
                     .insert(resource.uri.clone(), upstream.clone());
             }
             for template in &offer.templates {
+                let parsed = UriTemplate::parse(&template.uri_template);
+                if catalog.entry_quarantined(upstream.name(), &template_record(template)) {
+                    let quarantined = Quarantined {
+                        upstream: upstream.name().to_owned(),
+                        original: template.uri_template.clone(),
+                    };
+                    view.quarantined_templates.push((parsed, quarantined));
+                    continue;
+                }
                 view.templates.push(template.clone());
-                view.template_routes
-                    .push((UriTemplate::parse(&template.uri_template), upstream.clone()));
+                view.template_routes.push((parsed, upstream.clone()));
             }
         }
         view
@@ -185,6 +209,31 @@ impl Aggregate {
 
     pub(crate) fn prompt(&self, name: &str) -> Option<&Route> {
         self.prompt_routes.get(name)
+    }
+
+    /// The quarantined prompt an exposed name stands for, if it is one.
+    pub(crate) fn quarantined_prompt(&self, name: &str) -> Option<&Quarantined> {
+        self.quarantined_prompts.get(name)
+    }
+
+    /// Refuses a URI that no listed resource and no offered template serves, but a
+    /// quarantined template matches (else an upstream could still be guessed for it).
+    pub(crate) fn template_quarantine(&self, uri: &str) -> Result<(), GatewayError> {
+        if self.resource(uri).is_some() {
+            return Ok(());
+        }
+        match self
+            .quarantined_templates
+            .iter()
+            .find(|(t, _)| t.matches(uri))
+        {
+            Some((_, q)) => Err(GatewayError::EntryQuarantined {
+                kind: "resource template",
+                name: q.original.clone(),
+                upstream: q.upstream.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The upstream serving a resource URI: a listed resource, else a matching template.

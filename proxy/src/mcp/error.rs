@@ -11,7 +11,8 @@ use serde_json::json;
 pub const REQUEST_TIMEOUT: ErrorCode = ErrorCode(-32001);
 /// JSON-RPC code for "the upstream that serves this is unavailable".
 pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32003);
-/// JSON-RPC code for a tool quarantined because its upstream changed its definition.
+/// JSON-RPC code for a tool (or a prompt, or a resource template) quarantined because
+/// its upstream changed its definition.
 pub const TOOL_QUARANTINED: ErrorCode = ErrorCode(-32020);
 /// JSON-RPC code for "the request was cancelled".
 pub const REQUEST_CANCELLED: ErrorCode = ErrorCode(-32800);
@@ -26,6 +27,17 @@ pub enum GatewayError {
          approves the new version (Warrant admin pages: Servers)"
     )]
     Quarantined { name: String, upstream: String },
+    /// A prompt or resource template quarantined like a tool (`kind` says which).
+    #[error(
+        "{kind} {name:?} is quarantined: upstream {upstream:?} changed its definition since \
+         an admin approved it, so it is unavailable until an admin reviews the change and \
+         approves the new version (Warrant admin pages: Servers, then {upstream:?})"
+    )]
+    EntryQuarantined {
+        kind: &'static str,
+        name: String,
+        upstream: String,
+    },
     #[error("unknown prompt {0:?}: it is not offered by any upstream (call prompts/list)")]
     UnknownPrompt(String),
     #[error("unknown resource {0:?}: no upstream offers it (call resources/list)")]
@@ -80,6 +92,17 @@ impl From<GatewayError> for ErrorData {
                 TOOL_QUARANTINED,
                 message,
                 Some(json!({ "name": name, "upstream": upstream, "quarantined": true })),
+            ),
+            GatewayError::EntryQuarantined {
+                kind,
+                name,
+                upstream,
+            } => ErrorData::new(
+                TOOL_QUARANTINED,
+                message,
+                Some(
+                    json!({ "kind": kind, "name": name, "upstream": upstream, "quarantined": true }),
+                ),
             ),
             GatewayError::InvalidCursor(_) => ErrorData::invalid_params(message, None),
             GatewayError::UpstreamUnavailable { upstream, reason } => ErrorData::new(

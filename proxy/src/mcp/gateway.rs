@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use warrant_consent::catalog::{CatalogSnapshot, CatalogView, ToolRecord};
+use warrant_consent::catalog::{CatalogSnapshot, CatalogView, EntryKind, EntryRecord, ToolRecord};
 use warrant_consent::token::{Risk, call_args};
 
 use super::aggregate::Aggregate;
@@ -26,6 +26,7 @@ use super::approve::ApprovalDesk;
 use super::auth::{
     Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling_only, step_up_scope,
 };
+use super::catalog::{entry_lists_changed, observe_entries, tool_record};
 use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
 use super::error::GatewayError;
 use super::message::Incoming;
@@ -68,10 +69,13 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
-/// What the composition learns about upstreams as it happens: their tools (for the
-/// catalog) and their health (for the history). Called from one task, in order.
+/// What the composition learns about upstreams as it happens: their tools, prompts and
+/// resource templates (for the catalog) and their health (for the history). Called
+/// from one task, in order.
 pub trait Observer: Send + Sync + 'static {
     fn tools(&self, upstream: &str, tools: Vec<ToolRecord>);
+    /// The full list of an upstream's prompts, or of its resource templates (`kind`).
+    fn entries(&self, upstream: &str, kind: EntryKind, entries: Vec<EntryRecord>);
     fn health(&self, upstream: &str, state: &'static str, reason: Option<String>);
 }
 
@@ -189,6 +193,7 @@ impl Gateway {
                             observer.tools(&name, tools);
                         }
                     }
+                    observe_entries(&observer, upstream, change);
                 }
                 inner.notify_sessions(change).await;
             }
@@ -723,6 +728,7 @@ impl Gateway {
         if let Some(upstream) = view.resource(uri) {
             return Ok(upstream.clone());
         }
+        view.template_quarantine(uri)?;
         // A resource nobody listed: if exactly one upstream serves resources, it is the
         // only one that can know it.
         let serving: Vec<&Arc<Upstream>> = self
@@ -746,8 +752,9 @@ impl Gateway {
 /// Follows the catalog: when admins change a class, a trust or an approval (here or on
 /// another replica), clients are told that the tool list changed — only when a tool an
 /// upstream offers now is classified otherwise (a tool recorded for the first time
-/// changes nothing). The views themselves rebuild on their next use (the catalog's
-/// version moved), so the next call is decided with the new classes.
+/// changes nothing); likewise the prompt or resource list when one of its prompts or
+/// templates enters or leaves quarantine. The views themselves rebuild on their next
+/// use (the catalog's version moved), so the next call is decided with the new classes.
 impl Gateway {
     pub fn follow_catalog(&self) {
         let mut changes = self.inner.catalog.subscribe();
@@ -762,6 +769,9 @@ impl Gateway {
                 let next = changes.borrow_and_update().clone();
                 if gateway.classified_otherwise(&last, &next) {
                     gateway.inner.changes.publish("", Change::Tools);
+                }
+                for change in entry_lists_changed(&gateway.inner.upstreams, &last, &next) {
+                    gateway.inner.changes.publish("", change);
                 }
                 last = next;
             }
@@ -778,23 +788,6 @@ impl Gateway {
                 })
             })
         })
-    }
-}
-
-pub(crate) fn tool_record(tool: &rmcp::model::Tool) -> ToolRecord {
-    ToolRecord {
-        name: tool.name.to_string(),
-        title: tool.title.clone(),
-        description: tool.description.as_ref().map(|d| d.to_string()),
-        annotations: tool
-            .annotations
-            .as_ref()
-            .and_then(|a| serde_json::to_value(a).ok()),
-        input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
-        output_schema: tool
-            .output_schema
-            .as_ref()
-            .map(|s| serde_json::Value::Object((**s).clone())),
     }
 }
 

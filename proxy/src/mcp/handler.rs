@@ -296,10 +296,7 @@ impl ServerHandler for Gateway {
             .settled_view(era_of(&context), |v| v.prompt(&request.name).is_some())
             .await;
         let Some(route) = view.prompt(&request.name) else {
-            let name = request.name.clone();
-            return Err(self
-                .unknown(&name, GatewayError::UnknownPrompt(name.clone()))
-                .into());
+            return Err(self.missing_prompt(&view, &request.name).into());
         };
         self.permit(
             &context,
@@ -452,7 +449,7 @@ impl ServerHandler for Gateway {
         let upstream = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let Some(route) = view.prompt(&prompt.name) else {
-                    return Err(GatewayError::UnknownPrompt(prompt.name.clone()).into());
+                    return Err(self.missing_prompt(&view, &prompt.name).into());
                 };
                 prompt.name = route.original.clone();
                 route.upstream.clone()

@@ -6,6 +6,7 @@
 mod aggregate;
 pub mod approve;
 pub mod auth;
+mod catalog;
 mod client;
 mod connect;
 pub mod demo;
