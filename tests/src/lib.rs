@@ -129,6 +129,9 @@ pub struct TestGateway {
     pub running: Running,
     pub backend: Backend,
     pub data_dir: TempDir,
+    /// Its PostgreSQL database (`None` on SQLite: the file in `data_dir`), for the
+    /// commands an operator runs against it (`warrant policy`, `warrant keys`).
+    pub database_url: Option<String>,
 }
 
 impl TestGateway {
@@ -155,7 +158,7 @@ impl TestGateway {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(data_dir.path().to_path_buf()),
-            database_url,
+            database_url: database_url.clone(),
         };
         let mut config = config::parse(toml, "test config", &overrides)
             .unwrap_or_else(|report| panic!("{report}"));
@@ -165,6 +168,7 @@ impl TestGateway {
             running,
             backend,
             data_dir,
+            database_url,
         }
     }
 

@@ -86,7 +86,7 @@ pub(super) fn run(command: KeysCommand) -> ExitCode {
     })
 }
 
-fn load_config(place: &Place) -> anyhow::Result<Config> {
+pub(super) fn load_config(place: &Place) -> anyhow::Result<Config> {
     let overrides = Overrides {
         listen: None,
         data_dir: place.data_dir.clone(),
@@ -102,7 +102,7 @@ fn load_config(place: &Place) -> anyhow::Result<Config> {
     config.map_err(|report| anyhow::anyhow!("{report}"))
 }
 
-async fn open_db(config: &Config) -> anyhow::Result<Db> {
+pub(super) async fn open_db(config: &Config) -> anyhow::Result<Db> {
     let url = config
         .server
         .database_url

@@ -1,9 +1,10 @@
-//! The command line: `warrant serve | check | import | keys | token | demo-server`. Each subcommand
-//! lives in its own file; this one parses arguments and sets up logging.
+//! The command line: `warrant serve | check | import | keys | policy | token | demo-server`.
+//! Each subcommand lives in its own file; this one parses arguments and sets up logging.
 
 mod check;
 mod import;
 mod keys;
+mod policy;
 mod serve;
 mod token;
 
@@ -43,6 +44,12 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Policy as code: export the trusted upstreams, reviewed risk classes, group and user
+    /// ceilings as a TOML file, or apply one (diff first, one transaction).
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Work with access tokens offline (narrow one for a subagent).
     Token {
         #[command(subcommand)]
@@ -61,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Import { file, output } => import::run(&file, output.as_deref()),
         Command::Serve(args) => serve::run(args),
         Command::Keys { command } => keys::run(command),
+        Command::Policy { command } => policy::run(command),
         Command::Token { command } => token::run(command),
         Command::DemoServer => run_async(1, async {
             crate::mcp::demo::serve_stdio().await?;
