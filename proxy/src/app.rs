@@ -2,6 +2,7 @@
 //! catalog, gateway and its upstreams, HTTP routes) and runs it until shutdown. `warrant
 //! serve` and the end-to-end tests both start Warrant through [`start`].
 
+use std::collections::BTreeSet;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
 use crate::config::{Config, McpAuthorization};
-use crate::mcp::{ApprovalDesk, Gateway, McpAuth, Notify, Observer};
+use crate::mcp::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
 use crate::store::UpstreamEvents;
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +204,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     spawn_catalog_refresher(&catalog, shutdown.child_token());
     let gateway = Gateway::new(&config, auth, catalog.clone(), shutdown.child_token());
     gateway.follow_catalog();
+    gateway.follow_revocations(revoked.clone());
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
     gateway.start(Recorder {
         catalog: spawn_catalog_recorder(&catalog, clock.clone()),
@@ -454,7 +456,7 @@ fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: Canc
                         users = users.len(),
                         "trust ceilings changed; telling those users' clients to list their tools again"
                     );
-                    gateway.tools_changed_for(users);
+                    gateway.tools_changed_for(Audience::Users(BTreeSet::clone(&users)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     tracing::info!(

@@ -118,3 +118,106 @@ pub async fn connect(url: &str, handler: TestClient) -> RunningService<RoleClien
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     handler.serve(transport).await.expect("the client connects")
 }
+
+/// Connects an rmcp client (a session of the latest revision it speaks) that sends
+/// `token` as `Authorization: Bearer` on every request.
+pub async fn connect_with_token(
+    url: &str,
+    token: &str,
+    handler: TestClient,
+) -> RunningService<RoleClient, TestClient> {
+    crate::init();
+    let transport = StreamableHttpClientTransport::from_config(
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        )
+        .auth_header(token.to_owned()),
+    );
+    handler.serve(transport).await.expect("the client connects")
+}
+
+/// The names `client` lists, sorted.
+pub async fn tool_names(client: &RunningService<RoleClient, TestClient>) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A 2026-07-28 `subscriptions/listen` stream that asked for tool list changes: counts
+/// the `notifications/tools/list_changed` it receives until dropped.
+pub struct ToolChanges {
+    heard: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ToolChanges {
+    /// Opens the stream on `url` with `token` (asserts a 200).
+    pub async fn listen(url: &str, token: &str) -> Self {
+        crate::init();
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+            "params": {
+                "_meta": crate::raw::modern_meta(),
+                "notifications": {"toolsListChanged": true}
+            }
+        });
+        let mut response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(60))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(response.status(), 200, "subscriptions/listen");
+        let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = heard.clone();
+        let task = tokio::spawn(async move {
+            let mut text = String::new();
+            while let Ok(Some(chunk)) = response.chunk().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                let n = text.matches("notifications/tools/list_changed").count();
+                count.store(n, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        Self { heard, task }
+    }
+
+    /// How many it received so far.
+    pub fn heard(&self) -> usize {
+        self.heard.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ToolChanges {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits up to `within` for `count()` to pass `before`; returns what it reads then.
+pub async fn heard_more(
+    count: impl Fn() -> usize,
+    before: usize,
+    within: std::time::Duration,
+) -> usize {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        let now = count();
+        if now > before {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    count()
+}

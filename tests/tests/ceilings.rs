@@ -10,13 +10,11 @@
 use std::time::Duration;
 
 use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_consent::token::Risk;
 use warrant_e2e::agent::{Tokens, approve, register_public, unix_now};
+use warrant_e2e::client::{connect_with_token, tool_names};
 use warrant_e2e::raw::Reply;
 use warrant_e2e::web::{Browser, Page};
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
@@ -309,35 +307,11 @@ async fn the_lowest_group_default_applies_and_a_user_override_wins_up_and_down()
     s.gw.stop().await;
 }
 
-/// An rmcp client (a session of the latest revision it speaks) with the bearer token.
-async fn session_client(
-    gw: &TestGateway,
-    token: &str,
-    handler: TestClient,
-) -> rmcp::service::RunningService<RoleClient, TestClient> {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gw.url()).auth_header(token),
-    );
-    handler.serve(transport).await.expect("the client connects")
-}
-
-async fn tool_names(client: &rmcp::service::RunningService<RoleClient, TestClient>) -> Vec<String> {
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
-    names
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_made_elsewhere_applies_within_a_second_and_sessions_hear_of_it() {
     let s = setup().await;
     let handler = TestClient::default();
-    let client = session_client(&s.gw, &s.tokens.access, handler.clone()).await;
+    let client = connect_with_token(&s.gw.url(), &s.tokens.access, handler.clone()).await;
     assert!(
         tool_names(&client)
             .await
@@ -506,170 +480,5 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
         .expect("grants");
     assert_eq!(grants[0].max_risk.as_deref(), Some("medium"));
     assert_eq!(grants[0].allow, ["demo.write_note"]);
-    s.gw.stop().await;
-}
-
-/// Counts the `notifications/tools/list_changed` a 2026-07-28 `subscriptions/listen`
-/// stream with `token` receives, until the returned task is aborted.
-async fn listen_for_tool_changes(
-    gw: &TestGateway,
-    token: &str,
-) -> (
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-) {
-    let raw = warrant_e2e::Raw::new(&gw.url());
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
-        "params": {
-            "_meta": warrant_e2e::raw::modern_meta(),
-            "notifications": {"toolsListChanged": true}
-        }
-    });
-    let mut response = raw
-        .client()
-        .post(gw.url())
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "subscriptions/listen")
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(60))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("the stream opens");
-    assert_eq!(response.status(), 200);
-    let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = heard.clone();
-    let task = tokio::spawn(async move {
-        let mut text = String::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            let n = text.matches("notifications/tools/list_changed").count();
-            count.store(n, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
-    (heard, task)
-}
-
-/// Waits up to `within` for `heard` to pass `before`; returns what it reads then.
-async fn heard_more(heard: impl Fn() -> usize, before: usize, within: Duration) -> usize {
-    let started = std::time::Instant::now();
-    while started.elapsed() < within {
-        let now = heard();
-        if now > before {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    heard()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn only_the_clients_of_users_whose_ceiling_moved_hear_of_it() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let s = setup().await;
-    let bob =
-        s.gw.running
-            .idp
-            .users
-            .create(warrant_idp::users::NewUser {
-                email: "bob@example.com".into(),
-                display_name: "Bob".into(),
-                role: warrant_idp::users::Role::Member,
-                status: warrant_idp::users::Status::Active,
-            })
-            .await
-            .expect("bob")
-            .id;
-    let bobs_agent = register_public(&s.gw, "Bob's agent").await;
-    let resource = format!("{}/mcp", s.gw.public_url());
-    let bobs =
-        warrant_e2e::agent::token_for_grant(&s.gw, &bob, &bobs_agent, &resource, &["*"], &[]).await;
-
-    // Each person: a session of an older revision and a 2026-07-28 stream.
-    let admin_handler = TestClient::default();
-    let admin_client = session_client(&s.gw, &s.tokens.access, admin_handler.clone()).await;
-    let bob_handler = TestClient::default();
-    let bob_client = session_client(&s.gw, &bobs.access, bob_handler.clone()).await;
-    let (admin_stream, admin_task) = listen_for_tool_changes(&s.gw, &s.tokens.access).await;
-    let (bob_stream, bob_task) = listen_for_tool_changes(&s.gw, &bobs.access).await;
-    // Both lists are read once, so that a change is news to both.
-    assert!(
-        tool_names(&admin_client)
-            .await
-            .contains(&"demo__write_note".to_owned())
-    );
-    assert!(
-        tool_names(&bob_client)
-            .await
-            .contains(&"demo__write_note".to_owned())
-    );
-    let admin_session = || admin_handler.seen().tool_list_changed;
-    let bob_session = || bob_handler.seen().tool_list_changed;
-    let (a0, b0) = (admin_session(), bob_session());
-    let (as0, bs0) = (admin_stream.load(SeqCst), bob_stream.load(SeqCst));
-
-    // The admin lowers their own ceiling: their clients hear of it, Bob's do not.
-    set_user_ceiling(&s, "low").await;
-    assert!(
-        heard_more(admin_session, a0, Duration::from_secs(5)).await > a0,
-        "the admin's session heard"
-    );
-    assert!(
-        heard_more(|| admin_stream.load(SeqCst), as0, Duration::from_secs(5)).await > as0,
-        "the admin's stream heard"
-    );
-    // Give a wrong notification time to arrive.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(bob_session(), b0, "Bob's session was not told");
-    assert_eq!(bob_stream.load(SeqCst), bs0, "Bob's stream was not told");
-    assert_eq!(
-        tool_names(&admin_client).await,
-        ["demo__list_notes", "demo__read_note"]
-    );
-    assert!(
-        tool_names(&bob_client)
-            .await
-            .contains(&"demo__write_note".to_owned())
-    );
-
-    // Bob's ceiling lowered elsewhere (another replica): now only Bob hears.
-    let (a1, as1) = (admin_session(), admin_stream.load(SeqCst));
-    Ceilings::new(s.gw.running.db.clone())
-        .set(
-            SubjectKind::User,
-            &bob,
-            Some(Risk::Low),
-            &s.admin,
-            unix_now(),
-        )
-        .await
-        .expect("set elsewhere");
-    assert!(
-        heard_more(bob_session, b0, Duration::from_secs(5)).await > b0,
-        "Bob's session heard"
-    );
-    assert!(
-        heard_more(|| bob_stream.load(SeqCst), bs0, Duration::from_secs(5)).await > bs0,
-        "Bob's stream heard"
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(admin_session(), a1, "the admin's session was not told");
-    assert_eq!(
-        admin_stream.load(SeqCst),
-        as1,
-        "the admin's stream was not told"
-    );
-    assert_eq!(
-        tool_names(&bob_client).await,
-        ["demo__list_notes", "demo__read_note"]
-    );
-
-    admin_task.abort();
-    bob_task.abort();
-    admin_client.cancel().await.expect("close");
-    bob_client.cancel().await.expect("close");
     s.gw.stop().await;
 }

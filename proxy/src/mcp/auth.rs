@@ -71,6 +71,14 @@ struct Subject {
     agent: String,
 }
 
+/// A legacy session's subject, and the grant of the token it used last (a session
+/// outlives its access tokens; the agent may come back with a token of a new grant).
+#[derive(Clone, Debug)]
+struct Binding {
+    subject: Subject,
+    grant: String,
+}
+
 /// Token checks for `/mcp`.
 pub struct McpAuth {
     verifier: Verifier,
@@ -80,7 +88,7 @@ pub struct McpAuth {
     resource: String,
     /// The protected resource metadata URL, for challenges.
     metadata_url: String,
-    sessions: Mutex<HashMap<String, Subject>>,
+    sessions: Mutex<HashMap<String, Binding>>,
     /// Every user's live trust ceiling; `None`: no ceiling applies.
     ceilings: Option<CeilingView>,
 }
@@ -163,25 +171,39 @@ impl McpAuth {
     /// Checks that a legacy session is used by the subject that started it. An unknown
     /// session id is left to the protocol layer (its 404).
     pub(crate) fn check_session(&self, session: &str, caller: &Caller) -> Result<(), Refusal> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        match sessions.get(session) {
-            Some(subject) if *subject != subject_of(caller) => Err(Refusal::OtherSubject),
-            _ => Ok(()),
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match sessions.get_mut(session) {
+            Some(binding) if binding.subject != subject_of(caller) => Err(Refusal::OtherSubject),
+            Some(binding) => {
+                let grant = &caller.token.identity.grant;
+                if binding.grant != *grant {
+                    binding.grant.clone_from(grant);
+                }
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
     /// Binds a session that just started to its caller.
     pub(crate) fn bind_session(&self, session: String, caller: &Caller) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.insert(session, subject_of(caller));
+        let binding = Binding {
+            subject: subject_of(caller),
+            grant: caller.token.identity.grant.clone(),
+        };
+        sessions.insert(session, binding);
     }
 
-    /// The sessions started by any of `users`.
-    pub(crate) fn sessions_of(&self, users: &std::collections::BTreeSet<String>) -> Vec<String> {
+    /// The sessions whose latest token is in `audience`.
+    pub(crate) fn sessions_in(&self, audience: &crate::mcp::Audience) -> Vec<String> {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .iter()
-            .filter(|(_, subject)| users.contains(&subject.user))
+            .filter(|(_, binding)| match audience {
+                crate::mcp::Audience::Users(users) => users.contains(&binding.subject.user),
+                crate::mcp::Audience::Grants(grants) => grants.contains(&binding.grant),
+            })
             .map(|(id, _)| id.clone())
             .collect()
     }

@@ -6,7 +6,7 @@
 //! this handler works on typed requests, so a client of one revision reaches an upstream
 //! of another without either noticing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use axum::response::{IntoResponse, Response};
@@ -33,6 +33,9 @@ use super::message::Incoming;
 use super::park::Park;
 use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
+
+mod audience;
+pub use audience::Audience;
 
 /// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
 #[derive(Clone)]
@@ -63,9 +66,10 @@ struct Inner {
     catalog: CatalogView,
     /// Holds critical calls for a person's approval (set once at start).
     approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
-    /// Users whose tool list changed for a reason of their own (their trust ceiling):
-    /// only their sessions and `subscriptions/listen` streams are told.
-    personal: tokio::sync::broadcast::Sender<Arc<BTreeSet<String>>>,
+    /// Clients whose tool list changed for a reason of their own (their user's trust
+    /// ceiling, their grant): only their sessions and `subscriptions/listen` streams
+    /// are told.
+    personal: tokio::sync::broadcast::Sender<Arc<Audience>>,
     shutdown: CancellationToken,
 }
 
@@ -425,40 +429,6 @@ impl Gateway {
     /// the upstreams that concerns everyone.
     pub fn tools_changed(&self) {
         self.inner.changes.publish("", Change::Tools);
-    }
-
-    /// Tells the clients of `users` (and nobody else) that their tool list may have
-    /// changed: their sessions of the older revisions, and their 2026-07-28
-    /// `subscriptions/listen` streams.
-    pub fn tools_changed_for(&self, users: Arc<BTreeSet<String>>) {
-        let Some(auth) = self.auth() else { return };
-        let ids = auth.sessions_of(&users);
-        let peers: Vec<Peer<RoleServer>> = match self.inner.sessions.lock() {
-            Ok(sessions) => ids
-                .iter()
-                .filter_map(|id| sessions.get(id))
-                .filter(|s| !s.peer.is_transport_closed())
-                .map(|s| s.peer.clone())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        tokio::spawn(async move {
-            for peer in peers {
-                if let Err(e) = peer.notify_tool_list_changed().await {
-                    tracing::debug!(error = %e, "cannot tell a client about a list change");
-                }
-            }
-        });
-        // No stream listening is fine.
-        let _ = self.inner.personal.send(users);
-    }
-
-    /// The users whose tool lists changed for a reason of their own (see
-    /// [`Self::tools_changed_for`]).
-    pub(super) fn personal_changes(
-        &self,
-    ) -> tokio::sync::broadcast::Receiver<Arc<BTreeSet<String>>> {
-        self.inner.personal.subscribe()
     }
 
     pub(super) fn separator(&self) -> &str {

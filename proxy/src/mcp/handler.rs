@@ -520,8 +520,8 @@ impl ServerHandler for Gateway {
     async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.changes();
         let mut personal = self.personal_changes();
-        // Whose stream this is: changes of one user's tools go to that user's streams.
-        let user = token_caller(context.request_context()).map(|c| c.token.identity.user.clone());
+        // Whose stream this is: a change that concerns some clients only goes to theirs.
+        let caller = token_caller(context.request_context());
         loop {
             let change = tokio::select! {
                 r = changes.recv() => match r {
@@ -530,7 +530,9 @@ impl ServerHandler for Gateway {
                     Err(_) => return Ok(()),
                 },
                 r = personal.recv() => match r {
-                    Ok(users) if user.as_ref().is_some_and(|u| users.contains(u)) => Change::Tools,
+                    Ok(audience) if caller.as_ref().is_some_and(|c| audience.includes(c)) => {
+                        Change::Tools
+                    }
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Tools,
                     Err(_) => return Ok(()),

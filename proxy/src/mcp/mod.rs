@@ -22,5 +22,5 @@ mod upstream;
 
 pub use approve::{ApprovalDesk, Notify};
 pub use auth::{Caller, McpAuth};
-pub use gateway::{Gateway, Observer, UpstreamStatus};
+pub use gateway::{Audience, Gateway, Observer, UpstreamStatus};
 pub use upstream::Health;
