@@ -155,6 +155,30 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     );
     assert!(dry.contains("dry run: nothing applied"), "{dry}");
 
+    // Trust the configuration sets at every start: the file disagreeing is warned about.
+    let distrust = dir.path().join("distrust.toml");
+    std::fs::write(
+        &distrust,
+        edited.replace(
+            "[upstreams.demo]\ntrust_annotations = true",
+            "[upstreams.demo]\ntrust_annotations = false",
+        ),
+    )
+    .expect("write");
+    let distrust = distrust.display().to_string();
+    let output = warrant(&gw, &["policy", "apply", &distrust, "--dry-run"], "");
+    let shown = exits(&output, 0);
+    assert!(
+        shown.contains("~ upstreams.demo.trust_annotations: true → false"),
+        "{shown}"
+    );
+    assert!(
+        stderr(&output)
+            .contains("warning: upstreams.demo.trust_annotations is true in the configuration"),
+        "{}",
+        stderr(&output)
+    );
+
     // Without --yes and with no terminal to ask on: refused, exit 2, even when the
     // piped answer is yes.
     let output = warrant(&gw, &["policy", "apply", &file], "y\n");

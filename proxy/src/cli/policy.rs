@@ -114,7 +114,24 @@ async fn apply(
         None => format!("policy file {name}"),
     };
     let policy = Policy::parse(&text, &name)?;
-    let (store, _config) = store(place).await?;
+    let (store, config) = store(place).await?;
+    // `trust_annotations` set in the configuration is applied again at every start.
+    for upstream in &config.upstreams {
+        let wanted = policy
+            .upstreams
+            .get(&upstream.name)
+            .is_some_and(|u| u.trust_annotations);
+        if let Some(configured) = upstream.trust_annotations
+            && configured != wanted
+        {
+            eprintln!(
+                "warning: upstreams.{}.trust_annotations is {configured} in the configuration, \
+                 which sets it again at every start of the gateway; {name} says {wanted}: \
+                 set it in one place",
+                upstream.name
+            );
+        }
+    }
     let plan = match store.plan(&policy).await {
         Ok(plan) => plan,
         Err(e @ PolicyError::Invalid(_)) => anyhow::bail!("{name}: {e}"),
