@@ -6,7 +6,8 @@
 //! ledger. Today it owns the **tool catalog**: every tool every upstream has offered,
 //! recorded as the gateway discovers it, which the risk classification builds on; and the
 //! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
-//! the per-call authorization; the **grants** a person gives an agent (`grants`); and the
+//! the per-call authorization; the **grants** a person gives an agent (`grants`) and the
+//! counts of their call budgets (`budgets`); and the
 //! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
 //! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI);
 //! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
@@ -15,6 +16,7 @@
 //! Tables owned here are prefixed `consent_`.
 
 pub mod approvals;
+pub mod budgets;
 pub mod catalog;
 pub mod ceilings;
 pub mod grants;

@@ -183,10 +183,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     spawn_revocation_refresher(&revoked, clock.clone(), shutdown.child_token());
     spawn_key_reloader(&keys, shutdown.child_token());
+    // Call budgets: counted in memory, shared through the database every second.
+    let budgets = warrant_consent::budgets::Budgets::new(db.clone());
+    crate::mcp::budget::spawn_flusher(&budgets, clock.clone(), shutdown.child_token());
     let auth = (authorization == McpAuthorization::OAuth).then(|| {
         Arc::new(
             McpAuth::new(verifier.clone(), revoked.clone(), clock.clone(), &issuer)
-                .with_ceilings(ceilings.clone()),
+                .with_ceilings(ceilings.clone())
+                .with_budgets(budgets),
         )
     });
     let catalog = CatalogView::load(Catalog::new(db.clone())).await?;

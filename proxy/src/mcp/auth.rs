@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
+use warrant_consent::budgets::{Budgets, Exhausted};
 use warrant_consent::ceilings::CeilingView;
 use warrant_consent::oauth::RevokedSet;
 use warrant_consent::token::{
@@ -91,6 +92,8 @@ pub struct McpAuth {
     sessions: Mutex<HashMap<String, Binding>>,
     /// Every user's live trust ceiling; `None`: no ceiling applies.
     ceilings: Option<CeilingView>,
+    /// The call counts of budgeted grants; `None`: budgets are not counted.
+    budgets: Option<Budgets>,
 }
 
 /// Why a request to `/mcp` is refused before it reaches the protocol layer.
@@ -104,6 +107,8 @@ pub(crate) enum Refusal {
     OtherSubject,
     /// The token does not cover the call.
     Insufficient { decision: Decision, scope: String },
+    /// The token covers the call, but its grant's call budget for the hour is used up.
+    Budget(Exhausted),
 }
 
 impl McpAuth {
@@ -121,6 +126,29 @@ impl McpAuth {
             metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
             sessions: Mutex::new(HashMap::new()),
             ceilings: None,
+            budgets: None,
+        }
+    }
+
+    /// Counts the calls of grants that have a call budget (see [`super::budget`]).
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        self.budgets = Some(budgets);
+        self
+    }
+
+    /// Counts one call of `caller` against its grant's budget, when it has one (an
+    /// in-memory count; a grant without a budget costs one branch).
+    pub(crate) fn charge(&self, caller: &Caller) -> Result<(), Exhausted> {
+        let identity = &caller.token.identity;
+        let (Some(budget), Some(budgets)) = (identity.calls_per_hour, &self.budgets) else {
+            return Ok(());
+        };
+        match budgets.charge(&identity.grant, budget, self.now()) {
+            Ok(_) => Ok(()),
+            Err(exhausted) => {
+                tracing::info!(user = %identity.user, agent = %identity.agent, grant = %identity.grant, budget, used = exhausted.used, "call refused: budget exhausted");
+                Err(exhausted)
+            }
         }
     }
 
@@ -290,6 +318,10 @@ impl McpAuth {
                 scope.clone(),
                 NOT_PERMITTED.0,
             ),
+            // No scope helps: a JSON-RPC error, no challenge.
+            Refusal::Budget(exhausted) => {
+                return super::budget::edge_refusal(exhausted, id, self.now());
+            }
         };
         let mut challenge = format!(
             "Bearer resource_metadata=\"{}\", scope=\"{}\"",

@@ -409,6 +409,9 @@ impl Gateway {
             // path takes only what the edge authorized, so never this call).
             Ok(None)
         } else if decision.allow {
+            // Counted here, once: the direct path and the handler count nothing the
+            // edge authorized.
+            auth.charge(caller).map_err(Refusal::Budget)?;
             Ok(Some(Authorized {
                 server: server.to_owned(),
                 tool: route.original.clone(),

@@ -259,10 +259,13 @@ impl ServerHandler for Gateway {
                 return Ok(response);
             }
             let server = route.upstream.name();
+            // Approved: counted now that it goes (never while it waits).
+            self.charge(&context, server, &route.original)?;
             let response = self.forward_call(&name, route, request, &context).await;
             desk.note(&caller, server, &route.original, &response);
             return response;
         }
+        self.charge(&context, route.upstream.name(), &route.original)?;
         self.forward_call(&name, route, request, &context).await
     }
 

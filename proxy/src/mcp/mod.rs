@@ -6,6 +6,7 @@
 mod aggregate;
 pub mod approve;
 pub mod auth;
+pub mod budget;
 mod catalog;
 mod client;
 mod connect;
