@@ -8,8 +8,6 @@
 //! registered) are shown as a page; the others go back with `error=` (RFC 6749 §4.1.2.1).
 //! Every redirect to the agent carries `iss` (RFC 9207).
 
-use askama::Template;
-use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -19,7 +17,7 @@ use http::StatusCode;
 use warrant_consent::catalog::{Catalog, CatalogError};
 use warrant_consent::ceilings::CeilingView;
 use warrant_consent::grants::{Grant, Grants, NewGrant};
-use warrant_consent::oauth::http::{is_loopback, redirect_uri_matches};
+use warrant_consent::oauth::http::redirect_uri_matches;
 use warrant_consent::oauth::{
     CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, RevokedSet,
     StoreError, find_client,
@@ -30,6 +28,11 @@ use warrant_idp::db::Db;
 use crate::UiState;
 use crate::extract::SignedIn;
 use crate::page::{MessagePage, PageError};
+
+mod constraints;
+mod page;
+
+use page::{Answer, render};
 
 /// What the consent screen needs from the binary.
 #[derive(Debug, Clone)]
@@ -359,6 +362,10 @@ struct ToolChoice {
     risk: &'static str,
     /// Above the person's ceiling: shown, not offered.
     above: bool,
+    /// Its arguments (top-level names of its input schema), to constrain.
+    args: Vec<String>,
+    /// The form's constraint rows for it (`arg.<n>.…`), when it has arguments.
+    rows: Vec<usize>,
 }
 
 /// The person's live ceiling, when ceilings apply.
@@ -442,6 +449,10 @@ async fn server_choices(
                     id: format!("{server}.{}", t.name),
                     risk: risk.name(),
                     above: ceiling.is_some_and(|c| risk > c),
+                    args: constraints::arguments_of(
+                        t.definition.as_deref().or(t.approved_definition.as_deref()),
+                    ),
+                    rows: Vec::new(),
                     name: t.name,
                     title: t.title,
                 }
@@ -452,39 +463,25 @@ async fn server_choices(
             tools,
         });
     }
+    // Number the constraint rows of the tools that may be constrained.
+    let mut next = 0;
+    for tool in servers.iter_mut().flat_map(|s| s.tools.iter_mut()) {
+        if !tool.above && !tool.args.is_empty() {
+            tool.rows = (next..next + constraints::ROWS_PER_TOOL).collect();
+            next += constraints::ROWS_PER_TOOL;
+        }
+    }
     Ok(servers)
 }
 
-struct DurationChoice {
-    value: &'static str,
-    label: &'static str,
-    selected: bool,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "consent.html")]
-struct ConsentPage {
-    csrf: String,
-    agent: String,
-    /// A metadata document agent: the host of its client_id URL.
-    identified_by: Option<String>,
-    redirect_host: String,
-    is_new: bool,
-    /// A live grant exists and the request asks for more.
-    asks_more: bool,
-    /// Tools the request names (step-up), offered one by one.
-    tools: Vec<String>,
-    /// Tools (of `tools` too) above the person's ceiling: shown, not offered.
-    above: Vec<String>,
-    scope: Option<String>,
-    servers: Vec<ServerChoice>,
-    durations: Vec<DurationChoice>,
-    /// "Highest risk this agent may reach", up to the person's ceiling.
-    risks: Vec<RiskChoice>,
-    /// The person's live ceiling, when ceilings apply.
-    ceiling: Option<&'static str>,
-    /// The request's parameters, carried to the POST as hidden fields.
-    hidden: Vec<(String, String)>,
+/// The tools a person may constrain (offered, within the ceiling), with their arguments.
+fn constrainable(servers: &[ServerChoice]) -> std::collections::BTreeMap<String, Vec<String>> {
+    servers
+        .iter()
+        .flat_map(|s| s.tools.iter())
+        .filter(|t| !t.above)
+        .map(|t| (t.id.clone(), t.args.clone()))
+        .collect()
 }
 
 const CARRIED: &[&str] = &[
@@ -539,52 +536,19 @@ async fn authorize(
         }
         tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, asks = ?more, "the agent asks for more than its grant");
     }
-    let is_new = match grants.any_for(&person.user.id, &c.client.client_id).await {
-        Ok(any) => !any,
-        Err(e) => return Ok(Refusal::Store(e).into_response()),
-    };
-    let csrf = state.idp.sessions.csrf_token(&person.session).await?;
-    let redirect_host = url::Url::parse(&c.redirect_uri)
-        .ok()
-        .map(|u| match u.host_str() {
-            Some(h) if is_loopback(&u) => format!("{h} (this computer)"),
-            Some(h) => h.to_owned(),
-            None => format!("{}: (an app on this device)", u.scheme()),
-        })
-        .unwrap_or_default();
-    let hidden = p
-        .iter()
-        .filter(|(k, _)| CARRIED.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    let servers = match server_choices(ui, ceiling_of(ui, &person.user.id)).await {
-        Ok(servers) => servers,
-        Err(e) => return Ok(Refusal::Store(e).into_response()),
-    };
-    Ok(ConsentPage {
-        csrf,
-        agent: c.client.name.clone(),
-        identified_by: identified_by(&c.client),
-        redirect_host,
-        is_new,
-        asks_more: !live.is_empty(),
-        tools: more,
-        scope: c.scope.clone(),
-        risks: risk_choices(ceiling_of(ui, &person.user.id)),
-        ceiling: ceiling_of(ui, &person.user.id).map(Risk::name),
-        above: above_ceiling(&servers),
-        servers,
-        durations: DURATIONS
-            .iter()
-            .map(|(value, label, _)| DurationChoice {
-                value,
-                label,
-                selected: *value == "1d",
-            })
-            .collect(),
-        hidden,
-    }
-    .into_response())
+    render(
+        &state,
+        ui,
+        &person,
+        &c,
+        &p,
+        Answer {
+            asks_more: !live.is_empty(),
+            more,
+            ..Answer::default()
+        },
+    )
+    .await
 }
 
 async fn decide(
@@ -635,6 +599,34 @@ async fn decide(
         Err(e) => return Ok(Refusal::Store(e).into_response()),
     };
     let above = above_ceiling(&choices);
+    let args = constraints::constraints_of(&p, &constrainable(&choices));
+    let calls_per_hour = constraints::budget_of(one(&p, "calls_per_hour"));
+    let (args, calls_per_hour) = match (args, calls_per_hour) {
+        (Ok(args), Ok(budget)) => (args, budget),
+        (args, budget) => {
+            let mut errors = args.err().unwrap_or_default();
+            errors.extend(budget.err());
+            tracing::info!(user = %person.user.id, client = %c.client.client_id, ?errors, "consent answer refused");
+            let live = match Grants::new(ui.db.clone())
+                .live(&person.user.id, &c.client.client_id, &c.resource, now())
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return Ok(Refusal::Store(e).into_response()),
+            };
+            let mut more = requested_tools(c.scope.as_deref());
+            if let Some(grant) = live.first() {
+                more.retain(|tool| !grant_covers(grant, tool));
+            }
+            let answer = Answer {
+                asks_more: !live.is_empty(),
+                more,
+                calls_per_hour: one(&p, "calls_per_hour").unwrap_or_default().to_owned(),
+                errors,
+            };
+            return render(&state, ui, &person, &c, &p, answer).await;
+        }
+    };
     let known: Vec<String> = if some {
         choices
             .into_iter()
@@ -669,8 +661,8 @@ async fn decide(
                 allow,
                 deny: Vec::new(),
                 max_risk: chosen_max_risk(one(&p, "max_risk"), ceiling_of(ui, &person.user.id)),
-                args: Vec::new(),
-                calls_per_hour: None,
+                args,
+                calls_per_hour,
                 expires_at: at + duration,
             },
             at,
