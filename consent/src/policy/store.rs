@@ -1,11 +1,11 @@
 //! Reading the policy from the database, checking a file against it, and applying the
 //! difference in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
-use warrant_idp::users::Users;
+use warrant_idp::users::{Users, normalize_email, plausible_email};
 
 use super::{Change, Policy, PolicyError, PolicyState, diff};
 use crate::catalog::Catalog;
@@ -96,14 +96,16 @@ impl PolicyStore {
     pub async fn plan(&self, policy: &Policy) -> Result<Plan, PolicyError> {
         let current = self.current().await?;
         let (desired, mut problems) = policy.check();
-        let unknown_tools: Vec<String> = desired
-            .reviewed
-            .keys()
+        // Every tool and user the file names, whether or not its class is valid.
+        let unknown_tools: Vec<String> = policy
+            .upstreams
+            .iter()
+            .flat_map(|(upstream, p)| p.tools.keys().map(move |tool| (upstream, tool)))
             .filter(|(upstream, tool)| {
                 current
                     .tools
-                    .get(upstream)
-                    .is_none_or(|tools| !tools.contains_key(tool))
+                    .get(*upstream)
+                    .is_none_or(|tools| !tools.contains_key(*tool))
             })
             .map(|(upstream, tool)| format!("{upstream}.{tool}"))
             .collect();
@@ -115,17 +117,17 @@ impl PolicyStore {
                 unknown_tools.join(", ")
             ));
         }
-        let unknown_users: Vec<&str> = desired
+        let unknown_users: BTreeSet<String> = policy
             .users
             .keys()
-            .filter(|email| !current.user_ids.contains_key(*email))
-            .map(String::as_str)
+            .map(|email| normalize_email(email))
+            .filter(|email| plausible_email(email) && !current.user_ids.contains_key(email))
             .collect();
         if !unknown_users.is_empty() {
             problems.push(format!(
                 "users with no account here (they get one on their first sign-in; set their \
                  ceiling after that): {}",
-                unknown_users.join(", ")
+                Vec::from_iter(unknown_users).join(", ")
             ));
         }
         if !problems.is_empty() {

@@ -338,6 +338,8 @@ async fn a_file_with_one_invalid_entry_changes_nothing_and_names_every_problem()
             ceiling = "low"
             [users."not an email"]
             ceiling = "low"
+            [users."ghost@example.com"]
+            ceiling = "sky-high"
             "#,
         )
         .await
@@ -355,10 +357,12 @@ async fn a_file_with_one_invalid_entry_changes_nothing_and_names_every_problem()
         "demo.forget_everything, ghost.haunt",
         "users with no account here",
         "nobody@example.com",
+        "users.\"ghost@example.com\".ceiling: \"sky-high\" is not a risk class",
+        "ghost@example.com, nobody@example.com",
     ] {
         assert!(text.contains(expected), "{expected:?} in:\n{text}");
     }
-    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert_eq!(problems.len(), 6, "{problems:#?}");
     assert_eq!(f.state().await, before, "nothing changed");
 }
 
