@@ -52,7 +52,7 @@ impl UpstreamClient {
             .unwrap_or_default()
     }
 
-    fn origin(
+    async fn origin(
         &self,
         extensions: &rmcp::model::Extensions,
     ) -> Option<(std::sync::Arc<Lane>, Tracked)> {
@@ -61,7 +61,7 @@ impl UpstreamClient {
             Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id),
             _ => None,
         };
-        let origin = upstream.origin_of(request)?;
+        let origin = upstream.origin_of(request).await?;
         Some((upstream, origin))
     }
 
@@ -80,7 +80,7 @@ impl UpstreamClient {
         declared: impl Fn(&ClientCapabilities) -> bool,
         build: impl FnOnce(OriginatingRequestId) -> ServerRequest,
     ) -> Result<ClientResult, ErrorData> {
-        let Some((upstream, (origin, _))) = self.origin(extensions) else {
+        let Some((upstream, (origin, _))) = self.origin(extensions).await else {
             return Err(ErrorData::invalid_request(
                 format!("the gateway cannot tell which client request this {what} belongs to"),
                 None,
@@ -221,7 +221,8 @@ impl ClientHandler for UpstreamClient {
         let Some(upstream) = self.lane.upgrade() else {
             return;
         };
-        let Some((origin, count)) = upstream.origin_of_progress(&params.progress_token) else {
+        let Some((origin, count)) = upstream.origin_of_progress(&params.progress_token).await
+        else {
             return;
         };
         if let Some(token) = origin.downstream_progress {
@@ -239,7 +240,7 @@ impl ClientHandler for UpstreamClient {
         params: LoggingMessageNotificationParam,
         context: NotificationContext<RoleClient>,
     ) {
-        if let Some((upstream, (origin, count))) = self.origin(&context.extensions) {
+        if let Some((upstream, (origin, count))) = self.origin(&context.extensions).await {
             if let Err(e) = origin.downstream.notify_logging_message(params).await {
                 tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
             }

@@ -58,6 +58,29 @@ pub(crate) type Tracked = (Inflight, Arc<ProgressCount>);
 struct Inflights {
     by_request: HashMap<RequestId, Tracked>,
     by_progress: HashMap<ProgressToken, (RequestId, Arc<ProgressCount>)>,
+    /// Calls being sent whose upstream request id is not known yet (rmcp assigns it as
+    /// it sends). The upstream may already answer with a request or progress of its
+    /// own — over stdio nothing marks which call those belong to — so a lookup that
+    /// finds nothing certain waits until these are tracked.
+    sending: usize,
+}
+
+/// How long a message from the upstream waits for the calls being sent to be tracked
+/// before it is treated as belonging to none.
+const SETTLE_SENDING: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A call being sent (see [`Inflights::sending`]): counted while it lives.
+struct Sending<'a> {
+    lane: &'a Lane,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.lane.inflight.lock() {
+            inflight.sending = inflight.sending.saturating_sub(1);
+        }
+        self.lane.tracked.notify_waiters();
+    }
 }
 
 /// Notifications of one call that reach the lane's connection rather than the call's
@@ -143,6 +166,8 @@ pub(crate) struct Lane {
     /// The negotiated revision as the `MCP-Protocol-Version` header of direct calls.
     protocol_header: RwLock<Option<http::HeaderValue>>,
     inflight: Mutex<Inflights>,
+    /// Woken whenever a call being sent is tracked (or failed to send).
+    tracked: tokio::sync::Notify,
     start_once: std::sync::Once,
     /// The direct data path to this upstream, when it has one (see `mcp::direct`).
     direct: Option<Arc<Target>>,
@@ -164,6 +189,7 @@ impl Lane {
             protocol: RwLock::new(None),
             protocol_header: RwLock::new(None),
             inflight: Mutex::new(Inflights::default()),
+            tracked: tokio::sync::Notify::new(),
             start_once: std::sync::Once::new(),
         })
     }
@@ -500,20 +526,23 @@ impl Lane {
     }
 
     /// Re-lists one kind of offer after the upstream said it changed.
+    /// The fresh list goes into the offer as it is once listed (under the lock), so
+    /// that re-lists of different kinds running at once (an upstream announcing its
+    /// prompts and its resources together) do not undo each other.
     pub(crate) async fn refresh(&self, change: Change) {
         let Some(peer) = self.peer.read().ok().and_then(|p| p.clone()) else {
             return;
         };
-        let mut offer = (*self.offer()).clone();
+        let mut fresh = Offer::default();
         let result = match change {
-            Change::Tools => peer.list_all_tools().await.map(|t| offer.tools = t),
-            Change::Prompts => peer.list_all_prompts().await.map(|p| offer.prompts = p),
+            Change::Tools => peer.list_all_tools().await.map(|t| fresh.tools = t),
+            Change::Prompts => peer.list_all_prompts().await.map(|p| fresh.prompts = p),
             Change::Resources => match peer.list_all_resources().await {
                 Ok(r) => {
-                    offer.resources = r;
+                    fresh.resources = r;
                     peer.list_all_resource_templates()
                         .await
-                        .map(|t| offer.templates = t)
+                        .map(|t| fresh.templates = t)
                 }
                 Err(e) => Err(e),
             },
@@ -522,6 +551,16 @@ impl Lane {
         match result {
             Ok(()) => {
                 if let Ok(mut slot) = self.offer.write() {
+                    let mut offer = (**slot).clone();
+                    match change {
+                        Change::Tools => offer.tools = fresh.tools,
+                        Change::Prompts => offer.prompts = fresh.prompts,
+                        Change::Resources => {
+                            offer.resources = fresh.resources;
+                            offer.templates = fresh.templates;
+                        }
+                        Change::Health => {}
+                    }
                     *slot = Arc::new(offer);
                 }
                 self.shared.changes.publish(self.name(), change);
@@ -547,6 +586,9 @@ impl Lane {
             .ok()
             .and_then(|p| p.clone())
             .ok_or_else(|| self.unavailable("it is reconnecting".into()))?;
+        // Counted as being sent from before the request leaves until it is tracked: the
+        // upstream's first message about it may arrive in between.
+        let sending = origin.is_some().then(|| self.sending());
         let handle: RequestHandle<RoleClient> = peer
             .send_cancellable_request(request, request_options(meta))
             .await
@@ -554,6 +596,7 @@ impl Lane {
         let id = handle.id.clone();
         let progress =
             origin.map(|origin| self.track(id.clone(), handle.progress_token.clone(), origin));
+        drop(sending);
         let timeout = self.shared.config.call_timeout;
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, handle.await_response()) => match r {
@@ -604,6 +647,13 @@ impl Lane {
         }
     }
 
+    fn sending(&self) -> Sending<'_> {
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.sending += 1;
+        }
+        Sending { lane: self }
+    }
+
     pub(crate) fn track(
         &self,
         id: RequestId,
@@ -642,27 +692,55 @@ impl Lane {
     }
 
     /// The downstream request a message from this lane belongs to: the one whose
-    /// upstream request id it names, or else the only one in flight.
-    pub(crate) fn origin_of(
-        &self,
-        upstream_request: Option<&RequestId>,
-    ) -> Option<(Inflight, Arc<ProgressCount>)> {
-        let inflight = self.inflight.lock().ok()?;
-        if let Some(origin) = upstream_request.and_then(|id| inflight.by_request.get(id)) {
-            return Some(origin.clone());
-        }
-        if inflight.by_request.len() == 1 {
-            return inflight.by_request.values().next().cloned();
-        }
-        None
+    /// upstream request id it names, or else the only one in flight. While calls are
+    /// being sent (their ids not known yet) an answer that is not certain waits for them,
+    /// up to [`SETTLE_SENDING`].
+    pub(crate) async fn origin_of(&self, upstream_request: Option<&RequestId>) -> Option<Tracked> {
+        self.settled(|inflight| {
+            if let Some(origin) = upstream_request.and_then(|id| inflight.by_request.get(id)) {
+                return Some(Some(origin.clone()));
+            }
+            if inflight.sending > 0 {
+                return None;
+            }
+            Some(match inflight.by_request.len() {
+                1 => inflight.by_request.values().next().cloned(),
+                _ => None,
+            })
+        })
+        .await
     }
 
     /// The downstream request (and its own progress token) for an upstream progress
-    /// token, with the call's progress count.
-    pub(crate) fn origin_of_progress(&self, token: &ProgressToken) -> Option<Tracked> {
-        let inflight = self.inflight.lock().ok()?;
-        let (id, _) = inflight.by_progress.get(token)?;
-        inflight.by_request.get(id).cloned()
+    /// token, with the call's progress count (waiting for calls being sent, as
+    /// [`Self::origin_of`]).
+    pub(crate) async fn origin_of_progress(&self, token: &ProgressToken) -> Option<Tracked> {
+        self.settled(|inflight| match inflight.by_progress.get(token) {
+            Some((id, _)) => Some(inflight.by_request.get(id).cloned()),
+            None if inflight.sending > 0 => None,
+            None => Some(None),
+        })
+        .await
+    }
+
+    /// Runs `decide` on the calls in flight until it is certain (`Some`), waiting for
+    /// calls being sent to be tracked, at most [`SETTLE_SENDING`]; then `None`.
+    async fn settled(
+        &self,
+        decide: impl Fn(&Inflights) -> Option<Option<Tracked>>,
+    ) -> Option<Tracked> {
+        let deadline = tokio::time::Instant::now() + SETTLE_SENDING;
+        loop {
+            let woken = self.tracked.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(answer) = decide(&*self.inflight.lock().ok()?) {
+                return answer;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Counts a progress notification as the transport receives it, in order.
