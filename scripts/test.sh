@@ -76,6 +76,9 @@ export WARRANT_TEST_REQUIRE_POSTGRES=1
 # --- 3. Build once, test everything ------------------------------------------------------
 say "building the workspace (debug)"
 cargo build --workspace --all-targets --locked
+# A failing test's output ends with its panic message rather than a backtrace (CI shows
+# the end of the output); WARRANT_TEST_BACKTRACE=1 brings backtraces back.
+export RUST_BACKTRACE="${WARRANT_TEST_BACKTRACE:-0}"
 say "running the tests on SQLite"
 WARRANT_TEST_BACKEND=sqlite cargo nextest run --workspace --locked --no-fail-fast "$@"
 say "running the tests on PostgreSQL"
