@@ -256,10 +256,17 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
         page.body
     );
 
-    // Applied again: nothing to do; exported again: the file's policy.
+    // Applied again: nothing to do; exported again (to a file): the file's policy.
     let again = exits(&warrant(&gw, &["policy", "apply", &file], ""), 0);
     assert!(again.contains("no changes"), "{again}");
-    let exported = exits(&warrant(&gw, &["policy", "export"], ""), 0);
+    let output = dir.path().join("exported.toml");
+    let output = output.display().to_string();
+    let printed = exits(
+        &warrant(&gw, &["policy", "export", "--output", &output], ""),
+        0,
+    );
+    assert_eq!(printed, "", "the policy goes to the file only");
+    let exported = std::fs::read_to_string(&output).expect("the exported file");
     assert!(exported.contains("list_notes = \"high\"\n"), "{exported}");
     assert!(
         exported.contains("[users.\"admin@example.com\"]\nceiling = \"medium\"\n"),
