@@ -32,6 +32,11 @@ pub(super) enum PolicyCommand {
     },
     /// Make the policy in the database equal to FILE: prints the diff, asks, then writes
     /// every change in one transaction. What the database has and FILE lacks is removed.
+    #[command(
+        after_help = "Exit codes: 0 applied, no changes, or --dry-run; 1 the file is \
+        invalid, the database failed, or the policy changed meanwhile (nothing applied); \
+        2 not confirmed (nothing applied).\nThe file format: docs/policy.md."
+    )]
     Apply {
         /// The policy file (TOML, as `warrant policy export` writes it).
         file: PathBuf,
