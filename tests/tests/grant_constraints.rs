@@ -27,8 +27,15 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let config = format!("{}trust_annotations = true\n", demo_upstream("demo"));
-    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    setup_with(&format!(
+        "{}trust_annotations = true\n",
+        demo_upstream("demo")
+    ))
+    .await
+}
+
+async fn setup_with(config: &str) -> Setup {
+    let gw = TestGateway::start_protected(config, Backend::current()).await;
     let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
     let user = gw
         .running
@@ -390,5 +397,56 @@ async fn the_consent_screen_stores_constraints_and_a_budget_and_refuses_an_unkno
     );
     let reply = call(&s.gw, token, "demo__list_notes", json!({})).await;
     assert_eq!(reply.response(7)["error"]["code"], -32014, "{reply:?}");
+    s.gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_held_critical_call_counts_only_once_it_is_approved_and_forwarded() {
+    // Nobody reviewed the demo tools and their annotations are not trusted: all critical.
+    let s = setup_with(&format!(
+        "{}\n[policy]\ndefault_ceiling = \"critical\"\n",
+        demo_upstream("demo")
+    ))
+    .await;
+    let (_, tokens) = token_for_new_grant(&s.gw, &s.grant(Vec::new(), Some(2))).await;
+    let mut raw = warrant_e2e::raw::Raw::new(&s.gw.url());
+    raw.bearer = Some(tokens.access.clone());
+    raw.initialize("2025-06-18").await;
+    let pay = |id: i64, to: &str| {
+        (
+            id,
+            json!({"name": "demo__send_payment",
+                   "arguments": {"to": to, "amount_cents": 100, "currency": "eur"}}),
+        )
+    };
+    // Held twice while the person has not decided: nothing counted.
+    let mut url = String::new();
+    for id in [1, 2] {
+        let (id, params) = pay(id, "alice");
+        let held = raw.request(id, "tools/call", params).await.response(id);
+        assert_eq!(held["error"]["code"], -32012, "{held}");
+        url = held["error"]["data"]["approvalUrl"]
+            .as_str()
+            .expect("approvalUrl")
+            .to_owned();
+    }
+    let page = s.browser.get(&url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.csrf().expect("the approval form carries a CSRF token");
+    let done = s
+        .browser
+        .post_form(&url, &[("csrf", &csrf), ("decision", "grant")])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    // Approved for the rest of the grant: two calls go (the budget), the third does not.
+    for (id, to) in [(3, "alice"), (4, "bob")] {
+        let (id, params) = pay(id, to);
+        let passed = raw.request(id, "tools/call", params).await.response(id);
+        assert!(passed.get("result").is_some(), "call {id}: {passed}");
+    }
+    let (id, params) = pay(5, "carol");
+    let refused = raw.request(id, "tools/call", params).await.response(id);
+    assert_eq!(refused["error"]["code"], -32014, "{refused}");
+    assert_eq!(refused["error"]["data"]["used"], 2, "{refused}");
     s.gw.stop().await;
 }
