@@ -491,3 +491,252 @@ async fn the_direct_path_refuses_a_quarantined_tool() {
     .await;
     gw.stop().await;
 }
+
+/// A stateless (2026-07-28) request of `method` with id 7 naming `name` (the
+/// `Mcp-Name` header), with `token`.
+async fn modern_request(
+    gw: &TestGateway,
+    token: &str,
+    method: &str,
+    name: &str,
+    params: Value,
+) -> Reply {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token.to_owned());
+    let mut params = params;
+    params["_meta"] = warrant_e2e::raw::modern_meta();
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+    raw.post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("mcp-name", name),
+        ],
+    )
+    .await
+}
+
+/// The `field` (`name`, `uriTemplate`) of every item of a list result's `key`.
+fn names_in(reply: &Reply, key: &str, field: &str) -> Vec<String> {
+    reply.response(7)["result"][key]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i[field].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Approves the quarantined version shown on an admin page (`page_path`), first
+/// checking that an approval of another version is refused in plain words.
+async fn approve_on_page(browser: &Browser, page_path: &str, what: &str) {
+    let page = browser.get(page_path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let hash = page
+        .body
+        .split("name=\"hash\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the approval form names the version")
+        .to_owned();
+    let action = format!("{page_path}/approve");
+    let stale = submit(browser, &page, &action, &[("hash", &"0".repeat(64))]).await;
+    assert_eq!(stale.status, 400, "{}", stale.body);
+    assert!(
+        stale.contains(&format!("changed this {what} again")),
+        "{}",
+        stale.body
+    );
+    let done = submit(browser, &page, &action, &[("hash", &hash)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+}
+
+/// Rug-pull protection for prompts and resource templates: the upstream changes the
+/// description of its prompt and of its resource template; the prompt leaves
+/// prompts/list and prompts/get is refused (-32020, naming it), the template leaves
+/// resources/templates/list and a read of a URI only it matches is refused, for
+/// sessions and stateless clients alike; the admin sees each change on its page and
+/// approves it (a form POST with the CSRF token), and each is back at once.
+#[tokio::test]
+async fn a_changed_prompt_or_template_is_quarantined_until_an_admin_approves_it() {
+    use warrant_consent::catalog::EntryKind;
+
+    let gw = TestGateway::start_protected(&flaky(), Backend::current()).await;
+    let (browser, user) = admin(&gw).await;
+    let client = register_public(&gw, "Agent").await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let tokens =
+        token_for_grant_up_to(&gw, &user, &client, &resource, &["flaky.*"], &[], None).await;
+    let token = tokens.access.as_str();
+    // Its tools carry no annotations: trusted, `prompt_pull` is medium (else critical).
+    let page = browser.get("/admin/servers").await;
+    let done = submit(
+        &browser,
+        &page,
+        "/admin/servers/flaky/trust",
+        &[("trust", "on")],
+    )
+    .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+
+    let mut session = Raw::new(&gw.url());
+    session.bearer = Some(token.to_owned());
+    session.initialize("2025-11-25").await;
+    let prompts = || async {
+        names_in(
+            &session.request(7, "prompts/list", json!({})).await,
+            "prompts",
+            "name",
+        )
+    };
+    let templates = || async {
+        names_in(
+            &session
+                .request(7, "resources/templates/list", json!({}))
+                .await,
+            "resourceTemplates",
+            "uriTemplate",
+        )
+    };
+    let get = || {
+        session.request(
+            7,
+            "prompts/get",
+            json!({"name": "flaky__greet", "arguments": {"name": "Ada"}}),
+        )
+    };
+    let read = || session.request(7, "resources/read", json!({"uri": "flaky://notes/1"}));
+    let greeting = |reply: &Reply| {
+        reply.response(7)["result"]["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let note = |reply: &Reply| {
+        reply.response(7)["result"]["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Offered, and recorded as first seen (so approved).
+    assert_eq!(prompts().await, ["flaky__greet"]);
+    assert_eq!(templates().await, ["flaky://notes/{id}"]);
+    assert_eq!(greeting(&get().await), "Hello, Ada!");
+    assert_eq!(note(&read().await), "note 1");
+    let catalog = gw.running.catalog.catalog().clone();
+    eventually(
+        "the catalog records the prompt and the template",
+        || async {
+            catalog
+                .entry("flaky", EntryKind::Prompt, "greet")
+                .await
+                .is_ok_and(|e| e.is_some())
+                && catalog
+                    .entry("flaky", EntryKind::ResourceTemplate, "flaky://notes/{id}")
+                    .await
+                    .is_ok_and(|e| e.is_some())
+        },
+    )
+    .await;
+
+    // The upstream changes both descriptions.
+    let reply = call(&gw, Some(token), "flaky__prompt_pull", json!({})).await;
+    assert_eq!(text_of(&reply), "pulled", "{reply:?}");
+    eventually("the prompt leaves prompts/list", || async {
+        prompts().await.is_empty()
+    })
+    .await;
+    eventually("the template leaves resources/templates/list", || async {
+        templates().await.is_empty()
+    })
+    .await;
+    let (code, message) = error_of(&get().await);
+    assert_eq!(code, -32020, "{message}");
+    assert!(
+        message.contains("prompt \"flaky__greet\" is quarantined") && message.contains("admin"),
+        "{message}"
+    );
+    let (code, message) = error_of(&read().await);
+    assert_eq!(code, -32020, "{message}");
+    assert!(
+        message.contains("resource template \"flaky://notes/{id}\" is quarantined"),
+        "{message}"
+    );
+    // A stateless client is refused the same way.
+    let reply = modern_request(
+        &gw,
+        token,
+        "prompts/get",
+        "flaky__greet",
+        json!({"name": "flaky__greet", "arguments": {"name": "Ada"}}),
+    )
+    .await;
+    assert_eq!(error_of(&reply).0, -32020, "{reply:?}");
+    // Tools are not affected.
+    assert_eq!(
+        text_of(&call(&gw, Some(token), "flaky__echo", json!({"message": "hi"})).await),
+        "hi"
+    );
+
+    // The admin sees both flagged on the server's page, each change on its own page.
+    eventually("the catalog flags them", || async {
+        let page = browser.get("/admin/servers/flaky").await;
+        page.contains("Prompts")
+            && page.contains("/admin/servers/flaky/prompts/greet")
+            && page.body.matches("<strong>quarantined</strong>").count() == 2
+    })
+    .await;
+    let prompt_page = "/admin/servers/flaky/prompts/greet";
+    let page = browser.get(prompt_page).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.contains("Quarantined since"), "{}", page.body);
+    assert!(page.contains("What changed"), "{}", page.body);
+    assert!(
+        page.contains("evil.example"),
+        "the new description: {}",
+        page.body
+    );
+    assert!(
+        page.contains("Greet someone."),
+        "the old one: {}",
+        page.body
+    );
+
+    approve_on_page(&browser, prompt_page, "prompt").await;
+    let reply = get().await;
+    assert_eq!(
+        greeting(&reply),
+        "Hello, Ada!",
+        "approved: back at once: {reply:?}"
+    );
+    assert_eq!(prompts().await, ["flaky__greet"]);
+    let page = browser.get(prompt_page).await;
+    assert!(!page.contains("Quarantined since"), "{}", page.body);
+    assert!(
+        page.contains("approved by admin@example.com"),
+        "{}",
+        page.body
+    );
+    // The template is still quarantined until approved on its own page.
+    assert_eq!(error_of(&read().await).0, -32020);
+    let template_page = "/admin/servers/flaky/templates/flaky%3A%2F%2Fnotes%2F%7Bid%7D";
+    let page = browser.get(template_page).await;
+    assert!(page.contains("id_ed25519"), "{}", page.body);
+    approve_on_page(&browser, template_page, "resource template").await;
+    assert_eq!(note(&read().await), "note 1");
+    assert_eq!(templates().await, ["flaky://notes/{id}"]);
+
+    // Another admin's session cannot approve without the CSRF token.
+    let forged = browser
+        .post_form(
+            &format!("{prompt_page}/approve"),
+            &[("hash", &"0".repeat(64))],
+        )
+        .await;
+    assert_ne!(forged.status, 303, "{}", forged.body);
+    gw.stop().await;
+}

@@ -1,7 +1,7 @@
 //! The admin's view of upstream servers and their tools: whether each upstream's MCP
 //! annotations are trusted, each tool's suggested and effective risk class, the review
-//! that sets a class, and quarantined tools — the change an upstream made, field by
-//! field, and "approve this version".
+//! that sets a class, and quarantined tools, prompts and resource templates — the
+//! change an upstream made, field by field, and "approve this version".
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 use warrant_consent::catalog::{
-    Approval, Catalog, CatalogError, CatalogTool, CatalogView, FieldChange,
+    Approval, Catalog, CatalogEntry, CatalogError, CatalogTool, CatalogView, EntryKind, FieldChange,
 };
 use warrant_consent::token::Risk;
 use warrant_idp::IdpError;
@@ -30,6 +30,16 @@ pub(crate) fn routes() -> Router<UiState> {
         .route(
             "/admin/servers/{server}/tools/{tool}/approve",
             post(approve),
+        )
+        .route("/admin/servers/{server}/prompts/{name}", get(prompt))
+        .route(
+            "/admin/servers/{server}/prompts/{name}/approve",
+            post(approve_prompt),
+        )
+        .route("/admin/servers/{server}/templates/{name}", get(template))
+        .route(
+            "/admin/servers/{server}/templates/{name}/approve",
+            post(approve_template),
         )
 }
 
@@ -120,7 +130,7 @@ async fn servers(State(state): State<UiState>, Admin(admin): Admin) -> Result<Re
                 trusted: s.trusted.is_some(),
                 tools: s.tools,
                 unreviewed: s.unreviewed,
-                quarantined: s.quarantined,
+                quarantined: s.quarantined + s.quarantined_entries,
             },
             None => ServerRow {
                 path: path_segment(&name),
@@ -169,6 +179,79 @@ struct ServerPage {
     path: String,
     trusted: Option<String>,
     tools: Vec<ToolRow>,
+    /// Prompts, then resource templates.
+    sections: Vec<EntrySection>,
+}
+
+/// The prompts or the resource templates of a server.
+struct EntrySection {
+    id: &'static str,
+    title: &'static str,
+    what: &'static str,
+    column: &'static str,
+    segment: &'static str,
+    rows: Vec<EntryRow>,
+}
+
+struct EntryRow {
+    name: String,
+    path: String,
+    approved: String,
+    last_seen: String,
+    quarantined: bool,
+}
+
+/// The URL path segment of a kind's pages.
+fn kind_segment(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Prompt => "prompts",
+        EntryKind::ResourceTemplate => "templates",
+    }
+}
+
+fn approved_text(by: Option<&str>, at: Option<i64>) -> String {
+    match (by, at) {
+        (Some(by), Some(at)) => format!("approved by {by}, {}", when(at)),
+        (None, Some(at)) => format!("as first seen, {}", when(at)),
+        _ => String::from("—"),
+    }
+}
+
+fn sections(entries: Vec<CatalogEntry>) -> Vec<EntrySection> {
+    let section = |kind: EntryKind| {
+        let (id, title, what, column) = match kind {
+            EntryKind::Prompt => ("prompts", "Prompts", "prompt", "Prompt"),
+            EntryKind::ResourceTemplate => (
+                "templates",
+                "Resource templates",
+                "resource template",
+                "URI template",
+            ),
+        };
+        let rows = entries
+            .iter()
+            .filter(|e| e.kind() == kind)
+            .map(|e| EntryRow {
+                name: e.name.clone(),
+                path: path_segment(&e.name),
+                approved: approved_text(e.approved_by.as_deref(), Some(e.approved_at)),
+                last_seen: when(e.last_seen),
+                quarantined: e.quarantined_since.is_some(),
+            })
+            .collect();
+        EntrySection {
+            id,
+            title,
+            what,
+            column,
+            segment: kind_segment(kind),
+            rows,
+        }
+    };
+    vec![
+        section(EntryKind::Prompt),
+        section(EntryKind::ResourceTemplate),
+    ]
 }
 
 async fn server(
@@ -197,12 +280,14 @@ async fn server(
             name: t.name,
         })
         .collect();
+    let entries = catalog.entries_of(&name).await.map_err(storage)?;
     Ok(ServerPage {
         csrf,
         trusted: trust.map(|(by, at)| format!("{by}, {}", when(at))),
         path: path_segment(&name),
         name,
         tools,
+        sections: sections(entries),
     }
     .into_response())
 }
@@ -287,6 +372,10 @@ struct ToolPage {
     changes: Vec<FieldChange>,
     hash: String,
     options: Vec<RiskOption>,
+    /// For the quarantine part (`_quarantine.html`).
+    what: &'static str,
+    consequence: &'static str,
+    approve_action: String,
 }
 
 async fn tool(
@@ -303,12 +392,11 @@ async fn tool(
         .map_err(storage)?
         .ok_or(IdpError::NotFound("tool"))?;
     let trusted = catalog.trust_of(&server).await.map_err(storage)?.is_some();
-    let approved = match (&tool.approved_by, tool.approved_at) {
-        (Some(by), Some(at)) => format!("approved by {by}, {}", when(at)),
-        (None, Some(at)) => format!("as first seen, {}", when(at)),
-        _ => String::from("—"),
-    };
+    let approved = approved_text(tool.approved_by.as_deref(), tool.approved_at);
     Ok(ToolPage {
+        what: "tool",
+        consequence: "Agents do not see it and their calls are refused",
+        approve_action: format!("{}/approve", tool_url(&server, &tool.name)),
         csrf,
         server_path: path_segment(&server),
         tool_path: path_segment(&tool.name),
@@ -390,21 +478,162 @@ async fn approve(
         .approve(&server, &name, &form.hash, &admin.user.email, now(&state))
         .await
         .map_err(storage)?;
-    match outcome {
-        Approval::Approved => {}
-        Approval::Unknown => return Err(IdpError::NotFound("tool").into()),
-        Approval::Changed => {
-            return Err(IdpError::Invalid(
-                "The upstream changed this tool again since you opened the page. Nothing was \
-                 approved: look at the new version and approve it if it is fine."
-                    .into(),
-            )
-            .into());
-        }
-    }
+    approved(outcome, "tool")?;
     store.refresh().await.map_err(storage)?;
     tracing::info!(admin = %admin.user.id, %server, tool = %name, "admin approved a tool's new definition");
     Ok(Redirect::to(&tool_url(&server, &name)).into_response())
+}
+
+/// An approval's outcome for the admin: a refusal when nothing was approved.
+fn approved(outcome: Approval, what: &'static str) -> Result<(), PageError> {
+    match outcome {
+        Approval::Approved => Ok(()),
+        Approval::Unknown => Err(IdpError::NotFound(what).into()),
+        Approval::Changed => Err(IdpError::Invalid(format!(
+            "The upstream changed this {what} again since you opened the page. Nothing was \
+             approved: look at the new version and approve it if it is fine."
+        ))
+        .into()),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_entry.html")]
+struct EntryPage {
+    csrf: String,
+    server: String,
+    server_path: String,
+    name: String,
+    what: &'static str,
+    /// The current definition, as indented JSON.
+    definition: String,
+    approved: String,
+    first_seen: String,
+    last_seen: String,
+    quarantined: Option<String>,
+    consequence: &'static str,
+    changes: Vec<FieldChange>,
+    hash: String,
+    approve_action: String,
+}
+
+async fn prompt(
+    state: State<UiState>,
+    admin: Admin,
+    path: Path<(String, String)>,
+) -> Result<Response, PageError> {
+    entry(state, admin, path, EntryKind::Prompt).await
+}
+
+async fn template(
+    state: State<UiState>,
+    admin: Admin,
+    path: Path<(String, String)>,
+) -> Result<Response, PageError> {
+    entry(state, admin, path, EntryKind::ResourceTemplate).await
+}
+
+/// A prompt's or resource template's page: its definition and, when quarantined, the
+/// change and "approve this version".
+async fn entry(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((server, name)): Path<(String, String)>,
+    kind: EntryKind,
+) -> Result<Response, PageError> {
+    let csrf = state.idp.sessions.csrf_token(&admin.session).await?;
+    let store = Store::of(&state);
+    let entry = store
+        .catalog()
+        .entry(&server, kind, &name)
+        .await
+        .map_err(storage)?
+        .ok_or(IdpError::NotFound(kind.label()))?;
+    let definition = serde_json::from_str::<serde_json::Value>(&entry.definition)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| entry.definition.clone());
+    let consequence = match kind {
+        EntryKind::Prompt => "Agents do not see it and prompts/get is refused",
+        EntryKind::ResourceTemplate => {
+            "Agents do not see it, and reads of URIs that only it matches are refused"
+        }
+    };
+    Ok(EntryPage {
+        csrf,
+        server_path: path_segment(&server),
+        approve_action: format!("{}/approve", entry_url(&server, kind, &entry.name)),
+        server,
+        what: kind.label(),
+        definition,
+        approved: approved_text(entry.approved_by.as_deref(), Some(entry.approved_at)),
+        first_seen: when(entry.first_seen),
+        last_seen: when(entry.last_seen),
+        quarantined: entry.quarantined_since.map(when),
+        consequence,
+        changes: entry.changes(),
+        hash: entry.definition_hash.clone(),
+        name: entry.name,
+    }
+    .into_response())
+}
+
+async fn approve_prompt(
+    state: State<UiState>,
+    admin: Admin,
+    path: Path<(String, String)>,
+    form: Form<ApproveForm>,
+) -> Result<Response, PageError> {
+    approve_entry(state, admin, path, form, EntryKind::Prompt).await
+}
+
+async fn approve_template(
+    state: State<UiState>,
+    admin: Admin,
+    path: Path<(String, String)>,
+    form: Form<ApproveForm>,
+) -> Result<Response, PageError> {
+    approve_entry(state, admin, path, form, EntryKind::ResourceTemplate).await
+}
+
+async fn approve_entry(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path((server, name)): Path<(String, String)>,
+    Form(form): Form<ApproveForm>,
+    kind: EntryKind,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let store = Store::of(&state);
+    let outcome = store
+        .catalog()
+        .approve_entry(
+            &server,
+            kind,
+            &name,
+            &form.hash,
+            &admin.user.email,
+            now(&state),
+        )
+        .await
+        .map_err(storage)?;
+    approved(outcome, kind.label())?;
+    store.refresh().await.map_err(storage)?;
+    tracing::info!(admin = %admin.user.id, %server, kind = kind.label(), %name, "admin approved a new definition");
+    Ok(Redirect::to(&entry_url(&server, kind, &name)).into_response())
+}
+
+fn entry_url(server: &str, kind: EntryKind, name: &str) -> String {
+    format!(
+        "/admin/servers/{}/{}/{}",
+        path_segment(server),
+        kind_segment(kind),
+        path_segment(name)
+    )
 }
 
 fn tool_url(server: &str, tool: &str) -> String {
