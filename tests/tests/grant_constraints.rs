@@ -341,6 +341,12 @@ async fn the_consent_screen_stores_constraints_and_a_budget_and_refuses_an_unkno
         back.body
     );
 
+    assert!(
+        back.body.contains(r#"value="red""#),
+        "what the person entered is shown again: {}",
+        back.body
+    );
+
     // A known argument and a budget: stored in the grant, enforced on calls.
     let mut fields = agent::consent_fields(&back.body);
     answer(

@@ -622,6 +622,7 @@ async fn decide(
                 asks_more: !live.is_empty(),
                 more,
                 calls_per_hour: one(&p, "calls_per_hour").unwrap_or_default().to_owned(),
+                entered: constraints::Entered::of(&p),
                 errors,
             };
             return render(&state, ui, &person, &c, &p, answer).await;

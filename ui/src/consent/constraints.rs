@@ -52,6 +52,40 @@ pub(super) fn arguments_of(definition: Option<&str>) -> Vec<String> {
     names
 }
 
+/// The constraint rows as the person last entered them (shown again with the reasons
+/// when an answer is refused): row → field (`name`, `rule`, `value`) → text.
+#[derive(Debug, Default)]
+pub(super) struct Entered(BTreeMap<(usize, String), String>);
+
+impl Entered {
+    /// Reads the rows of a form.
+    pub(super) fn of(form: &[(String, String)]) -> Self {
+        let mut rows = BTreeMap::new();
+        for (key, value) in form {
+            let Some((index, field)) = key
+                .strip_prefix("arg.")
+                .and_then(|rest| rest.split_once('.'))
+            else {
+                continue;
+            };
+            if let Ok(index) = index.parse::<usize>()
+                && index <= MAX_ROW_INDEX
+                && matches!(field, "name" | "rule" | "value")
+            {
+                rows.insert((index, field.to_owned()), value.clone());
+            }
+        }
+        Self(rows)
+    }
+
+    /// What row `n` had in `field` (empty when nothing).
+    pub(super) fn get(&self, n: &usize, field: &str) -> &str {
+        self.0
+            .get(&(*n, field.to_owned()))
+            .map_or("", String::as_str)
+    }
+}
+
 /// One row of the form as sent.
 #[derive(Debug, Default)]
 struct Row {

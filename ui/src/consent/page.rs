@@ -51,6 +51,8 @@ struct ConsentPage {
     rules: Vec<(&'static str, &'static str)>,
     /// The "calls per hour" as last entered.
     calls_per_hour: String,
+    /// The constraint rows as last entered.
+    entered: constraints::Entered,
     /// Why the last answer could not be stored (the form is shown again).
     errors: Vec<String>,
 }
@@ -62,6 +64,7 @@ pub(super) struct Answer {
     pub(super) asks_more: bool,
     pub(super) more: Vec<String>,
     pub(super) calls_per_hour: String,
+    pub(super) entered: constraints::Entered,
     pub(super) errors: Vec<String>,
 }
 
@@ -126,6 +129,7 @@ pub(super) async fn render(
         hidden,
         rules: constraints::RULES.to_vec(),
         calls_per_hour: answer.calls_per_hour,
+        entered: answer.entered,
         errors: answer.errors,
     };
     Ok((status, page).into_response())
