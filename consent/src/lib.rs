@@ -23,3 +23,6 @@ pub mod grants;
 pub mod oauth;
 pub mod policy;
 pub mod token;
+
+#[cfg(test)]
+mod test_db;

@@ -13,35 +13,12 @@ fn tool(name: &str, description: &str) -> ToolRecord {
     }
 }
 
-/// A migrated database of the test run's backend: SQLite in a temporary directory, or
-/// with `WARRANT_TEST_BACKEND=postgres` a fresh database on the server of
-/// `WARRANT_TEST_DATABASE_URL` (as the end-to-end suite does).
+/// A migrated database of the test run's backend (see `crate::test_db`).
 async fn test_db() -> (tempfile::TempDir, Db) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = match std::env::var("WARRANT_TEST_BACKEND").as_deref() {
-        Ok("postgres") => Some(fresh_postgres().await),
-        _ => None,
-    };
-    let db = Db::open(url.as_deref(), dir.path()).await.expect("open");
+    let db = crate::test_db::open(dir.path(), "warrant_test").await;
     db.migrate().await.expect("migrate");
     (dir, db)
-}
-
-async fn fresh_postgres() -> String {
-    use sqlx::Connection;
-    let base = std::env::var("WARRANT_TEST_DATABASE_URL")
-        .expect("WARRANT_TEST_BACKEND=postgres needs WARRANT_TEST_DATABASE_URL");
-    let name = format!("warrant_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    let mut url = url::Url::parse(&base).expect("a valid URL");
-    url.set_path(&name);
-    url.to_string()
 }
 
 async fn catalog() -> (tempfile::TempDir, Catalog) {

@@ -96,30 +96,10 @@ pub(crate) mod test_support {
         fixture_in(dir, db, now).await
     }
 
-    /// [`fixture`] on the test run's backend: a fresh PostgreSQL database with
-    /// `WARRANT_TEST_BACKEND=postgres` (and `WARRANT_TEST_DATABASE_URL`, a server where
-    /// the user may create databases), else SQLite.
+    /// [`fixture`] on the test run's backend (see `crate::test_db`).
     pub(crate) async fn fixture_on_test_backend(now: i64) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        if std::env::var("WARRANT_TEST_BACKEND").as_deref() != Ok("postgres") {
-            return fixture(now).await;
-        }
-        use sqlx::Connection;
-        let base = std::env::var("WARRANT_TEST_DATABASE_URL")
-            .expect("WARRANT_TEST_DATABASE_URL with WARRANT_TEST_BACKEND=postgres");
-        let name = format!("warrant_unit_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&base)
-            .await
-            .expect("connect to the test PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create a test database");
-        let mut url = url::Url::parse(&base).expect("a valid URL");
-        url.set_path(&name);
-        let db = Db::open(Some(url.as_str()), dir.path())
-            .await
-            .expect("open");
+        let db = crate::test_db::open(dir.path(), "warrant_unit").await;
         fixture_in(dir, db, now).await
     }
 

@@ -20,25 +20,7 @@ struct Fixture {
 }
 
 async fn open_db(dir: &std::path::Path) -> Db {
-    if std::env::var("WARRANT_TEST_BACKEND").as_deref() != Ok("postgres") {
-        return Db::open(None, dir).await.expect("open SQLite");
-    }
-    use sqlx::Connection;
-    let base = std::env::var("WARRANT_TEST_DATABASE_URL")
-        .expect("WARRANT_TEST_BACKEND=postgres needs WARRANT_TEST_DATABASE_URL");
-    let name = format!("warrant_policy_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base)
-        .await
-        .expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    let mut url = url::Url::parse(&base).expect("a valid URL");
-    url.set_path(&name);
-    Db::open(Some(url.as_str()), dir)
-        .await
-        .expect("open PostgreSQL")
+    crate::test_db::open(dir, "warrant_policy").await
 }
 
 fn tool(name: &str, annotations: serde_json::Value) -> ToolRecord {
