@@ -126,6 +126,10 @@ pub struct CatalogView {
     snapshot: Arc<watch::Sender<Arc<CatalogSnapshot>>>,
     /// Counts snapshot changes (bumped after the new snapshot is in place).
     version: Arc<AtomicU64>,
+    /// Refreshes run one at a time: one that read the database before a write must not
+    /// replace the snapshot of one that read it after (an admin's change would be lost
+    /// until the next refresh).
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CatalogView {
@@ -136,6 +140,7 @@ impl CatalogView {
             catalog,
             snapshot: Arc::new(watch::channel(Arc::new(snapshot)).0),
             version: Arc::new(AtomicU64::new(1)),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -163,6 +168,7 @@ impl CatalogView {
 
     /// Re-reads the snapshot; true when it changed (subscribers are told).
     pub async fn refresh(&self) -> Result<bool, CatalogError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let fresh = self.catalog.snapshot().await?;
         let version = &self.version;
         Ok(self.snapshot.send_if_modified(|current| {
