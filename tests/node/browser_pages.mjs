@@ -114,6 +114,9 @@ try {
     // Open the per-tool choices (when the catalog has the tools) to show them too.
     const more = await page.$('details.tools summary');
     if (more) await more.click();
+    // And the rows that limit one tool's arguments.
+    const limits = await page.$$('details.constraints summary');
+    if (limits.length) await limits[limits.length - 1].click();
     await shot(page, '7-consent');
     await page.click('button[name=decision][value=approve]', { noWaitAfter: true });
     for (let i = 0; i < 100 && !callback; i++) await page.waitForTimeout(100);

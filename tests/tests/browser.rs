@@ -13,6 +13,9 @@ use warrant_e2e::{Backend, TestGateway, demo_upstream, node_modules, repo_root};
 #[tokio::test]
 async fn setup_signout_and_passkey_signin_in_chromium() {
     let gw = TestGateway::start(&demo_upstream("demo"), Backend::current()).await;
+    // As `warrant serve` does for its built-in demo: the consent screen then shows the
+    // classes the tools' annotations suggest, and the rows to limit their arguments.
+    gw.trust_annotations("demo").await;
     let link = gw
         .running
         .setup_link
