@@ -184,3 +184,59 @@ async fn a_revoked_grant_is_news_to_its_clients_only() {
     second.close().await;
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reclassified_tool_is_news_to_the_clients_that_can_see_it_only() {
+    let (gw, browser, admin, tokens) = setup().await;
+    // The same person's second agent may use list_notes only.
+    let narrow_agent = register_public(&gw, "Reader").await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let narrow = token_for_grant(
+        &gw,
+        &admin,
+        &narrow_agent,
+        &resource,
+        &["demo.list_notes"],
+        &[],
+    )
+    .await;
+    let everything = Listener::open(&gw, &tokens.access).await;
+    let reader = Listener::open(&gw, &narrow.access).await;
+    assert_eq!(tool_names(&reader.client).await, ["demo__list_notes"]);
+    let (e0, r0) = (everything.heard(), reader.heard());
+
+    // The admin reviews write_note as high: news to the agent that can list it only.
+    let page = browser.get("/admin/servers/demo/tools/write_note").await;
+    let csrf = page.csrf().expect("csrf");
+    let done = browser
+        .post_form(
+            "/admin/servers/demo/tools/write_note/review",
+            &[("csrf", &csrf), ("risk", "high")],
+        )
+        .await;
+    assert!(done.status < 400, "{}", done.body);
+    everything.hears(e0, "the agent with every tool").await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        reader.heard(),
+        r0,
+        "the agent that cannot list write_note was not told"
+    );
+
+    // list_notes (which both can list) reviewed as medium: both hear of it.
+    let e1 = everything.heard();
+    let page = browser.get("/admin/servers/demo/tools/list_notes").await;
+    let csrf = page.csrf().expect("csrf");
+    let done = browser
+        .post_form(
+            "/admin/servers/demo/tools/list_notes/review",
+            &[("csrf", &csrf), ("risk", "medium")],
+        )
+        .await;
+    assert!(done.status < 400, "{}", done.body);
+    everything.hears(e1, "the agent with every tool").await;
+    reader.hears(r0, "the reader").await;
+    everything.close().await;
+    reader.close().await;
+    gw.stop().await;
+}

@@ -72,12 +72,13 @@ struct Subject {
     agent: String,
 }
 
-/// A legacy session's subject, and the grant of the token it used last (a session
-/// outlives its access tokens; the agent may come back with a token of a new grant).
-#[derive(Clone, Debug)]
+/// A legacy session's subject, and the token it used last (a session outlives its
+/// access tokens; the agent may come back with a token of a new grant, or a narrower
+/// one): who to tell when a list change concerns some clients only.
+#[derive(Clone)]
 struct Binding {
     subject: Subject,
-    grant: String,
+    token: Arc<VerifiedToken>,
 }
 
 /// Token checks for `/mcp`.
@@ -203,9 +204,8 @@ impl McpAuth {
         match sessions.get_mut(session) {
             Some(binding) if binding.subject != subject_of(caller) => Err(Refusal::OtherSubject),
             Some(binding) => {
-                let grant = &caller.token.identity.grant;
-                if binding.grant != *grant {
-                    binding.grant.clone_from(grant);
+                if !Arc::ptr_eq(&binding.token, &caller.token) {
+                    binding.token = caller.token.clone();
                 }
                 Ok(())
             }
@@ -218,20 +218,17 @@ impl McpAuth {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let binding = Binding {
             subject: subject_of(caller),
-            grant: caller.token.identity.grant.clone(),
+            token: caller.token.clone(),
         };
         sessions.insert(session, binding);
     }
 
-    /// The sessions whose latest token is in `audience`.
-    pub(crate) fn sessions_in(&self, audience: &crate::mcp::Audience) -> Vec<String> {
+    /// The sessions whose latest token is in `audience` at `now`.
+    pub(crate) fn sessions_in(&self, audience: &crate::mcp::Audience, now: i64) -> Vec<String> {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .iter()
-            .filter(|(_, binding)| match audience {
-                crate::mcp::Audience::Users(users) => users.contains(&binding.subject.user),
-                crate::mcp::Audience::Grants(grants) => grants.contains(&binding.grant),
-            })
+            .filter(|(_, binding)| audience.includes(&binding.token, now))
             .map(|(id, _)| id.clone())
             .collect()
     }

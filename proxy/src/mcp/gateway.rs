@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::{ErrorData, RoleServer};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use warrant_consent::catalog::{CatalogSnapshot, CatalogView, EntryKind, EntryRecord, ToolRecord};
+use warrant_consent::catalog::{CatalogView, EntryKind, EntryRecord, ToolRecord};
 use warrant_consent::token::{Risk, call_args};
 
 use super::aggregate::Aggregate;
@@ -35,7 +35,7 @@ use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
 use crate::config::{Config, StartMode};
 
 mod audience;
-pub use audience::Audience;
+pub use audience::{Audience, Reclassified};
 
 /// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
 #[derive(Clone)]
@@ -723,9 +723,9 @@ impl Gateway {
 }
 
 /// Follows the catalog: when admins change a class, a trust or an approval (here or on
-/// another replica), clients are told that the tool list changed — only when a tool an
-/// upstream offers now is classified otherwise (a tool recorded for the first time
-/// changes nothing); likewise the prompt or resource list when one of its prompts or
+/// another replica), the clients whose token can list a tool an upstream offers now that
+/// is classified otherwise are told that the tool list changed (a tool recorded for the
+/// first time changes nothing); likewise the prompt or resource list when one of its prompts or
 /// templates enters or leaves quarantine. The views themselves rebuild on their next
 /// use (the catalog's version moved), so the next call is decided with the new classes.
 impl Gateway {
@@ -740,8 +740,9 @@ impl Gateway {
                     () = gateway.inner.shutdown.cancelled() => return,
                 }
                 let next = changes.borrow_and_update().clone();
-                if gateway.classified_otherwise(&last, &next) {
-                    gateway.inner.changes.publish("", Change::Tools);
+                let reclassified = gateway.reclassified(&last, &next);
+                if !reclassified.is_empty() {
+                    gateway.tools_changed_for(Audience::Tools(reclassified));
                 }
                 for change in entry_lists_changed(&gateway.inner.upstreams, &last, &next) {
                     gateway.inner.changes.publish("", change);
@@ -749,18 +750,6 @@ impl Gateway {
                 last = next;
             }
         });
-    }
-
-    fn classified_otherwise(&self, before: &CatalogSnapshot, after: &CatalogSnapshot) -> bool {
-        self.inner.upstreams.iter().any(|upstream| {
-            [Era::Legacy, Era::Modern].into_iter().any(|era| {
-                upstream.offer(era).tools.iter().any(|tool| {
-                    let record = tool_record(tool);
-                    before.classify(upstream.name(), &record)
-                        != after.classify(upstream.name(), &record)
-                })
-            })
-        })
     }
 }
 

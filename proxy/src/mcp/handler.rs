@@ -533,7 +533,9 @@ impl ServerHandler for Gateway {
                     Err(_) => return Ok(()),
                 },
                 r = personal.recv() => match r {
-                    Ok(audience) if caller.as_ref().is_some_and(|c| audience.includes(c)) => {
+                    Ok(audience) if caller.as_ref().is_some_and(|c| {
+                        audience.includes(&c.token, self.auth().map_or(0, |a| a.now()))
+                    }) => {
                         Change::Tools
                     }
                     Ok(_) => continue,

@@ -1,13 +1,15 @@
 //! Telling only the affected clients that their tool list changed.
 //!
-//! Most list changes concern everyone (an upstream's tools, the catalog's classes) and
-//! go through the gateway's change channel. Two concern some clients only:
+//! Most list changes concern everyone (an upstream's tools) and go through the gateway's
+//! change channel. Three concern some clients only:
 //! - a user's **trust ceiling** moved (an override, a group default, a membership): the
 //!   clients of that user;
 //! - a **grant** was revoked — by the person, by `/revoke`, or because the person
 //!   approved the agent again with other choices (the new grant replaces the old): the
 //!   clients that used a token of that grant, so that they list again (and, their token
-//!   being refused, fetch one of the new grant).
+//!   being refused, fetch one of the new grant);
+//! - the **catalog** classifies tools otherwise (a review, a trust, a quarantine): the
+//!   clients whose token can list one of those tools, at its class before or after.
 //!
 //! Their sessions of the older revisions get `notifications/tools/list_changed`; their
 //! 2026-07-28 `subscriptions/listen` streams get the same notification.
@@ -16,10 +18,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use rmcp::{Peer, RoleServer};
+use warrant_consent::catalog::CatalogSnapshot;
 use warrant_consent::oauth::RevokedSet;
+use warrant_consent::token::{Risk, VerifiedToken};
 
-use super::Gateway;
-use crate::mcp::auth::Caller;
+use super::{Era, Gateway, tool_record};
 
 /// Whose tool list changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,15 +31,32 @@ pub enum Audience {
     Users(BTreeSet<String>),
     /// The clients whose token belongs to one of these grants (by grant id).
     Grants(BTreeSet<String>),
+    /// The clients whose token can list one of these tools.
+    Tools(Vec<Reclassified>),
+}
+
+/// A tool an upstream offers that the catalog now classifies otherwise (its class, or
+/// whether it is quarantined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclassified {
+    pub server: String,
+    /// Its name upstream.
+    pub tool: String,
+    pub before: Risk,
+    pub after: Risk,
 }
 
 impl Audience {
-    /// Whether a client calling with `caller`'s token is in the audience.
-    pub(crate) fn includes(&self, caller: &Caller) -> bool {
-        let identity = &caller.token.identity;
+    /// Whether a client calling with `token` is in the audience at `now`.
+    pub(crate) fn includes(&self, token: &VerifiedToken, now: i64) -> bool {
+        let identity = &token.identity;
         match self {
             Self::Users(users) => users.contains(&identity.user),
             Self::Grants(grants) => grants.contains(&identity.grant),
+            Self::Tools(tools) => tools.iter().any(|t| {
+                token.lists(now, &t.server, &t.tool, t.before)
+                    || token.lists(now, &t.server, &t.tool, t.after)
+            }),
         }
     }
 }
@@ -49,8 +69,13 @@ impl Gateway {
     /// changed: their sessions of the older revisions, and their 2026-07-28
     /// `subscriptions/listen` streams.
     pub fn tools_changed_for(&self, audience: Audience) {
-        let Some(auth) = self.auth() else { return };
-        let ids = auth.sessions_in(&audience);
+        let Some(auth) = self.auth() else {
+            // Without tokens (`mcp.authorization = "none"`) every client sees every
+            // tool: everyone is concerned.
+            self.inner.changes.publish("", super::Change::Tools);
+            return;
+        };
+        let ids = auth.sessions_in(&audience, auth.now());
         let peers: Vec<Peer<RoleServer>> = match self.inner.sessions.lock() {
             Ok(sessions) => ids
                 .iter()
@@ -108,6 +133,41 @@ impl Gateway {
                 }
             }
         });
+    }
+}
+
+impl Gateway {
+    /// The tools upstreams offer now (to clients of either era) that `after` classifies
+    /// otherwise than `before`.
+    pub(super) fn reclassified(
+        &self,
+        before: &CatalogSnapshot,
+        after: &CatalogSnapshot,
+    ) -> Vec<Reclassified> {
+        let mut changed: Vec<Reclassified> = Vec::new();
+        for upstream in &self.inner.upstreams {
+            for era in [Era::Legacy, Era::Modern] {
+                for tool in &upstream.offer(era).tools {
+                    let record = tool_record(tool);
+                    let (was, is) = (
+                        before.classify(upstream.name(), &record),
+                        after.classify(upstream.name(), &record),
+                    );
+                    let known = changed
+                        .iter()
+                        .any(|c| c.server == upstream.name() && c.tool == record.name);
+                    if was != is && !known {
+                        changed.push(Reclassified {
+                            server: upstream.name().to_owned(),
+                            tool: record.name,
+                            before: was.risk,
+                            after: is.risk,
+                        });
+                    }
+                }
+            }
+        }
+        changed
     }
 }
 
