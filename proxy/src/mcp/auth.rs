@@ -65,22 +65,6 @@ pub(crate) struct Authorized {
     pub(crate) tool: String,
 }
 
-/// Whom a legacy session belongs to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Subject {
-    user: String,
-    agent: String,
-}
-
-/// A legacy session's subject, and the token it used last (a session outlives its
-/// access tokens; the agent may come back with a token of a new grant, or a narrower
-/// one): who to tell when a list change concerns some clients only.
-#[derive(Clone)]
-struct Binding {
-    subject: Subject,
-    token: Arc<VerifiedToken>,
-}
-
 /// Token checks for `/mcp`.
 pub struct McpAuth {
     verifier: Verifier,
@@ -90,7 +74,10 @@ pub struct McpAuth {
     resource: String,
     /// The protected resource metadata URL, for challenges.
     metadata_url: String,
-    sessions: Mutex<HashMap<String, Binding>>,
+    /// Legacy sessions by id, with the token each used last: its user and agent are the
+    /// session's subject (the first token's), and the token says which list changes
+    /// concern the session (a session outlives its access tokens).
+    sessions: Mutex<HashMap<String, Arc<VerifiedToken>>>,
     /// Every user's live trust ceiling; `None`: no ceiling applies.
     ceilings: Option<CeilingView>,
     /// The call counts of budgeted grants; `None`: budgets are not counted.
@@ -202,25 +189,22 @@ impl McpAuth {
     pub(crate) fn check_session(&self, session: &str, caller: &Caller) -> Result<(), Refusal> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         match sessions.get_mut(session) {
-            Some(binding) if binding.subject != subject_of(caller) => Err(Refusal::OtherSubject),
-            Some(binding) => {
-                if !Arc::ptr_eq(&binding.token, &caller.token) {
-                    binding.token = caller.token.clone();
+            Some(last) if !Arc::ptr_eq(last, &caller.token) => {
+                let (was, is) = (&last.identity, &caller.token.identity);
+                if was.user != is.user || was.agent != is.agent {
+                    return Err(Refusal::OtherSubject);
                 }
+                *last = caller.token.clone();
                 Ok(())
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     }
 
     /// Binds a session that just started to its caller.
     pub(crate) fn bind_session(&self, session: String, caller: &Caller) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let binding = Binding {
-            subject: subject_of(caller),
-            token: caller.token.clone(),
-        };
-        sessions.insert(session, binding);
+        sessions.insert(session, caller.token.clone());
     }
 
     /// The sessions whose latest token is in `audience` at `now`.
@@ -228,7 +212,7 @@ impl McpAuth {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .iter()
-            .filter(|(_, binding)| audience.includes(&binding.token, now))
+            .filter(|(_, token)| audience.includes(token, now))
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -364,13 +348,6 @@ pub(crate) fn refused_by_ceiling_only(decision: &Decision) -> bool {
 /// The scope a refused call would need: the base scope and the tool.
 pub(crate) fn step_up_scope(server: &str, tool: &str) -> String {
     format!("{BASE_SCOPE} tool:{server}.{tool}")
-}
-
-fn subject_of(caller: &Caller) -> Subject {
-    Subject {
-        user: caller.token.identity.user.clone(),
-        agent: caller.token.identity.agent.clone(),
-    }
 }
 
 /// What a client should do about a token that was not accepted.
