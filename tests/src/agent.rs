@@ -185,6 +185,49 @@ pub async fn approve(
     exchange(gw, client_id, &code).await
 }
 
+/// The first admin (`admin@example.com`), signed in with a passkey: their browser and
+/// user id.
+pub async fn first_admin_signed_in(gw: &TestGateway) -> (Browser, String) {
+    let (browser, _device) = crate::passkey::first_admin(gw, "admin@example.com").await;
+    let admin = gw
+        .running
+        .idp
+        .users
+        .by_email("admin@example.com")
+        .await
+        .expect("lookup")
+        .expect("the admin")
+        .id;
+    (browser, admin)
+}
+
+/// The first admin, signed in, and an agent they approved for every server for an hour.
+pub struct AdminAgent {
+    pub browser: Browser,
+    pub admin: String,
+    pub tokens: Tokens,
+}
+
+/// Signs the first admin in, registers an agent called `name` and approves it on the
+/// consent screen for every server for an hour.
+pub async fn admin_approves_agent(gw: &TestGateway, name: &str) -> AdminAgent {
+    let (browser, admin) = first_admin_signed_in(gw).await;
+    let client = register_public(gw, name).await;
+    let tokens = approve(
+        gw,
+        &browser,
+        &client,
+        &[],
+        &[("servers", "all"), ("duration", "1h")],
+    )
+    .await;
+    AdminAgent {
+        browser,
+        admin,
+        tokens,
+    }
+}
+
 /// A grant as the consent screen would store it (any patterns), and a token for it
 /// from the real `/token`.
 pub async fn token_for_grant(

@@ -36,17 +36,8 @@ async fn gateway(extra: &str) -> TestGateway {
 /// The first admin approves a new agent for every server: their browser and the
 /// agent's tokens.
 async fn approved_agent(gw: &TestGateway) -> (Browser, Tokens) {
-    let (browser, _device) = warrant_e2e::passkey::first_admin(gw, "admin@example.com").await;
-    let client_id = register_public(gw, "Payment Bot").await;
-    let tokens = approve(
-        gw,
-        &browser,
-        &client_id,
-        &[],
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
-    (browser, tokens)
+    let agent = warrant_e2e::agent::admin_approves_agent(gw, "Payment Bot").await;
+    (agent.browser, agent.tokens)
 }
 
 fn payment(to: &str) -> Value {

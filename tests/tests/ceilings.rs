@@ -13,7 +13,9 @@ use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_consent::token::Risk;
-use warrant_e2e::agent::{Tokens, approve, register_public, unix_now};
+use warrant_e2e::agent::{
+    AdminAgent, Tokens, admin_approves_agent, approve, register_public, unix_now,
+};
 use warrant_e2e::client::{connect_with_token, tool_names};
 use warrant_e2e::raw::Reply;
 use warrant_e2e::web::{Browser, Page};
@@ -88,26 +90,12 @@ struct Setup {
 
 async fn setup() -> Setup {
     let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
-    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
-    let admin = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
     gw.trust_annotations("demo").await;
-    let client = register_public(&gw, "Claude Code").await;
-    let tokens = approve(
-        &gw,
-        &browser,
-        &client,
-        &[],
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
+    let AdminAgent {
+        browser,
+        admin,
+        tokens,
+    } = admin_approves_agent(&gw, "Claude Code").await;
     Setup {
         gw,
         browser,

@@ -36,16 +36,7 @@ async fn setup() -> Setup {
 
 async fn setup_with(config: &str) -> Setup {
     let gw = TestGateway::start_protected(config, Backend::current()).await;
-    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
-    let user = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
+    let (browser, user) = warrant_e2e::agent::first_admin_signed_in(&gw).await;
     let client = register_public(&gw, "Constrained").await;
     let resource = format!("{}/mcp", gw.public_url());
     Setup {

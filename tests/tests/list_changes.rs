@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_consent::token::Risk;
-use warrant_e2e::agent::{Tokens, approve, register_public, token_for_grant, unix_now};
+use warrant_e2e::agent::{
+    AdminAgent, Tokens, admin_approves_agent, register_public, token_for_grant, unix_now,
+};
 use warrant_e2e::client::{ToolChanges, connect_with_token, heard_more, tool_names};
 use warrant_e2e::web::Browser;
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
@@ -23,26 +25,12 @@ const SOON: Duration = Duration::from_secs(5);
 /// low, `write_note` medium), their agent approved for every server.
 async fn setup() -> (TestGateway, Browser, String, Tokens) {
     let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
-    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
-    let admin = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
     gw.trust_annotations("demo").await;
-    let client = register_public(&gw, "Claude Code").await;
-    let tokens = approve(
-        &gw,
-        &browser,
-        &client,
-        &[],
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
+    let AdminAgent {
+        browser,
+        admin,
+        tokens,
+    } = admin_approves_agent(&gw, "Claude Code").await;
     (gw, browser, admin, tokens)
 }
 

@@ -70,17 +70,8 @@ fn assert_unauthorized(gw: &TestGateway, reply: &Reply, error: Option<&str>, wor
 
 /// The first admin approves a new agent for every server; the agent's tokens.
 async fn approved_agent(gw: &TestGateway) -> (warrant_e2e::web::Browser, Tokens) {
-    let (browser, _device) = warrant_e2e::passkey::first_admin(gw, "admin@example.com").await;
-    let client_id = register_public(gw, "Claude Code").await;
-    let tokens = approve(
-        gw,
-        &browser,
-        &client_id,
-        &[],
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
-    (browser, tokens)
+    let agent = agent::admin_approves_agent(gw, "Claude Code").await;
+    (agent.browser, agent.tokens)
 }
 
 async fn admin_id(gw: &TestGateway) -> String {

@@ -16,7 +16,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
-use warrant_e2e::agent::{approve, register_public};
+use warrant_e2e::agent::{AdminAgent, admin_approves_agent};
 use warrant_e2e::raw::Reply;
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream, workspace_bin};
 
@@ -74,26 +74,12 @@ fn allowed(reply: &Reply) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway() {
     let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
-    let (browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
-    let admin = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
     gw.trust_annotations("demo").await;
-    let client = register_public(&gw, "Claude Code").await;
-    let tokens = approve(
-        &gw,
-        &browser,
-        &client,
-        &[],
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
+    let AdminAgent {
+        browser,
+        admin,
+        tokens,
+    } = admin_approves_agent(&gw, "Claude Code").await;
     let token = tokens.access.as_str();
     assert!(allowed(
         &call(&gw, token, "demo__list_notes", json!({})).await
