@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use warrant_idp::SystemClock;
-use warrant_idp::users::{ADMIN_SOURCE, NewUser, Role, Status};
 
 use super::*;
 
@@ -24,22 +23,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn user(&self, email: &str, groups: &[&str]) -> String {
-        let user = self
-            .users
-            .create(NewUser {
-                email: email.into(),
-                display_name: email.into(),
-                role: Role::Member,
-                status: Status::Active,
-            })
-            .await
-            .expect("create");
-        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-        self.users
-            .set_groups(&user.id, ADMIN_SOURCE, &groups)
-            .await
-            .expect("groups");
-        user.id
+        crate::test_db::member(&self.users, email, groups).await
     }
 
     async fn view(&self, default: Risk) -> CeilingView {

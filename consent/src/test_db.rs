@@ -28,3 +28,27 @@ pub(crate) async fn open(dir: &std::path::Path, prefix: &str) -> Db {
         .await
         .expect("open PostgreSQL")
 }
+
+/// Creates an active member `email` in `groups` (set by an admin); their id.
+pub(crate) async fn member(
+    users: &warrant_idp::users::Users,
+    email: &str,
+    groups: &[&str],
+) -> String {
+    use warrant_idp::users::{ADMIN_SOURCE, NewUser, Role, Status};
+    let user = users
+        .create(NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("create");
+    let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+    users
+        .set_groups(&user.id, ADMIN_SOURCE, &groups)
+        .await
+        .expect("groups");
+    user.id
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::json;
 use warrant_idp::SystemClock;
 use warrant_idp::db::Db;
-use warrant_idp::users::{ADMIN_SOURCE, NewUser, Role, Status, Users};
+use warrant_idp::users::Users;
 
 use super::*;
 use crate::catalog::{Catalog, ToolRecord};
@@ -65,22 +65,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn user(&self, email: &str, groups: &[&str]) -> String {
-        let user = self
-            .users
-            .create(NewUser {
-                email: email.into(),
-                display_name: email.into(),
-                role: Role::Member,
-                status: Status::Active,
-            })
-            .await
-            .expect("create");
-        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
-        self.users
-            .set_groups(&user.id, ADMIN_SOURCE, &groups)
-            .await
-            .expect("groups");
-        user.id
+        crate::test_db::member(&self.users, email, groups).await
     }
 
     /// A deployment with something of everything: a trusted upstream, reviews, a group
