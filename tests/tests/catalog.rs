@@ -51,17 +51,7 @@ async fn submit(browser: &Browser, page: &Page, action: &str, fields: &[(&str, &
 }
 
 async fn admin(gw: &TestGateway) -> (Browser, String) {
-    let (browser, _device) = warrant_e2e::passkey::first_admin(gw, "admin@example.com").await;
-    let id = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
-    (browser, id)
+    warrant_e2e::agent::first_admin_signed_in(gw).await
 }
 
 #[tokio::test]

@@ -102,16 +102,7 @@ async fn each_rule_of_the_precedence_decides_real_calls() {
         everything_stdio_upstream("ev")
     );
     let gw = TestGateway::start_protected(&config, Backend::current()).await;
-    let (_browser, _device) = warrant_e2e::passkey::first_admin(&gw, "admin@example.com").await;
-    let user = gw
-        .running
-        .idp
-        .users
-        .by_email("admin@example.com")
-        .await
-        .expect("lookup")
-        .expect("the admin")
-        .id;
+    let (_browser, user) = warrant_e2e::agent::first_admin_signed_in(&gw).await;
     let client = register_public(&gw, "Table").await;
     let resource = format!("{}/mcp", gw.public_url());
     // The catalog classifies the tools off the request path: wait until both upstreams'
