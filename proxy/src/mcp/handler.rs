@@ -533,11 +533,7 @@ impl ServerHandler for Gateway {
                     Err(_) => return Ok(()),
                 },
                 r = personal.recv() => match r {
-                    Ok(audience) if caller.as_ref().is_some_and(|c| {
-                        audience.includes(&c.token, self.auth().map_or(0, |a| a.now()))
-                    }) => {
-                        Change::Tools
-                    }
+                    Ok(audience) if self.concerns(&audience, caller.as_ref()) => Change::Tools,
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Tools,
                     Err(_) => return Ok(()),

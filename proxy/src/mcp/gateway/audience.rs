@@ -23,6 +23,7 @@ use warrant_consent::oauth::RevokedSet;
 use warrant_consent::token::{Risk, VerifiedToken};
 
 use super::{Era, Gateway, tool_record};
+use crate::mcp::auth::Caller;
 
 /// Whose tool list changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +95,15 @@ impl Gateway {
         });
         // No stream listening is fine.
         let _ = self.inner.personal.send(Arc::new(audience));
+    }
+
+    /// Whether a change for `audience` concerns the client calling with `caller`'s
+    /// verified token (none without tokens: those clients hear every change anyway).
+    pub(in crate::mcp) fn concerns(&self, audience: &Audience, caller: Option<&Caller>) -> bool {
+        match (self.auth(), caller) {
+            (Some(auth), Some(caller)) => audience.includes(&caller.token, auth.now()),
+            _ => false,
+        }
     }
 
     /// The audiences of list changes that concern some clients only (see
