@@ -86,9 +86,18 @@ pub struct Running {
 }
 
 impl Running {
-    /// The URL of the MCP endpoint.
+    /// The URL of the MCP endpoint on the listener's own address.
     pub fn mcp_url(&self) -> String {
         format!("http://{}/mcp", self.local_addr)
+    }
+
+    /// The URL clients are given: the public URL's `/mcp`, the resource their tokens are
+    /// for (`http://localhost:PORT/mcp` unless `server.public_url` says otherwise).
+    pub fn client_url(&self) -> String {
+        format!(
+            "{}/mcp",
+            warrant_consent::oauth::http::issuer_of(&self.public_url)
+        )
     }
 
     /// A token that stops the gateway when cancelled.
@@ -266,7 +275,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Some(warrant_ui::ConsentUi {
                 db: db.clone(),
                 issuer: issuer.clone(),
-                resource: format!("{issuer}/mcp"),
+                resource: warrant_consent::oauth::Resource::new(&public_url),
                 tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
                 revoked: Some(revoked.clone()),
                 ceilings: Some(ceilings.clone()),

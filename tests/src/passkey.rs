@@ -167,6 +167,18 @@ pub async fn run_setup(
     name: &str,
     email: &str,
 ) -> Page {
+    run_setup_at(&gw.public_url(), browser, device, link, name, email).await
+}
+
+/// [`run_setup`] for a Warrant whose public URL is `origin` (one started as a process).
+pub async fn run_setup_at(
+    origin: &str,
+    browser: &Browser,
+    device: &mut SoftAuthenticator,
+    link: &str,
+    name: &str,
+    email: &str,
+) -> Page {
     let page = browser.get(link).await;
     assert_eq!(page.status, 200, "the setup page opens: {}", page.body);
     let csrf = page.csrf().expect("the setup page carries a CSRF token");
@@ -180,7 +192,7 @@ pub async fn run_setup(
         .await;
     assert_eq!(start.status, 200, "setup start: {}", start.body);
     let credential = device
-        .register(&gw.public_url(), &json_of(&start))
+        .register(origin, &json_of(&start))
         .expect("the authenticator registers");
     browser
         .post_json(

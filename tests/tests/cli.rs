@@ -163,8 +163,9 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         .strip_prefix("Warrant listening on ")
         .expect("the listening line")
         .to_owned();
+    // The URL clients must use: the OAuth resource, on the default public URL.
     assert!(
-        url.starts_with("http://127.0.0.1:") && url.ends_with("/mcp"),
+        url.starts_with("http://localhost:") && url.ends_with("/mcp"),
         "{line}"
     );
     assert!(
@@ -182,7 +183,7 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         .await;
     assert_eq!(reply.status, 401, "{reply:?}");
     let port = url
-        .trim_start_matches("http://127.0.0.1:")
+        .trim_start_matches("http://localhost:")
         .trim_end_matches("/mcp");
     let challenge = reply.header("www-authenticate").unwrap_or_default();
     assert!(

@@ -50,9 +50,11 @@ fn error_message(reply: &Reply, id: i64) -> String {
 fn assert_unauthorized(gw: &TestGateway, reply: &Reply, error: Option<&str>, words: &str) {
     assert_eq!(reply.status, 401, "{reply:?}");
     let challenge = challenge(reply);
+    // On the origin the request went to (`127.0.0.1`, a loopback alias of the public
+    // `localhost`), so that the client's resource check passes.
     let metadata = format!(
         "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
-        gw.public_url()
+        gw.base()
     );
     assert!(challenge.starts_with("Bearer "), "{challenge}");
     assert!(challenge.contains(&metadata), "{challenge}");

@@ -40,8 +40,8 @@ pub struct ConsentUi {
     pub db: Db,
     /// The issuer identifier (`iss`), the public URL without a trailing slash.
     pub issuer: String,
-    /// The canonical resource (the gateway's `/mcp`).
-    pub resource: String,
+    /// The gateway's `/mcp`, with the loopback names it answers to.
+    pub resource: warrant_consent::oauth::Resource,
     /// The upstream server names a person may choose from.
     pub tool_servers: Vec<String>,
     /// The proxy's live revocation list: a grant replaced by a new approval is refused
@@ -280,7 +280,7 @@ async fn check(ui: &ConsentUi, p: &[(String, String)]) -> Result<Checked, Refusa
         state: one(p, "state").map(str::to_owned),
         scope: one(p, "scope").map(str::to_owned),
         code_challenge: one(p, "code_challenge").unwrap_or_default().to_owned(),
-        resource: ui.resource.clone(),
+        resource: ui.resource.canonical().to_owned(),
         client,
     };
     if one(p, "response_type") != Some("code") {
@@ -300,7 +300,7 @@ async fn check(ui: &ConsentUi, p: &[(String, String)]) -> Result<Checked, Refusa
         ));
     }
     if let Some(resource) = one(p, "resource")
-        && resource.trim_end_matches('/') != ui.resource
+        && !ui.resource.accepts(resource)
     {
         return Err(error_back(
             &checked,

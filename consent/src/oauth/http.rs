@@ -25,6 +25,7 @@ use warrant_idp::rate::{RateError, RateLimiter};
 use warrant_idp::secret::constant_time_eq;
 
 use super::cimd::{self, CimdError, DocumentFetcher, FetchNew};
+use super::resource::Resource;
 use super::revocations::RevokedSet;
 use super::{
     Client, ClientKind, Clients, CodeError, Codes, NewClient, NewRefreshToken, RefreshTokens,
@@ -52,6 +53,8 @@ pub struct OAuthState {
     clock: Arc<dyn Clock>,
     issuer: String,
     resource: String,
+    /// The resource and the loopback names it answers to.
+    names: Resource,
     documents: DocumentFetcher,
     revoked: Option<RevokedSet>,
     access_token_ttl: i64,
@@ -117,7 +120,8 @@ impl OAuthState {
         public_url: &url::Url,
     ) -> Self {
         let issuer = issuer_of(public_url);
-        let resource = format!("{issuer}/mcp");
+        let names = Resource::new(public_url);
+        let resource = names.canonical().to_owned();
         let limits = Limits {
             register: RateLimiter::new(db.clone(), clock.clone(), "oauth-register:"),
             token: RateLimiter::new(db.clone(), clock.clone(), "oauth-token:"),
@@ -129,6 +133,7 @@ impl OAuthState {
             clock,
             issuer,
             resource,
+            names,
             documents: DocumentFetcher::for_public_url(public_url),
             revoked: None,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_LIFETIME_SECS,
@@ -178,6 +183,11 @@ impl OAuthState {
     pub fn resource(&self) -> &str {
         &self.resource
     }
+
+    /// The resource with the loopback names it answers to.
+    pub fn resource_names(&self) -> &Resource {
+        &self.names
+    }
 }
 
 /// The issuer identifier of a public URL: the URL without a trailing slash.
@@ -222,9 +232,12 @@ async fn as_metadata(State(s): State<OAuthState>) -> Response {
     .into_response()
 }
 
-async fn pr_metadata(State(s): State<OAuthState>) -> Response {
+/// The protected resource metadata (RFC 9728), naming the resource the way the client
+/// reached it when that is a loopback alias of the public URL (see [`Resource`]).
+async fn pr_metadata(State(s): State<OAuthState>, headers: HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     axum::Json(json!({
-        "resource": s.resource,
+        "resource": s.names.as_reached(host),
         "authorization_servers": [s.issuer],
         "bearer_methods_supported": ["header"],
         "scopes_supported": SCOPES_SUPPORTED,
@@ -701,7 +714,7 @@ async fn token(
 fn target(s: &OAuthState, params: &HashMap<String, String>) -> Result<String, OAuthError> {
     match params.get("resource") {
         None => Ok(s.resource.clone()),
-        Some(r) if r.trim_end_matches('/') == s.resource => Ok(s.resource.clone()),
+        Some(r) if s.names.accepts(r) => Ok(s.resource.clone()),
         Some(r) => Err(OAuthError::new(
             "invalid_target",
             format!(

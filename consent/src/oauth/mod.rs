@@ -12,6 +12,7 @@ pub mod clients;
 pub mod codes;
 pub mod http;
 pub mod refresh;
+pub mod resource;
 pub mod revocations;
 
 pub use cimd::{CimdError, DocumentFetcher, FetchNew, find_client};
@@ -21,6 +22,7 @@ pub use clients::{
 pub use codes::{AuthCode, CodeError, Codes, NewCode};
 pub use http::{DEFAULT_ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
 pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
+pub use resource::Resource;
 pub use revocations::{Revocations, RevokedSet};
 
 /// How long an authorization code stays redeemable.

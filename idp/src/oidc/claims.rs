@@ -180,6 +180,49 @@ pub fn role_from_groups(config: &OidcProviderConfig, groups: &[String]) -> Optio
     })
 }
 
+/// Why a sign-in through a provider configured with groups (`admin_groups` or
+/// `allowed_groups`) carried none: neither the ID token nor userinfo had the groups claim.
+/// `None` when groups are not configured or the claim was there (even empty). The text
+/// is for the log: it names the claim and the scopes asked for, and what to change.
+pub fn missing_groups(
+    config: &OidcProviderConfig,
+    id_token: &ClaimSet,
+    userinfo: Option<&ClaimSet>,
+) -> Option<String> {
+    if config.admin_groups.is_empty() && config.allowed_groups.is_empty() {
+        return None;
+    }
+    if id_token.groups.is_some() || userinfo.is_some_and(|u| u.groups.is_some()) {
+        return None;
+    }
+    let uses = match (
+        config.admin_groups.is_empty(),
+        config.allowed_groups.is_empty(),
+    ) {
+        (false, false) => "admin_groups and allowed_groups",
+        (false, true) => "admin_groups",
+        _ => "allowed_groups",
+    };
+    let scope_hint = if config.scopes.iter().any(|s| s == "groups") {
+        "the provider must be configured to release it (a groups mapper or claim rule)"
+    } else {
+        "the scopes asked for do not include \"groups\", which most providers require \
+         before they send it"
+    };
+    Some(format!(
+        "the sign-in through {} carried no {:?} claim in the ID token or userinfo, so \
+         {uses} cannot apply ({}): {scope_hint}; scopes asked for: openid {}",
+        config.name,
+        config.groups_claim,
+        if config.allowed_groups.is_empty() {
+            "the person signs in as a member"
+        } else {
+            "the person is refused as in no allowed group"
+        },
+        config.scopes.join(" "),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -341,5 +384,38 @@ mod tests {
                 .expect("parse");
         assert_eq!(parsed.claims["groups"], json!(["a"]));
         assert_eq!(parsed.claims["https://x/roles"], json!("r"));
+    }
+
+    #[test]
+    fn missing_groups_are_explained_only_when_groups_are_configured() {
+        let mut config = provider();
+        let none = ClaimSet::default();
+        assert_eq!(
+            missing_groups(&config, &none, None),
+            None,
+            "no groups configured"
+        );
+
+        config.admin_groups = vec!["warrant-admins".into()];
+        let why = missing_groups(&config, &none, Some(&none)).expect("explained");
+        assert!(why.contains("\"groups\" claim"), "{why}");
+        assert!(why.contains("admin_groups"), "{why}");
+        assert!(why.contains("signs in as a member"), "{why}");
+        assert!(why.contains("do not include \"groups\""), "{why}");
+        assert!(why.contains("openid email profile"), "{why}");
+
+        config.scopes.push("groups".into());
+        config.allowed_groups = vec!["eng".into()];
+        let why = missing_groups(&config, &none, None).expect("explained");
+        assert!(why.contains("admin_groups and allowed_groups"), "{why}");
+        assert!(why.contains("refused"), "{why}");
+        assert!(why.contains("configured to release it"), "{why}");
+
+        let with_groups = ClaimSet {
+            groups: Some(Vec::new()),
+            ..ClaimSet::default()
+        };
+        assert_eq!(missing_groups(&config, &none, Some(&with_groups)), None);
+        assert_eq!(missing_groups(&config, &with_groups, None), None);
     }
 }

@@ -35,7 +35,9 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use self::claims::{ClaimSet, ExtraClaims, Identity, check_access, groups_from, map_identity};
+use self::claims::{
+    ClaimSet, ExtraClaims, Identity, check_access, groups_from, map_identity, missing_groups,
+};
 use self::provider::{Discovered, OidcClient, Provider, describe};
 use crate::clock::Clock;
 use crate::config::IdpConfig;
@@ -363,6 +365,9 @@ impl Federation {
         } else {
             None
         };
+        if let Some(why) = missing_groups(&p.config, &from_token, from_userinfo.as_ref()) {
+            tracing::warn!(provider = %p.config.name, "{why}");
+        }
         let identity = map_identity(
             &p.config.display_name,
             &subject,

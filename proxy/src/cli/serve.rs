@@ -69,8 +69,12 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
     };
     let data_dir = config.server.data_dir.clone();
     let authorization = config.mcp.authorization;
+    for warning in config.warnings() {
+        eprintln!("warning: {}: {}", warning.path, warning.message);
+    }
     let running = app::start(config).await?;
-    let url = running.mcp_url();
+    // The URL clients must use: the resource their tokens are for.
+    let url = running.client_url();
     // The one line scripts wait for.
     println!("Warrant listening on {url}");
     if let Some(link) = &running.setup_link {
@@ -78,7 +82,8 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
     }
     let _ = std::io::stdout().flush();
     eprintln!(
-        "  {upstreams} upstream{}{}; database: {database} (data dir {})",
+        "  bound to {}; {upstreams} upstream{}{}; database: {database} (data dir {})",
+        running.local_addr,
         if upstreams == 1 { "" } else { "s" },
         if embedded {
             " (the built-in demo server)"
@@ -87,6 +92,9 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
         },
         data_dir.display()
     );
+    if upstreams == 0 {
+        eprintln!("  {}", super::check::no_upstreams_hint());
+    }
     for status in running.gateway.status() {
         match &status.reason {
             Some(reason) => eprintln!(
@@ -110,12 +118,9 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
              and any local program can call every tool."
         ),
     }
-    eprintln!(
-        "  Connect a client, e.g. Claude Code:  claude mcp add --transport http warrant {url}"
-    );
-    eprintln!(
-        "  or in .mcp.json / VS Code / Cursor:   {{\"mcpServers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}"
-    );
+    for line in client_snippets(&url) {
+        eprintln!("  {line}");
+    }
 
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
@@ -125,6 +130,19 @@ async fn serve(config: Config, embedded: bool) -> anyhow::Result<ExitCode> {
     });
     running.wait().await.context("the HTTP server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to connect the common clients to `url`, each in the format that client reads.
+pub(crate) fn client_snippets(url: &str) -> [String; 3] {
+    [
+        format!("Claude Code:               claude mcp add --transport http warrant {url}"),
+        format!(
+            "Cursor (mcp.json), .mcp.json: {{\"mcpServers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}"
+        ),
+        format!(
+            "VS Code (.vscode/mcp.json): {{\"servers\": {{\"warrant\": {{\"type\": \"http\", \"url\": \"{url}\"}}}}}}"
+        ),
+    ]
 }
 
 async fn wait_for_signal() {

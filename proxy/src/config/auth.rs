@@ -193,6 +193,43 @@ fn validate_oidc(
     })
 }
 
+/// What is valid but probably not what the operator meant, with the key path: a
+/// provider that uses groups (`admin_groups`, `allowed_groups`) without asking for the
+/// `groups` scope, which most providers need before they send the claim (without it
+/// everyone signs in as a member, or nobody passes `allowed_groups`).
+pub(super) fn warnings(auth: &AuthConfig) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for p in &auth.oidc {
+        let uses: Vec<&str> = [
+            ("admin_groups", !p.admin_groups.is_empty()),
+            ("allowed_groups", !p.allowed_groups.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if uses.is_empty() || p.scopes.iter().any(|s| s == "groups") {
+            continue;
+        }
+        warnings.push(Problem::new(
+            format!("auth.oidc.{}.scopes", p.name),
+            format!(
+                "{} is set but the scopes do not include \"groups\": most providers \
+                 (Okta, Auth0, Keycloak without a mapper) send the {:?} claim only when \
+                 asked, and without it {}. Add \"groups\" to scopes, unless the provider \
+                 sends the claim unasked (Microsoft Entra ID does).",
+                uses.join(" and "),
+                p.groups_claim,
+                if p.allowed_groups.is_empty() {
+                    "every person signs in as a member"
+                } else {
+                    "nobody is in an allowed group"
+                }
+            ),
+        ));
+    }
+    warnings
+}
+
 fn validate_email(raw: RawEmail, problems: &mut Vec<Problem>) -> Option<EmailConfig> {
     let before = problems.len();
     let smtp_host = raw.smtp_host.filter(|h| !h.trim().is_empty());

@@ -54,6 +54,14 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
 }
 
+impl Config {
+    /// What is valid but probably not meant, with the key path (printed by `warrant
+    /// check`, logged by `warrant serve`).
+    pub fn warnings(&self) -> Vec<Problem> {
+        auth::warnings(&self.auth)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,

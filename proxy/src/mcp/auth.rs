@@ -22,12 +22,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use rmcp::model::ErrorCode;
 use serde_json::{Value, json};
 use warrant_consent::budgets::{Budgets, Exhausted};
 use warrant_consent::ceilings::CeilingView;
-use warrant_consent::oauth::RevokedSet;
+use warrant_consent::oauth::{Resource, RevokedSet};
 use warrant_consent::token::{
     CallArgs, CallFacts, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
 };
@@ -72,8 +72,9 @@ pub struct McpAuth {
     clock: Arc<dyn Clock>,
     /// The canonical URL of `/mcp`: every token's audience.
     resource: String,
-    /// The protected resource metadata URL, for challenges.
-    metadata_url: String,
+    /// The resource with the loopback names it answers to: the protected resource
+    /// metadata URL of a challenge is on the origin the client used.
+    names: Resource,
     /// Legacy sessions by id, with the token each used last: its user and agent are the
     /// session's subject (the first token's), and the token says which list changes
     /// concern the session (a session outlives its access tokens).
@@ -111,7 +112,9 @@ impl McpAuth {
             revoked,
             clock,
             resource: format!("{issuer}/mcp"),
-            metadata_url: format!("{issuer}/.well-known/oauth-protected-resource/mcp"),
+            names: url::Url::parse(issuer)
+                .map(|public| Resource::new(&public))
+                .unwrap_or_else(|_| Resource::canonical_only(format!("{issuer}/mcp"))),
             sessions: Mutex::new(HashMap::new()),
             ceilings: None,
             budgets: None,
@@ -263,8 +266,9 @@ impl McpAuth {
             && caller.token.lists(self.now(), server, tool, risk)
     }
 
-    /// The HTTP answer to a refusal; `id` is the JSON-RPC id of the request, if any.
-    pub(crate) fn refuse(&self, refusal: &Refusal, id: Value) -> Response {
+    /// The HTTP answer to a refusal; `id` is the JSON-RPC id of the request, if any,
+    /// `headers` the request's (its `Host` names the origin of the metadata URL).
+    pub(crate) fn refuse(&self, refusal: &Refusal, id: Value, headers: &HeaderMap) -> Response {
         let (status, error, description, scope, code) = match refusal {
             Refusal::Missing => (
                 StatusCode::UNAUTHORIZED,
@@ -306,7 +310,11 @@ impl McpAuth {
         };
         let mut challenge = format!(
             "Bearer resource_metadata=\"{}\", scope=\"{}\"",
-            self.metadata_url,
+            self.names.metadata_url(
+                headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            ),
             quoted(&scope)
         );
         if let Some(error) = error {

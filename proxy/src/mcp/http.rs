@@ -197,7 +197,7 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
             Ok(caller) => Some(caller),
             Err(refusal) => {
                 let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
-                return auth.refuse(&refusal, id);
+                return auth.refuse(&refusal, id, &parts.headers);
             }
         },
     };
