@@ -255,14 +255,14 @@ impl ServerHandler for Gateway {
                     &context,
                 )
                 .await?;
-            if let Held::Answer(response) = held {
-                return Ok(response);
-            }
-            let server = route.upstream.name();
+            let key = match held {
+                Held::Answer(response) => return Ok(response),
+                Held::Go(key) => key,
+            };
             // Approved: counted now that it goes (never while it waits).
-            self.charge(&context, server, &route.original)?;
+            self.charge(&context, route.upstream.name(), &route.original)?;
             let response = self.forward_call(&name, route, request, &context).await;
-            desk.note(&caller, server, &route.original, &response);
+            desk.note(&key, &response);
             return response;
         }
         self.charge(&context, route.upstream.name(), &route.original)?;
