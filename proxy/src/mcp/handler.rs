@@ -31,7 +31,7 @@ use warrant_consent::token::{CallArgs, Risk, call_args};
 use super::aggregate::{Aggregate, Route, page};
 use super::approve::Held;
 use super::auth::{
-    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, refused_by_ceiling_only,
+    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, refused_by_ceiling,
     step_up_scope,
 };
 use super::error::GatewayError;
@@ -97,7 +97,7 @@ impl Gateway {
         if decision.allow {
             return Ok(());
         }
-        let data = if refused_by_ceiling_only(&decision) {
+        let data = if refused_by_ceiling(&decision) {
             // Only an admin can help (by raising the ceiling): no scope to ask for.
             serde_json::json!({ "failedChecks": decision.failed_checks })
         } else {
