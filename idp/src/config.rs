@@ -68,6 +68,9 @@ pub struct OidcProviderConfig {
     pub groups_claim: String,
     /// Create unknown users at their first sign-in (just-in-time provisioning).
     pub provision: bool,
+    /// Trust the provider's emails without `email_verified = true` when tying a sign-in
+    /// to an account by email (linking or creating); off by default.
+    pub trust_email: bool,
     /// Only these email domains may sign in (empty: any).
     pub allowed_domains: Vec<String>,
     /// Only members of one of these groups may sign in (empty: any).

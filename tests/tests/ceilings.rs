@@ -470,3 +470,93 @@ async fn the_consent_screen_offers_nothing_above_the_ceiling() {
     assert_eq!(grants[0].allow, ["demo.write_note"]);
     s.gw.stop().await;
 }
+
+/// A tool within the person's ceiling but above the risk they chose for the grant: the
+/// step-up reaches them (the consent screen, offering the tool, not a code for the same
+/// grant), and approving it lets the call through. A tool above the ceiling as well is
+/// refused as the ceiling's (no step-up: the screen could not offer it).
+#[tokio::test]
+async fn a_tool_above_the_grants_own_limit_asks_the_person_and_above_the_ceiling_says_so() {
+    let s = setup().await;
+    let client = register_public(&s.gw, "Cursor").await;
+    let medium = approve(
+        &s.gw,
+        &s.browser,
+        &client,
+        &[],
+        &[
+            ("servers", "all"),
+            ("duration", "1h"),
+            ("max_risk", "medium"),
+        ],
+    )
+    .await;
+    let refused = call(&s.gw, &medium.access, "demo__send_payment", send_payment()).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let challenge = refused.header("www-authenticate").unwrap_or_default();
+    let scope = "mcp tool:demo.send_payment";
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains(&format!("scope=\"{scope}\"")),
+        "{challenge}"
+    );
+
+    // The client asks again with the scope it was told: the person sees the screen.
+    let page = s
+        .browser
+        .get(&warrant_e2e::agent::authorize_path(
+            &client,
+            warrant_e2e::agent::REDIRECT,
+            &[("scope", scope)],
+        ))
+        .await;
+    assert_eq!(
+        page.status,
+        200,
+        "the consent screen, not a code for the same grant: {:?} {}",
+        page.location(),
+        page.body
+    );
+    assert!(
+        page.contains("value=\"demo.send_payment\" checked>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.contains("It asks for demo.send_payment, a high risk tool: you allowed it tools up to medium risk."),
+        "{}",
+        page.body
+    );
+    let high = approve(
+        &s.gw,
+        &s.browser,
+        &client,
+        &[("scope", scope)],
+        &[
+            ("servers", "all"),
+            ("tool", "demo.send_payment"),
+            ("duration", "1h"),
+            ("max_risk", "high"),
+        ],
+    )
+    .await;
+    assert_allowed(&call(&s.gw, &high.access, "demo__send_payment", send_payment()).await);
+
+    // Above the person's ceiling too: the ceiling's refusal, not a step-up.
+    set_user_ceiling(&s, "medium").await;
+    let other = register_public(&s.gw, "Zed").await;
+    let low = approve(
+        &s.gw,
+        &s.browser,
+        &other,
+        &[],
+        &[("servers", "all"), ("duration", "1h"), ("max_risk", "low")],
+    )
+    .await;
+    let reply = call(&s.gw, &low.access, "demo__send_payment", send_payment()).await;
+    assert_above_ceiling(&reply, "demo.send_payment", "high", &s.admin, "medium");
+    // Within the ceiling, the grant's own limit still asks the person.
+    let reply = call(&s.gw, &low.access, "demo__write_note", write_note()).await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    s.gw.stop().await;
+}

@@ -373,3 +373,96 @@ async fn a_2026_client_without_the_capability_is_not_asked() {
     }
     gateway.stop().await;
 }
+
+/// A critical tool (every fixture tool is: nobody classified them) whose call a person
+/// approved once asks for input mid-call: the round's `requestState` continues that
+/// call with the arguments the person approved, and only with them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_later_round_of_an_approved_call_continues_only_with_the_approved_arguments() {
+    let (_fixture, url) = fixture_http("conformance_fixture").await;
+    let toml = http_config(&url, "[policy]\ndefault_ceiling = \"critical\"\n");
+    let gateway = TestGateway::start_protected(&toml, Backend::current()).await;
+    let agent = warrant_e2e::agent::admin_approves_agent(&gateway, "Asking Bot").await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.bearer = Some(agent.tokens.access.clone());
+    let caps = json!({"elicitation": {"form": {}, "url": {}}});
+    let approved = json!({"message": "Who are you?"});
+
+    // The approval round first: the person approves this call once.
+    let held = modern_call(
+        &raw,
+        1,
+        "fx__test_elicitation",
+        json!({"arguments": approved}),
+        caps.clone(),
+    )
+    .await;
+    let result = &held["result"];
+    assert_eq!(result["resultType"], "input_required", "{held}");
+    let page_url = result["inputRequests"]["warrant-approval"]["params"]["url"]
+        .as_str()
+        .expect("the approval page")
+        .to_owned();
+    let approval_state = result["requestState"].as_str().expect("state").to_owned();
+    let page = agent.browser.get(&page_url).await;
+    let csrf = page.csrf().expect("csrf");
+    let decided = agent
+        .browser
+        .post_form(&page_url, &[("csrf", &csrf), ("decision", "once")])
+        .await;
+    assert_eq!(decided.status, 303, "{}", decided.body);
+
+    // Approved, the call goes upstream, which asks the client a question.
+    let asked = modern_call(
+        &raw,
+        2,
+        "fx__test_elicitation",
+        json!({
+            "arguments": approved,
+            "requestState": approval_state,
+            "inputResponses": {"warrant-approval": {"action": "accept"}}
+        }),
+        caps.clone(),
+    )
+    .await;
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    let state = result["requestState"].as_str().expect("state").to_owned();
+    let answers = accept_all(&result["inputRequests"], json!({"username": "grace"}));
+
+    // That round's state with other arguments: refused, saying why.
+    let other = modern_call(
+        &raw,
+        3,
+        "fx__test_elicitation",
+        json!({
+            "arguments": {"message": "Something else"},
+            "requestState": state,
+            "inputResponses": answers
+        }),
+        caps.clone(),
+    )
+    .await;
+    assert_eq!(other["error"]["code"], -32602, "{other}");
+    let message = other["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("with other arguments") && message.contains("approved those"),
+        "{message}"
+    );
+
+    // With the approved arguments it continues the call.
+    let done = modern_call(
+        &raw,
+        4,
+        "fx__test_elicitation",
+        json!({"arguments": approved, "requestState": state, "inputResponses": answers}),
+        caps,
+    )
+    .await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert!(
+        text(&done).starts_with("User response: action=accept"),
+        "{done}"
+    );
+    gateway.stop().await;
+}

@@ -424,6 +424,91 @@ async fn unverified_email_is_refused() {
     test.stop().await;
 }
 
+/// A provider account without `email_verified`, whose email is an existing account's.
+fn unproven_ceo() -> Account {
+    let mut account = Account::new("mallory", "ceo@example.com", &[]);
+    account.email_verified = None;
+    account
+}
+
+async fn existing_ceo(test: &OidcTest) -> String {
+    let user = test
+        .gw
+        .running
+        .idp
+        .users
+        .create(NewUser {
+            email: "ceo@example.com".into(),
+            display_name: "CEO".into(),
+            role: Role::Admin,
+            status: Status::Active,
+        })
+        .await
+        .expect("create");
+    user.id
+}
+
+const UNPROVEN: &str = "it did not say that your email address is verified";
+
+#[tokio::test]
+async fn an_email_not_marked_verified_neither_links_nor_creates_an_account() {
+    // An existing account with that email is not tied to the provider's identity.
+    let test = OidcTest::start(options(vec![unproven_ceo()]), SCOPES).await;
+    existing_ceo(&test).await;
+    let browser = test.gw.browser();
+    let page = sign_in(&browser, &test, "mallory").await;
+    assert_refused(&page, 403, UNPROVEN);
+    assert_no_session(&browser).await;
+    let linked = test
+        .gw
+        .running
+        .idp
+        .users
+        .by_identity("corp", "mallory")
+        .await
+        .expect("lookup");
+    assert!(linked.is_none(), "{linked:?}");
+    test.stop().await;
+
+    // Nor is an account created for it.
+    let test = refused_by_policy(unproven_ceo(), "", UNPROVEN).await;
+    assert!(
+        test.gw
+            .running
+            .idp
+            .users
+            .list()
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    test.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_trusted_for_its_emails_links_without_email_verified() {
+    let test = OidcTest::start(
+        options(vec![unproven_ceo()]),
+        &format!("{SCOPES}trust_email = true\n"),
+    )
+    .await;
+    let ceo = existing_ceo(&test).await;
+    let browser = test.gw.browser();
+    let page = sign_in(&browser, &test, "mallory").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let linked = test
+        .gw
+        .running
+        .idp
+        .users
+        .by_identity("corp", "mallory")
+        .await
+        .expect("lookup")
+        .expect("linked");
+    assert_eq!(linked.id, ceo);
+    test.stop().await;
+}
+
 #[tokio::test]
 async fn disabled_user_is_refused() {
     let test = OidcTest::start(options(vec![alice()]), SCOPES).await;

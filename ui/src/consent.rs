@@ -96,6 +96,51 @@ fn grant_covers(grant: &Grant, tool_id: &str) -> bool {
     matches(&grant.allow) && !matches(&grant.deny)
 }
 
+/// What a live grant lacks of the tools a request names: the tools its patterns do not
+/// allow, and the tools they allow at a class above the grant's own highest risk (the
+/// person chose "at most medium", the tool is high: a step-up the person must see).
+/// Also, for the page, why each of the latter is asked for again.
+async fn beyond_grant(
+    ui: &ConsentUi,
+    grant: &Grant,
+    wanted: &[String],
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    let limit = grant.max_risk.as_deref().and_then(Risk::parse);
+    let risks = match limit {
+        Some(_) if !wanted.is_empty() => risks_of(ui, wanted).await?,
+        _ => std::collections::HashMap::new(),
+    };
+    let mut more = Vec::new();
+    let mut notes = Vec::new();
+    for tool in wanted {
+        if !grant_covers(grant, tool) {
+            more.push(tool.clone());
+        } else if let (Some(max), Some(risk)) = (limit, risks.get(tool))
+            && *risk > max
+        {
+            more.push(tool.clone());
+            notes.push(format!(
+                "It asks for {tool}, a {risk} risk tool: you allowed it tools up to {max} risk."
+            ));
+        }
+    }
+    Ok((more, notes))
+}
+
+/// The classes calls of `tools` are decided with, as the catalog knows them.
+async fn risks_of(
+    ui: &ConsentUi,
+    tools: &[String],
+) -> Result<std::collections::HashMap<String, Risk>, StoreError> {
+    let choices = server_choices(ui, None).await?;
+    Ok(choices
+        .iter()
+        .flat_map(|s| s.tools.iter())
+        .filter(|t| tools.contains(&t.id))
+        .filter_map(|t| Risk::parse(t.risk).map(|r| (t.id.clone(), r)))
+        .collect())
+}
+
 /// The durations offered, in seconds, with their labels.
 const DURATIONS: &[(&str, &str, i64)] = &[
     ("1h", "1 hour", 3600),
@@ -526,8 +571,12 @@ async fn authorize(
     };
     let wanted = requested_tools(c.scope.as_deref());
     let mut more = wanted.clone();
+    let mut notes = Vec::new();
     if let Some(grant) = live.first() {
-        more.retain(|tool| !grant_covers(grant, tool));
+        (more, notes) = match beyond_grant(ui, grant, &wanted).await {
+            Ok(beyond) => beyond,
+            Err(e) => return Ok(Refusal::Store(e).into_response()),
+        };
         if more.is_empty() {
             tracing::info!(user = %person.user.id, client = %c.client.client_id, grant = %grant.id, "live grant covers the request");
             return Ok(code_back(ui, &c, &person.user.id, &grant.id)
@@ -545,6 +594,7 @@ async fn authorize(
         Answer {
             asks_more: !live.is_empty(),
             more,
+            notes,
             ..Answer::default()
         },
     )
@@ -615,12 +665,17 @@ async fn decide(
                 Err(e) => return Ok(Refusal::Store(e).into_response()),
             };
             let mut more = requested_tools(c.scope.as_deref());
+            let mut notes = Vec::new();
             if let Some(grant) = live.first() {
-                more.retain(|tool| !grant_covers(grant, tool));
+                (more, notes) = match beyond_grant(ui, grant, &more).await {
+                    Ok(beyond) => beyond,
+                    Err(e) => return Ok(Refusal::Store(e).into_response()),
+                };
             }
             let answer = Answer {
                 asks_more: !live.is_empty(),
                 more,
+                notes,
                 calls_per_hour: one(&p, "calls_per_hour").unwrap_or_default().to_owned(),
                 entered: constraints::Entered::of(&p),
                 errors,

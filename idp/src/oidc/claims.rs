@@ -65,6 +65,8 @@ pub struct Identity {
     pub subject: String,
     /// Lower-cased.
     pub email: String,
+    /// The provider said `email_verified: true` (with the email, from the same source).
+    pub email_verified: bool,
     pub display_name: String,
     /// Sorted, without duplicates.
     pub groups: Vec<String>,
@@ -79,7 +81,9 @@ impl Identity {
 
 /// Builds the identity from the ID token's claims and, for what the token lacks, the
 /// userinfo answer. The email and its `email_verified` come from the same source; an
-/// email the provider says it has not verified is refused (it could be anyone's).
+/// email the provider says it has not verified is refused (it could be anyone's). One
+/// without the claim is mapped as unverified: it may sign in to the account already
+/// linked to the provider's subject, never tie itself to one by email.
 pub fn map_identity(
     provider: &str,
     subject: &str,
@@ -131,6 +135,7 @@ pub fn map_identity(
     Ok(Identity {
         subject: subject.to_owned(),
         email,
+        email_verified: verified == Some(true),
         display_name: display_name.chars().take(200).collect(),
         groups,
     })
@@ -241,6 +246,7 @@ mod tests {
             scopes: vec!["email".into(), "profile".into()],
             groups_claim: "groups".into(),
             provision: true,
+            trust_email: false,
             allowed_domains: Vec::new(),
             allowed_groups: Vec::new(),
             admin_groups: Vec::new(),
@@ -260,6 +266,7 @@ mod tests {
         Identity {
             subject: "s".into(),
             email: email.into(),
+            email_verified: true,
             display_name: "x".into(),
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         }
@@ -331,8 +338,17 @@ mod tests {
         // Verified in userinfo but unverified there: the source of the email decides.
         let info = claims(Some("a@example.com"), Some(false));
         assert!(map_identity("Corp", "s", &claims(None, None), Some(&info)).is_err());
-        // Absent `email_verified` is accepted (many providers only send verified ones).
-        assert!(map_identity("Corp", "s", &claims(Some("a@example.com"), None), None).is_ok());
+        // Absent `email_verified` is mapped, as unverified (the account lookup by email
+        // then refuses it unless the provider is trusted for its emails).
+        let unproven = map_identity("Corp", "s", &claims(Some("a@example.com"), None), None);
+        assert!(!unproven.expect("mapped").email_verified);
+        let proven = map_identity(
+            "Corp",
+            "s",
+            &claims(Some("a@example.com"), Some(true)),
+            None,
+        );
+        assert!(proven.expect("mapped").email_verified);
     }
 
     #[test]

@@ -379,7 +379,9 @@ impl Federation {
 
     /// The user for a verified identity: the one linked to this provider's subject, else
     /// the one with this email (then linked), else a new one when the provider
-    /// provisions. A disabled user is returned as is (the caller refuses it).
+    /// provisions — by email only when the provider said the email is verified or is
+    /// trusted for its emails (`trust_email`). A disabled user is returned as is (the
+    /// caller refuses it).
     async fn account(
         &self,
         users: &Users,
@@ -394,6 +396,18 @@ impl Federation {
                     .await?;
             }
             return Ok(user);
+        }
+        if !identity.email_verified && !p.config.trust_email {
+            // Anyone may put any address in an unverified email: tying it to the account
+            // of that address (or creating one) would hand that account over.
+            tracing::warn!(provider = %name, "sign-in refused: the email is not marked verified");
+            return Err(IdpError::NotAllowed {
+                provider: p.config.display_name.clone(),
+                reason: "it did not say that your email address is verified, so Warrant \
+                         cannot tell that the account of that address is yours; verify the \
+                         address there, or ask an administrator"
+                    .into(),
+            });
         }
         let user = match users.by_email(&identity.email).await? {
             Some(user) => user,

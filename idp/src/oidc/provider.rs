@@ -240,6 +240,7 @@ mod tests {
             scopes: Vec::new(),
             groups_claim: "groups".into(),
             provision: true,
+            trust_email: false,
             allowed_domains: Vec::new(),
             allowed_groups: Vec::new(),
             admin_groups: Vec::new(),

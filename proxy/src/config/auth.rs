@@ -186,6 +186,7 @@ fn validate_oidc(
         scopes,
         groups_claim: raw.groups_claim.unwrap_or_else(|| "groups".into()),
         provision: raw.provision.unwrap_or(true),
+        trust_email: raw.trust_email.unwrap_or(false),
         allowed_domains: lowercase_list(raw.allowed_domains),
         allowed_groups: raw.allowed_groups.unwrap_or_default(),
         admin_groups: raw.admin_groups.unwrap_or_default(),

@@ -230,6 +230,7 @@ link_ttl = "10m"
     assert_eq!(corp.scopes, ["email", "profile"]);
     assert!(corp.client_secret.is_some());
     assert!(corp.provision);
+    assert!(!corp.trust_email, "emails are not trusted unless said so");
     assert!(auth.oidc[1].client_secret.is_none(), "a public client");
     let email = auth.email.as_ref().expect("email configured");
     assert_eq!(email.smtp_port, 2525);

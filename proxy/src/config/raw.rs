@@ -47,6 +47,7 @@ pub struct RawOidc {
     pub scopes: Option<Vec<String>>,
     pub groups_claim: Option<String>,
     pub provision: Option<bool>,
+    pub trust_email: Option<bool>,
     pub allowed_domains: Option<Vec<String>>,
     pub allowed_groups: Option<Vec<String>>,
     pub admin_groups: Option<Vec<String>>,

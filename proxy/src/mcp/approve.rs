@@ -68,16 +68,16 @@ pub struct ApprovalDesk {
     notify: Option<Box<dyn Notify>>,
     /// The `requestState`s of input rounds of approved critical calls (an upstream that
     /// asks for input mid-call, parked or on its own 2026-07-28 lane), with the call
-    /// they continue and until when: a retry with one of them continues the approved
+    /// they continue (its arguments' hash included) and until when: a retry with one of them continues the approved
     /// call; any other state on a critical call is refused (a made-up state must not
     /// skip the approval).
-    continuations: Mutex<HashMap<String, (String, tokio::time::Instant)>>,
+    continuations: Mutex<HashMap<String, (CallKey, tokio::time::Instant)>>,
 }
 
 /// What to do with a critical call.
 pub(super) enum Held {
-    /// Approved: forward it.
-    Go,
+    /// Approved: forward it (the call it is, to [`ApprovalDesk::note`] its later rounds).
+    Go(CallKey),
     /// Answer the client with this (an input round).
     Answer(CallToolResponse),
 }
@@ -157,17 +157,27 @@ impl ApprovalDesk {
         }
         if let Some(state) = &request.request_state {
             // A later input round of a call that was approved (and went upstream).
-            if self.continues(state, &key) {
-                return Ok(Held::Go);
-            }
-            return Err(ErrorData::invalid_params(
-                "this requestState continues no approved call of this critical tool: make \
-                 the call again without requestState and inputResponses",
-                None,
-            ));
+            return match self.continues(state, &key) {
+                Continues::Yes => Ok(Held::Go(key)),
+                Continues::OtherArguments => Err(ErrorData::invalid_params(
+                    format!(
+                        "this requestState continues an approved call of the critical tool \
+                         {server}.{tool} with other arguments: the person approved those \
+                         arguments only. Send the approved arguments with it, or make the \
+                         call again without requestState and inputResponses for a person \
+                         to approve these"
+                    ),
+                    None,
+                )),
+                Continues::No => Err(ErrorData::invalid_params(
+                    "this requestState continues no approved call of this critical tool: make \
+                     the call again without requestState and inputResponses",
+                    None,
+                )),
+            };
         }
         if self.approvals.admit(&key).await.map_err(storage)?.is_some() {
-            return Ok(Held::Go);
+            return Ok(Held::Go(key));
         }
         let (approval, new) = self
             .approvals
@@ -204,49 +214,47 @@ impl ApprovalDesk {
         }
     }
 
-    /// Remembers the `requestState` of an input round that an approved critical call
-    /// answered with (see [`Self::continues`]).
-    pub(super) fn note(
-        &self,
-        caller: &Caller,
-        server: &str,
-        tool: &str,
-        response: &Result<CallToolResponse, ErrorData>,
-    ) {
+    /// Remembers the `requestState` of an input round that the approved critical call
+    /// `key` answered with (see [`Self::continues`]).
+    pub(super) fn note(&self, key: &CallKey, response: &Result<CallToolResponse, ErrorData>) {
         let Ok(CallToolResponse::InputRequired(round)) = response else {
             return;
         };
         let Some(state) = &round.request_state else {
             return;
         };
-        let identity = &caller.token.identity;
-        let bind = continuation_bind(
-            &identity.user,
-            &identity.agent,
-            &identity.grant,
-            server,
-            tool,
-        );
         let now = tokio::time::Instant::now();
         if let Ok(mut map) = self.continuations.lock() {
             map.retain(|_, (_, until)| *until > now);
-            map.insert(state.clone(), (bind, now + CONTINUATION_TTL));
+            map.insert(state.clone(), (key.clone(), now + CONTINUATION_TTL));
         }
     }
 
-    fn continues(&self, state: &str, key: &CallKey) -> bool {
-        let bind = continuation_bind(
-            &key.user_id,
-            &key.client_id,
-            &key.grant_id,
-            &key.server,
-            &key.tool,
-        );
+    /// Whether `state` is a later input round of the approved call `key`: the same
+    /// person, agent, grant and tool, and the arguments the person approved (their
+    /// hash), within [`CONTINUATION_TTL`].
+    fn continues(&self, state: &str, key: &CallKey) -> Continues {
         let now = tokio::time::Instant::now();
-        self.continuations.lock().is_ok_and(|map| {
-            map.get(state)
-                .is_some_and(|(b, until)| *b == bind && *until > now)
-        })
+        let Ok(map) = self.continuations.lock() else {
+            return Continues::No;
+        };
+        match map.get(state) {
+            Some((approved, until)) if *until > now => {
+                let same_call = approved.user_id == key.user_id
+                    && approved.client_id == key.client_id
+                    && approved.grant_id == key.grant_id
+                    && approved.server == key.server
+                    && approved.tool == key.tool;
+                if !same_call {
+                    Continues::No
+                } else if approved.args_hash == key.args_hash {
+                    Continues::Yes
+                } else {
+                    Continues::OtherArguments
+                }
+            }
+            _ => Continues::No,
+        }
     }
 
     /// A 2026-07-28 client's retry with the approval's `requestState`.
@@ -267,7 +275,7 @@ impl ApprovalDesk {
                 ));
             };
             match approval.status {
-                Status::Approved => return Ok(Held::Go),
+                Status::Approved => return Ok(Held::Go(key.clone())),
                 Status::Denied | Status::Expired => return Err(closed(&approval)),
                 Status::Pending if tokio::time::Instant::now() >= deadline => {
                     let url = self.url(&approval);
@@ -340,7 +348,7 @@ impl ApprovalDesk {
                 .await
                 .map_err(storage)?;
             match current {
-                Some(a) if a.status == Status::Approved => return Ok(Held::Go),
+                Some(a) if a.status == Status::Approved => return Ok(Held::Go(key.clone())),
                 Some(a) if a.status == Status::Pending => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(closed(&Approval {
@@ -361,8 +369,12 @@ impl ApprovalDesk {
     }
 }
 
-fn continuation_bind(user: &str, agent: &str, grant: &str, server: &str, tool: &str) -> String {
-    format!("{user}\u{0}{agent}\u{0}{grant}\u{0}{server}\u{0}{tool}")
+/// Whether a `requestState` continues an approved call ([`ApprovalDesk::continues`]).
+enum Continues {
+    Yes,
+    /// The approved call's state, sent with arguments the person did not approve.
+    OtherArguments,
+    No,
 }
 
 /// The input round that asks a 2026-07-28 client to send the person to the page.

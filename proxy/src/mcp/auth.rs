@@ -342,15 +342,15 @@ impl McpAuth {
     }
 }
 
-/// Whether only the gateway's own checks (the user's ceiling) refused the call: asking
-/// the person for more scope cannot help, an admin must raise the ceiling.
-pub(crate) fn refused_by_ceiling_only(decision: &Decision) -> bool {
+/// Whether the gateway's own check (the user's ceiling) is among what refused the call:
+/// then asking the person for more scope cannot help, whatever else refused it too (the
+/// consent screen offers nothing above the ceiling); an admin must raise the ceiling.
+pub(crate) fn refused_by_ceiling(decision: &Decision) -> bool {
     !decision.allow
-        && !decision.failed_checks.is_empty()
         && decision
             .failed_checks
             .iter()
-            .all(|c| c.starts_with("gateway:"))
+            .any(|c| c.starts_with("gateway:"))
 }
 
 /// The scope a refused call would need: the base scope and the tool.

@@ -24,7 +24,7 @@ use warrant_consent::token::{Risk, call_args};
 use super::aggregate::Aggregate;
 use super::approve::ApprovalDesk;
 use super::auth::{
-    Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling_only, step_up_scope,
+    Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
 };
 use super::catalog::{entry_lists_changed, observe_entries, tool_record};
 use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
@@ -416,7 +416,7 @@ impl Gateway {
                 server: server.to_owned(),
                 tool: route.original.clone(),
             }))
-        } else if refused_by_ceiling_only(&decision) {
+        } else if refused_by_ceiling(&decision) {
             // No scope the person could grant helps (an admin must raise the ceiling):
             // not a step-up 403; the handler refuses with a JSON-RPC error that says so.
             Ok(None)

@@ -31,7 +31,7 @@ use warrant_consent::token::{CallArgs, Risk, call_args};
 use super::aggregate::{Aggregate, Route, page};
 use super::approve::Held;
 use super::auth::{
-    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, refused_by_ceiling_only,
+    Authorized, Caller as TokenCaller, NOT_AUTHENTICATED, NOT_PERMITTED, refused_by_ceiling,
     step_up_scope,
 };
 use super::error::GatewayError;
@@ -97,7 +97,7 @@ impl Gateway {
         if decision.allow {
             return Ok(());
         }
-        let data = if refused_by_ceiling_only(&decision) {
+        let data = if refused_by_ceiling(&decision) {
             // Only an admin can help (by raising the ceiling): no scope to ask for.
             serde_json::json!({ "failedChecks": decision.failed_checks })
         } else {
@@ -255,14 +255,14 @@ impl ServerHandler for Gateway {
                     &context,
                 )
                 .await?;
-            if let Held::Answer(response) = held {
-                return Ok(response);
-            }
-            let server = route.upstream.name();
+            let key = match held {
+                Held::Answer(response) => return Ok(response),
+                Held::Go(key) => key,
+            };
             // Approved: counted now that it goes (never while it waits).
-            self.charge(&context, server, &route.original)?;
+            self.charge(&context, route.upstream.name(), &route.original)?;
             let response = self.forward_call(&name, route, request, &context).await;
-            desk.note(&caller, server, &route.original, &response);
+            desk.note(&key, &response);
             return response;
         }
         self.charge(&context, route.upstream.name(), &route.original)?;

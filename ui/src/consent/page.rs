@@ -36,6 +36,8 @@ struct ConsentPage {
     asks_more: bool,
     /// Tools the request names (step-up), offered one by one.
     tools: Vec<String>,
+    /// Why tools the live grant names are asked for again (their class is above it).
+    notes: Vec<String>,
     /// Tools (of `tools` too) above the person's ceiling: shown, not offered.
     above: Vec<String>,
     scope: Option<String>,
@@ -63,6 +65,7 @@ struct ConsentPage {
 pub(super) struct Answer {
     pub(super) asks_more: bool,
     pub(super) more: Vec<String>,
+    pub(super) notes: Vec<String>,
     pub(super) calls_per_hour: String,
     pub(super) entered: constraints::Entered,
     pub(super) errors: Vec<String>,
@@ -113,6 +116,7 @@ pub(super) async fn render(
         is_new,
         asks_more: answer.asks_more,
         tools: answer.more,
+        notes: answer.notes,
         scope: c.scope.clone(),
         risks: risk_choices(ceiling_of(ui, &person.user.id)),
         ceiling: ceiling_of(ui, &person.user.id).map(Risk::name),
