@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use super::auth::{Caller, McpAuth, Refusal};
-use super::message::{Incoming, NotAMessage};
+use super::message::{Incoming, NotAMessage, duplicate_key};
 use super::upstream::Era;
 use crate::config::Config;
 
@@ -162,6 +162,12 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
                     None,
                 );
             }
+            if let Some(refused) = bytes
+                .as_deref()
+                .and_then(|body| refuse_duplicates(body, &message))
+            {
+                return refused;
+            }
             Some(message)
         }
         Some(Err(NotAMessage::Batch)) => {
@@ -277,6 +283,37 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         }
     }
     response
+}
+
+/// A refusal of a body in which some object has a key twice (at any depth): the
+/// decision and the upstream could each read a different one of the two.
+fn refuse_duplicates(body: &[u8], message: &Incoming<'_>) -> Option<Response> {
+    match duplicate_key(body) {
+        Ok(None) => None,
+        Ok(Some(key)) => {
+            let text = format!(
+                "Invalid Request: the key {key:?} appears more than once in one object; \
+                 send each key once (JSON parsers disagree on which of the two counts)"
+            );
+            Some(rpc_error(
+                StatusCode::BAD_REQUEST,
+                message.id_value(),
+                -32600,
+                text,
+                None,
+            ))
+        }
+        Err(e) => {
+            let text = format!("Parse error: {e}");
+            Some(rpc_error(
+                StatusCode::BAD_REQUEST,
+                message.id_value(),
+                -32700,
+                text,
+                None,
+            ))
+        }
+    }
 }
 
 /// The token checks of a request: its caller (into the request's extensions), the
