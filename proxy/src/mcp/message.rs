@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -94,6 +95,126 @@ impl<'a> Incoming<'a> {
         self.id
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The first key that appears twice in one object of a JSON text, at any depth
+/// (`Err` with the parser's reason when the text is not JSON). Parsers disagree on which
+/// of two equal keys wins, so a body with one is refused rather than decided on one
+/// reading and run by an upstream on the other.
+pub(crate) fn duplicate_key(body: &[u8]) -> Result<Option<String>, String> {
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Unique>(text),
+        Err(_) => serde_json::from_slice::<Unique>(body),
+    };
+    match parsed {
+        Ok(Unique(duplicate)) => Ok(duplicate),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A JSON value walked for duplicate keys: the first one found (the walk stops there).
+struct Unique(Option<String>);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+/// Objects up to this many keys are checked by comparing each key with the earlier ones
+/// as it is read; larger ones by sorting their keys once read (no hashing either way, and
+/// no copy of a key without escapes).
+const LINEAR_KEYS: usize = 16;
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut found = None;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            if keys.len() < LINEAR_KEYS && keys.contains(&key) {
+                found = Some(key.into_owned());
+                map.next_value::<IgnoredAny>()?;
+                break;
+            }
+            keys.push(key);
+            if let Unique(Some(inner)) = map.next_value::<Unique>()? {
+                found = Some(inner);
+                break;
+            }
+        }
+        if found.is_some() {
+            // The rest is only read through (the parser wants the whole text).
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(Unique(found));
+        }
+        if keys.len() > LINEAR_KEYS {
+            keys.sort_unstable();
+            found = keys
+                .windows(2)
+                .find(|pair| pair[0] == pair[1])
+                .map(|pair| pair[0].to_string());
+        }
+        Ok(Unique(found))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while let Some(Unique(found)) = seq.next_element::<Unique>()? {
+            if found.is_some() {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                return Ok(Unique(found));
+            }
+        }
+        Ok(Unique(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique(None))
+    }
+}
+
+/// An object key, borrowed from the text unless it has escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visit)
     }
 }
 
@@ -196,6 +317,31 @@ mod tests {
             Incoming::parse(b"42"),
             Err(NotAMessage::NotAnObject)
         ));
+    }
+
+    #[test]
+    fn finds_a_duplicate_key_at_any_depth() {
+        let found = |body: &str| duplicate_key(body.as_bytes()).expect("JSON");
+        assert_eq!(found(r#"{"a":1,"b":{"a":2},"c":[{"a":3}]}"#), None);
+        assert_eq!(found(r#"{"a":1,"a":2}"#), Some("a".into()));
+        assert_eq!(
+            found(r#"{"p":{"arguments":{},"x":1,"arguments":{}}}"#),
+            Some("arguments".into())
+        );
+        assert_eq!(
+            found(r#"[1,{"k":[{"z":1,"z\u0031":2,"z":3}]}]"#),
+            Some("z".into())
+        );
+        // Escapes are read: the same key written two ways is the same key.
+        assert_eq!(found(r#"{"ab":1,"a\u0062":2}"#), Some("ab".into()));
+        // Past the linear comparison, through the set.
+        let wide: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        assert_eq!(found(&format!("{{{}}}", wide.join(","))), None);
+        assert_eq!(
+            found(&format!("{{{},\"k33\":0}}", wide.join(","))),
+            Some("k33".into())
+        );
+        assert!(duplicate_key(b"{nope").is_err());
     }
 
     #[test]
