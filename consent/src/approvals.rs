@@ -38,6 +38,9 @@ pub enum Status {
     Denied,
     /// Nobody decided in time: the call is denied.
     Expired,
+    /// Ended undecided because the person's agents were stopped (the person was
+    /// disabled): the call is denied.
+    Withdrawn,
 }
 
 impl Status {
@@ -47,6 +50,7 @@ impl Status {
             Self::Approved => "approved",
             Self::Denied => "denied",
             Self::Expired => "expired",
+            Self::Withdrawn => "withdrawn",
         }
     }
 
@@ -56,6 +60,7 @@ impl Status {
             "approved" => Self::Approved,
             "denied" => Self::Denied,
             "expired" => Self::Expired,
+            "withdrawn" => Self::Withdrawn,
             other => return Err(ApprovalError::Corrupt(format!("status {other:?}"))),
         })
     }
@@ -492,6 +497,21 @@ impl Approvals {
             (Status::Approved, Some(Scope::Once)) => self.consume(approval, self.now()).await,
             _ => Ok(Some(approval)),
         }
+    }
+
+    /// Ends every undecided approval of `user_id` as [`Status::Withdrawn`] (the person
+    /// was disabled: the calls waiting for them are denied). Returns how many.
+    pub async fn withdraw_pending_of(&self, user_id: &str) -> Result<u64, ApprovalError> {
+        let now = self.now();
+        let sql = "UPDATE consent_approvals SET status = 'withdrawn', decided_at = $2 \
+                   WHERE user_id = $1 AND status = 'pending'";
+        let n = on_pool!(&self.db, pool => {
+            sqlx::query(sql).bind(user_id).bind(now).execute(pool).await?.rows_affected()
+        });
+        if n > 0 {
+            tracing::info!(user = %user_id, approvals = n, "held calls withdrawn");
+        }
+        Ok(n)
     }
 
     /// Marks pending approvals whose time is up as expired (of one user, or all).

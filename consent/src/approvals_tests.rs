@@ -178,6 +178,50 @@ async fn undecided_approvals_expire_and_cannot_be_decided_late() {
 }
 
 #[tokio::test]
+async fn withdrawing_a_persons_approvals_ends_the_pending_ones_only() {
+    let s = setup().await;
+    let (pending, _) = s.approvals.request(&s.key, "").await.expect("ask");
+    let mut other = s.key.clone();
+    other.args_hash = args_hash(None);
+    let (decided, _) = s.approvals.request(&other, "").await.expect("ask");
+    s.approvals
+        .decide(&decided.id, &s.key.user_id, Decision::Deny, Method::Session)
+        .await
+        .expect("deny");
+    assert_eq!(
+        s.approvals
+            .withdraw_pending_of(&s.key.user_id)
+            .await
+            .expect("withdraw"),
+        1
+    );
+    let got = |id: String| {
+        let approvals = s.approvals.clone();
+        async move { approvals.get(&id).await.expect("get").expect("found") }
+    };
+    assert_eq!(got(pending.id.clone()).await.status, Status::Withdrawn);
+    assert_eq!(got(decided.id.clone()).await.status, Status::Denied);
+    assert!(matches!(
+        s.approvals
+            .decide(
+                &pending.id,
+                &s.key.user_id,
+                Decision::Approve(Scope::Once),
+                Method::Session
+            )
+            .await,
+        Err(ApprovalError::Closed(Status::Withdrawn))
+    ));
+    assert_eq!(
+        s.approvals
+            .withdraw_pending_of("someone-else")
+            .await
+            .expect("none"),
+        0
+    );
+}
+
+#[tokio::test]
 async fn resume_checks_the_call_and_consumes_a_single_approval() {
     let s = setup().await;
     let (approval, _) = s.approvals.request(&s.key, "").await.expect("ask");

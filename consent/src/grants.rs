@@ -224,6 +224,27 @@ impl Grants {
         }
         Ok(n > 0)
     }
+
+    /// Revokes every grant `user_id` gave (to any agent) and every refresh token issued
+    /// under them, in one transaction. Returns the ids of the grants it revoked (for the
+    /// live revocation set).
+    pub async fn revoke_all_of(&self, user_id: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let live = "SELECT id FROM consent_grants WHERE user_id = $1 AND revoked_at IS NULL";
+        let grants_sql = "UPDATE consent_grants SET revoked_at = $2 \
+                          WHERE user_id = $1 AND revoked_at IS NULL";
+        let tokens_sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
+                          WHERE user_id = $1 AND revoked_at IS NULL";
+        let ids: Vec<String> = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let ids = sqlx::query_scalar(live).bind(user_id).fetch_all(&mut *tx).await?;
+            sqlx::query(grants_sql).bind(user_id).bind(now).execute(&mut *tx).await?;
+            sqlx::query(tokens_sql).bind(user_id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            ids
+        });
+        tracing::info!(user = %user_id, grants = ids.len(), "every grant of the user revoked");
+        Ok(ids)
+    }
 }
 
 #[cfg(test)]
@@ -350,5 +371,55 @@ mod tests {
             .await
             .expect("live");
         assert!(live.is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoking_all_of_a_person_revokes_their_live_grants_only() {
+        let f = fixture_on_test_backend(1_000).await;
+        let grants = Grants::new(f.db.clone());
+        let second = grants
+            .create(
+                &NewGrant {
+                    user_id: f.user_id.clone(),
+                    client_id: f.client_id.clone(),
+                    resource: RESOURCE.into(),
+                    allow: vec!["demo.*".into()],
+                    deny: Vec::new(),
+                    max_risk: None,
+                    args: Vec::new(),
+                    calls_per_hour: None,
+                    expires_at: 5_000,
+                },
+                1_010,
+            )
+            .await
+            .expect("create");
+        let mut ids = grants
+            .revoke_all_of(&f.user_id, 1_100)
+            .await
+            .expect("revoke");
+        ids.sort();
+        let mut expected = vec![f.grant.id.clone(), second.id.clone()];
+        expected.sort();
+        assert_eq!(ids, expected);
+        for id in &expected {
+            let stored = grants.get(id).await.expect("get").expect("found");
+            assert_eq!(stored.revoked_at, Some(1_100));
+        }
+        assert!(
+            grants
+                .revoke_all_of(&f.user_id, 1_200)
+                .await
+                .expect("again")
+                .is_empty(),
+            "nothing live is left"
+        );
+        assert!(
+            grants
+                .revoke_all_of("someone-else", 1_200)
+                .await
+                .expect("other")
+                .is_empty()
+        );
     }
 }

@@ -7,7 +7,8 @@
 //! recorded as the gateway discovers it, which the risk classification builds on; and the
 //! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
 //! the per-call authorization; the **grants** a person gives an agent (`grants`) and the
-//! counts of their call budgets (`budgets`); and the
+//! counts of their call budgets (`budgets`); stopping every agent of a person at once
+//! when they are disabled (`people`); and the
 //! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
 //! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI);
 //! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod ceilings;
 pub mod grants;
 pub mod oauth;
+pub mod people;
 pub mod policy;
 pub mod token;
 

@@ -232,6 +232,13 @@ impl Users {
         Ok(n > 0)
     }
 
+    /// The disabled people, as (id, email): every replica reads them each second, so
+    /// that their agents' tokens are refused on `/mcp` wherever they call.
+    pub async fn disabled(&self) -> Result<Vec<(String, String)>, IdpError> {
+        let sql = "SELECT id, email FROM idp_users WHERE status = 'disabled'";
+        Ok(on_pool!(&self.db, pool => sqlx::query_as(sql).fetch_all(pool).await?))
+    }
+
     /// Sets the status. Disabling ends every session of the user in the same transaction.
     pub async fn set_status(&self, id: &str, status: Status) -> Result<(), IdpError> {
         let now = self.clock.unix();
@@ -508,6 +515,10 @@ mod tests {
             .await
             .expect("disable");
         assert!(!users.any_admin().await.expect("count"));
+        assert_eq!(
+            users.disabled().await.expect("disabled"),
+            [(alice.id.clone(), alice.email.clone())]
+        );
         assert!(matches!(
             users.set_status("nobody", Status::Active).await,
             Err(IdpError::NotFound(_))

@@ -1,4 +1,5 @@
-//! The admin's user list: roles, disabling (which ends every session at once), sessions.
+//! The admin's user list: roles, disabling (which ends every session and stops every
+//! agent at once), revoking all of a person's agents, sessions.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -7,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use warrant_consent::people::{People, PeopleError};
 use warrant_idp::IdpError;
 use warrant_idp::users::{Role, Status};
 
@@ -14,7 +16,7 @@ use crate::UiState;
 use crate::account::SessionView;
 use crate::extract::Admin;
 use crate::extract::CsrfForm;
-use crate::page::{PageError, when};
+use crate::page::{MessagePage, PageError, when};
 
 pub(crate) fn routes() -> Router<UiState> {
     Router::new()
@@ -23,6 +25,7 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/admin/users/{id}/status", post(set_status))
         .route("/admin/users/{id}/role", post(set_role))
         .route("/admin/users/{id}/groups", post(set_groups))
+        .route("/admin/users/{id}/agents/revoke", post(revoke_agents))
         .route("/admin/users/{id}/sessions/revoke", post(revoke_all))
         .route(
             "/admin/users/{id}/sessions/{handle}/revoke",
@@ -155,9 +158,75 @@ async fn set_status(
     if id == admin.user.id && status == Status::Disabled {
         return Err(IdpError::Invalid("You cannot disable your own account.".into()).into());
     }
-    idp.users.set_status(&id, status).await?;
-    tracing::info!(admin = %admin.user.id, user = %id, status = status.as_str(), "admin set user status");
+    let stopped = people(&state)
+        .set_status(&id, status)
+        .await
+        .map_err(page_error)?;
+    tracing::info!(admin = %admin.user.id, user = %id, status = status.as_str(), grants = stopped.grants, approvals = stopped.approvals, "admin set user status");
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+/// Revokes every agent of a person (their grants, with the grants' refresh and access
+/// tokens) and withdraws their held calls; the person stays signed in and may approve
+/// agents again.
+async fn revoke_agents(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let person = idp
+        .users
+        .get(&id)
+        .await?
+        .ok_or(IdpError::NotFound("user"))?;
+    let stopped = people(&state)
+        .revoke_agents(&id)
+        .await
+        .map_err(page_error)?;
+    tracing::info!(admin = %admin.user.id, user = %id, grants = stopped.grants, approvals = stopped.approvals, "admin revoked all agents of a user");
+    let grants = match stopped.grants {
+        1 => "1 agent grant".to_owned(),
+        n => format!("{n} agent grants"),
+    };
+    let held = match stopped.approvals {
+        0 => String::new(),
+        1 => " 1 call waiting for their approval was withdrawn.".to_owned(),
+        n => format!(" {n} calls waiting for their approval were withdrawn."),
+    };
+    Ok(MessagePage::new(
+        "Agents revoked",
+        format!(
+            "{grants} of {} revoked: those agents are refused from their next request and \
+             cannot refresh; each needs the person's approval again.{held}",
+            person.email
+        ),
+    )
+    .with_link(format!("/admin/users/{id}"), "Back to the user")
+    .into_response())
+}
+
+/// The person-wide operations, with the live revocation set of this process.
+fn people(state: &UiState) -> People {
+    People::new(
+        state.idp.db.clone(),
+        state.idp.clock.clone(),
+        state.consent.as_ref().and_then(|c| c.revoked.clone()),
+    )
+}
+
+fn page_error(e: PeopleError) -> PageError {
+    PageError(match e {
+        PeopleError::Idp(e) => e,
+        // A 500 with the generic words; the cause goes to the log (PageError logs it).
+        e @ (PeopleError::Store(_) | PeopleError::Approvals(_)) => {
+            IdpError::Session(format!("stopping agents: {e}"))
+        }
+    })
 }
 
 #[derive(Deserialize)]

@@ -861,13 +861,34 @@ async fn token_inner(
     ))
 }
 
+/// The grant behind a code or refresh token, if it is live and its person is not
+/// disabled.
 async fn live_grant(s: &OAuthState, id: &str, now: i64) -> Result<Grant, OAuthError> {
-    match Grants::new(s.db.clone()).get(id).await? {
-        Some(g) if g.is_live(now) => Ok(g),
-        _ => Err(OAuthError::new(
+    let grant = match Grants::new(s.db.clone()).get(id).await? {
+        Some(g) if g.is_live(now) => g,
+        _ => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the consent behind this request has ended or was revoked",
+            ));
+        }
+    };
+    let users = warrant_idp::users::Users::new(s.db.clone(), s.clock.clone());
+    match users.get(&grant.user_id).await {
+        Ok(Some(person)) if person.status != warrant_idp::users::Status::Disabled => Ok(grant),
+        Ok(Some(person)) => Err(OAuthError::new(
             "invalid_grant",
-            "the consent behind this request has ended or was revoked",
+            format!(
+                "the account of {} is disabled: an admin can enable it, then the person \
+                 approves this agent again",
+                person.email
+            ),
         )),
+        Ok(None) => Err(OAuthError::new(
+            "invalid_grant",
+            "the person behind this consent no longer exists",
+        )),
+        Err(e) => Err(OAuthError::server(&e)),
     }
 }
 

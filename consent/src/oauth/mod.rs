@@ -23,7 +23,7 @@ pub use codes::{AuthCode, CodeError, Codes, NewCode};
 pub use http::{DEFAULT_ACCESS_TOKEN_LIFETIME_SECS, OAuthState, router};
 pub use refresh::{NewRefreshToken, RefreshError, RefreshToken, RefreshTokens};
 pub use resource::Resource;
-pub use revocations::{Revocations, RevokedSet};
+pub use revocations::{Revocations, RevokedSet, RevokedView};
 
 /// How long an authorization code stays redeemable.
 pub const CODE_LIFETIME_SECS: i64 = 60;

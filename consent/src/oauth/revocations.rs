@@ -1,12 +1,13 @@
 //! Revoked access tokens (`consent_token_revocations`): Biscuit revocation ids (hex),
 //! kept until the token they belong to would have expired anyway.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
+use warrant_idp::users::Users;
 
 use super::StoreError;
 
@@ -74,13 +75,17 @@ impl Revocations {
 
 /// The revoked ids every request to `/mcp` is checked against: a snapshot of
 /// [`Revocations::snapshot`], swapped whole on each refresh (readers take an `Arc`, never
-/// wait for the database). A revocation made by this process is added at once
-/// ([`RevokedSet::insert`]), so it takes effect on the very next call; one made by
-/// another replica arrives with the next refresh (the proxy refreshes every second).
+/// wait for the database), and the disabled people (by id, with their email), whose
+/// tokens are refused whatever their grants. A revocation made by this process is added
+/// at once ([`RevokedSet::insert`], [`RevokedSet::set_disabled`]), so it takes effect on
+/// the very next call; one made by another replica arrives with the next refresh (the
+/// proxy refreshes every second).
 #[derive(Debug, Clone)]
 pub struct RevokedSet {
     store: Revocations,
+    users: Users,
     ids: Arc<RwLock<Arc<HashSet<String>>>>,
+    disabled: Arc<RwLock<Arc<HashMap<String, String>>>>,
     /// Ids inserted locally in the last [`LOCAL_MEMORY`]: a refresh whose read began
     /// before their row was written must not drop them.
     local: Arc<Mutex<Vec<(String, Instant)>>>,
@@ -92,17 +97,24 @@ const LOCAL_MEMORY: Duration = Duration::from_secs(30);
 impl RevokedSet {
     /// Loads the set from the database.
     pub async fn load(db: Db, now: i64) -> Result<Self, StoreError> {
+        // Only read here: the clock stamps writes, which this view never makes.
+        let users = Users::new(db.clone(), Arc::new(warrant_idp::SystemClock));
         let store = Revocations::new(db);
         let ids = store.snapshot(now).await?;
+        let disabled = disabled_of(&users).await?;
         Ok(Self {
             store,
+            users,
             ids: Arc::new(RwLock::new(Arc::new(ids))),
+            disabled: Arc::new(RwLock::new(Arc::new(disabled))),
             local: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
     /// Re-reads the set from the database.
     pub async fn refresh(&self, now: i64) -> Result<(), StoreError> {
+        let disabled = disabled_of(&self.users).await?;
+        *self.disabled.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(disabled);
         let mut fresh = self.store.snapshot(now).await?;
         {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
@@ -127,10 +139,61 @@ impl RevokedSet {
         *ids = Arc::new(next);
     }
 
+    /// Records that this process disabled (`Some(email)`) or enabled (`None`) the
+    /// person `user`, effective at once (the next refresh reads the table anyway).
+    pub fn set_disabled(&self, user: &str, email: Option<&str>) {
+        let mut disabled = self.disabled.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::clone(&disabled);
+        match email {
+            Some(email) => next.insert(user.to_owned(), email.to_owned()),
+            None => next.remove(user),
+        };
+        *disabled = Arc::new(next);
+    }
+
     /// The current set (cheap: an `Arc`).
     pub fn current(&self) -> Arc<HashSet<String>> {
         self.ids.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// What a token is checked against: the revoked ids and the disabled people, as
+    /// they are now (two `Arc`s).
+    pub fn view(&self) -> RevokedView {
+        RevokedView {
+            ids: self.current(),
+            disabled: self
+                .disabled
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// A [`RevokedSet`] at one instant, for
+/// [`Verifier::verify_unrevoked`](crate::token::Verifier::verify_unrevoked).
+#[derive(Debug, Clone)]
+pub struct RevokedView {
+    ids: Arc<HashSet<String>>,
+    disabled: Arc<HashMap<String, String>>,
+}
+
+impl crate::token::Revocations for RevokedView {
+    fn is_revoked(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn disabled_user(&self, user: &str) -> Option<String> {
+        self.disabled.get(user).cloned()
+    }
+}
+
+async fn disabled_of(users: &Users) -> Result<HashMap<String, String>, StoreError> {
+    let people = users.disabled().await.map_err(|e| match e {
+        warrant_idp::IdpError::Storage(e) => StoreError::Storage(e),
+        other => StoreError::Invalid(other.to_string()),
+    })?;
+    Ok(people.into_iter().collect())
 }
 
 #[cfg(test)]

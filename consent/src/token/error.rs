@@ -26,6 +26,10 @@ pub enum TokenError {
     /// The token or its grant was revoked (the caller's revocation set says so).
     #[error("the token has been revoked")]
     Revoked,
+    /// The person the token acts for is disabled (named by email): none of their
+    /// agents may act until an admin enables them and they approve the agent again.
+    #[error("the account of {0} is disabled")]
+    UserDisabled(String),
     /// The token verifies but lacks the facts every Warrant token has.
     #[error("not a Warrant access token: {0}")]
     NotWarrant(String),

@@ -147,9 +147,15 @@ impl VerifiedToken {
     }
 }
 
-/// Revoked ids, as the caller knows them (grant ids and block revocation ids).
+/// Revoked ids, as the caller knows them (grant ids and block revocation ids), and the
+/// people whose agents are stopped.
 pub trait Revocations {
     fn is_revoked(&self, id: &str) -> bool;
+
+    /// The email of `user` when that person is disabled (their tokens are refused).
+    fn disabled_user(&self, _user: &str) -> Option<String> {
+        None
+    }
 }
 
 impl Revocations for std::collections::HashSet<String> {
@@ -237,8 +243,8 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// [`Verifier::verify`], then refuses the token when its grant or any of its blocks
-    /// is revoked — checked on every call, cached or not.
+    /// [`Verifier::verify`], then refuses the token when its person is disabled, or its
+    /// grant or any of its blocks is revoked — checked on every call, cached or not.
     pub fn verify_unrevoked(
         &self,
         token: &str,
@@ -247,6 +253,9 @@ impl Verifier {
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         let verified = self.verify(token, now)?;
         let identity = &verified.identity;
+        if let Some(email) = revoked.disabled_user(&identity.user) {
+            return Err(TokenError::UserDisabled(email));
+        }
         if revoked.is_revoked(&identity.grant)
             || identity
                 .revocation_ids

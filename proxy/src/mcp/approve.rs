@@ -276,7 +276,9 @@ impl ApprovalDesk {
             };
             match approval.status {
                 Status::Approved => return Ok(Held::Go(key.clone())),
-                Status::Denied | Status::Expired => return Err(closed(&approval)),
+                Status::Denied | Status::Expired | Status::Withdrawn => {
+                    return Err(closed(&approval));
+                }
                 Status::Pending if tokio::time::Instant::now() >= deadline => {
                     let url = self.url(&approval);
                     let agent = self.agent_name(&key.client_id).await;
@@ -419,6 +421,10 @@ fn declares_url_elicitation(context: &RequestContext<RoleServer>, era: Era) -> b
 fn closed(approval: &Approval) -> ErrorData {
     let (what, status) = match approval.status {
         Status::Denied => ("was denied by the person", "denied"),
+        Status::Withdrawn => (
+            "was withdrawn: an admin stopped the agents of this person",
+            "withdrawn",
+        ),
         _ => ("expired before anyone decided", "expired"),
     };
     ErrorData::new(

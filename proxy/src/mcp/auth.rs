@@ -3,9 +3,9 @@
 //! With `mcp.authorization = "oauth"` (the default) every request — POST, GET, DELETE —
 //! carries `Authorization: Bearer <Warrant access token>`. The edge ([`super::http`])
 //! verifies it before anything else ([`McpAuth::authenticate`]): signature chain, key id,
-//! expiry, audience (this gateway's `/mcp`), and revocation of the token, of any of its
-//! blocks and of its grant (a [`RevokedSet`] refreshed every second, updated at once by
-//! revocations made here). The verified token rides in the request's extensions as a
+//! expiry, audience (this gateway's `/mcp`), revocation of the token, of any of its
+//! blocks and of its grant, and whether its person is disabled (a [`RevokedSet`]
+//! refreshed every second, updated at once by revocations made here). The verified token rides in the request's extensions as a
 //! [`Caller`], so the handlers, the direct path, enforcement and the ledger all know the
 //! human, the agent and the chain of subagents behind every request.
 //!
@@ -175,10 +175,10 @@ impl McpAuth {
             .filter(|token| !token.is_empty())
             .ok_or(Refusal::Missing)?;
         let now = self.now();
-        let revoked = self.revoked.current();
+        let revoked = self.revoked.view();
         let token = self
             .verifier
-            .verify_unrevoked(token, now, &*revoked)
+            .verify_unrevoked(token, now, &revoked)
             .map_err(Refusal::Invalid)?;
         token
             .identity
@@ -364,6 +364,10 @@ fn invalid_text(error: &TokenError) -> String {
     match error {
         TokenError::Expired(_) => format!("{what}: refresh it or authorize again"),
         TokenError::Revoked => format!("{what}: the person must approve this agent again"),
+        TokenError::UserDisabled(_) => format!(
+            "{what}: the agents of a disabled person cannot act; an admin can enable the \
+             account, then the person approves this agent again"
+        ),
         TokenError::WrongAudience { .. } => {
             format!("{what}: ask for a token with this server's resource")
         }
