@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod error;
+pub mod next;
 pub mod oidc;
 pub mod passkey;
 pub mod rate;

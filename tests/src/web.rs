@@ -8,6 +8,24 @@ use std::time::Duration;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::redirect::Policy;
 
+/// `next` values that lead off this site in a browser (the WHATWG URL rules drop tabs and
+/// newlines and read a backslash as `/`): every place that takes `next` must drop them.
+pub const OFF_SITE_NEXT: &[&str] = &[
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "//evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "https://evil.example/",
+    "javascript:alert(1)",
+];
+
+/// `value` as a query or form value (`application/x-www-form-urlencoded`).
+pub fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 /// One HTTP answer, body read.
 #[derive(Debug, Clone)]
 pub struct Page {

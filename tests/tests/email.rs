@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use warrant_e2e::smtp::{SmtpSink, ask_link, sign_in, token_of, use_link};
-use warrant_e2e::web::Browser;
+use warrant_e2e::web::{Browser, OFF_SITE_NEXT, encode};
 use warrant_e2e::{Backend, TestGateway, demo_upstream};
 use warrant_idp::users::{NewUser, Role, Status, User};
 
@@ -168,6 +168,53 @@ async fn a_link_can_lead_back_to_the_page_asked_for() {
     assert!(link.ends_with("&next=%2Fadmin%2Fusers"), "{link}");
     let done = use_link(&browser, &link).await;
     assert_eq!(done.location().as_deref(), Some("/admin/users"));
+    gw.stop().await;
+}
+
+/// An off-site `next` is dropped when the link is asked for (it never reaches the mail),
+/// when the link is opened and when it is used.
+#[tokio::test]
+async fn a_link_never_leads_off_site() {
+    let sink = SmtpSink::start().await;
+    let gw = gateway(&sink, "per_address_limit = 100", "").await;
+    add_user(&gw, "admin@example.com", Role::Admin, Status::Active).await;
+    for (n, bad) in OFF_SITE_NEXT.iter().enumerate() {
+        let browser = gw.browser();
+        let signin = browser.get("/signin").await;
+        let csrf = signin.csrf().expect("csrf");
+        let sent = browser
+            .post_form(
+                "/signin/email",
+                &[
+                    ("csrf", &csrf),
+                    ("next", bad),
+                    ("email", "admin@example.com"),
+                ],
+            )
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.body);
+        let link = sink.wait_for_nth("admin@example.com", n + 1).await.link();
+        assert!(!link.contains("next="), "{bad:?} reaches the mail: {link}");
+
+        // The same link, with the off-site `next` added by hand.
+        let forged = format!("{link}&next={}", encode(bad));
+        let confirm = browser.get(&forged).await;
+        assert_eq!(confirm.status, 200, "{}", confirm.body);
+        assert!(
+            confirm.contains("name=\"next\" value=\"/account\""),
+            "{bad:?} reaches the page: {}",
+            confirm.body
+        );
+        let csrf = confirm.csrf().expect("csrf");
+        let done = browser
+            .post_form(
+                "/auth/email",
+                &[("csrf", &csrf), ("token", &token_of(&link)), ("next", bad)],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{}", done.body);
+        assert_eq!(done.location().as_deref(), Some("/account"), "{bad:?}");
+    }
     gw.stop().await;
 }
 

@@ -562,16 +562,11 @@ async fn provider_error_and_unknown_provider() {
     let unknown = browser.get("/auth/oidc/nope/callback?code=a&state=b").await;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     // An off-site `next` is not followed after sign-in.
-    let callback = authorize(
-        &browser,
-        &test,
-        Some("//evil.example/"),
-        "alice",
-        Consent::Allow,
-    )
-    .await;
-    let landed = browser.get(&callback).await;
-    assert_eq!(landed.location().as_deref(), Some("/account"));
+    for bad in ["//evil.example/", "/\t/evil.example", "/\\evil.example"] {
+        let callback = authorize(&browser, &test, Some(bad), "alice", Consent::Allow).await;
+        let landed = browser.get(&callback).await;
+        assert_eq!(landed.location().as_deref(), Some("/account"), "{bad:?}");
+    }
     test.stop().await;
 }
 

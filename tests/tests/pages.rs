@@ -2,6 +2,9 @@
 //! security headers, personal pages send visitors to sign in, and forms refuse a
 //! missing CSRF token.
 
+use serde_json::json;
+use warrant_e2e::passkey::{first_admin, json_of};
+use warrant_e2e::web::{OFF_SITE_NEXT, encode};
 use warrant_e2e::{Backend, TestGateway, demo_upstream};
 
 #[tokio::test]
@@ -47,5 +50,62 @@ async fn signin_page_and_guards() {
     let page = browser.get("/signin?next=//evil.example/").await;
     assert!(page.contains("data-next=\"/account\""), "{}", page.body);
 
+    gw.stop().await;
+}
+
+/// `next` is followed only when it is a path on this site, at every place that takes it
+/// here (the sign-in page, signed in or not, and the passkey sign-in); good paths still
+/// lead where they say. The email and OIDC entry points are tested with their sign-in.
+#[tokio::test]
+async fn next_never_leads_off_site() {
+    let gw = TestGateway::start(&demo_upstream("demo"), Backend::current()).await;
+    let anonymous = gw.browser();
+    for bad in OFF_SITE_NEXT {
+        let page = anonymous
+            .get(&format!("/signin?next={}", encode(bad)))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.contains("data-next=\"/account\""),
+            "{bad:?} reaches the page: {}",
+            page.body
+        );
+    }
+
+    let (admin, mut device) = first_admin(&gw, "admin@example.com").await;
+    for bad in OFF_SITE_NEXT {
+        let page = admin.get(&format!("/signin?next={}", encode(bad))).await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        assert_eq!(page.location().as_deref(), Some("/account"), "{bad:?}");
+    }
+    let good = "/admin/users?tab=1";
+    let page = admin.get(&format!("/signin?next={}", encode(good))).await;
+    assert_eq!(page.location().as_deref(), Some(good));
+
+    let origin = gw.public_url();
+    for (next, expected) in OFF_SITE_NEXT
+        .iter()
+        .map(|bad| (*bad, "/account"))
+        .chain([(good, good)])
+    {
+        let browser = gw.browser();
+        let page = browser.get("/signin").await;
+        let csrf = page.csrf().expect("the sign-in page carries a CSRF token");
+        let start = browser
+            .post_json("/auth/passkey/login/start", &csrf, &json!({}))
+            .await;
+        let assertion = device
+            .sign_in(&origin, &json_of(&start))
+            .expect("the authenticator signs");
+        let done = browser
+            .post_json(
+                "/auth/passkey/login/finish",
+                &csrf,
+                &json!({"credential": assertion, "next": next}),
+            )
+            .await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert_eq!(json_of(&done)["redirect"], expected, "{next:?}");
+    }
     gw.stop().await;
 }

@@ -139,12 +139,10 @@ pub(crate) struct CsrfForm {
     pub csrf: Option<String>,
 }
 
-/// A `next` target that stays on this site (a path, never `//host` or a scheme).
+/// A `next` target that stays on this site (see [`warrant_idp::next::local_path`]);
+/// anything else becomes `/account`.
 pub(crate) fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_owned()
-        }
-        _ => String::from("/account"),
-    }
+    next.and_then(warrant_idp::next::local_path)
+        .unwrap_or("/account")
+        .to_owned()
 }

@@ -340,7 +340,7 @@ impl MagicLinks {
 
 /// A path on this site (never `//host`, a scheme or a backslash trick).
 fn is_local_path(path: &str) -> bool {
-    path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\")
+    crate::next::local_path(path).is_some()
 }
 
 /// A display name as given by a person: trimmed, one line, bounded.

@@ -137,7 +137,8 @@ impl Federation {
 
     /// Starts a sign-in: discovery (cached), a fresh `state`, `nonce` and PKCE (S256)
     /// verifier kept in the session, and the provider's authorization URL to send the
-    /// browser to. `next` must already be a safe local path.
+    /// browser to. `next` is kept only if it is a path on this site
+    /// ([`crate::next::local_path`]); otherwise the person lands on `/account`.
     pub async fn start(
         &self,
         session: &Session,
@@ -162,7 +163,9 @@ impl Federation {
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.secret().clone(),
-            next: next.to_owned(),
+            next: crate::next::local_path(next)
+                .unwrap_or("/account")
+                .to_owned(),
             started_at: self.clock.unix(),
         };
         session
