@@ -17,6 +17,7 @@ pub mod oidc;
 pub mod passkey;
 pub mod peers;
 pub mod raw;
+pub mod served;
 pub mod smtp;
 pub mod web;
 

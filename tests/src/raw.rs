@@ -33,6 +33,19 @@ impl Reply {
             .unwrap_or_else(|| panic!("no response to id {id} in {self:?}"))
     }
 
+    /// The error answering request `id`, or for a 401 (the token is checked before the
+    /// body is read, so the answer cannot carry the request's id) the one answer with a
+    /// null id.
+    pub fn refusal(&self, id: i64) -> Value {
+        if self.status != 401 {
+            return self.response(id);
+        }
+        let messages = self.messages();
+        assert_eq!(messages.len(), 1, "one answer in {self:?}");
+        assert_eq!(messages[0]["id"], Value::Null, "{self:?}");
+        messages[0].clone()
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)

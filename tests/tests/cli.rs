@@ -1,12 +1,11 @@
 //! The `warrant` binary as a user runs it: `serve` with the embedded defaults, `check` on
 //! broken configurations, `import` of an `mcpServers` file.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use warrant_e2e::{Raw, workspace_bin};
+use warrant_e2e::served::Served;
+use warrant_e2e::{Backend, Raw, workspace_bin};
 
 fn warrant() -> std::process::Command {
     std::process::Command::new(workspace_bin("warrant"))
@@ -140,38 +139,19 @@ fn import_turns_mcp_servers_json_into_a_valid_config() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_with_no_config_runs_the_demo_on_loopback() {
-    warrant_e2e::init();
-    let dir = tempfile::tempdir().expect("dir");
-    let mut child = tokio::process::Command::new(workspace_bin("warrant"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start warrant");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a line within 30s")
-        .expect("read")
-        .expect("a line");
-    let url = line
-        .strip_prefix("Warrant listening on ")
-        .expect("the listening line")
-        .to_owned();
+    let mut served = Served::start().await;
+    let url = served.url.clone();
     // The URL clients must use: the OAuth resource, on the default public URL.
     assert!(
         url.starts_with("http://localhost:") && url.ends_with("/mcp"),
-        "{line}"
+        "{url}"
     );
-    assert!(
-        dir.path().join("data/warrant.db").exists(),
-        "the SQLite file is created on first start"
-    );
+    if Backend::current() == Backend::Sqlite {
+        assert!(
+            served.data_dir().join("warrant.db").exists(),
+            "the SQLite file is created on first start"
+        );
+    }
 
     // Agents need a token: a client is told where to get one.
     let raw = Raw::new(&url);
@@ -182,40 +162,32 @@ async fn serve_with_no_config_runs_the_demo_on_loopback() {
         )
         .await;
     assert_eq!(reply.status, 401, "{reply:?}");
-    let port = url
-        .trim_start_matches("http://localhost:")
-        .trim_end_matches("/mcp");
     let challenge = reply.header("www-authenticate").unwrap_or_default();
     assert!(
         challenge.contains(&format!(
-            "resource_metadata=\"http://localhost:{port}/.well-known/oauth-protected-resource/mcp\""
+            "resource_metadata=\"http://localhost:{}/.well-known/oauth-protected-resource/mcp\"",
+            served.port
         )),
         "{challenge}"
     );
 
-    let pid = child.id().expect("pid");
+    let pid = served.child.id().expect("pid");
     let status = std::process::Command::new("kill")
         .arg(pid.to_string())
         .status()
         .expect("kill");
     assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
         .await
         .expect("exits on SIGTERM")
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = err.read_to_string(&mut stderr).await;
-    }
+    let stderr = served
+        .stderr_with("claude mcp add --transport http warrant")
+        .await;
     assert!(
         stderr.contains("Agents connect with OAuth"),
         "it says how agents get in: {stderr}"
-    );
-    assert!(
-        stderr.contains("claude mcp add --transport http warrant"),
-        "it prints a client snippet: {stderr}"
     );
 }
 

@@ -4,134 +4,15 @@
 //! the other loopback name of the same listener works too, and `warrant check` says
 //! what a configuration without upstreams and SSO groups without their scope mean.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use warrant_e2e::agent::{AgentProcess, consent_to, deliver};
-use warrant_e2e::passkey::{SoftAuthenticator, run_setup_at};
+use warrant_e2e::served::Served;
 use warrant_e2e::web::Browser;
-use warrant_e2e::{Backend, fresh_postgres, node_modules, python, repo_root, workspace_bin};
+use warrant_e2e::{node_modules, python, repo_root, workspace_bin};
 
 const WITHIN: Duration = Duration::from_secs(60);
-
-/// A `warrant serve` with the embedded defaults, as the README runs it (but on a port the
-/// OS picks), with what it printed.
-struct Served {
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-    /// The URL of the `Warrant listening on` line.
-    url: String,
-    /// The public origin, `http://localhost:PORT` by default.
-    origin: String,
-    setup_link: String,
-    /// Everything printed on standard error so far.
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Served {
-    async fn start() -> Self {
-        warrant_e2e::init();
-        let dir = tempfile::tempdir().expect("dir");
-        let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env_remove("WARRANT_CONFIG")
-            .env_remove("WARRANT_DATABASE_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if Backend::current() == Backend::Postgres {
-            command.env("WARRANT_DATABASE_URL", fresh_postgres().await);
-        }
-        let mut child = command.spawn().expect("start warrant");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = err_lines.next_line().await {
-                let mut all = sink.lock().expect("stderr");
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let listening = next_line(&mut lines).await;
-        let url = listening
-            .strip_prefix("Warrant listening on ")
-            .unwrap_or_else(|| panic!("the listening line: {listening}"))
-            .to_owned();
-        let port = url
-            .strip_suffix("/mcp")
-            .and_then(|u| u.rsplit(':').next())
-            .unwrap_or_else(|| panic!("an /mcp URL with a port: {url}"));
-        // The default public URL: pages, passkeys and OAuth live there.
-        let origin = format!("http://localhost:{port}");
-        let line = next_line(&mut lines).await;
-        let setup_link = line
-            .strip_prefix("First start: create the admin account at ")
-            .and_then(|rest| rest.strip_suffix(" (valid 15 minutes, single use)"))
-            .unwrap_or_else(|| panic!("the setup line: {line}"))
-            .to_owned();
-        Self {
-            _child: child,
-            _dir: dir,
-            url,
-            origin,
-            setup_link,
-            stderr,
-        }
-    }
-
-    /// Standard error once it has printed a line containing `needle`.
-    async fn stderr_with(&self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = self.stderr.lock().expect("stderr").clone();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {needle:?} on standard error:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The first admin, created through the printed setup link: a signed-in browser.
-    async fn first_admin(&self) -> Browser {
-        let browser = Browser::new(&self.origin);
-        let mut device = SoftAuthenticator::new();
-        let done = run_setup_at(
-            &self.origin,
-            &browser,
-            &mut device,
-            &self.setup_link,
-            "First Admin",
-            "admin@example.com",
-        )
-        .await;
-        assert_eq!(done.status, 200, "setup finish: {}", done.body);
-        browser
-    }
-
-    /// The port of the printed URL.
-    fn port(&self) -> &str {
-        self.origin.rsplit(':').next().expect("a port")
-    }
-}
-
-async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
-    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a line within 30s")
-        .expect("read")
-        .expect("a line")
-}
 
 /// The JSON object printed after `label` on one line of `text`.
 fn snippet_json(text: &str, label: &str) -> Value {
@@ -186,7 +67,7 @@ async fn the_printed_url_and_snippets_work_in_the_typescript_sdk_client() {
     let served = Served::start().await;
     assert_eq!(
         served.url,
-        format!("http://localhost:{}/mcp", served.port()),
+        format!("http://localhost:{}/mcp", served.port),
         "the banner prints the URL clients must use (the OAuth resource)"
     );
     let text = served.stderr_with("VS Code").await;
@@ -225,7 +106,7 @@ async fn the_printed_url_and_snippets_work_in_the_typescript_sdk_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_typescript_sdk_client_works_with_the_other_loopback_name() {
     let served = Served::start().await;
-    let other = format!("http://127.0.0.1:{}/mcp", served.port());
+    let other = format!("http://127.0.0.1:{}/mcp", served.port);
     let browser = served.first_admin().await;
     let report = sign_in_and_run(&served, &browser, ts_client(&other)).await;
     assert_eq!(report["result"]["isError"], false, "{report}");

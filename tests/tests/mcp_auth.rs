@@ -40,7 +40,7 @@ fn challenge(reply: &Reply) -> String {
 }
 
 fn error_message(reply: &Reply, id: i64) -> String {
-    reply.response(id)["error"]["message"]
+    reply.refusal(id)["error"]["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned()

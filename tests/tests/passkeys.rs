@@ -3,16 +3,15 @@
 //! software authenticator (see `warrant_e2e::passkey`). Each test runs on the backend of
 //! this run (SQLite, or PostgreSQL in the script's second pass).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use warrant_e2e::passkey::{
     SoftAuthenticator, first_admin, json_of, passkey_sign_in, run_setup, token_of,
 };
+use warrant_e2e::served::Served;
 use warrant_e2e::web::Browser;
-use warrant_e2e::{Backend, TestGateway, fresh_postgres, workspace_bin};
+use warrant_e2e::{Backend, TestGateway};
 use warrant_idp::users::Status;
 
 /// No upstream is needed for the pages.
@@ -735,62 +734,18 @@ async fn assets_and_pages_reference_the_script() {
 /// admin exists.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_prints_the_setup_link() {
-    warrant_e2e::init();
-    let dir = tempfile::tempdir().expect("dir");
-    let database_url = match Backend::current() {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(fresh_postgres().await),
-    };
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(url) = &database_url {
-        command.env("WARRANT_DATABASE_URL", url);
-    }
-    let mut child = command.spawn().expect("start warrant");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let listening = next_line(&mut lines).await;
+    let served = Served::start().await;
+    let link = served.setup_link.as_str();
     assert!(
-        listening.starts_with("Warrant listening on "),
-        "{listening}"
-    );
-    let line = next_line(&mut lines).await;
-    let link = line
-        .strip_prefix("First start: create the admin account at ")
-        .and_then(|rest| rest.strip_suffix(" (valid 15 minutes, single use)"))
-        .unwrap_or_else(|| panic!("the setup line: {line}"));
-    let port = listening
-        .trim_end_matches("/mcp")
-        .rsplit(':')
-        .next()
-        .expect("a port")
-        .to_owned();
-    assert!(
-        link.starts_with(&format!("http://localhost:{port}/setup?token=")),
+        link.starts_with(&format!("http://localhost:{}/setup?token=", served.port)),
         "{link}"
     );
     assert_eq!(token_of(link).len(), 43, "32 random bytes, base64url");
 
-    let browser = Browser::new(&format!("http://localhost:{port}"));
+    let browser = Browser::new(&served.origin);
     let page = browser.get(link).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.contains("Create the administrator account"));
-    drop(child);
-}
-
-async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
-    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("a line within 30s")
-        .expect("read")
-        .expect("a line")
 }
 
 /// Two people finishing the setup with the same link at the same moment: one admin.

@@ -25,7 +25,7 @@ async fn call(gw: &TestGateway, token: &str) -> Reply {
 }
 
 fn message(reply: &Reply) -> String {
-    reply.response(7)["error"]["message"]
+    reply.refusal(7)["error"]["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
