@@ -153,6 +153,13 @@ impl McpAuth {
             .map(|c| c.ceiling(&caller.token.identity.user))
     }
 
+    /// The email of the caller's user, to name them in a refusal (an in-memory lookup).
+    fn person(&self, caller: &Caller) -> Option<std::sync::Arc<str>> {
+        self.ceilings
+            .as_ref()
+            .and_then(|c| c.person(&caller.token.identity.user))
+    }
+
     pub(crate) fn now(&self) -> i64 {
         self.clock.unix()
     }
@@ -245,6 +252,7 @@ impl McpAuth {
             risk,
             ceiling: self.ceiling(caller),
             args,
+            person: self.person(caller),
         };
         let decision = authorize(&caller.token, &facts);
         let identity = &caller.token.identity;
