@@ -397,6 +397,25 @@ mod tests {
     }
 
     #[test]
+    fn the_ceiling_among_the_reasons_means_no_step_up() {
+        let refused = |checks: &[&str]| Decision {
+            allow: false,
+            reason: String::new(),
+            failed_checks: checks.iter().map(|c| (*c).to_owned()).collect(),
+        };
+        let ceiling = "gateway: check if risk($risk), $risk <= 1";
+        let grant = "block 1: check if risk($risk), $risk <= 0";
+        assert!(refused_by_ceiling(&refused(&[ceiling])));
+        assert!(refused_by_ceiling(&refused(&[ceiling, grant])));
+        assert!(refused_by_ceiling(&refused(&[grant, ceiling])));
+        assert!(
+            !refused_by_ceiling(&refused(&[grant])),
+            "the person can help"
+        );
+        assert!(!refused_by_ceiling(&refused(&[])));
+    }
+
+    #[test]
     fn step_up_scope_names_the_tool() {
         assert_eq!(
             step_up_scope("demo", "delete_all_notes"),
