@@ -77,6 +77,8 @@ pub enum CeilingError {
     Storage(#[from] sqlx::Error),
     #[error("cannot read group memberships: {0}")]
     Groups(#[from] IdpError),
+    #[error("cannot read the users' emails: {0}")]
+    People(IdpError),
     #[error("the stored ceiling of {kind} {subject:?} is {value:?}, not a risk class")]
     Corrupt {
         kind: &'static str,
@@ -92,7 +94,7 @@ impl From<CeilingError> for IdpError {
     fn from(e: CeilingError) -> Self {
         match e {
             CeilingError::Storage(e) => Self::Storage(e),
-            CeilingError::Groups(e) => e,
+            CeilingError::Groups(e) | CeilingError::People(e) => e,
             CeilingError::BadGroup(name) => Self::Invalid(format!(
                 "{name:?} is not a usable group name (at most 100 characters, no control \
                  characters)."
@@ -373,6 +375,9 @@ struct ViewInner {
     users: Users,
     default: Risk,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// User id → email: refusals name the person by email (read with the ceilings, so
+    /// the per-call path has no query).
+    emails: RwLock<Arc<HashMap<String, Arc<str>>>>,
     /// Refreshes run one at a time, so a slow one never overwrites a newer one.
     refreshing: tokio::sync::Mutex<()>,
     /// Counts the refreshes that changed something.
@@ -398,6 +403,7 @@ impl CeilingView {
                 users,
                 default,
                 snapshot: RwLock::new(Arc::default()),
+                emails: RwLock::new(Arc::default()),
                 refreshing: tokio::sync::Mutex::new(()),
                 changes: tokio::sync::watch::channel(0).0,
                 affected: tokio::sync::broadcast::channel(AFFECTED_BACKLOG).0,
@@ -424,6 +430,7 @@ impl CeilingView {
             }
         }
         let fresh = Snapshot::build(entries, &members);
+        self.refresh_emails().await?;
         let affected = {
             let mut current = self
                 .inner
@@ -447,6 +454,47 @@ impl CeilingView {
             let _ = self.inner.affected.send(Arc::new(affected));
         }
         Ok(true)
+    }
+
+    /// Re-reads every user's email; an unchanged one keeps its shared copy.
+    async fn refresh_emails(&self) -> Result<(), CeilingError> {
+        let rows = self
+            .inner
+            .users
+            .emails()
+            .await
+            .map_err(CeilingError::People)?;
+        let current = self.emails();
+        let unchanged = rows.len() == current.len()
+            && rows
+                .iter()
+                .all(|(id, email)| current.get(id).is_some_and(|e| **e == **email));
+        if unchanged {
+            return Ok(());
+        }
+        let fresh: HashMap<String, Arc<str>> = rows
+            .into_iter()
+            .map(|(id, email)| {
+                let shared = match current.get(&id) {
+                    Some(e) if **e == *email => Arc::clone(e),
+                    _ => Arc::from(email),
+                };
+                (id, shared)
+            })
+            .collect();
+        *self.inner.emails.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(())
+    }
+
+    fn emails(&self) -> Arc<HashMap<String, Arc<str>>> {
+        Arc::clone(&self.inner.emails.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The user's email, to name them in a refusal (no I/O; `None` for a user the view
+    /// has not read yet).
+    pub fn person(&self, user: &str) -> Option<Arc<str>> {
+        let emails = self.inner.emails.read().unwrap_or_else(|p| p.into_inner());
+        emails.get(user).cloned()
     }
 
     /// The user's live ceiling (the per-call lookup: no I/O).

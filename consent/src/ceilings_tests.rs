@@ -50,6 +50,24 @@ async fn a_user_with_nothing_set_has_the_default() {
 }
 
 #[tokio::test]
+async fn the_view_names_people_by_email_and_sees_new_ones_on_refresh() {
+    let f = fixture().await;
+    let alice = f.user("alice@example.com", &[]).await;
+    let view = f.view(Risk::High).await;
+    assert_eq!(view.person(&alice).as_deref(), Some("alice@example.com"));
+    let bob = f.user("bob@example.com", &[]).await;
+    assert_eq!(view.person(&bob), None, "not read yet");
+    let before = view.person(&alice);
+    view.refresh().await.expect("refresh");
+    assert_eq!(view.person(&bob).as_deref(), Some("bob@example.com"));
+    let after = view.person(&alice);
+    assert!(
+        before.zip(after).is_some_and(|(a, b)| Arc::ptr_eq(&a, &b)),
+        "an unchanged email keeps its shared copy"
+    );
+}
+
+#[tokio::test]
 async fn the_lowest_group_default_wins() {
     let f = fixture().await;
     let alice = f.user("alice@example.com", &["eng", "ops", "sales"]).await;

@@ -52,17 +52,22 @@ fn assert_allowed(reply: &Reply) {
 }
 
 /// The call was refused by the ceiling: a JSON-RPC error (not a step-up 403, since no
-/// scope the person could grant helps) whose words name the tool, its class, the user
-/// and the ceiling, and who can change it.
-fn assert_above_ceiling(reply: &Reply, tool: &str, risk: &str, user: &str, ceiling: &str) {
+/// scope the person could grant helps) whose words name the tool, its class, the person
+/// (the admin of [`setup`], by email, never by the id `user_id`) and the ceiling, and
+/// who can change it.
+fn assert_above_ceiling(reply: &Reply, tool: &str, risk: &str, user_id: &str, ceiling: &str) {
     assert_eq!(reply.status, 200, "{reply:?}");
     let error = &reply.response(7)["error"];
     assert_eq!(error["code"], json!(NOT_PERMITTED), "{reply:?}");
     let message = error["message"].as_str().unwrap_or_default();
     let expected = format!(
-        "tool {tool} is {risk} risk, above the ceiling of user {user} ({ceiling}); an admin can raise it"
+        "tool {tool} is {risk} risk, above the ceiling of admin@example.com ({ceiling}); an admin can raise it"
     );
     assert!(message.contains(&expected), "{expected:?} in {message:?}");
+    assert!(
+        !message.contains(user_id),
+        "the person is named by email, not by id: {message:?}"
+    );
     assert!(
         error["data"].get("scope").is_none(),
         "no scope to step up to: {reply:?}"
@@ -346,7 +351,7 @@ async fn a_change_made_elsewhere_applies_within_a_second_and_sessions_hear_of_it
         .expect_err("refused");
     let text = refused.to_string();
     assert!(
-        text.contains("above the ceiling of user") && text.contains("(low)"),
+        text.contains("above the ceiling of admin@example.com (low)") && !text.contains(&s.admin),
         "{text}"
     );
     client.cancel().await.expect("close");

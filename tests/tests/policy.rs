@@ -199,8 +199,12 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let error = &reply.response(7)["error"];
     let message = error["message"].as_str().unwrap_or_default();
     let expected =
-        format!("tool demo.list_notes is high risk, above the ceiling of user {admin} (medium)");
-    assert!(message.contains(&expected), "{expected:?} in {reply:?}");
+        "tool demo.list_notes is high risk, above the ceiling of admin@example.com (medium)";
+    assert!(message.contains(expected), "{expected:?} in {reply:?}");
+    assert!(
+        !message.contains(&admin),
+        "named by email, not by id: {message}"
+    );
     assert!(
         allowed(
             &call(

@@ -149,6 +149,7 @@ fn call(running: &Running, tool: &str, message: &str) -> CallFacts {
         risk: Risk::Low,
         ceiling: None,
         args: [("message".to_owned(), message.to_owned())].into(),
+        person: None,
     }
 }
 

@@ -8,7 +8,7 @@
 //! that gives the same decisions.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use biscuit_auth::builder::{Check, Convert, Fact, Term, fact};
@@ -40,6 +40,10 @@ pub struct CallFacts {
     /// The user's live trust ceiling, when one applies.
     pub ceiling: Option<Risk>,
     pub args: CallArgs,
+    /// The person's email, to name them in a refusal (not a fact of the Datalog run; a
+    /// shared copy, so stating a call allocates nothing for it).
+    #[serde(skip)]
+    pub person: Option<Arc<str>>,
 }
 
 /// The arguments of a `tools/call` as the token sees them: strings as they are,
@@ -469,12 +473,16 @@ fn explain(
             }
             FailedCheck::Authorizer(a) => {
                 failed.push(format!("gateway: {}", a.rule));
-                match call.ceiling {
-                    Some(ceiling) => format!(
-                        "tool {tool_id} is {} risk, above the ceiling of user {} ({ceiling}); an admin can raise it",
-                        call.risk, token.identity.user
+                match (call.ceiling, call.person.as_deref()) {
+                    (Some(ceiling), Some(person)) => format!(
+                        "tool {tool_id} is {} risk, above the ceiling of {person} ({ceiling}); an admin can raise it",
+                        call.risk
                     ),
-                    None => format!("the gateway refuses {tool_id}: {}", a.rule),
+                    (Some(ceiling), None) => format!(
+                        "tool {tool_id} is {} risk, above the person's ceiling ({ceiling}); an admin can raise it",
+                        call.risk
+                    ),
+                    (None, _) => format!("the gateway refuses {tool_id}: {}", a.rule),
                 }
             }
         };

@@ -156,6 +156,13 @@ impl McpAuth {
             .map(|c| c.ceiling(&caller.token.identity.user))
     }
 
+    /// The email of the caller's user, to name them in a refusal (an in-memory lookup).
+    fn person(&self, caller: &Caller) -> Option<std::sync::Arc<str>> {
+        self.ceilings
+            .as_ref()
+            .and_then(|c| c.person(&caller.token.identity.user))
+    }
+
     pub(crate) fn now(&self) -> i64 {
         self.clock.unix()
     }
@@ -248,6 +255,7 @@ impl McpAuth {
             risk,
             ceiling: self.ceiling(caller),
             args,
+            person: self.person(caller),
         };
         let decision = authorize(&caller.token, &facts);
         let identity = &caller.token.identity;
@@ -398,6 +406,25 @@ mod tests {
             "tool 'x' ? a'b",
             "quotes, backslashes and non-ASCII are replaced"
         );
+    }
+
+    #[test]
+    fn the_ceiling_among_the_reasons_means_no_step_up() {
+        let refused = |checks: &[&str]| Decision {
+            allow: false,
+            reason: String::new(),
+            failed_checks: checks.iter().map(|c| (*c).to_owned()).collect(),
+        };
+        let ceiling = "gateway: check if risk($risk), $risk <= 1";
+        let grant = "block 1: check if risk($risk), $risk <= 0";
+        assert!(refused_by_ceiling(&refused(&[ceiling])));
+        assert!(refused_by_ceiling(&refused(&[ceiling, grant])));
+        assert!(refused_by_ceiling(&refused(&[grant, ceiling])));
+        assert!(
+            !refused_by_ceiling(&refused(&[grant])),
+            "the person can help"
+        );
+        assert!(!refused_by_ceiling(&refused(&[])));
     }
 
     #[test]

@@ -158,9 +158,24 @@ async fn max_risk_and_the_live_ceiling() {
     assert!(!no.allow);
     assert!(
         no.reason
-            .contains("above the ceiling of user user-alice (low)"),
+            .contains("above the ceiling of alice@example.com (low)"),
         "{}",
         no.reason
+    );
+    assert!(!no.reason.contains("user-alice"), "{}", no.reason);
+    // A person the ceiling view has not read yet is still not named by id.
+    let unnamed = f.decide(
+        &token,
+        &CallFacts {
+            person: None,
+            ..capped
+        },
+    );
+    assert!(
+        unnamed.reason.contains("above the person's ceiling (low)")
+            && !unnamed.reason.contains("user-alice"),
+        "{}",
+        unnamed.reason
     );
     assert!(
         no.failed_checks[0].starts_with("gateway: check if risk"),

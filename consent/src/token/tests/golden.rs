@@ -120,6 +120,7 @@ fn the_stored_token_verifies_and_decides_as_it_always_did() {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        person: None,
     };
     let cases = [
         (at("github", "get_user", &[("mode", "r")]), true),

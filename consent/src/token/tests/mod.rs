@@ -80,7 +80,8 @@ pub(super) fn request(consent: Restriction) -> MintRequest {
     }
 }
 
-/// A low-risk call to `server.tool` without arguments, one second after T0.
+/// A low-risk call to `server.tool` without arguments, one second after T0, by
+/// alice@example.com (the person of [`Fixture::mint`]'s tokens).
 pub(super) fn call(server: &str, tool: &str) -> CallFacts {
     CallFacts {
         now: T0 + 1,
@@ -90,6 +91,7 @@ pub(super) fn call(server: &str, tool: &str) -> CallFacts {
         risk: Risk::Low,
         ceiling: None,
         args: CallArgs::new(),
+        person: Some("alice@example.com".into()),
     }
 }
 

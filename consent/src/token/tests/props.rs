@@ -164,6 +164,7 @@ proptest! {
                 risk: c.risk,
                 ceiling: None,
                 args: c.args.clone(),
+                person: None,
             };
             let decision = authorize(&verified, &facts);
             let model_call = restriction::ModelCall {
@@ -219,6 +220,7 @@ proptest! {
                 risk: c.risk,
                 ceiling,
                 args: c.args.clone(),
+                person: None,
             };
             let decision = settled(|| authorize(&verified, &facts));
             let model_call = restriction::ModelCall {
@@ -274,6 +276,7 @@ proptest! {
                         risk: c.risk,
                         ceiling,
                         args: c.args.clone(),
+                        person: None,
                     };
                     let fresh = settled(|| authorize_uncached(&verified, &facts));
                     let cached = settled(|| authorize(&verified, &facts));
