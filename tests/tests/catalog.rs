@@ -73,14 +73,16 @@ async fn unreviewed_tools_are_critical_until_an_admin_reviews_them_or_trusts_ann
     .await;
     let token = Some(tokens.access.as_str());
 
-    // Nobody reviewed anything and the annotations are not trusted: all critical.
+    // Nobody reviewed anything and the annotations are not trusted: all critical, above
+    // the person's ceiling (`high`) as well as the grant's limit, so no step-up (more
+    // consent cannot help): the ceiling's JSON-RPC refusal.
     let reply = call(&gw, token, "demo__list_notes", json!({})).await;
-    assert_eq!(reply.status, 403, "{reply:?}");
-    let message = reply.response(7)["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let error = &reply.response(7)["error"];
+    assert_eq!(error["code"], -32010, "{reply:?}");
+    let message = error["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.contains("critical"), "{message}");
+    assert!(message.contains("ceiling"), "{message}");
     assert!(listed(&gw, token).await.is_empty(), "nothing within `high`");
 
     // The admin pages show it.
@@ -184,7 +186,7 @@ async fn unreviewed_tools_are_critical_until_an_admin_reviews_them_or_trusts_ann
     assert_eq!(done.status, 303, "{}", done.body);
     let payment = json!({"to": "alice", "amount_cents": 100, "currency": "eur"});
     let reply = call(&gw, token, "demo__send_payment", payment).await;
-    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.response(7)["error"]["code"], -32010, "{reply:?}");
     assert!(
         !listed(&gw, token)
             .await
