@@ -239,3 +239,26 @@ async fn an_admin_revokes_all_of_a_persons_agents_on_the_user_page() {
     assert_eq!(bob_now.status, Status::Active, "Bob himself stays active");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_family() {
+    let gw = gateway().await;
+    let (_bob, tokens) = member_with_agent(&gw, "bob@example.com").await;
+    // The client refreshes once: a new access token, a new refresh token.
+    let (status, body) = refresh(&gw, &tokens, &tokens.refresh).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(call(&gw, &access).await.status, 200);
+    assert_eq!(call(&gw, &tokens.access).await.status, 200);
+
+    // A stolen copy of the first refresh token is used: the whole family ends, and the
+    // access tokens it minted with it.
+    let (status, body) = refresh(&gw, &tokens, &tokens.refresh).await;
+    assert_eq!(status, 400, "{body}");
+    for token in [&access, &tokens.access] {
+        let (reply, took) = refused_within(&gw, token, Duration::from_secs(5)).await;
+        assert_refused(&reply, "revoked");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+    gw.stop().await;
+}
