@@ -489,7 +489,8 @@ const CEILING_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 /// Re-reads the signing keys every [`KEY_RELOAD`], so that a rotation made by
 /// `warrant keys rotate` (or on another replica) is used to sign and to verify without a
 /// restart: tokens signed with the new key verify here within that time, and the old key
-/// keeps verifying what it signed through its grace period.
+/// keeps verifying what it signed through its grace period. A key revoked by `warrant
+/// keys revoke` verifies nothing here from the next reload on.
 fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
     let keys = keys.clone();
     tokio::spawn(async move {
@@ -513,8 +514,9 @@ fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
     });
 }
 
-/// How often the signing keys are re-read.
-const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often the signing keys are re-read (a small table; the private key is decrypted
+/// only when the active key changed): an emergency revocation applies within it.
+const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the revocation list is re-read.
 const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);

@@ -3,14 +3,16 @@
 //! reused refresh token revokes the access tokens its family minted; `warrant keys
 //! revoke` retires a compromised signing key at once.
 
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use warrant_consent::approvals::{self, Approvals, CallKey};
+use warrant_consent::token::{KeyRing, KeySettings};
 use warrant_e2e::agent::{self, Tokens, register_public, token_for_grant};
 use warrant_e2e::raw::Reply;
-use warrant_e2e::{Backend, TestGateway, demo_upstream};
+use warrant_e2e::{Backend, TestGateway, demo_upstream, workspace_bin};
 use warrant_idp::SystemClock;
 use warrant_idp::users::{NewUser, Role, Status, User};
 
@@ -237,5 +239,106 @@ async fn an_admin_revokes_all_of_a_persons_agents_on_the_user_page() {
         .expect("read")
         .expect("bob");
     assert_eq!(bob_now.status, Status::Active, "Bob himself stays active");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_family() {
+    let gw = gateway().await;
+    let (_bob, tokens) = member_with_agent(&gw, "bob@example.com").await;
+    // The client refreshes once: a new access token, a new refresh token.
+    let (status, body) = refresh(&gw, &tokens, &tokens.refresh).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(call(&gw, &access).await.status, 200);
+    assert_eq!(call(&gw, &tokens.access).await.status, 200);
+
+    // A stolen copy of the first refresh token is used: the whole family ends, and the
+    // access tokens it minted with it.
+    let (status, body) = refresh(&gw, &tokens, &tokens.refresh).await;
+    assert_eq!(status, 400, "{body}");
+    for token in [&access, &tokens.access] {
+        let (reply, took) = refused_within(&gw, token, Duration::from_secs(5)).await;
+        assert_refused(&reply, "revoked");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+    gw.stop().await;
+}
+/// `warrant ARGS` against the gateway's data directory and database.
+fn warrant(gw: &TestGateway, args: &[&str]) -> Output {
+    let mut command = Command::new(workspace_bin("warrant"));
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(gw.data_dir.path())
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("WARRANT_DATABASE_URL")
+        .env_remove("WARRANT_DATA_DIR")
+        .env("RUST_LOG", "warn");
+    if let Some(url) = &gw.database_url {
+        command.arg("--database-url").arg(url);
+    }
+    command.output().expect("warrant runs")
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
+    let gw = gateway().await;
+    let (_bob, tokens) = member_with_agent(&gw, "bob@example.com").await;
+    assert_eq!(call(&gw, &tokens.access).await.status, 200);
+    let kid = gw.running.keys.active_kid().expect("an active key");
+
+    let out = stdout_of(&warrant(&gw, &["keys", "revoke", &kid.to_string()]));
+    assert!(out.contains(&format!("key {kid} is revoked")), "{out}");
+    let (reply, took) = refused_within(&gw, &tokens.access, Duration::from_secs(5)).await;
+    assert_refused(&reply, &format!("token signing key {kid} was revoked"));
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+
+    // A new key signs from now on: a refresh gives a token that works.
+    let (status, body) = refresh(&gw, &tokens, &tokens.refresh).await;
+    assert_eq!(status, 200, "{body}");
+    let fresh = body["access_token"].as_str().expect("access");
+    assert_eq!(call(&gw, fresh).await.status, 200);
+    assert_ne!(gw.running.keys.active_kid(), Some(kid));
+
+    // The list says so, and the key is no longer published.
+    let list = stdout_of(&warrant(&gw, &["keys", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&kid.to_string()) && l.contains("revoked")),
+        "{list}"
+    );
+    let stored = KeyRing::list_stored(&gw.running.db, &KeySettings::default())
+        .await
+        .expect("list");
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.kid == kid && k.revoked_at.is_some()),
+        "{stored:?}"
+    );
+    assert!(
+        !gw.running.keys.published().iter().any(|k| k.kid == kid),
+        "a revoked key is not published"
+    );
+    // An unknown key id is refused with words.
+    let unknown = warrant(&gw, &["keys", "revoke", "999"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no token signing key 999"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
     gw.stop().await;
 }

@@ -266,6 +266,8 @@ mod tests {
                     resource: row.resource.clone(),
                     scope: row.scope.clone(),
                     expires_at: 90_000,
+                    access_revocation_ids: vec!["4e5f".to_owned()],
+                    access_expires_at: 1_610,
                 },
                 1_010,
             )
@@ -276,6 +278,13 @@ mod tests {
         assert!(matches!(err, CodeError::Replayed), "{err}");
         let revocations = Revocations::new(f.db.clone());
         assert!(revocations.any_revoked(&ids[1..]).await.expect("check"));
+        assert!(
+            revocations
+                .any_revoked(&["4e5f".to_owned()])
+                .await
+                .expect("check"),
+            "the access token issued with the family's refresh token too"
+        );
         let err = refresh
             .spend(&token, &f.client_id, 1_030)
             .await

@@ -811,6 +811,8 @@ async fn token_inner(
                     resource: resource.clone(),
                     scope: row.scope.clone(),
                     expires_at: grant.expires_at,
+                    access_revocation_ids: revocation_ids,
+                    access_expires_at: access_expires,
                 },
                 now,
             )
@@ -829,6 +831,13 @@ async fn token_inner(
         .await
         .map_err(|e| match e {
             super::RefreshError::Store(e) => OAuthError::from(e),
+            super::RefreshError::Reused { ref revoked } => {
+                // Refused on this replica's /mcp at once; the others read the list.
+                if let Some(set) = &s.revoked {
+                    set.insert(revoked);
+                }
+                OAuthError::new("invalid_grant", e.to_string())
+            }
             other => OAuthError::new("invalid_grant", other.to_string()),
         })?;
     if row.resource != resource {
@@ -838,7 +847,7 @@ async fn token_inner(
         ));
     }
     let grant = live_grant(s, &row.grant_id, now).await?;
-    let (access, expires_in, _, _) = mint_for(s, &grant, now)?;
+    let (access, expires_in, revocation_ids, access_expires) = mint_for(s, &grant, now)?;
     let next = refresh
         .issue(
             &NewRefreshToken {
@@ -849,6 +858,8 @@ async fn token_inner(
                 resource,
                 scope: row.scope.clone(),
                 expires_at: grant.expires_at,
+                access_revocation_ids: revocation_ids,
+                access_expires_at: access_expires,
             },
             now,
         )

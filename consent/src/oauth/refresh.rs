@@ -1,13 +1,14 @@
 //! Refresh tokens (`consent_refresh_tokens`): stored as hashes, rotated on every use.
-//! Every token descends from one authorization code; they share a `family_id`. Using a
-//! token that was already used (a stolen copy, or the client's replay) revokes the whole
-//! family (OAuth 2.1 §4.3.1, refresh token rotation).
+//! Every token descends from one authorization code; they share a `family_id`. Each
+//! records the access token issued with it (its revocation ids). Using a token that was
+//! already used (a stolen copy, or the client's replay) revokes the whole family and
+//! every access token the family minted (OAuth 2.1 §4.3.1, refresh token rotation).
 
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 use warrant_idp::secret::{hash_token, random_token};
 
-use super::StoreError;
+use super::{Revocations, StoreError, from_json, to_json};
 
 /// A refresh token to issue.
 #[derive(Debug, Clone)]
@@ -19,6 +20,9 @@ pub struct NewRefreshToken {
     pub resource: String,
     pub scope: Option<String>,
     pub expires_at: i64,
+    /// The access token issued with it: its revocation ids (hex) and its expiry.
+    pub access_revocation_ids: Vec<String>,
+    pub access_expires_at: i64,
 }
 
 /// A refresh token as stored (without the token itself).
@@ -45,8 +49,14 @@ pub enum RefreshError {
     Expired,
     #[error("the refresh token was revoked")]
     Revoked,
-    #[error("the refresh token was already used; its family is revoked")]
-    Reused,
+    #[error(
+        "the refresh token was already used; its family and the access tokens it minted \
+         are revoked"
+    )]
+    Reused {
+        /// The revocation ids of the access tokens revoked with the family.
+        revoked: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,9 +84,11 @@ impl RefreshTokens {
     /// Issues a refresh token; returns the token, shown to the client once.
     pub async fn issue(&self, new: &NewRefreshToken, now: i64) -> Result<String, StoreError> {
         let token = random_token();
+        let access = to_json("revocation ids", &new.access_revocation_ids)?;
         let sql = "INSERT INTO consent_refresh_tokens (token_hash, family_id, client_id, \
-                   user_id, grant_id, resource, scope, created_at, expires_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                   user_id, grant_id, resource, scope, created_at, expires_at, \
+                   access_revocation_ids, access_expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
         on_pool!(&self.db, pool => {
             sqlx::query(sql)
                 .bind(hash_token(&token))
@@ -88,6 +100,8 @@ impl RefreshTokens {
                 .bind(&new.scope)
                 .bind(now)
                 .bind(new.expires_at)
+                .bind(&access)
+                .bind(new.access_expires_at)
                 .execute(pool)
                 .await?;
         });
@@ -121,13 +135,14 @@ impl RefreshTokens {
             return Err(RefreshError::Revoked);
         }
         if row.used_at.is_some() {
-            self.revoke_family(&row.family_id, now).await?;
+            let revoked = self.revoke_family(&row.family_id, now).await?;
             tracing::warn!(
                 family = %row.family_id,
                 client = %row.client_id,
-                "refresh token reused: family revoked"
+                access_tokens = revoked.len(),
+                "refresh token reused: family and its access tokens revoked"
             );
-            return Err(RefreshError::Reused);
+            return Err(RefreshError::Reused { revoked });
         }
         Err(RefreshError::Expired)
     }
@@ -149,13 +164,31 @@ impl RefreshTokens {
         }
     }
 
-    /// Revokes every live token of a family.
-    pub async fn revoke_family(&self, family_id: &str, now: i64) -> Result<u64, StoreError> {
+    /// Revokes every live token of a family, and every access token the family minted
+    /// that has not expired (added to the revocation list). Returns the revocation ids of
+    /// those access tokens.
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
                    WHERE family_id = $1 AND revoked_at IS NULL";
-        Ok(on_pool!(&self.db, pool => {
-            sqlx::query(sql).bind(family_id).bind(now).execute(pool).await?.rows_affected()
-        }))
+        let minted = "SELECT access_revocation_ids, access_expires_at \
+                      FROM consent_refresh_tokens WHERE family_id = $1 \
+                      AND access_revocation_ids IS NOT NULL AND access_expires_at > $2";
+        let rows: Vec<(String, i64)> = on_pool!(&self.db, pool => {
+            sqlx::query(sql).bind(family_id).bind(now).execute(pool).await?;
+            sqlx::query_as(minted).bind(family_id).bind(now).fetch_all(pool).await?
+        });
+        let revocations = Revocations::new(self.db.clone());
+        let mut revoked = Vec::new();
+        for (ids, expires_at) in rows {
+            let ids: Vec<String> = from_json("revocation ids", &ids)?;
+            revocations.add(&ids, expires_at).await?;
+            revoked.extend(ids);
+        }
+        Ok(revoked)
     }
 
     /// Forgets tokens expired at `now` (used or not); returns how many.
@@ -188,6 +221,8 @@ mod tests {
             resource: RESOURCE.into(),
             scope: None,
             expires_at,
+            access_revocation_ids: vec![format!("{family}-{expires_at}")],
+            access_expires_at: 1_600,
         }
     }
 
@@ -210,12 +245,22 @@ mod tests {
             .await
             .expect("issue");
 
-        // The first token again: reuse, the family (the second token too) is revoked.
+        // The first token again: reuse, the family (the second token too) is revoked,
+        // and the access tokens issued with each.
         let err = tokens
             .spend(&first, &f.client_id, 1_020)
             .await
             .expect_err("reuse");
-        assert!(matches!(err, RefreshError::Reused), "{err}");
+        let RefreshError::Reused { revoked } = err else {
+            panic!("reuse: {err}");
+        };
+        assert_eq!(revoked, ["fam-10000", "fam-10000"]);
+        assert!(
+            Revocations::new(f.db.clone())
+                .any_revoked(&revoked)
+                .await
+                .expect("check")
+        );
         let err = tokens
             .spend(&second, &f.client_id, 1_030)
             .await

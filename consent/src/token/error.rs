@@ -17,6 +17,9 @@ pub enum TokenError {
     /// still be valid.
     #[error("token signing key {0} has expired")]
     KeyExpired(u32),
+    /// The token's signing key was revoked (compromised): nothing it signed is accepted.
+    #[error("token signing key {0} was revoked")]
+    KeyRevoked(u32),
     /// The token's own lifetime is over.
     #[error("the token expired at {0} (Unix seconds)")]
     Expired(i64),

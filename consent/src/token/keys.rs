@@ -4,8 +4,10 @@
 //!
 //! One key is active (signs new tokens); rotating creates a new active key and retires
 //! the old one, which still verifies the tokens it signed until `retired_at` plus the
-//! longest access-token lifetime, and is refused after that. Every replica reads the
-//! same table: [`KeyRing::reload`] picks up a rotation made elsewhere.
+//! longest access-token lifetime, and is refused after that. A key revoked in an
+//! emergency ([`KeyRing::revoke`]) verifies nothing from that instant, without the
+//! grace. Every replica reads the same table: [`KeyRing::reload`] picks up a rotation or
+//! a revocation made elsewhere.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -64,6 +66,9 @@ pub struct PublicKeyInfo {
     /// After this instant it verifies nothing (retired keys only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted_until: Option<i64>,
+    /// When it was revoked (`warrant keys revoke`): from then on it verifies nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<i64>,
 }
 
 /// Why the ring will not verify with a key id.
@@ -71,6 +76,7 @@ pub struct PublicKeyInfo {
 pub(crate) enum KeyRefusal {
     Unknown(Option<u32>),
     Expired(u32),
+    Revoked(u32),
 }
 
 /// The key that signs new tokens.
@@ -90,6 +96,7 @@ struct KeyRecord {
     public: PublicKey,
     created_at: i64,
     retired_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -122,10 +129,13 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-type Row = (i64, String, String, String, i64, Option<i64>);
+type Row = (i64, String, String, String, i64, Option<i64>, Option<i64>);
 
-const SELECT_ALL: &str = "SELECT kid, algorithm, public_key, private_key, created_at, retired_at \
-    FROM consent_keys ORDER BY kid";
+const SELECT_ALL: &str = "SELECT kid, algorithm, public_key, private_key, created_at, retired_at, \
+    revoked_at FROM consent_keys ORDER BY kid";
+/// Revokes a key now; a key not retired yet is retired at the same instant.
+const REVOKE: &str = "UPDATE consent_keys SET revoked_at = $2, \
+    retired_at = COALESCE(retired_at, $2) WHERE kid = $1 AND revoked_at IS NULL";
 const NEXT_KID: &str = "SELECT COALESCE(MAX(kid), 0) + 1 FROM consent_keys";
 const INSERT: &str = "INSERT INTO consent_keys \
     (kid, algorithm, public_key, private_key, created_at, retired_at) \
@@ -187,19 +197,22 @@ impl KeyRing {
             on_pool!(db, pool => sqlx::query_as(SELECT_ALL).fetch_all(pool).await)?;
         let max = lifetime_secs(settings);
         rows.into_iter()
-            .map(|(kid, _, public_key, _, created_at, retired_at)| {
-                Ok(PublicKeyInfo {
-                    kid: u32::try_from(kid).map_err(|_| TokenError::KeyDecrypt {
-                        kid: 0,
-                        reason: format!("key id {kid} is out of range"),
-                    })?,
-                    algorithm: ALGORITHM,
-                    public_key,
-                    created_at,
-                    retired_at,
-                    accepted_until: retired_at.map(|at| at.saturating_add(max)),
-                })
-            })
+            .map(
+                |(kid, _, public_key, _, created_at, retired_at, revoked_at)| {
+                    Ok(PublicKeyInfo {
+                        kid: u32::try_from(kid).map_err(|_| TokenError::KeyDecrypt {
+                            kid: 0,
+                            reason: format!("key id {kid} is out of range"),
+                        })?,
+                        algorithm: ALGORITHM,
+                        public_key,
+                        created_at,
+                        retired_at,
+                        accepted_until: accepted_until(retired_at, revoked_at, max),
+                        revoked_at,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -210,7 +223,7 @@ impl KeyRing {
         let current = self.ring();
         let mut ring = Ring::default();
         let mut active_row = None;
-        for (kid, algorithm, public_hex, private, created_at, retired_at) in rows {
+        for (kid, algorithm, public_hex, private, created_at, retired_at, revoked_at) in rows {
             let kid = u32::try_from(kid).map_err(|_| TokenError::KeyDecrypt {
                 kid: 0,
                 reason: format!("key id {kid} is out of range"),
@@ -239,6 +252,7 @@ impl KeyRing {
                     public,
                     created_at,
                     retired_at,
+                    revoked_at,
                 },
             );
         }
@@ -277,19 +291,61 @@ impl KeyRing {
                 public_key: record.public.to_bytes_hex(),
                 created_at: record.created_at,
                 retired_at: record.retired_at,
-                accepted_until: record.retired_at.map(|at| at.saturating_add(max)),
+                accepted_until: accepted_until(record.retired_at, record.revoked_at, max),
+                revoked_at: record.revoked_at,
             })
             .collect()
     }
 
     /// The keys that verify tokens now (the active one and retired ones still in their
-    /// grace period): what `/.well-known/warrant-keys.json` publishes.
+    /// grace period; never a revoked one): what `/.well-known/warrant-keys.json`
+    /// publishes.
     pub fn published(&self) -> Vec<PublicKeyInfo> {
         let now = self.inner.clock.unix();
         self.public_keys()
             .into_iter()
+            .filter(|k| k.revoked_at.is_none())
             .filter(|k| k.accepted_until.is_none_or(|until| now < until))
             .collect()
+    }
+
+    /// Revokes the key `kid` at once (a compromised key): it verifies nothing from now
+    /// on, here at once and on every replica at its next reload (each second). When it
+    /// is the active key, a new active key is made first, so that signing goes on.
+    /// Returns the key as revoked, and the new active key when one was made.
+    pub async fn revoke(
+        &self,
+        kid: u32,
+    ) -> Result<(PublicKeyInfo, Option<PublicKeyInfo>), TokenError> {
+        self.reload().await?;
+        let record = self
+            .ring()
+            .keys
+            .get(&kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKey(Some(kid)))?;
+        if record.revoked_at.is_some() {
+            return Err(TokenError::Invalid(format!(
+                "token signing key {kid} is revoked already"
+            )));
+        }
+        let replacement = if self.active_kid() == Some(kid) {
+            Some(self.rotate().await?)
+        } else {
+            None
+        };
+        let now = self.inner.clock.unix();
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query(REVOKE).bind(i64::from(kid)).bind(now).execute(pool).await?;
+        });
+        self.reload().await?;
+        tracing::warn!(kid, "token signing key revoked");
+        let revoked = self
+            .public_keys()
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::UnknownKey(Some(kid)))?;
+        Ok((revoked, replacement))
     }
 
     /// The id of the key that signs new tokens.
@@ -315,21 +371,24 @@ impl KeyRing {
         let kid = kid.ok_or(KeyRefusal::Unknown(None))?;
         let ring = self.ring();
         let record = ring.keys.get(&kid).ok_or(KeyRefusal::Unknown(Some(kid)))?;
+        if record.revoked_at.is_some() {
+            return Err(KeyRefusal::Revoked(kid));
+        }
         if !self.accepts(record, now) {
             return Err(KeyRefusal::Expired(kid));
         }
         Ok(record.public)
     }
 
-    /// Whether the key `kid` still verifies tokens at `now`.
-    pub(crate) fn still_accepts(&self, kid: u32, now: i64) -> bool {
-        self.ring()
-            .keys
-            .get(&kid)
-            .is_some_and(|record| self.accepts(record, now))
+    /// Why the key `kid` no longer verifies at `now` (`None`: it does).
+    pub(crate) fn refusal(&self, kid: u32, now: i64) -> Option<KeyRefusal> {
+        self.verifying_key(Some(kid), now).err()
     }
 
     fn accepts(&self, record: &KeyRecord, now: i64) -> bool {
+        if record.revoked_at.is_some() {
+            return false;
+        }
         match record.retired_at {
             None => true,
             Some(at) => now < at.saturating_add(self.max_lifetime_secs()),
@@ -380,6 +439,11 @@ impl KeyRing {
                             .find(|k| k.kid == kid)
                             .ok_or(TokenError::NoActiveKey);
                     }
+                }
+                Err(TokenError::Storage(e)) if attempts < 5 && is_busy_snapshot(&e) => {
+                    // SQLite: a running server wrote between this transaction's read and
+                    // its write (the busy timeout does not cover that); start over.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -497,6 +561,11 @@ impl KeyRing {
     }
 }
 
+/// Until when a key verifies: its retirement plus the grace, or its revocation.
+fn accepted_until(retired_at: Option<i64>, revoked_at: Option<i64>, max: i64) -> Option<i64> {
+    revoked_at.or(retired_at.map(|at| at.saturating_add(max)))
+}
+
 fn lifetime_secs(settings: &KeySettings) -> i64 {
     i64::try_from(settings.max_token_lifetime.as_secs()).unwrap_or(i64::MAX)
 }
@@ -505,6 +574,11 @@ fn lifetime_secs(settings: &KeySettings) -> i64 {
 /// cannot be moved to another kid.
 fn associated_data(kid: u32) -> Vec<u8> {
     format!("warrant consent_keys kid={kid}").into_bytes()
+}
+
+/// SQLite's `SQLITE_BUSY` (5) and `SQLITE_BUSY_SNAPSHOT` (517).
+fn is_busy_snapshot(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "517")))
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -279,13 +279,9 @@ impl Verifier {
         };
         // The same order as a first verification: the key, then the token's life.
         let kid = entry.token.identity.kid;
-        if !self.keys.still_accepts(kid, now) {
+        if let Some(refusal) = self.keys.refusal(kid, now) {
             cache.remove(hash);
-            return Err(if self.keys.public_keys().iter().any(|k| k.kid == kid) {
-                TokenError::KeyExpired(kid)
-            } else {
-                TokenError::UnknownKey(Some(kid))
-            });
+            return Err(key_error(refusal));
         }
         if now > entry.expires_at {
             let expired = entry.expires_at;
@@ -324,11 +320,18 @@ impl Verifier {
         };
         let biscuit =
             Biscuit::from_base64(token, provider).map_err(|e| match (refusal.get(), e) {
-                (Some(KeyRefusal::Unknown(kid)), _) => TokenError::UnknownKey(kid),
-                (Some(KeyRefusal::Expired(kid)), _) => TokenError::KeyExpired(kid),
+                (Some(why), _) => key_error(why),
                 (None, e) => map_parse_error(e),
             })?;
         VerifiedToken::new(biscuit)
+    }
+}
+
+fn key_error(refusal: KeyRefusal) -> TokenError {
+    match refusal {
+        KeyRefusal::Unknown(kid) => TokenError::UnknownKey(kid),
+        KeyRefusal::Expired(kid) => TokenError::KeyExpired(kid),
+        KeyRefusal::Revoked(kid) => TokenError::KeyRevoked(kid),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `warrant keys list | rotate [--config FILE] [--data-dir DIR] [--database-url URL]`:
-//! the root keys that sign access tokens.
+//! `warrant keys list | rotate | revoke KID [--config FILE] [--data-dir DIR]
+//! [--database-url URL]`: the root keys that sign access tokens.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +25,17 @@ pub(super) enum KeysCommand {
         json: bool,
     },
     /// Create a new active signing key; the old one still verifies the tokens it signed
-    /// until they have all expired. Running servers use the new key after a restart.
+    /// until they have all expired. Running servers sign with it within a second.
     Rotate {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Revoke a compromised signing key at once: every token it signed is refused, on
+    /// every running server within a second (no grace period). Revoking the active key
+    /// first makes a new active key, so agents get working tokens when they refresh.
+    Revoke {
+        /// The key id (`warrant keys list` shows them).
+        kid: u32,
         #[command(flatten)]
         place: Place,
     },
@@ -79,7 +88,36 @@ pub(super) fn run(command: KeysCommand) -> ExitCode {
                         when(old.accepted_until)
                     );
                 }
-                println!("running servers sign with the new key after a restart");
+                println!("running servers sign with the new key within a second");
+            }
+            KeysCommand::Revoke { kid, place } => {
+                let config = load_config(&place)?;
+                let db = open_db(&config).await?;
+                let known = KeyRing::list_stored(&db, &KeySettings::default()).await?;
+                db.close().await;
+                if !known.iter().any(|k| k.kid == kid) {
+                    anyhow::bail!(
+                        "no token signing key {kid}: `warrant keys list` shows the keys there are"
+                    );
+                }
+                let keys = open(&place).await?;
+                let (revoked, replacement) = keys
+                    .revoke(kid)
+                    .await
+                    .with_context(|| format!("cannot revoke token signing key {kid}"))?;
+                if let Some(new) = replacement {
+                    println!(
+                        "key {} is now the active token signing key (key {kid} was active)",
+                        new.kid
+                    );
+                }
+                println!(
+                    "key {} is revoked since {}: running servers refuse every token it signed \
+                     within a second; agents get a token signed with the active key when they \
+                     refresh",
+                    revoked.kid,
+                    when(revoked.revoked_at)
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -130,12 +168,13 @@ fn print_table(list: &[PublicKeyInfo]) {
     );
     let now = OffsetDateTime::now_utc().unix_timestamp();
     for key in list {
-        let status = match key.accepted_until {
-            None => "active: signs new tokens".to_owned(),
-            Some(until) if now < until => {
+        let status = match (key.revoked_at, key.accepted_until) {
+            (Some(at), _) => format!("revoked {}: verifies nothing", when(Some(at))),
+            (None, None) => "active: signs new tokens".to_owned(),
+            (None, Some(until)) if now < until => {
                 format!("retired: verifies until {}", when(Some(until)))
             }
-            Some(_) => "retired: verifies nothing".to_owned(),
+            (None, Some(_)) => "retired: verifies nothing".to_owned(),
         };
         println!(
             "{:<5} {:<9} {:<22} {:<48} {}",

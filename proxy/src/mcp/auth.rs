@@ -376,6 +376,10 @@ fn invalid_text(error: &TokenError) -> String {
             "{what}: the agents of a disabled person cannot act; an admin can enable the \
              account, then the person approves this agent again"
         ),
+        TokenError::KeyRevoked(_) => format!(
+            "{what} because it may be compromised: authorize again (or refresh) for a \
+             token signed with the current key"
+        ),
         TokenError::WrongAudience { .. } => {
             format!("{what}: ask for a token with this server's resource")
         }

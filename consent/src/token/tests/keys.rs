@@ -166,6 +166,60 @@ async fn another_replica_sees_a_rotation_after_reload() {
 }
 
 #[tokio::test]
+async fn revoking_a_key_refuses_its_tokens_at_once_cached_or_not_on_every_replica() {
+    let f = fixture().await;
+    let replica = KeyRing::open(f.db.clone(), KEK, KeySettings::default(), f.clock.clone())
+        .await
+        .expect("second replica");
+    let token = f.mint(consent(&["*"]));
+    let here = Verifier::new(f.keys.clone(), VerifierSettings::default());
+    let there = Verifier::new(replica.clone(), VerifierSettings::default());
+    assert!(here.verify(&token, T0).is_ok(), "now cached here");
+    assert!(there.verify(&token, T0).is_ok(), "and there");
+
+    // The active key: a new one is made first, so that minting goes on.
+    let (revoked, replacement) = f.keys.revoke(1).await.expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(T0));
+    assert_eq!(revoked.accepted_until, Some(T0));
+    assert_eq!(replacement.map(|k| k.kid), Some(2));
+    assert_eq!(f.keys.active_kid(), Some(2));
+    assert!(matches!(
+        here.verify(&token, T0),
+        Err(TokenError::KeyRevoked(1))
+    ));
+    assert!(
+        f.keys.published().iter().all(|k| k.kid != 1),
+        "a revoked key is not published"
+    );
+    // Another replica: refused from its next reload on, cached or not.
+    replica.reload().await.expect("reload");
+    assert!(matches!(
+        there.verify(&token, T0),
+        Err(TokenError::KeyRevoked(1))
+    ));
+    assert_eq!(replica.active_kid(), Some(2));
+    let stored = KeyRing::list_stored(&f.db, &KeySettings::default())
+        .await
+        .expect("list");
+    assert_eq!(stored[0].revoked_at, Some(T0));
+    assert_eq!(stored[1].revoked_at, None);
+
+    // A retired key is revoked without a new one; twice or unknown is refused.
+    f.keys.rotate().await.expect("rotate");
+    let (_, replacement) = f.keys.revoke(2).await.expect("revoke retired");
+    assert!(replacement.is_none());
+    assert_eq!(f.keys.active_kid(), Some(3));
+    assert!(matches!(
+        f.keys.revoke(2).await,
+        Err(TokenError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.keys.revoke(9).await,
+        Err(TokenError::UnknownKey(Some(9)))
+    ));
+}
+
+#[tokio::test]
 async fn a_ring_loaded_without_keys_cannot_mint() {
     let dir = tempfile::tempdir().expect("dir");
     let db = Db::open(None, dir.path()).await.expect("open");
