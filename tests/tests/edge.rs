@@ -72,3 +72,129 @@ async fn a_body_with_a_duplicate_key_is_refused_naming_the_key() {
     );
     gateway.stop().await;
 }
+
+/// A POST to `/mcp` over a plain socket from `from` (a loopback address), announcing a
+/// body of `announced` bytes and sending the first `sent` of them (all of it when equal).
+async fn post_from(
+    gateway: &TestGateway,
+    from: [u8; 4],
+    announced: usize,
+    sent: usize,
+    bearer: Option<&str>,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback address");
+    let addr = gateway.running.local_addr;
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\n{auth}Content-Length: {announced}\r\n\r\n",
+        addr.port()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec();
+    body.resize(sent, b' ');
+    stream.write_all(&body).await.expect("write");
+    stream
+}
+
+/// The status, headers (lowercase names) and body of the response on `stream`.
+async fn response_of(stream: &mut tokio::net::TcpStream) -> (u16, String, String) {
+    use tokio::io::AsyncReadExt as _;
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&all).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                return (status, head.to_lowercase(), body.to_owned());
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "the connection closed before a response: {text:?}");
+        all.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_without_a_valid_token_is_refused_before_its_body_is_read() {
+    let gateway = TestGateway::start_protected(&config(""), Backend::Sqlite).await;
+    // Many bodies that announce 4 MB and never finish: each is answered 401 at once.
+    let mut pending = Vec::new();
+    for token in [None, Some("not-a-token")].into_iter().cycle().take(20) {
+        let gateway = &gateway;
+        pending.push(async move {
+            let mut stream = post_from(gateway, [127, 0, 0, 1], 4_000_000, 65_536, token).await;
+            tokio::time::timeout(std::time::Duration::from_secs(5), response_of(&mut stream))
+                .await
+                .expect("answered without waiting for the body")
+        });
+    }
+    for (status, head, _) in futures::future::join_all(pending).await {
+        assert_eq!(status, 401, "{head}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_being_received_are_bounded_per_client_address_and_in_total() {
+    let gateway = TestGateway::start(
+        &config(
+            "[mcp]\nmax_body_bytes_in_flight = 150000\nmax_body_bytes_in_flight_per_client = 100000\n",
+        ),
+        Backend::Sqlite,
+    )
+    .await;
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    // 80 kB from 127.0.0.1 still arriving: 50 kB more from there is too much.
+    let a = post_from(&gateway, [127, 0, 0, 1], 200_000, 80_000, None).await;
+    settle().await;
+    let mut more = post_from(&gateway, [127, 0, 0, 1], 50_000, 50_000, None).await;
+    let (status, head, body) = response_of(&mut more).await;
+    assert_eq!(status, 429, "{head}{body}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(
+        error_message(&body).contains("mcp.max_body_bytes_in_flight_per_client"),
+        "{body}"
+    );
+    // Another address has its own share, within the total.
+    let mut other = post_from(&gateway, [127, 0, 0, 2], 50_000, 50_000, None).await;
+    let (status, head, _) = response_of(&mut other).await;
+    assert!(![429, 503].contains(&status), "{head}");
+    let b = post_from(&gateway, [127, 0, 0, 2], 200_000, 60_000, None).await;
+    settle().await;
+    // 140 kB arriving in all: 20 kB from a third address passes the total.
+    let mut third = post_from(&gateway, [127, 0, 0, 3], 20_000, 20_000, None).await;
+    let (status, head, body) = response_of(&mut third).await;
+    assert_eq!(status, 503, "{head}{body}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(
+        error_message(&body).contains("mcp.max_body_bytes_in_flight)"),
+        "{body}"
+    );
+    // Once those bodies are gone, their bytes are given back.
+    drop((a, b));
+    settle().await;
+    let mut again = post_from(&gateway, [127, 0, 0, 1], 90_000, 90_000, None).await;
+    let (status, head, _) = response_of(&mut again).await;
+    assert!(![429, 503].contains(&status), "{head}");
+    gateway.stop().await;
+}

@@ -8,6 +8,7 @@
 
 mod auth;
 mod import;
+mod limits;
 mod oauth;
 mod policy;
 mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use auth::AuthConfig;
 pub use import::{ImportError, import_mcp_servers};
+pub use limits::McpLimits;
 pub use oauth::OAuthConfig;
 pub use policy::{DEFAULT_CEILING, PolicyConfig};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream, ValueRef};
@@ -86,6 +88,8 @@ pub struct McpConfig {
     pub protocol_versions: Vec<String>,
     /// Whether `/mcp` requires an access token.
     pub authorization: McpAuthorization,
+    /// Body memory and session limits.
+    pub limits: McpLimits,
 }
 
 /// `mcp.authorization`: how agents prove who they act for.
@@ -485,6 +489,7 @@ fn validate_server(
 }
 
 fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
+    let limits = limits::validate_limits(&raw, problems);
     let separator = raw.separator.unwrap_or_else(|| DEFAULT_SEPARATOR.into());
     if separator.is_empty() || !separator.chars().all(is_name_char) {
         problems.push(Problem::new(
@@ -545,6 +550,7 @@ fn validate_mcp(raw: RawMcp, problems: &mut Vec<Problem>) -> McpConfig {
         page_size,
         protocol_versions,
         authorization,
+        limits,
     }
 }
 

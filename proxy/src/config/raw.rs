@@ -96,6 +96,10 @@ pub struct RawMcp {
     pub page_size: Option<u64>,
     pub protocol_versions: Option<Vec<String>>,
     pub authorization: Option<String>,
+    pub max_body_bytes_in_flight: Option<u64>,
+    pub max_body_bytes_in_flight_per_client: Option<u64>,
+    pub max_sessions_per_client: Option<u64>,
+    pub session_idle_timeout: Option<String>,
 }
 
 /// `[upstreams.NAME]`: one downstream MCP server. The transport keys mirror the

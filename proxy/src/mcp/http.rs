@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 use super::auth::{Caller, McpAuth, Refusal};
+use super::bodies::{BodyBudget, Unread};
 use super::message::{Incoming, NotAMessage, duplicate_key};
 use super::upstream::Era;
 use crate::config::Config;
@@ -59,6 +60,10 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
     let edge = Arc::new(Edge {
         versions: config.mcp.protocol_versions.clone(),
         max_body_bytes: server.max_body_bytes,
+        bodies: BodyBudget::new(
+            config.mcp.limits.max_body_bytes_in_flight,
+            config.mcp.limits.max_body_bytes_in_flight_per_client,
+        ),
         allowed_hosts: server.allowed_hosts.clone(),
         gateway,
         sessions,
@@ -74,6 +79,7 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
 struct Edge {
     versions: Vec<String>,
     max_body_bytes: usize,
+    bodies: Arc<BodyBudget>,
     allowed_hosts: Vec<String>,
     gateway: Gateway,
     sessions: Arc<LocalSessionManager>,
@@ -126,24 +132,27 @@ fn rpc_error(
 /// list it does; then gives the direct data path its chance before rmcp. Errors echo
 /// the request id when there is one.
 async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The token first: a request without a valid one is refused before its body is read.
+    let caller = match edge.gateway.auth() {
+        None => None,
+        Some(auth) => match auth.authenticate(&parts.headers) {
+            Ok(caller) => Some(caller),
+            Err(refusal) => {
+                let id = small_body_id(body, &parts.headers).await;
+                return auth.refuse(&refusal, id);
+            }
+        },
+    };
     let mut other_body = None;
     let bytes = if parts.method == http::Method::POST {
-        match read_body(body, edge.max_body_bytes).await {
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        match edge.bodies.read(body, edge.max_body_bytes, client).await {
             Ok(bytes) => Some(bytes),
-            Err(_) => {
-                let message = format!(
-                    "the request body is larger than the limit of {} bytes (server.max_body_bytes)",
-                    edge.max_body_bytes
-                );
-                return rpc_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Value::Null,
-                    -32600,
-                    message,
-                    None,
-                );
-            }
+            Err(unread) => return refuse_unread(&edge, &unread),
         }
     } else {
         other_body = Some(body);
@@ -196,17 +205,13 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
             return rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, text, None);
         }
     };
-    let mut parts = parts;
-    let caller = match edge.gateway.auth() {
-        None => None,
-        Some(auth) => match authenticate(auth, &edge.gateway, &mut parts, message.as_ref()).await {
-            Ok(caller) => Some(caller),
-            Err(refusal) => {
-                let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
-                return auth.refuse(&refusal, id);
-            }
-        },
-    };
+    if let (Some(auth), Some(caller)) = (edge.gateway.auth(), &caller)
+        && let Err(refusal) =
+            authorize(auth, &edge.gateway, &mut parts, caller, message.as_ref()).await
+    {
+        let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
+        return auth.refuse(&refusal, id);
+    }
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers
@@ -285,6 +290,72 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     response
 }
 
+/// The request id of a refused request, read from its body only when the body is small
+/// and arrives at once (so that an error echoes it as JSON-RPC wants): a large or slow
+/// body of a request without a valid token is never read.
+async fn small_body_id(body: Body, headers: &http::HeaderMap) -> Value {
+    const SMALL: usize = 4096;
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_none_or(|n| n > SMALL) {
+        return Value::Null;
+    }
+    let limited = http_body_util::Limited::new(body, SMALL);
+    let read = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        use http_body_util::BodyExt as _;
+        limited.collect().await.map(http_body_util::Collected::to_bytes)
+    });
+    match read.await {
+        Ok(Ok(bytes)) => Incoming::parse(&bytes).map_or(Value::Null, |m| m.id_value()),
+        _ => Value::Null,
+    }
+}
+
+/// The answer to a body that was not read to its end.
+fn refuse_unread(edge: &Edge, unread: &Unread) -> Response {
+    let (status, message) = match unread {
+        Unread::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is larger than the limit of {} bytes (server.max_body_bytes)",
+                edge.max_body_bytes
+            ),
+        ),
+        Unread::ClientBusy(bytes) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too much is being sent from your address at once: {bytes} bytes of other \
+                 requests are still arriving, and the limit is {} \
+                 (mcp.max_body_bytes_in_flight_per_client); retry when they are done",
+                edge.bodies.per_client()
+            ),
+        ),
+        Unread::GatewayBusy(bytes) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the gateway is receiving too much at once: {bytes} bytes of other requests \
+                 are still arriving, and the limit is {} (mcp.max_body_bytes_in_flight); \
+                 retry in a moment",
+                edge.bodies.total()
+            ),
+        ),
+        Unread::Broken => (
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read to its end".to_owned(),
+        ),
+    };
+    let mut response = rpc_error(status, Value::Null, -32600, message, None);
+    if matches!(unread, Unread::ClientBusy(_) | Unread::GatewayBusy(_)) {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
+    response
+}
+
 /// A refusal of a body in which some object has a key twice (at any depth): the
 /// decision and the upstream could each read a different one of the two.
 fn refuse_duplicates(body: &[u8], message: &Incoming<'_>) -> Option<Response> {
@@ -316,22 +387,22 @@ fn refuse_duplicates(body: &[u8], message: &Incoming<'_>) -> Option<Response> {
     }
 }
 
-/// The token checks of a request: its caller (into the request's extensions), the
-/// session's subject, and for a `tools/call` the decision (an HTTP 403 with a
-/// step-up challenge when the token does not cover it).
-async fn authenticate(
+/// The token checks of a request once its body is read: the session's subject, and for
+/// a `tools/call` the decision (an HTTP 403 with a step-up challenge when the token does
+/// not cover it); the caller goes into the request's extensions.
+async fn authorize(
     auth: &McpAuth,
     gateway: &Gateway,
     parts: &mut http::request::Parts,
+    caller: &Caller,
     message: Option<&Incoming<'_>>,
-) -> Result<Caller, Refusal> {
-    let caller = auth.authenticate(&parts.headers)?;
+) -> Result<(), Refusal> {
     let session = parts
         .headers
         .get(&MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok());
     if let Some(session) = session {
-        auth.check_session(session, &caller)?;
+        auth.check_session(session, caller)?;
     }
     if let Some(message) = message
         && message.method.as_deref() == Some("tools/call")
@@ -346,14 +417,14 @@ async fn authenticate(
             Era::Modern
         };
         if let Some(authorized) = gateway
-            .authorize_call(auth, &caller, era, &call.name, call.arguments.as_ref())
+            .authorize_call(auth, caller, era, &call.name, call.arguments.as_ref())
             .await?
         {
             parts.extensions.insert(authorized);
         }
     }
     parts.extensions.insert(caller.clone());
-    Ok(caller)
+    Ok(())
 }
 
 /// What the edge reads of a `tools/call` to decide it.
@@ -387,40 +458,6 @@ fn forget_ended_sessions(
             auth.retain_sessions(|id| alive.contains(id));
         }
     });
-}
-
-/// A request body within `limit` bytes (`axum::body::to_bytes` without its buffer
-/// list: a body in one piece is kept as it came).
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ()> {
-    use http_body_util::BodyExt as _;
-    let mut body = body;
-    let mut first: Option<bytes::Bytes> = None;
-    let mut more: Option<bytes::BytesMut> = None;
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
-            continue; // trailers
-        };
-        len += data.len();
-        if len > limit {
-            return Err(());
-        }
-        match (&mut first, &mut more) {
-            (None, _) => first = Some(data),
-            (Some(head), None) => {
-                let mut all = bytes::BytesMut::with_capacity(len);
-                all.extend_from_slice(head);
-                all.extend_from_slice(&data);
-                more = Some(all);
-            }
-            (Some(_), Some(all)) => all.extend_from_slice(&data),
-        }
-    }
-    Ok(match (first, more) {
-        (_, Some(all)) => all.freeze(),
-        (Some(one), None) => one,
-        (None, None) => bytes::Bytes::new(),
-    })
 }
 
 /// The `Host` check rmcp makes, made here too for the requests the direct path takes.

@@ -6,6 +6,7 @@
 mod aggregate;
 pub mod approve;
 pub mod auth;
+mod bodies;
 pub mod budget;
 mod catalog;
 mod client;
