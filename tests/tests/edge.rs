@@ -198,3 +198,64 @@ async fn bodies_being_received_are_bounded_per_client_address_and_in_total() {
     assert!(![429, 503].contains(&status), "{head}");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_capped_per_client_and_the_refusal_names_the_cap() {
+    let gateway = TestGateway::start(
+        &config("[mcp]\nmax_sessions_per_client = 2\n"),
+        Backend::Sqlite,
+    )
+    .await;
+    let mut first = Raw::new(&gateway.url());
+    first.initialize("2025-06-18").await;
+    let mut second = Raw::new(&gateway.url());
+    second.initialize("2025-11-25").await;
+    let mut third = Raw::new(&gateway.url());
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let reply = third.post(init.to_string(), &[]).await;
+    assert_eq!(reply.status, 429, "{reply:?}");
+    assert!(reply.header("mcp-session-id").is_none(), "{reply:?}");
+    let message = error_message(&reply.text);
+    assert!(message.contains("2 MCP sessions"), "{message}");
+    assert!(message.contains("mcp.max_sessions_per_client"), "{message}");
+    // Ending one makes room.
+    let session = first.session.clone().unwrap_or_default();
+    let ended = first
+        .send(
+            first
+                .client()
+                .delete(&first.url)
+                .header("mcp-session-id", &session),
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{ended:?}");
+    third.initialize("2025-06-18").await;
+    let reply = third.request(1, "tools/list", json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_expires_and_its_id_gets_404() {
+    let gateway = TestGateway::start(
+        &config("[mcp]\nsession_idle_timeout = \"1s\"\nmax_sessions_per_client = 1\n"),
+        Backend::Sqlite,
+    )
+    .await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-06-18").await;
+    // In use, it stays.
+    for id in 1..=3 {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let reply = raw.request(id, "tools/list", json!({})).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let reply = raw.request(4, "tools/list", json!({})).await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+    // It no longer counts against the cap: the client starts again.
+    let mut again = Raw::new(&gateway.url());
+    again.initialize("2025-06-18").await;
+    gateway.stop().await;
+}
