@@ -198,3 +198,179 @@ async fn bodies_being_received_are_bounded_per_client_address_and_in_total() {
     assert!(![429, 503].contains(&status), "{head}");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_capped_per_client_and_the_refusal_names_the_cap() {
+    let gateway = TestGateway::start(
+        &config("[mcp]\nmax_sessions_per_client = 2\n"),
+        Backend::Sqlite,
+    )
+    .await;
+    let mut first = Raw::new(&gateway.url());
+    first.initialize("2025-06-18").await;
+    let mut second = Raw::new(&gateway.url());
+    second.initialize("2025-11-25").await;
+    let mut third = Raw::new(&gateway.url());
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let reply = third.post(init.to_string(), &[]).await;
+    assert_eq!(reply.status, 429, "{reply:?}");
+    assert!(reply.header("mcp-session-id").is_none(), "{reply:?}");
+    let message = error_message(&reply.text);
+    assert!(message.contains("2 MCP sessions"), "{message}");
+    assert!(message.contains("mcp.max_sessions_per_client"), "{message}");
+    // Ending one makes room.
+    let session = first.session.clone().unwrap_or_default();
+    let ended = first
+        .send(
+            first
+                .client()
+                .delete(&first.url)
+                .header("mcp-session-id", &session),
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{ended:?}");
+    third.initialize("2025-06-18").await;
+    let reply = third.request(1, "tools/list", json!({})).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_session_expires_and_its_id_gets_404() {
+    let gateway = TestGateway::start(
+        &config("[mcp]\nsession_idle_timeout = \"1s\"\nmax_sessions_per_client = 1\n"),
+        Backend::Sqlite,
+    )
+    .await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-06-18").await;
+    // In use, it stays.
+    for id in 1..=3 {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let reply = raw.request(id, "tools/list", json!({})).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let reply = raw.request(4, "tools/list", json!({})).await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+    // It no longer counts against the cap: the client starts again.
+    let mut again = Raw::new(&gateway.url());
+    again.initialize("2025-06-18").await;
+    gateway.stop().await;
+}
+
+/// A person with an agent allowed every `flaky` tool: their access token.
+async fn person_with_agent(gateway: &TestGateway, email: &str) -> String {
+    use warrant_idp::users::{NewUser, Role, Status};
+    let user = gateway
+        .running
+        .idp
+        .users
+        .create(NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("a person")
+        .id;
+    let agent = warrant_e2e::agent::register_public(gateway, &format!("{email}'s agent")).await;
+    let resource = format!("{}/mcp", gateway.public_url());
+    warrant_e2e::agent::token_for_grant(gateway, &user, &agent, &resource, &["flaky.*"], &[])
+        .await
+        .access
+}
+
+/// A stateless `notifications/cancelled` of request 7 with `token`: the HTTP status.
+async fn cancel_7(gateway: &TestGateway, token: &str) -> u16 {
+    let mut raw = Raw::new(&gateway.url());
+    raw.bearer = Some(token.to_owned());
+    raw.version = Some("2026-07-28".into());
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 7, "reason": "changed my mind", "_meta": modern_meta()}});
+    raw.post(
+        cancel.to_string(),
+        &[("mcp-method", "notifications/cancelled")],
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_person_cannot_cancel_anothers_stateless_call_with_the_same_id() {
+    use warrant_consent::token::Risk;
+    let (_upstream, url) = warrant_e2e::fixture_http("flaky_upstream").await;
+    let toml = format!("[upstreams.flaky]\nurl = {url:?}\ncall_timeout = \"20s\"\n");
+    let gateway = TestGateway::start_protected(&toml, Backend::Sqlite).await;
+    let catalog = gateway.running.catalog.clone();
+    let now = warrant_e2e::agent::unix_now();
+    for _ in 0..100 {
+        if catalog
+            .catalog()
+            .tools_of("flaky")
+            .await
+            .is_ok_and(|t| !t.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for tool in ["hang", "slow"] {
+        catalog
+            .review("flaky", tool, Some(Risk::Low), "admin@example.com", now)
+            .await
+            .expect("review");
+    }
+    let alice = person_with_agent(&gateway, "alice@example.com").await;
+    let bob = person_with_agent(&gateway, "bob@example.com").await;
+    for _ in 0..100 {
+        let names = warrant_e2e::raw::modern_tool_names(&gateway.url(), Some(&alice)).await;
+        if names.iter().any(|n| n == "flaky__hang") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let start = |token: &str, tool: &'static str, arguments: Value| {
+        let (mcp, token) = (gateway.url(), token.to_owned());
+        tokio::spawn(async move {
+            warrant_e2e::raw::modern_call(&mcp, Some(&token), tool, arguments).await
+        })
+    };
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(400));
+
+    let reached = || gateway.running.gateway.direct_cancellations();
+    // Alice's call 7 hangs; Bob, who has no call 7, cancels "7": it reaches nothing.
+    let alices = start(&alice, "flaky__hang", json!({}));
+    settle().await;
+    cancel_7(&gateway, &bob).await;
+    assert_eq!(reached(), 0, "Bob's cancel reached Alice's call");
+    // Bob's own call 7 beside hers: his cancel ends his; hers is still there for her.
+    let bobs = start(&bob, "flaky__hang", json!({}));
+    settle().await;
+    let direct = gateway.running.gateway.direct_calls();
+    assert!(direct >= 2, "the calls take the direct path ({direct})");
+    assert_eq!(cancel_7(&gateway, &bob).await, 202);
+    assert_eq!(reached(), 1, "Bob's cancel reached his call");
+    assert!(!alices.is_finished(), "Alice's call is still running");
+    assert_eq!(cancel_7(&gateway, &alice).await, 202);
+    assert_eq!(reached(), 2, "Alice's cancel reached her call");
+
+    // Two people's calls with the same id both complete.
+    let slow = json!({"millis": 600, "steps": 1});
+    let (a, b) = (
+        start(&alice, "flaky__slow", slow.clone()),
+        start(&bob, "flaky__slow", slow),
+    );
+    for reply in [a.await.expect("Alice's"), b.await.expect("Bob's")] {
+        assert_eq!(
+            reply.response(7)["result"]["isError"],
+            json!(false),
+            "{reply:?}"
+        );
+    }
+    alices.abort();
+    bobs.abort();
+    gateway.stop().await;
+}

@@ -27,7 +27,7 @@ use super::auth::{
     Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
 };
 use super::catalog::{entry_lists_changed, observe_entries, tool_record};
-use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded};
+use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded, owner_of};
 use super::error::GatewayError;
 use super::message::Incoming;
 use super::park::Park;
@@ -218,6 +218,11 @@ impl Gateway {
     /// How many `tools/call` requests took the direct data path so far.
     pub fn direct_calls(&self) -> u64 {
         self.inner.direct.calls()
+    }
+
+    /// How many client cancellations reached a call in flight on the direct path.
+    pub fn direct_cancellations(&self) -> u64 {
+        self.inner.direct.cancels()
     }
 
     /// How many calls of 2026-07-28 clients are parked, waiting for the client's
@@ -519,7 +524,7 @@ impl Gateway {
                 let params: Value = serde_json::from_str(message.params?.get()).ok()?;
                 self.inner
                     .direct
-                    .cancel(session, &params)
+                    .cancel(owner_of(parts, session), &params)
                     .await
                     .then(|| http::StatusCode::ACCEPTED.into_response())
             }
@@ -548,6 +553,7 @@ impl Gateway {
             }
             Caller {
                 session: session.to_owned(),
+                owner: session.to_owned(),
                 era: Era::of_str(&known.version),
                 capabilities: known.capabilities.clone(),
                 peer: Some(known.peer.clone()),
@@ -658,6 +664,7 @@ fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Opti
         .clone();
     Some(Caller {
         session: String::new(),
+        owner: owner_of(parts, ""),
         peer: None,
         era: Era::Modern,
         capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),

@@ -18,6 +18,7 @@ use super::Gateway;
 use super::auth::{Caller, McpAuth, Refusal};
 use super::bodies::{BodyBudget, Unread};
 use super::message::{Incoming, NotAMessage, duplicate_key};
+use super::sessions::{InUse, SessionTable};
 use super::upstream::Era;
 use crate::config::Config;
 
@@ -49,7 +50,19 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         .with_max_request_body_bytes(server.max_body_bytes)
         .with_cancellation_token(shutdown.clone())
         .with_legacy_session_mode(true);
-    let sessions = Arc::new(LocalSessionManager::default());
+    // The edge ends idle sessions (mcp.session_idle_timeout); rmcp's own idle end would
+    // leave the ended session's handle in its map, answering errors instead of 404.
+    let mut manager = LocalSessionManager::default();
+    manager.session_config.keep_alive = None;
+    let sessions = Arc::new(manager);
+    let limits = &config.mcp.limits;
+    let table = SessionTable::new(limits.max_sessions_per_client, limits.session_idle_timeout);
+    end_idle_sessions(
+        table.clone(),
+        sessions.clone(),
+        gateway.auth().cloned(),
+        shutdown.clone(),
+    );
     let shutdown_bindings = shutdown;
     let handler = gateway.clone();
     let rmcp =
@@ -67,6 +80,7 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
         allowed_hosts: server.allowed_hosts.clone(),
         gateway,
         sessions,
+        table,
         rmcp,
     });
     // The edge is the service of `/mcp` (rather than a middleware around rmcp's): it
@@ -83,6 +97,7 @@ struct Edge {
     allowed_hosts: Vec<String>,
     gateway: Gateway,
     sessions: Arc<LocalSessionManager>,
+    table: Arc<SessionTable>,
     rmcp: StreamableHttpService<Gateway, LocalSessionManager>,
 }
 
@@ -138,7 +153,10 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         None => None,
         Some(auth) => match auth.authenticate(&parts.headers) {
             Ok(caller) => Some(caller),
-            Err(refusal) => return auth.refuse(&refusal, Value::Null, &parts.headers),
+            Err(refusal) => {
+                let id = small_body_id(body, &parts.headers).await;
+                return auth.refuse(&refusal, id, &parts.headers);
+            }
         },
     };
     let mut other_body = None;
@@ -209,6 +227,21 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
         return auth.refuse(&refusal, id, &parts.headers);
     }
+    let session_id = parts
+        .headers
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok());
+    let in_use = session_id.and_then(|id| edge.table.enter(id));
+    let starting = match &message {
+        Some(m) if session_id.is_none() && m.method.as_deref() == Some("initialize") => {
+            let owner = owner_of(caller.as_ref(), &parts);
+            match edge.table.start(owner) {
+                Some(starting) => Some(starting),
+                None => return refuse_session_cap(&edge, caller.is_some(), m.id_value()),
+            }
+        }
+        _ => None,
+    };
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers
@@ -246,7 +279,7 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
             .try_direct(&parts, message, &edge.sessions)
             .await
     {
-        return response;
+        return hold(response, in_use);
     }
     drop(message);
     let body = match (bytes, other_body) {
@@ -266,6 +299,19 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     if method == http::Method::DELETE && response.status() == StatusCode::ACCEPTED {
         *response.status_mut() = StatusCode::OK;
     }
+    match (&session, response.headers().get(&MCP_SESSION_ID), starting) {
+        (None, Some(started), Some(starting)) => {
+            if let Ok(id) = started.to_str() {
+                starting.started(id.to_owned());
+            }
+        }
+        (Some(ended), _, _) if method == http::Method::DELETE && response.status().is_success() => {
+            if let Ok(id) = ended.to_str() {
+                edge.table.ended(id);
+            }
+        }
+        _ => {}
+    }
     if let (Some(auth), Some(caller)) = (edge.gateway.auth(), &caller) {
         match (&session, response.headers().get(&MCP_SESSION_ID)) {
             // A session just started: it belongs to this token's subject.
@@ -284,7 +330,111 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
             _ => {}
         }
     }
-    response
+    hold(response, in_use)
+}
+
+/// Whose a new session is: the agent of a person behind the token, or without tokens
+/// the client's address.
+fn owner_of(caller: Option<&Caller>, parts: &http::request::Parts) -> String {
+    match caller {
+        Some(caller) => {
+            let identity = &caller.token.identity;
+            format!("{}\n{}", identity.user, identity.agent)
+        }
+        None => parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(String::new, |info| info.0.ip().to_string()),
+    }
+}
+
+/// The refusal of a session beyond `mcp.max_sessions_per_client`.
+fn refuse_session_cap(edge: &Edge, with_token: bool, id: Value) -> Response {
+    let whose = if with_token {
+        "This agent already has"
+    } else {
+        "Your address already has"
+    };
+    let text = format!(
+        "{whose} {} MCP sessions open, the most allowed (mcp.max_sessions_per_client); \
+         end one (HTTP DELETE with its MCP-Session-Id) or reuse it; a session unused for {} \
+         ends by itself",
+        edge.table.cap(),
+        humantime::format_duration(edge.table.idle()),
+    );
+    rpc_error(StatusCode::TOO_MANY_REQUESTS, id, -32000, text, None)
+}
+
+/// The response, keeping its session in use until its body (a stream, perhaps) ends.
+fn hold(response: Response, in_use: Option<InUse>) -> Response {
+    let Some(in_use) = in_use else {
+        return response;
+    };
+    use futures::StreamExt as _;
+    let (parts, body) = response.into_parts();
+    let stream = body.into_data_stream().map(move |chunk| {
+        let _session = &in_use;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Ends the sessions idle for `mcp.session_idle_timeout`, checking a few times within it.
+fn end_idle_sessions(
+    table: Arc<SessionTable>,
+    sessions: Arc<LocalSessionManager>,
+    auth: Option<Arc<McpAuth>>,
+    stop: CancellationToken,
+) {
+    use rmcp::transport::streamable_http_server::session::SessionManager as _;
+    let every = (table.idle() / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(30),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for id in table.take_idle(std::time::Instant::now()) {
+                tracing::debug!(session = %id, "an idle MCP session ends");
+                if let Err(e) = sessions.close_session(&id.as_str().into()).await {
+                    tracing::debug!(error = %e, "cannot end an idle session");
+                }
+                if let Some(auth) = &auth {
+                    auth.forget_session(&id);
+                }
+            }
+        }
+    });
+}
+
+/// The request id of a refused request, read from its body only when the body is small
+/// and arrives at once (so that an error echoes it as JSON-RPC wants): a large or slow
+/// body of a request without a valid token is never read.
+async fn small_body_id(body: Body, headers: &http::HeaderMap) -> Value {
+    const SMALL: usize = 4096;
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_none_or(|n| n > SMALL) {
+        return Value::Null;
+    }
+    let limited = http_body_util::Limited::new(body, SMALL);
+    let read = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        use http_body_util::BodyExt as _;
+        limited
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+    });
+    match read.await {
+        Ok(Ok(bytes)) => Incoming::parse(&bytes).map_or(Value::Null, |m| m.id_value()),
+        _ => Value::Null,
+    }
 }
 
 /// The answer to a body that was not read to its end.

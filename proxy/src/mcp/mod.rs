@@ -19,6 +19,7 @@ mod handler;
 pub mod http;
 mod message;
 mod park;
+mod sessions;
 mod sse;
 mod upstream;
 

@@ -98,6 +98,8 @@ impl Target {
 pub(crate) struct Caller {
     /// The client's session id (`""` for a 2026-07-28 request, which has none).
     pub(crate) session: String,
+    /// Whose the call is, for a cancellation ([`owner_of`]).
+    pub(crate) owner: String,
     /// The client's session, through which what the upstream sends outside the call's
     /// own stream (log messages on its standalone stream, say) reaches the client.
     pub(crate) peer: Option<rmcp::service::Peer<rmcp::RoleServer>>,
@@ -118,8 +120,8 @@ struct InFlight {
     upstream_id: Arc<str>,
 }
 
-/// A direct call as a client's `notifications/cancelled` names it: the client's session
-/// and the request id (normalised JSON).
+/// A direct call as a client's `notifications/cancelled` names it: its owner
+/// ([`owner_of`]) and the request id (normalised JSON).
 type CallKey = Arc<(String, String)>;
 
 /// The shared state of the direct path.
@@ -128,8 +130,31 @@ pub(crate) struct Direct {
     next_id: AtomicU64,
     /// Calls sent upstream on the direct path.
     calls: AtomicU64,
+    /// Client cancellations that reached a direct call in flight.
+    cancels: AtomicU64,
     pending: Mutex<HashMap<String, Pending>>,
     inflight: Mutex<HashMap<CallKey, InFlight>>,
+}
+
+/// Whose a direct call is, so that only its caller's `notifications/cancelled` reaches
+/// it: the client's session; without one (2026-07-28), the person and agent behind the
+/// token, or without tokens the client's address. Request ids are chosen by each client,
+/// so the same id from two callers names two calls.
+pub(crate) fn owner_of(parts: &http::request::Parts, session: &str) -> String {
+    if !session.is_empty() {
+        return session.to_owned();
+    }
+    if let Some(caller) = parts.extensions.get::<crate::mcp::auth::Caller>() {
+        let identity = &caller.token.identity;
+        return format!("\u{1}{}\n{}", identity.user, identity.agent);
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "\u{1}".to_owned(),
+            |info| format!("\u{1}{}", info.0.ip()),
+        )
 }
 
 /// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
@@ -248,6 +273,10 @@ impl Direct {
         self.calls.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn cancels(&self) -> u64 {
+        self.cancels.load(Ordering::Relaxed)
+    }
+
     fn next_id(&self) -> String {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(REQUEST_ID_PREFIX.len() + 20);
@@ -293,14 +322,15 @@ impl Direct {
 
     /// Passes a client's cancellation of a direct call upstream; false when the
     /// cancelled request is not a direct call (rmcp then handles the notification).
-    pub(crate) async fn cancel(&self, session: &str, params: &Value) -> bool {
+    pub(crate) async fn cancel(&self, owner: String, params: &Value) -> bool {
         let Some(request_id) = params.get("requestId") else {
             return false;
         };
-        let key = (session.to_owned(), request_id.to_string());
+        let key = (owner, request_id.to_string());
         let Some(call) = self.inflight.lock().ok().and_then(|mut f| f.remove(&key)) else {
             return false;
         };
+        self.cancels.fetch_add(1, Ordering::Relaxed);
         let reason = params.get("reason").cloned().unwrap_or(Value::Null);
         cancel_upstream(&call.lane, &call.upstream_id, &reason).await;
         true
@@ -327,7 +357,7 @@ impl Direct {
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
-        let key: CallKey = Arc::new((caller.session.clone(), normalised_id(client_id)));
+        let key: CallKey = Arc::new((caller.owner.clone(), normalised_id(client_id)));
         if let Ok(mut inflight) = self.inflight.lock() {
             inflight.insert(
                 key.clone(),

@@ -1,0 +1,186 @@
+//! The MCP sessions of the older revisions, as the edge sees them: whose they are (an
+//! agent of a person, or a client address without tokens), how many each owner has open
+//! (`mcp.max_sessions_per_client`), and when each was last used. A session with no
+//! request in progress (an open stream counts) for `mcp.session_idle_timeout` ends; its
+//! id then gets rmcp's 404, and the client starts a new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every session the edge saw start, by id.
+pub(crate) struct SessionTable {
+    cap: usize,
+    idle: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_id: HashMap<String, Entry>,
+    /// Open sessions (and ones being started) per owner.
+    per_owner: HashMap<String, usize>,
+}
+
+struct Entry {
+    owner: String,
+    last: Instant,
+    /// Requests of the session in progress, streams included.
+    busy: usize,
+}
+
+/// A session being started for `owner`, counted against the cap until it started (then
+/// the session counts) or did not (then the count is given back).
+pub(crate) struct Starting {
+    table: Arc<SessionTable>,
+    owner: Option<String>,
+}
+
+/// A request of a known session in progress: the session is not idle until it is dropped.
+pub(crate) struct InUse {
+    table: Arc<SessionTable>,
+    id: String,
+}
+
+impl Inner {
+    fn release(&mut self, owner: &str) {
+        if let Some(n) = self.per_owner.get_mut(owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_owner.remove(owner);
+            }
+        }
+    }
+}
+
+impl SessionTable {
+    pub(crate) fn new(cap: usize, idle: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            idle,
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    pub(crate) fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Room for one more session of `owner`; `None` when it has `cap` already.
+    pub(crate) fn start(self: &Arc<Self>, owner: String) -> Option<Starting> {
+        let mut inner = self.lock();
+        let open = inner.per_owner.entry(owner.clone()).or_default();
+        if *open >= self.cap {
+            return None;
+        }
+        *open += 1;
+        Some(Starting {
+            table: self.clone(),
+            owner: Some(owner),
+        })
+    }
+
+    /// A request of session `id` begins; `None` for a session the table does not know.
+    pub(crate) fn enter(self: &Arc<Self>, id: &str) -> Option<InUse> {
+        let mut inner = self.lock();
+        let entry = inner.by_id.get_mut(id)?;
+        entry.busy += 1;
+        entry.last = Instant::now();
+        Some(InUse {
+            table: self.clone(),
+            id: id.to_owned(),
+        })
+    }
+
+    /// Session `id` ended (the client deleted it).
+    pub(crate) fn ended(&self, id: &str) {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.by_id.remove(id) {
+            inner.release(&entry.owner);
+        }
+    }
+
+    /// Takes the sessions idle since `now - idle` out of the table.
+    pub(crate) fn take_idle(&self, now: Instant) -> Vec<String> {
+        let mut inner = self.lock();
+        let idle: Vec<String> = inner
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.busy == 0 && now.saturating_duration_since(e.last) >= self.idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            if let Some(entry) = inner.by_id.remove(id) {
+                inner.release(&entry.owner);
+            }
+        }
+        idle
+    }
+}
+
+impl Starting {
+    /// The session started with `id`: it counts until it ends.
+    pub(crate) fn started(mut self, id: String) {
+        if let Some(owner) = self.owner.take() {
+            let entry = Entry {
+                owner,
+                last: Instant::now(),
+                busy: 0,
+            };
+            self.table.lock().by_id.insert(id, entry);
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            self.table.lock().release(&owner);
+        }
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut inner = self.table.lock();
+        if let Some(entry) = inner.by_id.get_mut(&self.id) {
+            entry.busy = entry.busy.saturating_sub(1);
+            entry.last = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_capped_and_idle_sessions_taken_out() {
+        let table = SessionTable::new(2, Duration::from_secs(60));
+        let a = table.start("a".into()).expect("room");
+        let b = table.start("a".into()).expect("room");
+        assert!(table.start("a".into()).is_none(), "the cap");
+        assert!(table.start("b".into()).is_some(), "another owner");
+        drop(b); // never started
+        a.started("s1".into());
+        table.start("a".into()).expect("room").started("s2".into());
+        assert!(table.start("a".into()).is_none());
+        let in_use = table.enter("s1").expect("known");
+        assert!(table.enter("nope").is_none());
+        let later = Instant::now() + Duration::from_secs(61);
+        assert_eq!(table.take_idle(later), ["s2"], "s1 is in use");
+        drop(in_use);
+        let soon = Instant::now() + Duration::from_secs(59);
+        assert!(table.take_idle(soon).is_empty(), "s1 was just used");
+        table.ended("s1");
+        assert!(table.lock().per_owner.is_empty());
+    }
+}
