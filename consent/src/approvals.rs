@@ -646,11 +646,39 @@ pub fn preview(args: Option<&Map<String, Value>>) -> String {
     truncate(&parts.join(", "), PREVIEW_CHARS)
 }
 
+/// Whether `c` changes how text around it reads without showing itself: direction
+/// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), direction marks,
+/// zero-width characters, the byte order mark, the soft hyphen.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{061C}'
+        | '\u{FEFF}'
+        | '\u{00AD}'
+        | '\u{180E}')
+}
+
+/// `text` with control characters as spaces and invisible or direction-changing ones
+/// spelled out (`⟨U+202E⟩`), so that a person reads what is there.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_invisible(c) {
+            out.push_str(&format!("⟨U+{:04X}⟩", u32::from(c)));
+        } else if c.is_control() {
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn truncate(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let clean = visible(text);
     if clean.chars().count() <= max {
         clean
     } else {

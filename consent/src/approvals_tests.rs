@@ -287,3 +287,23 @@ fn the_hash_ignores_key_order_and_the_preview_hides_secrets() {
     assert!(!text.contains(&"x".repeat(41)), "{text}");
     assert_eq!(preview(None), "(no arguments)");
 }
+
+#[test]
+fn the_preview_shows_invisible_and_direction_changing_characters() {
+    let args: Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "file\u{202E}txt.exe": "invoice\u{202E}fdp.exe",
+        "path": "a\u{2066}b\u{2069}c",
+        "zero": "d\u{200B}e\u{FEFF}f\u{061C}g"
+    }))
+    .expect("args");
+    let text = preview(Some(&args));
+    for hidden in [
+        '\u{202E}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{FEFF}', '\u{061C}',
+    ] {
+        assert!(!text.contains(hidden), "{hidden:?} passes through: {text}");
+    }
+    assert!(text.contains("file⟨U+202E⟩txt.exe: "), "{text}");
+    assert!(text.contains("\"invoice⟨U+202E⟩fdp.exe\""), "{text}");
+    assert!(text.contains("\"a⟨U+2066⟩b⟨U+2069⟩c\""), "{text}");
+    assert!(text.contains("\"d⟨U+200B⟩e⟨U+FEFF⟩f⟨U+061C⟩g\""), "{text}");
+}

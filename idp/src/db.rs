@@ -30,6 +30,26 @@ macro_rules! on_pool {
     };
 }
 
+/// `url` fit for an error message or a log line: a password becomes `***`; what cannot
+/// be read as a URL is cut to its scheme.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            if parsed.set_password(Some("***")).is_ok() {
+                parsed.to_string()
+            } else {
+                format!("{}:…", parsed.scheme())
+            }
+        }
+        Ok(parsed) if parsed.cannot_be_a_base() => format!("{}:…", parsed.scheme()),
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => match url.split_once(':') {
+            Some((scheme, _)) => format!("{scheme}:…"),
+            None => "…".to_owned(),
+        },
+    }
+}
+
 /// What can go wrong opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -95,7 +115,7 @@ impl Db {
                     .map_err(DbError::Connect)?;
                 Ok(Self::Postgres(pool))
             }
-            Some(other) => Err(DbError::UnsupportedUrl(other.to_owned())),
+            Some(other) => Err(DbError::UnsupportedUrl(redacted(other))),
         }
     }
 
@@ -173,5 +193,30 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(err.to_string().contains("unsupported database URL"));
+    }
+
+    #[tokio::test]
+    async fn a_password_in_a_refused_url_is_not_repeated() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for url in [
+            "mysql://warrant:hunter2-secret@db.example/warrant",
+            "postgres://warrant:hunter2-secret@db.example:notaport/warrant",
+            "mysql:warrant:hunter2-secret@db",
+        ] {
+            let err = Db::open(Some(url), dir.path()).await.expect_err("refused");
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("hunter2-secret"), "{url}: {text}");
+        }
+        let err = Db::open(
+            Some("mysql://warrant:hunter2-secret@db.example/warrant"),
+            dir.path(),
+        )
+        .await
+        .expect_err("refused");
+        assert!(
+            err.to_string()
+                .contains("mysql://warrant:***@db.example/warrant"),
+            "{err}"
+        );
     }
 }

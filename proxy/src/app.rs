@@ -693,8 +693,24 @@ async fn warrant_keys(State(keys): State<KeyRing>) -> Response {
 }
 
 /// Readiness: the database answers. Upstreams are reported, not required: a down
-/// upstream withdraws its tools, it does not stop the gateway.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// upstream withdraws its tools, it does not stop the gateway. Why an upstream is down
+/// (a command line, a host name, an upstream's error text) is shown only to a client on
+/// loopback (the client behind a trusted proxy, not the proxy); others see the states.
+async fn readyz(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let on_loopback = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|info| {
+            let ip = info.0.ip();
+            ip.is_loopback()
+                || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+        });
+    let mut upstreams = state.gateway.status();
+    if !on_loopback {
+        for upstream in &mut upstreams {
+            upstream.reason = None;
+        }
+    }
     let database = match state.db.ping().await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
@@ -706,7 +722,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "ready": ready,
         "database": database,
-        "upstreams": state.gateway.status(),
+        "upstreams": upstreams,
     });
     let status = if ready {
         StatusCode::OK

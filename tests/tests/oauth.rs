@@ -1037,6 +1037,42 @@ async fn registration_and_token_requests_are_limited_per_address() {
 }
 
 #[tokio::test]
+async fn revocation_requests_are_limited_per_address() {
+    let gw = TestGateway::start("", Backend::current()).await;
+    let revoke = || async {
+        let response = http()
+            .post(format!("{}/revoke", gw.public_url()))
+            .form(&[("token", "not-a-token"), ("client_id", "nobody")])
+            .send()
+            .await
+            .expect("revoke");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let reply: Value = response.json().await.unwrap_or(Value::Null);
+        (status, retry_after, reply)
+    };
+    for i in 0..60 {
+        let (status, _, reply) = revoke().await;
+        assert_eq!(status, 401, "revocation {i}: {reply}");
+    }
+    let (status, retry_after, reply) = revoke().await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(retry_after.as_deref(), Some("60"));
+    assert_eq!(reply["error"], json!("temporarily_unavailable"));
+    assert!(
+        reply["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("token revocations from one address")),
+        "{reply}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
     let gw = TestGateway::start(
         "[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n",

@@ -109,3 +109,42 @@ async fn next_never_leads_off_site() {
     }
     gw.stop().await;
 }
+
+/// The CSRF token of a session is not kept in the database: a copy of `idp_sessions`
+/// lets nobody forge a form of a signed-in person (it is derived from the session id,
+/// of which the table keeps only a hash).
+#[tokio::test]
+async fn the_csrf_token_is_not_stored_in_clear() {
+    let gw = TestGateway::start(&demo_upstream("demo"), Backend::current()).await;
+    let anonymous = gw.browser();
+    let before = anonymous
+        .get("/signin")
+        .await
+        .csrf()
+        .expect("a CSRF token before sign-in");
+    let (admin, _device) = first_admin(&gw, "admin@example.com").await;
+    let account = admin.get("/account").await;
+    let csrf = account.csrf().expect("a CSRF token after sign-in");
+    assert_ne!(csrf, before);
+    let sql = "SELECT data FROM idp_sessions";
+    let rows: Vec<String> = match &gw.running.idp.db {
+        warrant_idp::db::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        warrant_idp::db::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+    }
+    .expect("sessions");
+    assert!(!rows.is_empty());
+    for data in rows {
+        assert!(!data.contains(&before), "{data}");
+        assert!(!data.contains(&csrf), "{data}");
+    }
+    // The token still works, and a wrong one does not.
+    let forged = admin
+        .post_form("/signout", &[("csrf", before.as_str())])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let out = admin
+        .post_form("/signout", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    gw.stop().await;
+}

@@ -372,6 +372,50 @@ async fn a_command_that_cannot_start_leaves_the_others_serving() {
     gateway.stop().await;
 }
 
+/// Why an upstream is down (its command line here) is for the operator on the machine:
+/// `/readyz` names it to a client on loopback, and only the state to anyone else (here
+/// a client behind a trusted proxy).
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_names_upstream_failures_only_on_loopback() {
+    let config = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n\n\
+         [upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\nconnect_timeout = \"2s\"\n\n{}",
+        demo_upstream("demo")
+    );
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let readyz = |forwarded: Option<&'static str>| {
+        let url = format!("{}/readyz", gateway.base());
+        async move {
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(client) = forwarded {
+                request = request.header("x-forwarded-for", client);
+            }
+            let ready = request.send().await.expect("readyz");
+            assert_eq!(ready.status(), 200);
+            ready.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let broken = |body: &serde_json::Value| {
+        body["upstreams"]
+            .as_array()
+            .and_then(|all| all.iter().find(|u| u["name"] == "broken").cloned())
+            .unwrap_or_else(|| panic!("broken is listed: {body}"))
+    };
+    let local = broken(&readyz(None).await);
+    assert_eq!(local["state"], "down", "{local}");
+    assert!(
+        local["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot start")),
+        "{local}"
+    );
+    let remote = broken(&readyz(Some("198.51.100.7")).await);
+    assert_eq!(remote["state"], "down", "{remote}");
+    assert!(remote.get("reason").is_none(), "{remote}");
+    assert!(!remote.to_string().contains("nonexistent"), "{remote}");
+    gateway.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn colliding_names_are_refused_at_start() {
     warrant_e2e::init();

@@ -75,11 +75,14 @@ async fn view(ui: &ApprovalsUi, a: Approval) -> ApprovalView {
             a.key.client_id.clone()
         }
     };
+    // Names and arguments come from agents and upstreams: what hides itself or turns
+    // text around is spelled out (`⟨U+202E⟩`).
+    let visible = warrant_consent::approvals::visible;
     ApprovalView {
-        agent,
+        agent: visible(&agent),
         server: a.key.server,
-        tool: a.key.tool,
-        preview: a.preview,
+        tool: visible(&a.key.tool),
+        preview: visible(&a.preview),
         status: a.status.as_str(),
         scope: match a.scope {
             Some(Scope::Once) => "this call",

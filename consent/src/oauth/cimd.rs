@@ -16,7 +16,8 @@
 //!   (unless the rule above allows it), link-local (cloud metadata services), unique
 //!   local, shared (CGNAT), unspecified, multicast, broadcast, reserved or for
 //!   documentation, including such IPv4 addresses inside IPv6 (mapped, compatible,
-//!   NAT64, 6to4);
+//!   6to4), and any NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) or Teredo (`2001::/32`)
+//!   address;
 //! - the connection goes to exactly the addresses checked (no proxy, no second
 //!   resolution), follows no redirect, has 3 s to connect and 5 s in all, and reads at
 //!   most 64 KiB of a JSON `Content-Type`.
@@ -246,8 +247,10 @@ fn v6_problem(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
     if ip.is_unspecified() {
         return Some("an unspecified address");
     }
-    // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64
-    // (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::) are judged by their IPv4 address.
+    // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d) and 6to4
+    // (2002:AABB:CCDD::) are judged by their IPv4 address. NAT64 (64:ff9b::/96 and the
+    // local-use 64:ff9b:1::/48) and Teredo (2001::/32) are refused whatever they carry:
+    // a translator or relay inside the network would take the request anywhere.
     let embedded = |hi: u16, lo: u16| {
         let [a, b] = hi.to_be_bytes();
         let [c, d] = lo.to_be_bytes();
@@ -257,8 +260,11 @@ fn v6_problem(ip: Ipv6Addr, allow_loopback: bool) -> Option<&'static str> {
         return v4_problem(embedded(s[6], s[7]), allow_loopback)
             .or((s[5] == 0).then_some("a reserved address"));
     }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return v4_problem(embedded(s[6], s[7]), allow_loopback);
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
+        return Some("a NAT64 address (it reaches IPv4 through a translator)");
+    }
+    if s[..2] == [0x2001, 0] {
+        return Some("a Teredo tunnel address");
     }
     if s[0] == 0x2002 {
         return v4_problem(embedded(s[1], s[2]), allow_loopback);

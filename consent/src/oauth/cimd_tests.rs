@@ -146,7 +146,27 @@ fn every_non_public_range_is_refused() {
         ),
         ("::ffff:127.0.0.1", "a loopback address"),
         ("::10.0.0.5", "a private network address"),
-        ("64:ff9b::a00:5", "a private network address"),
+        (
+            "64:ff9b::a00:5",
+            "a NAT64 address (it reaches IPv4 through a translator)",
+        ),
+        (
+            "64:ff9b::808:808",
+            "a NAT64 address (it reaches IPv4 through a translator)",
+        ),
+        (
+            "64:ff9b:1::a00:5",
+            "a NAT64 address (it reaches IPv4 through a translator)",
+        ),
+        (
+            "64:ff9b:1:ffff::1",
+            "a NAT64 address (it reaches IPv4 through a translator)",
+        ),
+        ("2001::1", "a Teredo tunnel address"),
+        (
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "a Teredo tunnel address",
+        ),
         ("2002:a00:5::1", "a private network address"),
         ("2002:c0a8:101::1", "a private network address"),
     ];

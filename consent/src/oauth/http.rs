@@ -25,6 +25,10 @@ use warrant_idp::rate::{RateError, RateLimiter};
 use warrant_idp::secret::constant_time_eq;
 
 use super::cimd::{self, CimdError, DocumentFetcher, FetchNew};
+pub use super::redirect_uris::{
+    MAX_REDIRECT_URI_LEN, MAX_REDIRECT_URIS, default_application_type, is_loopback,
+    redirect_uri_matches, redirect_uri_problem, redirect_uris_problem,
+};
 use super::resource::Resource;
 use super::revocations::RevokedSet;
 use super::{
@@ -36,10 +40,6 @@ use crate::token::{KeyRing, MintRequest, Restriction, Risk, ToolPattern, Verifie
 
 /// How long an access token lives by default (seconds): `oauth.access_token_ttl`.
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME_SECS: i64 = 600;
-
-/// How many redirect URIs one registration may carry, and how long each may be.
-pub const MAX_REDIRECT_URIS: usize = 20;
-pub const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// The scopes the server names in its metadata.
 pub const SCOPES_SUPPORTED: &[&str] = &["mcp"];
@@ -66,6 +66,7 @@ pub struct OAuthState {
 struct Limits {
     register: RateLimiter,
     token: RateLimiter,
+    revoke: RateLimiter,
 }
 
 /// A limit: how many requests from one address within a window, and what they are.
@@ -87,6 +88,13 @@ const TOKEN_LIMIT: Limit = Limit {
     count: 300,
     window: std::time::Duration::from_secs(60),
     what: "token requests from one address",
+};
+/// Revocations (RFC 7009): a client revokes its tokens when it signs out, a handful at
+/// a time; the endpoint checks client credentials, so it is no place to guess them.
+const REVOKE_LIMIT: Limit = Limit {
+    count: 60,
+    window: std::time::Duration::from_secs(60),
+    what: "token revocations from one address",
 };
 
 /// The peer address of the connection (forwarded headers are not trusted), when the
@@ -125,6 +133,7 @@ impl OAuthState {
         let limits = Limits {
             register: RateLimiter::new(db.clone(), clock.clone(), "oauth-register:"),
             token: RateLimiter::new(db.clone(), clock.clone(), "oauth-token:"),
+            revoke: RateLimiter::new(db.clone(), clock.clone(), "oauth-revoke:"),
         };
         Self {
             db,
@@ -346,103 +355,6 @@ fn no_store(mut response: Response) -> Response {
 
 // ---------------------------------------------------------------------------------
 // Registration
-
-/// Why a redirect URI is refused, or `None` when it is acceptable: https, http on a
-/// loopback host (any port, RFC 8252 §7.3), or a private-use scheme (RFC 8252 §7.1)
-/// with a dot in the scheme or in its authority (`cursor://anysphere.cursor-mcp/…`).
-/// Never a fragment.
-pub fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
-    let Ok(url) = url::Url::parse(uri) else {
-        return Some("is not an absolute URL");
-    };
-    if url.fragment().is_some() {
-        return Some("must not contain a fragment");
-    }
-    match url.scheme() {
-        "https" if url.host().is_some() => None,
-        "https" => Some("has no host"),
-        "http" if is_loopback(&url) => None,
-        "http" => Some("uses http on a host other than localhost, 127.0.0.1 or [::1]"),
-        scheme if scheme.contains('.') => None,
-        // Cursor's `cursor://anysphere.cursor-mcp/…`: a short private-use scheme whose
-        // authority is the reverse domain name. Schemes a browser would act on are not.
-        "javascript" | "data" | "file" | "vbscript" | "blob" | "about" | "ftp" | "ws" | "wss"
-        | "mailto" | "tel" => Some("uses a scheme that cannot be a redirect URI"),
-        _ if url.host_str().is_some_and(|h| h.contains('.')) => None,
-        _ => Some(
-            "uses a scheme that is neither https nor a private-use scheme (reverse domain name)",
-        ),
-    }
-}
-
-/// Why a list of redirect URIs cannot be registered, or `None`: at least one, at most
-/// [`MAX_REDIRECT_URIS`] of at most [`MAX_REDIRECT_URI_LEN`] bytes, each acceptable to
-/// [`redirect_uri_problem`]. The same rules hold for dynamic registration, metadata
-/// documents and configured clients.
-pub fn redirect_uris_problem(uris: &[String]) -> Option<String> {
-    if uris.is_empty() {
-        return Some("redirect_uris must name at least one redirect URI".into());
-    }
-    if uris.len() > MAX_REDIRECT_URIS {
-        return Some(format!(
-            "at most {MAX_REDIRECT_URIS} redirect URIs may be registered"
-        ));
-    }
-    for uri in uris {
-        if uri.len() > MAX_REDIRECT_URI_LEN {
-            return Some(format!(
-                "a redirect URI is longer than {MAX_REDIRECT_URI_LEN} bytes"
-            ));
-        }
-        if let Some(problem) = redirect_uri_problem(uri) {
-            return Some(format!("redirect URI {uri:?} {problem}"));
-        }
-    }
-    None
-}
-
-/// `native` when a redirect URI is a loopback or private-use one (an app on the
-/// person's device), else `web`.
-pub fn default_application_type(uris: &[String]) -> &'static str {
-    let native = uris
-        .iter()
-        .any(|u| url::Url::parse(u).is_ok_and(|u| is_loopback(&u) || u.scheme() != "https"));
-    if native { "native" } else { "web" }
-}
-
-/// Whether `url` is http on a loopback host.
-pub fn is_loopback(url: &url::Url) -> bool {
-    if url.scheme() != "http" {
-        return false;
-    }
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
-/// Whether `requested` matches the registered `registered`: exactly, or, for an http
-/// loopback URI, equal in everything but the port (RFC 8252 §7.3).
-pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
-    if registered == requested {
-        return true;
-    }
-    let (Ok(a), Ok(b)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
-        return false;
-    };
-    is_loopback(&a)
-        && is_loopback(&b)
-        && a.host() == b.host()
-        && a.path() == b.path()
-        && a.query() == b.query()
-        && a.fragment().is_none()
-        && b.fragment().is_none()
-        && a.username() == b.username()
-        && a.password().is_none()
-        && b.password().is_none()
-}
 
 fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, OAuthError> {
     match body.get(field) {
@@ -967,7 +879,15 @@ fn token_response(access: &str, expires_in: i64, refresh: &str, scope: Option<&s
 // ---------------------------------------------------------------------------------
 // Revocation
 
-async fn revoke(State(s): State<OAuthState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(
+    State(s): State<OAuthState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = s.limit(&s.limits.revoke, ip.as_deref(), REVOKE_LIMIT).await {
+        return no_store(e.into_response());
+    }
     let response = match revoke_inner(&s, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -1019,60 +939,6 @@ async fn revoke_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redirect_uris_of_real_clients_are_accepted() {
-        for ok in [
-            "http://localhost/callback",
-            "http://localhost:33418/callback",
-            "http://127.0.0.1/",
-            "http://[::1]:8080/cb",
-            "https://app.example.com/oauth/callback",
-            "cursor://anysphere.cursor-mcp/oauth/callback",
-            "com.example.app:/oauth2redirect",
-        ] {
-            assert_eq!(redirect_uri_problem(ok), None, "{ok}");
-        }
-    }
-
-    #[test]
-    fn dangerous_redirect_uris_are_refused() {
-        for bad in [
-            "javascript:alert(1)",
-            "data:text/html,hi",
-            "http://evil.example.com/cb",
-            "https://app.example.com/cb#frag",
-            "file:///etc/passwd",
-            "not a url",
-            "myapp:/cb",
-        ] {
-            assert!(redirect_uri_problem(bad).is_some(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn loopback_redirects_may_change_port_only() {
-        assert!(redirect_uri_matches(
-            "http://localhost/callback",
-            "http://localhost:5123/callback"
-        ));
-        assert!(redirect_uri_matches(
-            "http://127.0.0.1/",
-            "http://127.0.0.1:9/"
-        ));
-        assert!(!redirect_uri_matches(
-            "http://localhost/callback",
-            "http://localhost:5123/other"
-        ));
-        assert!(!redirect_uri_matches(
-            "http://localhost/callback",
-            "http://127.0.0.1:5123/callback"
-        ));
-        assert!(!redirect_uri_matches(
-            "https://a.example/cb",
-            "https://a.example:444/cb"
-        ));
-    }
 
     #[test]
     fn pkce_s256_follows_rfc_7636_appendix_b() {

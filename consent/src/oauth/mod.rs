@@ -11,6 +11,7 @@ pub mod cimd;
 pub mod clients;
 pub mod codes;
 pub mod http;
+pub mod redirect_uris;
 pub mod refresh;
 pub mod resource;
 pub mod revocations;

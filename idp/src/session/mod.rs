@@ -3,7 +3,8 @@
 //! idle and absolute expiry, listing and revocation, and the per-session CSRF token.
 //!
 //! Session data keys: [`LOGIN_KEY`] holds a [`Login`] once the person signed in;
-//! [`CSRF_KEY`] the CSRF token; sign-in ceremonies keep their own short-lived state under
+//! [`CSRF_KEY`] marks that the session handed out a CSRF token (the token itself is
+//! derived from the session id, never stored); sign-in ceremonies keep their own short-lived state under
 //! keys of their module (`oidc.*`, `passkey.*`).
 
 pub mod store;
@@ -19,14 +20,15 @@ use crate::config::IdpConfig;
 use crate::db::Db;
 use crate::error::IdpError;
 use crate::on_pool;
-use crate::secret::{constant_time_eq, random_token};
+use crate::secret::constant_time_eq;
 use crate::users::{Status, User, Users};
 
 pub use store::{DbSessionStore, session_handle};
 
 /// Session key of the signed-in person.
 pub const LOGIN_KEY: &str = "warrant.login";
-/// Session key of the CSRF token.
+/// Session key marking that the session handed out a CSRF token (the token is derived
+/// from the session id: see [`Sessions::csrf_token`]).
 pub const CSRF_KEY: &str = "warrant.csrf";
 /// Session key of the last time a signed-in request extended the idle expiry.
 pub const SEEN_KEY: &str = "warrant.seen";
@@ -158,10 +160,7 @@ impl Sessions {
             .insert(LOGIN_KEY, &login)
             .await
             .map_err(session_error)?;
-        session
-            .insert(CSRF_KEY, random_token())
-            .await
-            .map_err(session_error)?;
+        // The new id gives the session a new CSRF token.
         tracing::info!(user = %user.id, method, "signed in");
         Ok(login)
     }
@@ -260,35 +259,47 @@ impl Sessions {
         Ok(n)
     }
 
-    /// This session's CSRF token, created on first use. Every state-changing form
-    /// carries it; [`Sessions::check_csrf`] verifies it.
+    /// This session's CSRF token. Every state-changing form carries it;
+    /// [`Sessions::check_csrf`] verifies it. It is derived from the session id (which
+    /// the database keeps only as a hash), so a copy of the sessions table holds no
+    /// token; a session without an id yet (a first visit, or just signed in) is saved
+    /// here to get one.
     pub async fn csrf_token(&self, session: &Session) -> Result<String, IdpError> {
-        if let Some(token) = session
-            .get::<String>(CSRF_KEY)
-            .await
-            .map_err(session_error)?
-        {
-            return Ok(token);
+        if session.id().is_none() {
+            session
+                .insert(CSRF_KEY, true)
+                .await
+                .map_err(session_error)?;
+            session.save().await.map_err(session_error)?;
         }
-        let token = random_token();
         session
-            .insert(CSRF_KEY, &token)
-            .await
-            .map_err(session_error)?;
-        Ok(token)
+            .id()
+            .map(|id| csrf_of(&id))
+            .ok_or_else(|| IdpError::Session("the session has no id".into()))
     }
 
-    /// Refuses a state-changing request whose token is missing or differs from the
-    /// session's (compared in constant time).
+    /// Refuses a state-changing request whose token is missing or is not this session's
+    /// (compared in constant time).
     pub async fn check_csrf(
         &self,
         session: &Session,
         presented: Option<&str>,
     ) -> Result<(), IdpError> {
-        let expected: Option<String> = session.get(CSRF_KEY).await.map_err(session_error)?;
-        match (expected, presented) {
-            (Some(expected), Some(presented)) if constant_time_eq(&expected, presented) => Ok(()),
+        match (session.id(), presented) {
+            (Some(id), Some(presented)) if constant_time_eq(&csrf_of(&id), presented) => Ok(()),
             _ => Err(IdpError::Csrf),
         }
     }
+}
+
+/// The CSRF token of the session `id`: SHA-256 of the id under its own label (the
+/// stored handle is the plain SHA-256 of the id, so the two never coincide).
+fn csrf_of(id: &tower_sessions::session::Id) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"warrant.csrf\0")
+        .chain_update(id.to_string().as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
 }
