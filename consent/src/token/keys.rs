@@ -440,10 +440,12 @@ impl KeyRing {
                             .ok_or(TokenError::NoActiveKey);
                     }
                 }
-                Err(TokenError::Storage(e)) if attempts < 5 && is_busy_snapshot(&e) => {
+                Err(TokenError::Storage(e)) if attempts < BUSY_ATTEMPTS && is_busy_snapshot(&e) => {
                     // SQLite: a running server wrote between this transaction's read and
-                    // its write (the busy timeout does not cover that); start over.
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // its write, or holds the write lock while this one upgrades (the busy
+                    // timeout does not cover either); start over, for up to about 5 s.
+                    let pause = 50 + u64::from(attempts) * 25;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause.min(250))).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -575,6 +577,9 @@ fn lifetime_secs(settings: &KeySettings) -> i64 {
 fn associated_data(kid: u32) -> Vec<u8> {
     format!("warrant consent_keys kid={kid}").into_bytes()
 }
+
+/// How many times a key is tried again when SQLite reports the database busy.
+const BUSY_ATTEMPTS: u32 = 30;
 
 /// SQLite's `SQLITE_BUSY` (5) and `SQLITE_BUSY_SNAPSHOT` (517).
 fn is_busy_snapshot(e: &sqlx::Error) -> bool {
