@@ -1,8 +1,14 @@
 //! The `/mcp` edge under attack: what it refuses before a request reaches the protocol
 //! layer or an upstream, and the limits that keep one client from exhausting the gateway.
 
+use rmcp::RoleClient;
 use serde_json::{Value, json};
 use warrant_e2e::raw::modern_meta;
+// Logging is deprecated in 2026-07-28, but the earlier revisions still have it.
+#[allow(deprecated)]
+use rmcp::model::{CallToolRequestParams, LoggingLevel, SetLevelRequestParams};
+use rmcp::service::RunningService;
+use warrant_e2e::client::{TestClient, connect};
 use warrant_e2e::{Backend, Raw, TestGateway, demo_upstream};
 
 fn config(extra: &str) -> String {
@@ -373,4 +379,82 @@ async fn one_person_cannot_cancel_anothers_stateless_call_with_the_same_id() {
     alices.abort();
     bobs.abort();
     gateway.stop().await;
+}
+
+/// Calls the flaky upstream's `log_level`: the level it was last told by
+/// `logging/setLevel` (it also logs one info and one error message to the caller).
+async fn upstream_log_level(client: &RunningService<RoleClient, TestClient>) -> String {
+    let result = client
+        .call_tool(CallToolRequestParams::new("flaky__log_level"))
+        .await
+        .expect("log_level");
+    result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// Calls `log_level` until `handler` has received a log message of `level` (log
+/// messages travel on the client's standalone stream, which may open after the call),
+/// checking every time that the upstream was never told a level; then the levels of
+/// every log message received.
+#[allow(deprecated)]
+async fn call_until_logged(
+    client: &RunningService<RoleClient, TestClient>,
+    handler: &TestClient,
+    level: LoggingLevel,
+) -> Vec<LoggingLevel> {
+    for _ in 0..20 {
+        assert_eq!(upstream_log_level(client).await, "unset");
+        for _ in 0..10 {
+            if handler.seen().logs.iter().any(|l| l.level == level) {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                return handler.seen().logs.iter().map(|l| l.level).collect();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    panic!("no {level:?} log message reached the client");
+}
+
+/// Client A turns its logging down to errors; B, on the same shared upstream, neither
+/// changes the upstream's level nor loses its own messages.
+#[allow(deprecated)]
+async fn a_sessions_log_level_is_its_own(toml: &str) {
+    let gateway = TestGateway::start(toml, Backend::Sqlite).await;
+    let (a, b) = (TestClient::default(), TestClient::default());
+    let a_client = connect(&gateway.url(), a.clone()).await;
+    let b_client = connect(&gateway.url(), b.clone()).await;
+    a_client
+        .set_level(SetLevelRequestParams::new(LoggingLevel::Error))
+        .await
+        .expect("logging/setLevel");
+
+    // The upstream, shared by A and B, was not told; B hears everything.
+    let levels = call_until_logged(&b_client, &b, LoggingLevel::Error).await;
+    assert!(levels.contains(&LoggingLevel::Info), "{levels:?}");
+
+    // A receives only what it asked for.
+    let levels = call_until_logged(&a_client, &a, LoggingLevel::Error).await;
+    assert!(
+        levels.iter().all(|l| *l == LoggingLevel::Error),
+        "{levels:?}"
+    );
+    a_client.cancel().await.expect("close");
+    b_client.cancel().await.expect("close");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_log_level_is_its_own_over_stdio() {
+    let toml = warrant_e2e::stdio_upstream("flaky", "flaky_upstream", &[]);
+    a_sessions_log_level_is_its_own(&toml).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_log_level_is_its_own_over_streamable_http() {
+    let (_upstream, url) = warrant_e2e::fixture_http("flaky_upstream").await;
+    a_sessions_log_level_is_its_own(&format!("[upstreams.flaky]\nurl = {url:?}\n")).await;
 }

@@ -241,6 +241,14 @@ impl ClientHandler for UpstreamClient {
         context: NotificationContext<RoleClient>,
     ) {
         if let Some((upstream, (origin, count))) = self.origin(&context.extensions).await {
+            let wanted = origin
+                .log_level
+                .as_ref()
+                .is_none_or(|l| l.wants(params.level));
+            if !wanted {
+                count.logged();
+                return;
+            }
             if let Err(e) = origin.downstream.notify_logging_message(params).await {
                 tracing::debug!(upstream = %upstream.name(), error = %e, "cannot forward a log message");
             }

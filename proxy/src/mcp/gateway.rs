@@ -31,7 +31,7 @@ use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded, owner_of
 use super::error::GatewayError;
 use super::message::Incoming;
 use super::park::Park;
-use super::upstream::{Change, Changes, Era, Health, Inflight, Upstream};
+use super::upstream::{Change, Changes, Era, Health, Inflight, LogLevel, Upstream};
 use crate::config::{Config, StartMode};
 
 mod audience;
@@ -364,6 +364,7 @@ impl Gateway {
             downstream_request: context.id.clone(),
             downstream_progress: context.meta.get_progress_token(),
             park: None,
+            log_level: self.log_level(context),
         });
         lane.forward(
             request,
@@ -372,6 +373,13 @@ impl Gateway {
             &context.ct,
         )
         .await
+    }
+
+    /// The log level of the client session behind `context` (`None` without one).
+    pub(super) fn log_level(&self, context: &RequestContext<RoleServer>) -> Option<Arc<LogLevel>> {
+        let id = Self::session_id(context);
+        let sessions = self.inner.sessions.lock().ok()?;
+        sessions.get(&id).map(|s| s.log_level.clone())
     }
 
     pub(super) fn session_id(context: &RequestContext<RoleServer>) -> String {
@@ -447,10 +455,6 @@ impl Gateway {
         self.inner.page_size
     }
 
-    pub(super) fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.inner.upstreams
-    }
-
     pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
         self.inner.changes.subscribe()
     }
@@ -465,6 +469,7 @@ impl Gateway {
         let session = Session {
             version: info.protocol_version.to_string(),
             capabilities: Arc::new(info.capabilities.clone()),
+            log_level: Arc::default(),
             peer,
         };
         if let Ok(mut sessions) = self.inner.sessions.lock() {
@@ -554,6 +559,7 @@ impl Gateway {
             Caller {
                 session: session.to_owned(),
                 owner: session.to_owned(),
+                log_level: Some(known.log_level.clone()),
                 era: Era::of_str(&known.version),
                 capabilities: known.capabilities.clone(),
                 peer: Some(known.peer.clone()),
@@ -636,6 +642,8 @@ pub(super) fn upstream_meta(
 #[derive(Clone)]
 struct Session {
     version: String,
+    /// Set by the session's `logging/setLevel`.
+    log_level: Arc<LogLevel>,
     capabilities: Arc<rmcp::model::ClientCapabilities>,
     peer: Peer<RoleServer>,
 }
@@ -665,6 +673,7 @@ fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Opti
     Some(Caller {
         session: String::new(),
         owner: owner_of(parts, ""),
+        log_level: None,
         peer: None,
         era: Era::Modern,
         capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),

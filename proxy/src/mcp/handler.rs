@@ -19,9 +19,9 @@ use rmcp::model::{
     ListToolsResult, PaginatedRequestParams, PromptListChangedNotification, ProtocolVersion,
     ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
     ResourceListChangedNotification, ResultType, ServerCapabilities, ServerConfig,
-    ServerNotification, ServerRequest, ServerResult, SetLevelRequest, SetLevelRequestParams,
-    SubscribeRequest, SubscribeRequestParams, SubscriptionFilter, Tool,
-    ToolListChangedNotification, UnsubscribeRequest, UnsubscribeRequestParams,
+    ServerNotification, ServerRequest, ServerResult, SetLevelRequestParams, SubscribeRequest,
+    SubscribeRequestParams, SubscriptionFilter, Tool, ToolListChangedNotification,
+    UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -490,20 +490,9 @@ impl ServerHandler for Gateway {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        // The level applies to every upstream that logs; one that is down misses it.
-        let era = era_of(&context);
-        for upstream in self.upstreams() {
-            let logs = upstream
-                .offer(era)
-                .capabilities
-                .as_ref()
-                .is_some_and(|c| c.logging.is_some());
-            if logs {
-                let req = ClientRequest::SetLevelRequest(SetLevelRequest::new(request.clone()));
-                if let Err(e) = self.send(upstream, req, &context, false).await {
-                    tracing::debug!(upstream = %upstream.name(), error = %e, "logging/setLevel not applied");
-                }
-            }
+        // The session's own: upstreams are shared, and one client's level is not another's.
+        if let Some(level) = self.log_level(&context) {
+            level.set(request.level);
         }
         Ok(())
     }
@@ -654,6 +643,7 @@ impl Gateway {
                 let meta = upstream_meta(context, lane.era);
                 let (peer, id) = (context.peer.clone(), context.id.clone());
                 let progress = context.meta.get_progress_token();
+                let log_level = self.log_level(context);
                 let forwarded = ClientRequest::CallToolRequest(CallToolRequest::new(request));
                 let timeout = lane.shared.config.call_timeout;
                 let name = lane.name().to_owned();
@@ -663,6 +653,7 @@ impl Gateway {
                         downstream_request: id,
                         downstream_progress: progress,
                         park: Some(asker),
+                        log_level,
                     };
                     async move { lane.forward(forwarded, Some(origin), meta, &cancel).await }
                 })

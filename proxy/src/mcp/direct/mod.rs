@@ -100,6 +100,8 @@ pub(crate) struct Caller {
     pub(crate) session: String,
     /// Whose the call is, for a cancellation ([`owner_of`]).
     pub(crate) owner: String,
+    /// The client session's log level, for the log messages of its calls.
+    pub(crate) log_level: Option<Arc<crate::mcp::upstream::LogLevel>>,
     /// The client's session, through which what the upstream sends outside the call's
     /// own stream (log messages on its standalone stream, say) reaches the client.
     pub(crate) peer: Option<rmcp::service::Peer<rmcp::RoleServer>>,
@@ -535,6 +537,12 @@ impl Direct {
                             }
                             None => continue,
                         }
+                    } else if caller
+                        .log_level
+                        .as_ref()
+                        .is_some_and(|l| !l.wants_message(&message))
+                    {
+                        continue; // a log message below the session's level
                     } else {
                         Value::Object(message)
                     };
@@ -633,6 +641,7 @@ fn track(
         downstream_request,
         downstream_progress: token,
         park: None,
+        log_level: caller.log_level.clone(),
     };
     let count = lane.track(id.clone(), key.clone(), origin);
     Some((id, key, count))

@@ -28,7 +28,7 @@ use super::{Change, Era, Health, LaneError, Shared};
 
 mod inflight;
 use inflight::Inflights;
-pub(crate) use inflight::{Inflight, ProgressCount, Tracked};
+pub(crate) use inflight::{Inflight, LogLevel, ProgressCount, Tracked};
 
 /// What an upstream offers, as last listed.
 #[derive(Debug, Default, Clone)]

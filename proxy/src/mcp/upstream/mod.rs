@@ -23,7 +23,7 @@ use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::Peer;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use lane::{Inflight, Lane, Offer, ProgressCount, Tracked};
+pub(crate) use lane::{Inflight, Lane, LogLevel, Offer, ProgressCount, Tracked};
 
 use super::error::GatewayError;
 use crate::config::{ProtocolPin, UpstreamConfig};

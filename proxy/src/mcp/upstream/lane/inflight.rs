@@ -23,6 +23,57 @@ pub(crate) struct Inflight {
     /// For a 2026-07-28 client on a legacy lane: where the upstream's requests go
     /// instead (they become the call's `InputRequiredResult`, see `mcp::park`).
     pub(crate) park: Option<Arc<Asker>>,
+    /// The client session's own log level ([`LogLevel`]); `None`: every message.
+    pub(crate) log_level: Option<Arc<LogLevel>>,
+}
+
+/// The least severe log message a client session wants, set by its `logging/setLevel`
+/// (kept by the gateway, not sent upstream, where every client would share it).
+#[derive(Default)]
+pub(crate) struct LogLevel(std::sync::atomic::AtomicU8);
+
+// Logging is deprecated in 2026-07-28, but the older revisions still have it.
+#[allow(deprecated)]
+impl LogLevel {
+    fn rank(level: rmcp::model::LoggingLevel) -> u8 {
+        use rmcp::model::LoggingLevel as L;
+        match level {
+            L::Debug => 0,
+            L::Info => 1,
+            L::Notice => 2,
+            L::Warning => 3,
+            L::Error => 4,
+            L::Critical => 5,
+            L::Alert => 6,
+            L::Emergency => 7,
+        }
+    }
+
+    pub(crate) fn set(&self, level: rmcp::model::LoggingLevel) {
+        self.0
+            .store(Self::rank(level), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the session wants a message of `level`.
+    pub(crate) fn wants(&self, level: rmcp::model::LoggingLevel) -> bool {
+        Self::rank(level) >= self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the session wants a JSON-RPC message as the upstream sent it: anything
+    /// but a `notifications/message` below its level.
+    pub(crate) fn wants_message(
+        &self,
+        message: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        if message.get("method").and_then(|m| m.as_str()) != Some("notifications/message") {
+            return true;
+        }
+        message
+            .get("params")
+            .and_then(|p| p.get("level"))
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .is_none_or(|l| self.wants(l))
+    }
 }
 
 /// A call in flight and the count of its notifications.
