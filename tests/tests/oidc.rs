@@ -594,14 +594,18 @@ async fn sign_out_continues_to_the_providers_end_session() {
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| panic!("{key} in {location}"))
     };
-    assert_eq!(param("id_token_hint").split('.').count(), 3, "a JWT");
+    // The ID token is not kept, so none is sent back: `client_id` names Warrant.
+    assert!(
+        params.iter().all(|(k, _)| k != "id_token_hint"),
+        "{location}"
+    );
     assert_eq!(param("client_id"), warrant_e2e::oidc::CLIENT_ID);
     let back = format!("{}/signin?signed_out=1", test.gw.public_url());
     assert_eq!(param("post_logout_redirect_uri"), back);
     // Signed out locally already.
     assert_no_session(&browser).await;
 
-    // The provider accepts the request (valid hint, registered URI) and, once the
+    // The provider accepts the request (known client, registered URI) and, once the
     // person confirms, sends them back to Warrant's sign-in page.
     let confirm = browser.get(&location).await;
     assert_eq!(confirm.status, 200, "{}", confirm.body);
@@ -626,6 +630,30 @@ async fn sign_out_continues_to_the_providers_end_session() {
     );
     let page = browser.get(&done.location().expect("location")).await;
     assert!(page.contains("You are signed out."), "{}", page.body);
+    test.stop().await;
+}
+
+/// The provider's ID token is not kept after sign-in: a copy of `idp_sessions` holds
+/// no JWT (nor any base64url-encoded JSON part of one), so it cannot be replayed as an
+/// `id_token_hint` or read for the person's claims.
+#[tokio::test]
+async fn the_id_token_is_not_kept_in_the_session() {
+    let test = OidcTest::start(options(vec![alice()]), SCOPES).await;
+    let browser = test.gw.browser();
+    assert_eq!(sign_in(&browser, &test, "alice").await.status, 303);
+    assert_eq!(browser.get("/account").await.status, 200);
+    let sql = "SELECT data FROM idp_sessions";
+    let rows: Vec<String> = match &test.gw.running.idp.db {
+        warrant_idp::db::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        warrant_idp::db::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+    }
+    .expect("sessions");
+    assert!(!rows.is_empty());
+    for data in rows {
+        // Every JWT part starts with `eyJ` (base64url of `{"`).
+        assert!(!data.contains("eyJ"), "a JWT part in the session: {data}");
+        assert!(!data.contains("id_token"), "{data}");
+    }
     test.stop().await;
 }
 

@@ -116,7 +116,7 @@ async fn use_link(
         .consume(form.token.as_deref().unwrap_or_default())
         .await?;
     idp.sessions
-        .sign_in(&visitor.session, &user, "email", visitor.client, None)
+        .sign_in(&visitor.session, &user, "email", visitor.client)
         .await?;
     idp.users.record_login(&user.id).await?;
     Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())

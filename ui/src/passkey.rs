@@ -143,7 +143,7 @@ async fn login_finish(
         .await?;
     idp.users.record_login(&user.id).await?;
     idp.sessions
-        .sign_in(&visitor.session, &user, "passkey", visitor.client, None)
+        .sign_in(&visitor.session, &user, "passkey", visitor.client)
         .await?;
     let redirect = safe_next(request.next.as_deref());
     Ok(Json(serde_json::json!({ "redirect": redirect })).into_response())

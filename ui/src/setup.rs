@@ -139,7 +139,7 @@ async fn finish(
         .await?;
     idp.users.record_login(&user.id).await?;
     idp.sessions
-        .sign_in(&visitor.session, &user, "setup", visitor.client, None)
+        .sign_in(&visitor.session, &user, "setup", visitor.client)
         .await?;
     Ok(Json(serde_json::json!({ "redirect": "/account" })).into_response())
 }

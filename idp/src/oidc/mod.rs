@@ -201,7 +201,7 @@ impl Federation {
         client_info: ClientInfo,
     ) -> Result<OidcSignIn, IdpError> {
         let p = self.known(provider)?;
-        let (identity, id_token, next) = self.verify(p, session, response).await?;
+        let (identity, next) = self.verify(p, session, response).await?;
         check_access(&p.config, &identity)?;
         let mut user = self.account(users, p, &identity).await?;
         if user.status == Status::Disabled {
@@ -218,15 +218,17 @@ impl Federation {
             user.role = role;
         }
         let login = sessions
-            .sign_in(session, &user, &source, client_info, Some(id_token))
+            .sign_in(session, &user, &source, client_info)
             .await?;
         users.record_login(&user.id).await?;
         Ok(OidcSignIn { user, login, next })
     }
 
     /// The provider's RP-initiated logout URL for a session signed in through it, when
-    /// the provider publishes an `end_session_endpoint`: with `id_token_hint`,
-    /// `client_id`, and a way back to Warrant's sign-in page.
+    /// the provider publishes an `end_session_endpoint`: with `client_id` and a way back
+    /// to Warrant's sign-in page. No `id_token_hint`: the ID token is not kept after
+    /// sign-in (OpenID Connect RP-Initiated Logout 1.0 allows `client_id` instead; the
+    /// provider may then ask the person to confirm).
     pub async fn logout_url(&self, login: &Login) -> Option<String> {
         let name = login.method.strip_prefix("oidc:")?;
         let p = self.provider(name)?;
@@ -240,9 +242,6 @@ impl Federation {
         let mut url = discovered.end_session_endpoint.clone()?;
         {
             let mut query = url.query_pairs_mut();
-            if let Some(hint) = &login.id_token {
-                query.append_pair("id_token_hint", hint);
-            }
             query.append_pair("client_id", &p.config.client_id);
             query.append_pair(
                 "post_logout_redirect_uri",
@@ -252,14 +251,14 @@ impl Federation {
         Some(url.to_string())
     }
 
-    /// Everything up to a checked identity: returns it with the raw ID token (kept for
-    /// logout) and the `next` path of the flow.
+    /// Everything up to a checked identity: returns it with the `next` path of the
+    /// flow. The ID token itself is dropped once checked.
     async fn verify(
         &self,
         p: &Provider,
         session: &Session,
         response: &AuthResponse,
-    ) -> Result<(Identity, String, String), IdpError> {
+    ) -> Result<(Identity, String), IdpError> {
         let fail = |reason: String| IdpError::Oidc {
             provider: p.config.display_name.clone(),
             reason: format!("[{}] {reason}", p.config.name),
@@ -377,7 +376,7 @@ impl Federation {
             &from_token,
             from_userinfo.as_ref(),
         )?;
-        Ok((identity, id_token.to_string(), flow.next))
+        Ok((identity, flow.next))
     }
 
     /// The user for a verified identity: the one linked to this provider's subject, else

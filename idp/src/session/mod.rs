@@ -53,9 +53,6 @@ pub struct Login {
     pub absolute_expires_at: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
-    /// The provider's ID token, kept for RP-initiated logout (`id_token_hint`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
 }
 
 /// Where a sign-in request came from (shown in the session list).
@@ -137,7 +134,6 @@ impl Sessions {
         user: &User,
         method: &str,
         client: ClientInfo,
-        id_token: Option<String>,
     ) -> Result<Login, IdpError> {
         if user.status == Status::Disabled {
             return Err(IdpError::Disabled(user.id.clone()));
@@ -154,7 +150,6 @@ impl Sessions {
             absolute_expires_at: now.saturating_add(absolute),
             user_agent: client.user_agent.map(|ua| ua.chars().take(200).collect()),
             ip: client.ip,
-            id_token,
         };
         session
             .insert(LOGIN_KEY, &login)
