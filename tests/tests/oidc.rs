@@ -576,6 +576,19 @@ async fn sign_out_continues_to_the_providers_end_session() {
     let browser = test.gw.browser();
     assert_eq!(sign_in(&browser, &test, "alice").await.status, 303);
     let account = browser.get("/account").await;
+    // The sign-out form's answer goes on to the provider (a redirect the browser checks
+    // against the page's form-action): the page allows the provider's origin.
+    let issuer = url::Url::parse(&test.provider.issuer).expect("issuer URL");
+    let csp = account.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains(&format!(
+            "form-action 'self' {};",
+            issuer.origin().ascii_serialization()
+        )),
+        "{csp}"
+    );
     let csrf = account.csrf().expect("a CSRF token");
     let out = browser
         .post_form("/signout", &[("csrf", csrf.as_str())])

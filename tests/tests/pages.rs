@@ -148,3 +148,52 @@ async fn the_csrf_token_is_not_stored_in_clear() {
     assert_eq!(out.status, 303, "{}", out.body);
     gw.stop().await;
 }
+
+/// The `form-action` sources of a page's content security policy.
+fn form_action(page: &warrant_e2e::web::Page) -> Vec<String> {
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    csp.split(';')
+        .map(str::trim)
+        .find_map(|d| d.strip_prefix("form-action "))
+        .unwrap_or_else(|| panic!("no form-action in {csp}"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn forms_submit_only_to_the_gateway_and_the_consent_form_to_its_agent() {
+    let gw = TestGateway::start(&demo_upstream("demo"), Backend::current()).await;
+    let signin = gw.browser().get("/signin").await;
+    assert_eq!(form_action(&signin), ["'self'"]);
+
+    let (browser, admin) = warrant_e2e::agent::first_admin_signed_in(&gw).await;
+    for path in [
+        "/account".to_owned(),
+        "/admin/users".to_owned(),
+        format!("/admin/users/{admin}"),
+        "/admin/groups".to_owned(),
+        "/admin/servers".to_owned(),
+        "/approvals".to_owned(),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        assert_eq!(form_action(&page), ["'self'"], "{path}");
+    }
+
+    // The consent form's answer goes on to the agent's redirect URI (a 303 the browser
+    // checks against the form's page): that origin, and only it, is allowed there.
+    let client = warrant_e2e::agent::register_public(&gw, "Form Agent").await;
+    let consent = browser
+        .get(&warrant_e2e::agent::authorize_path(
+            &client,
+            warrant_e2e::agent::REDIRECT,
+            &[],
+        ))
+        .await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert_eq!(form_action(&consent), ["'self'", "http://127.0.0.1:51234"]);
+    gw.stop().await;
+}

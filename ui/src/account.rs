@@ -10,7 +10,7 @@ use axum::{Form, Router};
 use crate::UiState;
 use crate::extract::CsrfForm;
 use crate::extract::SignedIn;
-use crate::page::{PageError, when};
+use crate::page::{FormTargets, PageError, when};
 
 pub(crate) fn routes() -> Router<UiState> {
     Router::new()
@@ -84,7 +84,11 @@ async fn page(State(state): State<UiState>, person: SignedIn) -> Result<Response
         .map(|s| SessionView::from(s, current.as_deref()))
         .collect();
     let passkeys = crate::passkey::account_passkeys(&state, &person.user.id).await?;
-    Ok(AccountPage {
+    // Signing out of a provider's session continues at its end-session endpoint.
+    let logout = crate::oidc::logout_redirect(&state, &person.login)
+        .await
+        .and_then(|u| url::Url::parse(&u).ok());
+    let page = AccountPage {
         csrf,
         groups: idp.users.groups(&person.user.id).await?,
         name: person.user.display_name.clone(),
@@ -94,8 +98,8 @@ async fn page(State(state): State<UiState>, person: SignedIn) -> Result<Response
         is_admin: person.user.is_admin(),
         passkeys,
         sessions,
-    }
-    .into_response())
+    };
+    Ok((axum::Extension(FormTargets::to(logout.as_ref())), page).into_response())
 }
 
 async fn revoke(

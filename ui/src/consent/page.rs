@@ -15,7 +15,7 @@ use super::{
 };
 use crate::UiState;
 use crate::extract::SignedIn;
-use crate::page::PageError;
+use crate::page::{FormTargets, PageError};
 
 struct DurationChoice {
     value: &'static str,
@@ -136,5 +136,7 @@ pub(super) async fn render(
         entered: answer.entered,
         errors: answer.errors,
     };
-    Ok((status, page).into_response())
+    // The answer goes on to the agent's redirect URI: the form may lead there.
+    let target = FormTargets::to(url::Url::parse(&c.redirect_uri).ok().as_ref());
+    Ok((status, axum::Extension(target), page).into_response())
 }
