@@ -14,9 +14,11 @@
 //!   retry (same call, or requestState) ──> admit / resume(): approved → forward
 //! ```
 //!
-//! Arguments are never stored: only the SHA-256 of their canonical JSON (a retried call
-//! matches by it) and a short preview for the person ([`preview`]: values truncated,
-//! secret-looking keys masked). The store is the truth for every replica: whoever
+//! The arguments are stored only as the person is shown them: the SHA-256 of their
+//! canonical JSON (a retried call matches by it), a short preview ([`preview`]: values
+//! truncated, secret-looking keys masked) and the whole arguments for the page's
+//! expandable block ([`arguments`]: every value whole, secret-looking keys masked at
+//! every depth, at most 64 KiB). The store is the truth for every replica: whoever
 //! waits for a decision polls it.
 
 use std::sync::Arc;
@@ -143,6 +145,9 @@ pub struct Approval {
     pub id: String,
     pub key: CallKey,
     pub preview: String,
+    /// The whole arguments as shown to the person ([`arguments`]); `None` for an
+    /// approval stored before they were kept.
+    pub arguments: Option<String>,
     pub status: Status,
     pub scope: Option<Scope>,
     pub created_at: i64,
@@ -185,6 +190,7 @@ struct Row {
     tool: String,
     args_hash: String,
     preview: String,
+    arguments: Option<String>,
     status: String,
     scope: Option<String>,
     created_at: i64,
@@ -211,6 +217,7 @@ impl Row {
                 args_hash: self.args_hash,
             },
             preview: self.preview,
+            arguments: self.arguments,
             created_at: self.created_at,
             expires_at: self.expires_at,
             decided_by: self.decided_by,
@@ -221,10 +228,27 @@ impl Row {
 }
 
 const COLUMNS: &str = "id, user_id, client_id, grant_id, server, tool, args_hash, preview, \
-    status, scope, created_at, expires_at, decided_by, decided_at, method, used_at";
+    arguments, status, scope, created_at, expires_at, decided_by, decided_at, method, used_at";
 
 /// The default time a person has to decide (`[policy] approval_timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the approval page shows of a call's arguments: the short preview ([`preview`])
+/// and the whole arguments ([`arguments`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub preview: String,
+    pub arguments: String,
+}
+
+impl Shown {
+    pub fn of(args: Option<&Map<String, Value>>) -> Self {
+        Self {
+            preview: preview(args),
+            arguments: arguments(args),
+        }
+    }
+}
 
 /// The approval store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -322,11 +346,12 @@ impl Approvals {
 
     /// The pending approval of `key`'s call (a client that retries before the person
     /// decided asks no second time), or a new one with `preview`. Returns it and whether
-    /// it is new (then the person is told: an email).
+    /// it is new (then the person is told: an email). `shown` is what the page shows of
+    /// the arguments.
     pub async fn request(
         &self,
         key: &CallKey,
-        preview: &str,
+        shown: &Shown,
     ) -> Result<(Approval, bool), ApprovalError> {
         let now = self.now();
         self.expire_due(now, Some(&key.user_id)).await?;
@@ -353,7 +378,8 @@ impl Approvals {
         let approval = Approval {
             id: new_id(),
             key: key.clone(),
-            preview: preview.to_owned(),
+            preview: shown.preview.clone(),
+            arguments: Some(shown.arguments.clone()),
             status: Status::Pending,
             scope: None,
             created_at: now,
@@ -364,8 +390,8 @@ impl Approvals {
             used_at: None,
         };
         let sql = "INSERT INTO consent_approvals (id, user_id, client_id, grant_id, server, \
-                   tool, args_hash, preview, status, created_at, expires_at) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)";
+                   tool, args_hash, preview, arguments, status, created_at, expires_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)";
         on_pool!(&self.db, pool => {
             sqlx::query(sql)
                 .bind(&approval.id)
@@ -376,6 +402,7 @@ impl Approvals {
                 .bind(&key.tool)
                 .bind(&key.args_hash)
                 .bind(&approval.preview)
+                .bind(&approval.arguments)
                 .bind(now)
                 .bind(approval.expires_at)
                 .execute(pool)
@@ -687,6 +714,10 @@ fn truncate(text: &str, max: usize) -> String {
         cut
     }
 }
+
+#[path = "approvals_shown.rs"]
+mod shown;
+pub use shown::{ARGUMENTS_BYTES, arguments, visible_text};
 
 #[cfg(test)]
 #[path = "approvals_tests.rs"]

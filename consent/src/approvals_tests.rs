@@ -35,27 +35,43 @@ async fn setup() -> Setup {
     }
 }
 
+/// What the page shows of a call: `preview`, and the whole arguments of the setup's call.
+fn shown(preview: &str) -> Shown {
+    Shown {
+        preview: preview.to_owned(),
+        arguments: String::from("{\n  \"amount\": 5,\n  \"to\": \"alice\"\n}"),
+    }
+}
+
 #[tokio::test]
 async fn a_single_approval_lets_the_same_call_through_once() {
     let s = setup().await;
     assert!(s.approvals.admit(&s.key).await.expect("admit").is_none());
     let (approval, new) = s
         .approvals
-        .request(&s.key, "to: \"alice\"")
+        .request(&s.key, &shown("to: \"alice\""))
         .await
         .expect("ask");
     assert!(new);
     assert!(plausible_id(&approval.id), "{}", approval.id);
     assert_eq!(approval.status, Status::Pending);
     assert_eq!(approval.expires_at, START + 300);
-    let (again, new) = s.approvals.request(&s.key, "x").await.expect("ask again");
+    let (again, new) = s
+        .approvals
+        .request(&s.key, &shown("x"))
+        .await
+        .expect("ask again");
     assert!(!new, "a pending approval of the same call is reused");
     assert_eq!(again.id, approval.id);
 
     // Other arguments: another approval.
     let mut other = s.key.clone();
     other.args_hash = args_hash(None);
-    let (third, new) = s.approvals.request(&other, "").await.expect("other call");
+    let (third, new) = s
+        .approvals
+        .request(&other, &shown(""))
+        .await
+        .expect("other call");
     assert!(new);
     assert_ne!(third.id, approval.id);
 
@@ -106,7 +122,7 @@ async fn a_single_approval_lets_the_same_call_through_once() {
 #[tokio::test]
 async fn an_approval_for_the_grant_covers_every_later_call_of_the_tool() {
     let s = setup().await;
-    let (approval, _) = s.approvals.request(&s.key, "").await.expect("ask");
+    let (approval, _) = s.approvals.request(&s.key, &shown("")).await.expect("ask");
     s.approvals
         .decide(
             &approval.id,
@@ -144,7 +160,7 @@ async fn an_approval_for_the_grant_covers_every_later_call_of_the_tool() {
 #[tokio::test]
 async fn undecided_approvals_expire_and_cannot_be_decided_late() {
     let s = setup().await;
-    let (approval, _) = s.approvals.request(&s.key, "").await.expect("ask");
+    let (approval, _) = s.approvals.request(&s.key, &shown("")).await.expect("ask");
     s.clock.advance(Duration::from_secs(301));
     let got = s
         .approvals
@@ -164,7 +180,11 @@ async fn undecided_approvals_expire_and_cannot_be_decided_late() {
             .await,
         Err(ApprovalError::Closed(Status::Expired))
     ));
-    let (fresh, new) = s.approvals.request(&s.key, "").await.expect("ask again");
+    let (fresh, new) = s
+        .approvals
+        .request(&s.key, &shown(""))
+        .await
+        .expect("ask again");
     assert!(new, "an expired approval is not reused");
     assert_ne!(fresh.id, approval.id);
     let mine = s
@@ -180,10 +200,10 @@ async fn undecided_approvals_expire_and_cannot_be_decided_late() {
 #[tokio::test]
 async fn withdrawing_a_persons_approvals_ends_the_pending_ones_only() {
     let s = setup().await;
-    let (pending, _) = s.approvals.request(&s.key, "").await.expect("ask");
+    let (pending, _) = s.approvals.request(&s.key, &shown("")).await.expect("ask");
     let mut other = s.key.clone();
     other.args_hash = args_hash(None);
-    let (decided, _) = s.approvals.request(&other, "").await.expect("ask");
+    let (decided, _) = s.approvals.request(&other, &shown("")).await.expect("ask");
     s.approvals
         .decide(&decided.id, &s.key.user_id, Decision::Deny, Method::Session)
         .await
@@ -224,7 +244,7 @@ async fn withdrawing_a_persons_approvals_ends_the_pending_ones_only() {
 #[tokio::test]
 async fn resume_checks_the_call_and_consumes_a_single_approval() {
     let s = setup().await;
-    let (approval, _) = s.approvals.request(&s.key, "").await.expect("ask");
+    let (approval, _) = s.approvals.request(&s.key, &shown("")).await.expect("ask");
     let pending = s
         .approvals
         .resume(&approval.id, &s.key)
@@ -306,4 +326,77 @@ fn the_preview_shows_invisible_and_direction_changing_characters() {
     assert!(text.contains("\"invoice⟨U+202E⟩fdp.exe\""), "{text}");
     assert!(text.contains("\"a⟨U+2066⟩b⟨U+2069⟩c\""), "{text}");
     assert!(text.contains("\"d⟨U+200B⟩e⟨U+FEFF⟩f⟨U+061C⟩g\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_whole_arguments_are_stored_as_shown() {
+    let s = setup().await;
+    let args: Map<String, Value> =
+        serde_json::from_value(serde_json::json!({"to": "alice", "amount": 5})).expect("map");
+    let (approval, _) = s
+        .approvals
+        .request(&s.key, &Shown::of(Some(&args)))
+        .await
+        .expect("ask");
+    let stored = s
+        .approvals
+        .get(&approval.id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        stored.arguments.as_deref(),
+        Some("{\n  \"amount\": 5,\n  \"to\": \"alice\"\n}")
+    );
+    assert_eq!(stored.preview, "amount: 5, to: \"alice\"");
+}
+
+#[test]
+fn the_whole_arguments_show_every_value_and_mask_secrets_at_every_depth() {
+    let long = "y".repeat(500);
+    let args: Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "to": "alice\u{202E}",
+        "note": long,
+        "nested": {"deeper": {"deepest": [1, {"api_token": "sk-inner"}], "empty": {}}},
+        "password": "hunter2",
+        "list": []
+    }))
+    .expect("args");
+    let text = arguments(Some(&args));
+    assert!(text.contains(&format!("\"note\": \"{long}\"")), "{text}");
+    assert!(text.contains("\"deepest\": [\n"), "{text}");
+    assert!(text.contains("\"empty\": {}"), "{text}");
+    assert!(text.contains("\"list\": []"), "{text}");
+    assert!(text.contains("\"api_token\": \"•••\""), "{text}");
+    assert!(text.contains("\"password\": \"•••\""), "{text}");
+    assert!(
+        !text.contains("sk-inner") && !text.contains("hunter2"),
+        "{text}"
+    );
+    // Keys sorted, as in the hash; pretty-printed.
+    let list = text.find("\"list\"").expect("list");
+    let nested = text.find("\"nested\"").expect("nested");
+    assert!(list < nested, "{text}");
+    assert!(text.starts_with("{\n  \""), "{text}");
+    assert_eq!(arguments(None), "{}");
+
+    let shown = visible_text(&text);
+    assert!(shown.contains("\"alice⟨U+202E⟩\""), "{shown}");
+    assert!(!shown.contains('\u{202E}'), "{shown}");
+    assert_eq!(shown.lines().count(), text.lines().count(), "{shown}");
+}
+
+#[test]
+fn arguments_beyond_64_kib_are_cut_with_a_note() {
+    let args: Map<String, Value> =
+        serde_json::from_value(serde_json::json!({"blob": "é".repeat(40_000)})).expect("args");
+    let text = arguments(Some(&args));
+    let (kept, note) = text.split_once("\n… ").expect("a note");
+    assert!(kept.len() <= ARGUMENTS_BYTES, "{}", kept.len());
+    assert!(kept.len() > ARGUMENTS_BYTES - 4, "{}", kept.len());
+    assert!(
+        note.contains(&format!("truncated at {} bytes", kept.len())),
+        "{note}"
+    );
+    assert!(note.contains("80016 bytes long"), "{note}");
 }

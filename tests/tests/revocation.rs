@@ -145,7 +145,7 @@ async fn disabling_a_person_on_the_user_page_stops_their_agents_at_once() {
                 tool: "delete_all_notes".into(),
                 args_hash: approvals::args_hash(None),
             },
-            "",
+            &approvals::Shown::of(None),
         )
         .await
         .expect("a held call");

@@ -52,6 +52,8 @@ struct ApprovalView {
     server: String,
     tool: String,
     preview: String,
+    /// The whole arguments, pretty-printed (empty for an approval stored without them).
+    arguments: String,
     status: &'static str,
     scope: &'static str,
     created: String,
@@ -83,6 +85,11 @@ async fn view(ui: &ApprovalsUi, a: Approval) -> ApprovalView {
         server: a.key.server,
         tool: visible(&a.key.tool),
         preview: visible(&a.preview),
+        arguments: a
+            .arguments
+            .as_deref()
+            .map(warrant_consent::approvals::visible_text)
+            .unwrap_or_default(),
         status: a.status.as_str(),
         scope: match a.scope {
             Some(Scope::Once) => "this call",

@@ -26,7 +26,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Value, json};
 use warrant_consent::approvals::{
-    Approval, ApprovalError, Approvals, CallKey, Status, args_hash, preview,
+    Approval, ApprovalError, Approvals, CallKey, Shown, Status, args_hash,
 };
 use warrant_consent::oauth::Clients;
 
@@ -181,7 +181,7 @@ impl ApprovalDesk {
         }
         let (approval, new) = self
             .approvals
-            .request(&key, &preview(request.arguments.as_ref()))
+            .request(&key, &Shown::of(request.arguments.as_ref()))
             .await
             .map_err(storage)?;
         let agent = self.agent_name(&key.client_id).await;
