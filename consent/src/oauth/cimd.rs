@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::clients::{Client, ClientKind, Clients, DocumentClient};
-use super::http::{default_application_type, redirect_uris_problem};
+use super::redirect_uris::{default_application_type, redirect_uris_problem};
 
 /// The largest document read; a larger one is refused while streaming.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;

@@ -27,7 +27,8 @@ const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 impl Resource {
     /// The resource of a gateway whose public URL is `public_url`.
     pub fn new(public_url: &url::Url) -> Self {
-        let issuer = super::http::issuer_of(public_url);
+        // The issuer identifier: the public URL without a trailing slash.
+        let issuer = public_url.as_str().trim_end_matches('/');
         let loopback = match (public_url.host_str(), public_url.port_or_known_default()) {
             (Some(host), Some(port))
                 if LOOPBACK_NAMES.contains(&host) && public_url.path() == "/" =>
