@@ -26,8 +26,8 @@ use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
 use crate::config::{Config, McpAuthorization};
-use crate::mcp::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
 use crate::store::UpstreamEvents;
+use warrant_plane::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -194,7 +194,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     spawn_key_reloader(&keys, shutdown.child_token());
     // Call budgets: counted in memory, shared through the database every second.
     let budgets = warrant_consent::budgets::Budgets::new(db.clone());
-    crate::mcp::budget::spawn_flusher(&budgets, clock.clone(), shutdown.child_token());
+    warrant_plane::enforce::budget::spawn_flusher(&budgets, clock.clone(), shutdown.child_token());
     let auth = (authorization == McpAuthorization::OAuth).then(|| {
         Arc::new(
             McpAuth::new(verifier.clone(), revoked.clone(), clock.clone(), &issuer)
@@ -250,49 +250,50 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         db: db.clone(),
         gateway: gateway.clone(),
     };
-    let router = crate::mcp::http::router(gateway.clone(), &config, shutdown.child_token())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz).with_state(state))
-        .route(
-            "/.well-known/warrant-keys.json",
-            get(warrant_keys).with_state(keys.clone()),
-        )
-        .merge(warrant_consent::oauth::router(
-            OAuthState::new(
-                db.clone(),
-                keys.clone(),
-                verifier.clone(),
-                clock.clone(),
-                &public_url,
+    let router =
+        warrant_plane::server::edge::router(gateway.clone(), &config, shutdown.child_token())
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readyz).with_state(state))
+            .route(
+                "/.well-known/warrant-keys.json",
+                get(warrant_keys).with_state(keys.clone()),
             )
-            .with_revoked(revoked.clone())
-            .with_access_token_ttl(
-                i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
-            ),
-        ))
-        .merge(warrant_ui::router_with_pages(
-            idp.clone(),
-            Some(warrant_ui::ConsentUi {
-                db: db.clone(),
-                issuer: issuer.clone(),
-                resource: warrant_consent::oauth::Resource::new(&public_url),
-                tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
-                revoked: Some(revoked.clone()),
-                ceilings: Some(ceilings.clone()),
-                catalog: Some(catalog.clone()),
-            }),
-            Some(warrant_ui::ApprovalsUi {
-                approvals,
-                clients: warrant_consent::oauth::Clients::new(db.clone()),
-            }),
-        ));
+            .merge(warrant_consent::oauth::router(
+                OAuthState::new(
+                    db.clone(),
+                    keys.clone(),
+                    verifier.clone(),
+                    clock.clone(),
+                    &public_url,
+                )
+                .with_revoked(revoked.clone())
+                .with_access_token_ttl(
+                    i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+                ),
+            ))
+            .merge(warrant_ui::router_with_pages(
+                idp.clone(),
+                Some(warrant_ui::ConsentUi {
+                    db: db.clone(),
+                    issuer: issuer.clone(),
+                    resource: warrant_consent::oauth::Resource::new(&public_url),
+                    tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+                    revoked: Some(revoked.clone()),
+                    ceilings: Some(ceilings.clone()),
+                    catalog: Some(catalog.clone()),
+                }),
+                Some(warrant_ui::ApprovalsUi {
+                    approvals,
+                    clients: warrant_consent::oauth::Clients::new(db.clone()),
+                }),
+            ));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {
         router
     } else {
         router.layer(axum::middleware::from_fn_with_state(
-            crate::forwarded::TrustedProxies::new(config.server.trusted_proxies.clone()),
-            crate::forwarded::client_address,
+            warrant_plane::forwarded::TrustedProxies::new(config.server.trusted_proxies.clone()),
+            warrant_plane::forwarded::client_address,
         ))
     };
 

@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => policy::run(command),
         Command::Token { command } => token::run(command),
         Command::DemoServer => run_async(1, async {
-            crate::mcp::demo::serve_stdio().await?;
+            warrant_plane::demo::serve_stdio().await?;
             Ok(ExitCode::SUCCESS)
         }),
     }

@@ -1,0 +1,743 @@
+//! The gateway as an MCP *server*: one endpoint that lists what every upstream offers
+//! and routes each request to the upstream that serves it.
+//!
+//! rmcp handles the wire for every protocol revision (sessions and `initialize` for
+//! 2024-11-05 … 2025-11-25; stateless requests and `server/discover` for 2026-07-28);
+//! this handler works on typed requests, so a client of one revision reaches an upstream
+//! of another without either noticing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::response::{IntoResponse, Response};
+use rmcp::model::{ClientRequest, ProtocolVersion, ServerResult};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::transport::common::server_side_http::SessionId;
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::{ErrorData, RoleServer};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use warrant_consent::catalog::{CatalogView, EntryKind, ToolRecord};
+use warrant_consent::oauth::RevokedSet;
+use warrant_consent::token::{Risk, call_args};
+
+use super::clients::{ClientSessions, concerns};
+use super::park::Park;
+use crate::config::{Config, StartMode};
+use crate::enforce::approve::ApprovalDesk;
+use crate::enforce::audience::Audience;
+use crate::enforce::auth::{
+    Authorized, Caller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
+};
+use crate::protocol::era::{Era, era_of, upstream_meta};
+use crate::protocol::error::GatewayError;
+use crate::protocol::message::{CallParams, Incoming};
+use crate::upstream::direct::{Direct, Downstream, is_answer_to_forwarded};
+use crate::upstream::inflight::{Inflight, LogLevel};
+use crate::upstream::remote::Upstream;
+use crate::upstream::state::{Change, Changes, Health};
+use crate::view::aggregate::Aggregate;
+use crate::view::records::{
+    Observer, entry_lists_changed, observe_entries, reclassified, tool_record,
+};
+
+/// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstreams: Vec<Arc<Upstream>>,
+    separator: String,
+    page_size: usize,
+    versions: Vec<ProtocolVersion>,
+    changes: Changes,
+    /// The aggregated view per era (legacy, modern).
+    views: [RwLock<Arc<Aggregate>>; 2],
+    rebuild: Mutex<()>,
+    /// Sessions of clients that keep one (2025-11-25 and older).
+    clients: ClientSessions,
+    direct: Arc<Direct>,
+    /// Token checks; `None` with `mcp.authorization = "none"`.
+    auth: Option<Arc<McpAuth>>,
+    /// Calls of 2026-07-28 clients parked while a legacy upstream waits for input.
+    park: Arc<Park>,
+    /// Risk classes and quarantine, as admins decided (in memory).
+    catalog: CatalogView,
+    /// Holds critical calls for a person's approval (set once at start).
+    approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
+    shutdown: CancellationToken,
+}
+
+/// How one upstream is doing, for `/readyz` and the start banner.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub transport: &'static str,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub tools: usize,
+    /// The revision negotiated with it (of its first connection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+impl Gateway {
+    /// Builds the gateway for a configuration; nothing connects until [`Self::start`].
+    pub fn new(
+        config: &Config,
+        auth: Option<Arc<McpAuth>>,
+        catalog: CatalogView,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let changes = Changes::new();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream::new(u.clone(), changes.clone(), shutdown.child_token()))
+            .collect();
+        let versions = config
+            .mcp
+            .protocol_versions
+            .iter()
+            .filter_map(|v| {
+                ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .find(|k| k.as_str() == v)
+                    .cloned()
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                upstreams,
+                separator: config.mcp.separator.clone(),
+                page_size: config.mcp.page_size,
+                versions,
+                changes,
+                views: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
+                rebuild: Mutex::new(()),
+                clients: ClientSessions::default(),
+                direct: Arc::default(),
+                auth,
+                park: Arc::default(),
+                catalog,
+                approvals: std::sync::OnceLock::new(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// Starts the eager upstreams and the task that tells clients (and `observer`)
+    /// about changes.
+    pub fn start(&self, observer: impl Observer) {
+        // Subscribe first: an upstream may come up before this task runs.
+        let mut rx = self.inner.changes.subscribe();
+        for upstream in &self.inner.upstreams {
+            if upstream.config.start == StartMode::Eager {
+                upstream.start();
+            }
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut last_health: HashMap<String, Health> = HashMap::new();
+            loop {
+                let (name, change) = tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(c) => c,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => break,
+                    },
+                    () = inner.shutdown.cancelled() => break,
+                };
+                if let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name) {
+                    let health = upstream.health();
+                    if change == Change::Health && last_health.get(&name) != Some(&health) {
+                        let reason = match &health {
+                            Health::Down(reason) => Some(reason.clone()),
+                            _ => None,
+                        };
+                        observer.health(&name, health.label(), reason);
+                        last_health.insert(name.clone(), health);
+                    }
+                    if matches!(change, Change::Tools | Change::Health) {
+                        // What clients of either era are offered (a tool only 2026-07-28
+                        // clients see is in the catalog too); the legacy definition of a
+                        // tool both eras offer.
+                        let legacy = upstream.offer(Era::Legacy);
+                        let modern = upstream.offer(Era::Modern);
+                        let tools: Vec<ToolRecord> = legacy
+                            .tools
+                            .iter()
+                            .chain(
+                                modern
+                                    .tools
+                                    .iter()
+                                    .filter(|t| !legacy.tools.iter().any(|l| l.name == t.name)),
+                            )
+                            .map(tool_record)
+                            .collect();
+                        if !tools.is_empty() {
+                            observer.tools(&name, tools);
+                        }
+                    }
+                    observe_entries(&observer, upstream, change);
+                }
+                inner.clients.tell_all(change).await;
+            }
+        });
+    }
+
+    /// Waits until no eager upstream is still starting (each bounded by its connect
+    /// timeout). Returns the names that collide across upstreams, if any.
+    pub async fn settle(&self) -> Vec<String> {
+        for upstream in &self.inner.upstreams {
+            if upstream.config.start == StartMode::Eager {
+                let _ = upstream.ready(Era::Legacy).await;
+            }
+        }
+        self.view(Era::Legacy).collisions.clone()
+    }
+
+    /// How many `tools/call` requests took the direct data path so far.
+    pub fn direct_calls(&self) -> u64 {
+        self.inner.direct.calls()
+    }
+
+    /// How many client cancellations reached a call in flight on the direct path.
+    pub fn direct_cancellations(&self) -> u64 {
+        self.inner.direct.cancels()
+    }
+
+    /// How many calls of 2026-07-28 clients are parked, waiting for the client's
+    /// input on behalf of a legacy upstream (see `mcp/park.rs`).
+    pub fn parked_calls(&self) -> usize {
+        self.inner.park.len()
+    }
+
+    /// Holds calls of critical tools for the approval of the person behind the token
+    /// (see `mcp/approve.rs`); set once, before clients arrive.
+    pub fn set_approvals(&self, desk: ApprovalDesk) {
+        let _ = self.inner.approvals.set(Arc::new(desk));
+    }
+
+    /// The approvals store, when critical calls are held.
+    pub fn approvals(&self) -> Option<&warrant_consent::approvals::Approvals> {
+        self.approval_desk().map(|d| d.approvals())
+    }
+
+    pub(super) fn approval_desk(&self) -> Option<&Arc<ApprovalDesk>> {
+        self.inner.approvals.get()
+    }
+
+    pub(super) fn park(&self) -> &Arc<Park> {
+        &self.inner.park
+    }
+
+    pub fn status(&self) -> Vec<UpstreamStatus> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|u| {
+                let health = u.health();
+                UpstreamStatus {
+                    name: u.name().to_owned(),
+                    transport: u.config.transport.kind(),
+                    state: health.label(),
+                    reason: match health {
+                        Health::Down(reason) => Some(reason),
+                        _ => None,
+                    },
+                    tools: u.offer(Era::Legacy).tools.len(),
+                    protocol: u.protocol(),
+                }
+            })
+            .collect()
+    }
+
+    /// The current aggregated view for clients of `era`, rebuilt first if an upstream
+    /// changed.
+    pub(super) fn view(&self, era: Era) -> Arc<Aggregate> {
+        let slot = &self.inner.views[usize::from(era == Era::Modern)];
+        let epoch = self.inner.changes.epoch();
+        let catalog = self.inner.catalog.version();
+        if let Ok(view) = slot.read()
+            && view.epoch == epoch
+            && view.catalog_version == catalog
+        {
+            return view.clone();
+        }
+        let _guard = self.inner.rebuild.lock();
+        let epoch = self.inner.changes.epoch();
+        let catalog = self.inner.catalog.version();
+        if let Ok(view) = slot.read()
+            && view.epoch == epoch
+            && view.catalog_version == catalog
+        {
+            return view.clone();
+        }
+        let mut fresh = Aggregate::build(
+            epoch,
+            era,
+            &self.inner.upstreams,
+            &self.inner.separator,
+            &self.inner.catalog.current(),
+        );
+        fresh.catalog_version = catalog;
+        let fresh = Arc::new(fresh);
+        if let Ok(mut slot) = slot.write() {
+            *slot = fresh.clone();
+        }
+        fresh
+    }
+
+    /// Lets lazy upstreams start and starting ones finish before a list is answered.
+    pub(super) async fn settle_for_listing(&self, era: Era) {
+        for upstream in &self.inner.upstreams {
+            if matches!(upstream.lane(era).health(), Health::Idle | Health::Starting) {
+                let _ = upstream.ready(era).await;
+            }
+        }
+    }
+
+    /// The view of `era`; when `found` says it lacks what a request names, first lets
+    /// the upstreams of that era start (a lane no client of the era has used yet).
+    pub(super) async fn settled_view(
+        &self,
+        era: Era,
+        found: impl Fn(&Aggregate) -> bool,
+    ) -> Arc<Aggregate> {
+        let view = self.view(era);
+        if found(&view) {
+            return view;
+        }
+        self.settle_for_listing(era).await;
+        self.view(era)
+    }
+
+    /// Why a name that routes nowhere is unknown: maybe its upstream is down.
+    pub(super) fn unknown(&self, name: &str, not_found: GatewayError) -> GatewayError {
+        for upstream in &self.inner.upstreams {
+            let prefix = &upstream.config.prefix;
+            let owns = !prefix.is_empty()
+                && name
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with(self.inner.separator.as_str()));
+            if owns && let Health::Down(reason) = upstream.health() {
+                return GatewayError::UpstreamUnavailable {
+                    upstream: upstream.name().to_owned(),
+                    reason,
+                };
+            }
+        }
+        not_found
+    }
+
+    /// Sends a request to an upstream on the lane of the client's era.
+    pub(super) async fn send(
+        &self,
+        upstream: &Arc<Upstream>,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+        track: bool,
+    ) -> Result<ServerResult, GatewayError> {
+        let era = era_of(context);
+        let lane = upstream.ready(era).await?;
+        let origin = track.then(|| Inflight {
+            downstream: context.peer.clone(),
+            downstream_request: context.id.clone(),
+            downstream_progress: context.meta.get_progress_token(),
+            park: None,
+            log_level: self.log_level(context),
+        });
+        lane.forward(
+            request,
+            origin,
+            upstream_meta(context, lane.era),
+            &context.ct,
+        )
+        .await
+    }
+
+    /// The log level of the client session behind `context` (`None` without one).
+    pub(super) fn log_level(&self, context: &RequestContext<RoleServer>) -> Option<Arc<LogLevel>> {
+        self.inner.clients.log_level(&Self::session_id(context))
+    }
+
+    pub(super) fn session_id(context: &RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub(super) fn auth(&self) -> Option<&Arc<McpAuth>> {
+        self.inner.auth.as_ref()
+    }
+
+    /// Decides a `tools/call` at the edge, where a refusal can still be an HTTP 403
+    /// with a step-up challenge. Returns what was authorized (for the handler and the
+    /// direct path), `None` for a name that routes nowhere yet (the handler decides
+    /// once it has settled), or the refusal.
+    pub(crate) async fn authorize_call(
+        &self,
+        auth: &McpAuth,
+        caller: &Caller,
+        era: Era,
+        name: &str,
+        arguments: Option<&serde_json::Map<String, Value>>,
+    ) -> Result<Option<Authorized>, Refusal> {
+        // An upstream still starting may not be in the view yet: wait for it as the
+        // handler would, so that the refusal can still be an HTTP 403.
+        let view = self.settled_view(era, |v| v.knows_tool(name)).await;
+        let Some(route) = view.tool(name) else {
+            return Ok(None);
+        };
+        let server = route.upstream.name();
+        let args = arguments.map(call_args).unwrap_or_default();
+        let decision = auth.decide(caller, server, &route.original, route.risk, args);
+        if decision.allow && route.risk == Risk::Critical && self.approval_desk().is_some() {
+            // Allowed, but held for a person's approval: the handler asks (the direct
+            // path takes only what the edge authorized, so never this call).
+            Ok(None)
+        } else if decision.allow {
+            // Counted here, once: the direct path and the handler count nothing the
+            // edge authorized.
+            auth.charge(caller).map_err(Refusal::Budget)?;
+            Ok(Some(Authorized {
+                server: server.to_owned(),
+                tool: route.original.clone(),
+            }))
+        } else if refused_by_ceiling(&decision) {
+            // No scope the person could grant helps (an admin must raise the ceiling):
+            // not a step-up 403; the handler refuses with a JSON-RPC error that says so.
+            Ok(None)
+        } else {
+            Err(Refusal::Insufficient {
+                decision,
+                scope: step_up_scope(server, &route.original),
+            })
+        }
+    }
+
+    /// Tells every client that its tool list may have changed, for a reason outside
+    /// the upstreams that concerns everyone.
+    pub fn tools_changed(&self) {
+        self.inner.changes.publish("", Change::Tools);
+    }
+
+    pub(super) fn separator(&self) -> &str {
+        &self.inner.separator
+    }
+
+    pub(super) fn page_size(&self) -> usize {
+        self.inner.page_size
+    }
+
+    pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(super) fn versions(&self) -> &[ProtocolVersion] {
+        &self.inner.versions
+    }
+
+    /// Remembers a client session once it is initialized.
+    pub(super) fn register_session(&self, id: String, peer: Peer<RoleServer>) {
+        self.inner.clients.register(id, peer);
+    }
+
+    /// Takes a request on the direct data path if it can (see [`super::direct`]);
+    /// `None` leaves it to rmcp.
+    pub(crate) async fn try_direct(
+        &self,
+        parts: &http::request::Parts,
+        message: &Incoming<'_>,
+        manager: &LocalSessionManager,
+    ) -> Option<Response> {
+        static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+        let session = parts
+            .headers
+            .get(&MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let Some(method) = message.method.as_deref() else {
+            if is_answer_to_forwarded(message) {
+                return Some(self.inner.direct.answer(session, message).await);
+            }
+            return None;
+        };
+        match method {
+            "notifications/cancelled" => {
+                let params: Value = serde_json::from_str(message.params?.get()).ok()?;
+                self.inner
+                    .direct
+                    .cancel(call_owner(parts, session), &params)
+                    .await
+                    .then(|| http::StatusCode::ACCEPTED.into_response())
+            }
+            "tools/call" => self.direct_call(parts, session, message, manager).await,
+            _ => None,
+        }
+    }
+
+    async fn direct_call(
+        &self,
+        parts: &http::request::Parts,
+        session: &str,
+        message: &Incoming<'_>,
+        manager: &LocalSessionManager,
+    ) -> Option<Response> {
+        let call = CallParams::read(message.params?)?;
+        let caller = if session.is_empty() {
+            stateless_caller(parts, &call)?
+        } else {
+            let known = self.inner.clients.wait_for(session, manager).await?;
+            // rmcp owns the session's life: ended or expired sessions get its 404.
+            if known.peer.is_transport_closed()
+                || !manager.has_session(&SessionId::from(session)).await.ok()?
+            {
+                return None;
+            }
+            Downstream {
+                session: session.to_owned(),
+                owner: session.to_owned(),
+                log_level: Some(known.log_level.clone()),
+                era: Era::of_str(&known.version),
+                capabilities: known.capabilities.clone(),
+                peer: Some(known.peer.clone()),
+            }
+        };
+        let view = self.view(caller.era);
+        let route = view.tool(&call.name)?;
+        if !route.plain {
+            return None;
+        }
+        // Only a call the edge authorized for this very route (the view may have changed
+        // since): anything else goes the rmcp way, where the handler decides.
+        if self.inner.auth.is_some()
+            && !parts
+                .extensions
+                .get::<Authorized>()
+                .is_some_and(|a| a.server == route.upstream.name() && a.tool == route.original)
+        {
+            return None;
+        }
+        let lane = route.upstream.lane(caller.era).clone();
+        // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller
+        // of an upstream that speaks only the legacy era (served on its legacy lane) off
+        // the direct path: a request that upstream sends back mid-call needs the call
+        // parked and turned into an `InputRequiredResult`, which the rmcp path does
+        // (`mcp::park`). A modern lane sends no requests back.
+        if lane.era != caller.era {
+            return None;
+        }
+        self.inner
+            .direct
+            .call(caller, lane, &route.original, message.id?, call)
+            .await
+    }
+}
+
+/// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
+/// no `Mcp-Param-*` header needs checking against the tool's schema.
+fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Downstream> {
+    let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
+    let meta = call.meta.as_ref()?;
+    let version = meta
+        .get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()?;
+    if header("mcp-protocol-version")? != version
+        || Era::of_str(version) != Era::Modern
+        || header("mcp-method")? != "tools/call"
+        || header("mcp-name")? != call.name
+        || parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("mcp-param-"))
+    {
+        return None;
+    }
+    let capabilities = meta
+        .get("io.modelcontextprotocol/clientCapabilities")?
+        .clone();
+    Some(Downstream {
+        session: String::new(),
+        owner: call_owner(parts, ""),
+        log_level: None,
+        peer: None,
+        era: Era::Modern,
+        capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),
+    })
+}
+
+impl Gateway {
+    /// Why a prompt name routes nowhere: the prompt is quarantined, or it is unknown
+    /// (maybe because its upstream is down).
+    pub(super) fn missing_prompt(&self, view: &Aggregate, name: &str) -> GatewayError {
+        match view.quarantined_prompt(name) {
+            Some(q) => GatewayError::EntryQuarantined {
+                kind: EntryKind::Prompt.label(),
+                name: name.to_owned(),
+                upstream: q.upstream.clone(),
+            },
+            None => self.unknown(name, GatewayError::UnknownPrompt(name.to_owned())),
+        }
+    }
+
+    pub(super) fn resource_upstream(
+        &self,
+        era: Era,
+        uri: &str,
+    ) -> Result<Arc<Upstream>, ErrorData> {
+        let view = self.view(era);
+        if let Some(upstream) = view.resource(uri) {
+            return Ok(upstream.clone());
+        }
+        view.template_quarantine(uri)?;
+        // A resource nobody listed: if exactly one upstream serves resources, it is the
+        // only one that can know it.
+        let serving: Vec<&Arc<Upstream>> = self
+            .inner
+            .upstreams
+            .iter()
+            .filter(|u| {
+                u.offer(era)
+                    .capabilities
+                    .as_ref()
+                    .is_some_and(|c| c.resources.is_some())
+            })
+            .collect();
+        match serving.as_slice() {
+            [only] => Ok((*only).clone()),
+            _ => Err(GatewayError::UnknownResource(uri.to_owned()).into()),
+        }
+    }
+}
+
+/// Follows the catalog: when admins change a class, a trust or an approval (here or on
+/// another replica), the clients whose token can list a tool an upstream offers now that
+/// is classified otherwise are told that the tool list changed (a tool recorded for the
+/// first time changes nothing); likewise the prompt or resource list when one of its prompts or
+/// templates enters or leaves quarantine. The views themselves rebuild on their next
+/// use (the catalog's version moved), so the next call is decided with the new classes.
+impl Gateway {
+    pub fn follow_catalog(&self) {
+        let mut changes = self.inner.catalog.subscribe();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut last = changes.borrow_and_update().clone();
+            loop {
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    () = gateway.inner.shutdown.cancelled() => return,
+                }
+                let next = changes.borrow_and_update().clone();
+                let reclassified = reclassified(&gateway.inner.upstreams, &last, &next);
+                if !reclassified.is_empty() {
+                    gateway.tools_changed_for(Audience::Tools(reclassified));
+                }
+                for change in entry_lists_changed(&gateway.inner.upstreams, &last, &next) {
+                    gateway.inner.changes.publish("", change);
+                }
+                last = next;
+            }
+        });
+    }
+}
+
+pub(super) fn unexpected(upstream: &str, method: &str) -> ErrorData {
+    GatewayError::UpstreamFailed {
+        upstream: upstream.to_owned(),
+        reason: format!("it answered {method} with a result of another kind"),
+    }
+    .into()
+}
+
+/// Whose a direct call is, so that only its caller's `notifications/cancelled` reaches
+/// it: the client's session; without one (2026-07-28), the person and agent behind the
+/// token, or without tokens the client's address. Request ids are chosen by each client,
+/// so the same id from two callers names two calls.
+pub(crate) fn call_owner(parts: &http::request::Parts, session: &str) -> String {
+    if !session.is_empty() {
+        return session.to_owned();
+    }
+    if let Some(caller) = parts.extensions.get::<crate::enforce::auth::Caller>() {
+        let identity = &caller.token.identity;
+        return format!("\u{1}{}\n{}", identity.user, identity.agent);
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "\u{1}".to_owned(),
+            |info| format!("\u{1}{}", info.0.ip()),
+        )
+}
+
+/// How often the revocation set is compared with what was seen before.
+const REVOCATION_WATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Gateway {
+    /// Tells the clients in `audience` (and nobody else) that their tool list may have
+    /// changed: their sessions of the older revisions, and their 2026-07-28
+    /// `subscriptions/listen` streams.
+    pub fn tools_changed_for(&self, audience: Audience) {
+        self.inner
+            .clients
+            .tell(audience, self.auth().map(Arc::as_ref), &self.inner.changes);
+    }
+
+    /// Whether a change for `audience` concerns the client calling with `caller`'s
+    /// verified token (none without tokens: those clients hear every change anyway).
+    pub(super) fn concerns(&self, audience: &Audience, caller: Option<&Caller>) -> bool {
+        concerns(audience, self.auth().map(Arc::as_ref), caller)
+    }
+
+    /// The audiences of list changes that concern some clients only (see
+    /// [`Self::tools_changed_for`]).
+    pub(super) fn personal_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<Audience>> {
+        self.inner.clients.personal_changes()
+    }
+
+    /// Follows the revocation set (refreshed elsewhere every second, updated at once by
+    /// revocations made here): the clients of a grant that was just revoked are told.
+    pub fn follow_revocations(&self, revoked: RevokedSet) {
+        if self.auth().is_none() {
+            return;
+        }
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut seen = revoked.current();
+            let mut tick = tokio::time::interval(REVOCATION_WATCH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = gateway.inner.shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let now = revoked.current();
+                if Arc::ptr_eq(&now, &seen) {
+                    continue;
+                }
+                let fresh = newly_revoked(&seen, &now);
+                seen = now;
+                if !fresh.is_empty() {
+                    // Revocation ids of single tokens are in the set too; only grants
+                    // that have clients here match anything.
+                    gateway.tools_changed_for(Audience::Grants(fresh));
+                }
+            }
+        });
+    }
+}
+
+/// The ids in `now` that were not in `before`.
+fn newly_revoked(before: &HashSet<String>, now: &HashSet<String>) -> BTreeSet<String> {
+    now.difference(before).cloned().collect()
+}

@@ -1,0 +1,974 @@
+//! The direct data path for `tools/call`.
+//!
+//! Through rmcp, a call crosses about ten tasks (the session worker, the service loop and
+//! a handler task on the client side; the service loop, transport worker and request
+//! task on the upstream side), each hop a wake-up: 300–400 µs of CPU per call, most of
+//! it in the kernel's scheduler. On the direct path the task serving the client's HTTP
+//! request does the whole call: it checks the session, routes the name, posts the call
+//! into the upstream's session on a connection it drives itself, and answers — no hop.
+//!
+//! It takes a call only when nothing is lost by doing so: a known session (or a valid
+//! 2026-07-28 request), a tool of a Streamable HTTP upstream (plain `http`) on the lane
+//! of the client's own era, no `Mcp-Param-*` headers to validate. Anything else, and any
+//! doubt before the call is sent (the upstream's session expired, say), goes the rmcp
+//! way. Everything that can happen during a call still works: progress and log messages
+//! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
+//! are passed to the client under an id of the gateway's and its answer is posted back,
+//! cancellation (a `notifications/cancelled`, or the client going away) reaches the
+//! upstream, and the call timeout applies.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use http_body_util::Full;
+use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use super::connections::{self as conn};
+use super::inflight::{Inflight, LogLevel, ProgressCount};
+use super::lane::Lane;
+use super::target::Target;
+use crate::protocol::codes::{
+    INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, error_message, rpc_error,
+};
+use crate::protocol::era::Era;
+use crate::protocol::error::GatewayError;
+use crate::protocol::event_stream::EventReader;
+use crate::protocol::message::{CallParams, Incoming, Outgoing};
+
+/// Ids of requests the gateway forwards to a client on a direct call start with this.
+const REQUEST_ID_PREFIX: &str = "warrant-";
+
+static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// The client behind a direct call.
+pub(crate) struct Downstream {
+    /// The client's session id (`""` for a 2026-07-28 request, which has none).
+    pub(crate) session: String,
+    /// Whose the call is, for a cancellation (`server::gateway::call_owner`).
+    pub(crate) owner: String,
+    /// The client session's log level, for the log messages of its calls.
+    pub(crate) log_level: Option<Arc<LogLevel>>,
+    /// The client's session, through which what the upstream sends outside the call's
+    /// own stream (log messages on its standalone stream, say) reaches the client.
+    pub(crate) peer: Option<rmcp::service::Peer<rmcp::RoleServer>>,
+    pub(crate) era: Era,
+    pub(crate) capabilities: Arc<ClientCapabilities>,
+}
+
+/// A request of an upstream, forwarded to a client, waiting for the client's answer.
+struct Pending {
+    session: String,
+    lane: Arc<Lane>,
+    upstream_id: Value,
+}
+
+/// A direct call in flight, for a client's `notifications/cancelled`.
+struct InFlight {
+    lane: Arc<Lane>,
+    upstream_id: Arc<str>,
+}
+
+/// A direct call as a client's `notifications/cancelled` names it: its owner
+/// (`server::gateway::call_owner`) and the request id (normalised JSON).
+type CallKey = Arc<(String, String)>;
+
+/// The shared state of the direct path.
+#[derive(Default)]
+pub(crate) struct Direct {
+    next_id: AtomicU64,
+    /// Calls sent upstream on the direct path.
+    calls: AtomicU64,
+    /// Client cancellations that reached a direct call in flight.
+    cancels: AtomicU64,
+    pending: Mutex<HashMap<String, Pending>>,
+    inflight: Mutex<HashMap<CallKey, InFlight>>,
+}
+
+/// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
+pub(crate) fn is_answer_to_forwarded(message: &Incoming<'_>) -> bool {
+    message.method.is_none()
+        && message.id.is_some_and(|id| {
+            id.get()
+                .strip_prefix('"')
+                .is_some_and(|id| id.starts_with(REQUEST_ID_PREFIX))
+        })
+}
+
+impl Direct {
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cancels(&self) -> u64 {
+        self.cancels.load(Ordering::Relaxed)
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(REQUEST_ID_PREFIX.len() + 20);
+        id.push_str(REQUEST_ID_PREFIX);
+        push_decimal(&mut id, n);
+        id
+    }
+
+    /// Carries a client's answer to a forwarded request back to the upstream.
+    pub(crate) async fn answer(&self, session: &str, message: &Incoming<'_>) -> Response {
+        let id_value = message.id_value();
+        let id = id_value.as_str().unwrap_or_default();
+        let pending = self.pending.lock().ok().and_then(|mut p| {
+            if p.get(id).is_some_and(|p| p.session == session) {
+                p.remove(id)
+            } else {
+                None
+            }
+        });
+        let Some(pending) = pending else {
+            let text = format!("no request {id:?} is waiting for an answer in this session");
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                INVALID_REQUEST,
+                text,
+                None,
+            );
+        };
+        let mut answer = Map::new();
+        answer.insert("jsonrpc".into(), Value::String("2.0".into()));
+        answer.insert("id".into(), pending.upstream_id);
+        for (key, raw) in [("result", message.result), ("error", message.error)] {
+            if let Some(value) = raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()) {
+                answer.insert(key.into(), value);
+            }
+        }
+        match post_notification(&pending.lane, &Value::Object(answer)).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => {
+                let text = format!(
+                    "the answer could not be passed to upstream {:?}: {e}",
+                    pending.lane.name()
+                );
+                rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    Value::Null,
+                    INTERNAL_ERROR,
+                    text,
+                    None,
+                )
+            }
+        }
+    }
+
+    /// Passes a client's cancellation of a direct call upstream; false when the
+    /// cancelled request is not a direct call (rmcp then handles the notification).
+    pub(crate) async fn cancel(&self, owner: String, params: &Value) -> bool {
+        let Some(request_id) = params.get("requestId") else {
+            return false;
+        };
+        let key = (owner, request_id.to_string());
+        let Some(call) = self.inflight.lock().ok().and_then(|mut f| f.remove(&key)) else {
+            return false;
+        };
+        self.cancels.fetch_add(1, Ordering::Relaxed);
+        let reason = params.get("reason").cloned().unwrap_or(Value::Null);
+        cancel_upstream(&call.lane, &call.upstream_id, &reason).await;
+        true
+    }
+
+    /// Performs one `tools/call` on the direct path. `None` before anything was sent
+    /// upstream means "take the rmcp path instead".
+    pub(crate) async fn call(
+        self: &Arc<Self>,
+        caller: Downstream,
+        lane: Arc<Lane>,
+        original: &str,
+        client_id: &RawValue,
+        call: CallParams<'_>,
+    ) -> Option<Response> {
+        let target = lane.direct_target()?;
+        let upstream_key: Arc<str> = self.next_id().into();
+        let body = upstream_body(&upstream_key, original, &call, lane.era)?;
+        let request = build_request(&lane, &target, original, body)?;
+
+        let mut conn = match target.connections.checkout().await {
+            Ok(conn) => conn,
+            Err(e) => return Some(failure(&lane, client_id, &e.to_string())),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
+        let key: CallKey = Arc::new((caller.owner.clone(), normalised_id(client_id)));
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.insert(
+                key.clone(),
+                InFlight {
+                    lane: lane.clone(),
+                    upstream_id: upstream_key.clone(),
+                },
+            );
+        }
+        // Messages about this call that reach the lane's rmcp connection instead of the
+        // call's stream (an rmcp server logs on its standalone stream) find the client.
+        let tracked = track(
+            &lane,
+            &caller,
+            client_id,
+            &upstream_key,
+            call.progress_token(),
+        );
+        // Until the call completes, dropping it (the client went away, or the timeout)
+        // cancels it upstream.
+        let mut guard = CancelOnDrop {
+            direct: self.clone(),
+            key,
+            lane: Some(lane.clone()),
+            upstream_id: upstream_key.clone(),
+            tracked,
+        };
+        let timeout = lane.shared.config.call_timeout;
+        // One deadline for the whole exchange.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let exchange = async {
+            let response = conn.send(request).await?;
+            let status = response.status();
+            let is_sse = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let mut body = response.into_body();
+            if is_sse || (status == StatusCode::NOT_FOUND && lane.era == Era::Legacy) {
+                return Ok::<_, conn::ConnError>((status, Err(body)));
+            }
+            Ok((status, Ok(read_all(&mut conn, &mut body).await?)))
+        };
+        let (status, answer) = match tokio::time::timeout_at(deadline, exchange).await {
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
+            Ok(Ok(head)) => head,
+        };
+        let mut body = match answer {
+            Ok(bytes) => {
+                guard.settle().await;
+                guard.disarm();
+                target.connections.checkin(conn);
+                // A 2026-07-28 server answers some errors with an HTTP status of their
+                // own (400 for a missing capability, 404 for an unknown method): kept.
+                return Some(match Incoming::parse(&bytes) {
+                    Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
+                        answer_response(status, client_id, &reply)
+                    }
+                    _ if !status.is_success() => {
+                        failure(&lane, client_id, &format!("it answered HTTP {status}"))
+                    }
+                    _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
+                });
+            }
+            Err(body) => body,
+        };
+        if status == StatusCode::NOT_FOUND && lane.era == Era::Legacy {
+            // The upstream ended its session: nothing ran. rmcp re-initializes it.
+            guard.disarm();
+            lane.forget_direct_session();
+            return None;
+        }
+        // An event stream: answer in one piece if the final response comes first,
+        // otherwise stream everything to the client as it arrives.
+        let mut reader = EventReader::default();
+        let first = async {
+            loop {
+                if let Some(data) = reader.next_data() {
+                    return Ok(Some(data));
+                }
+                match conn.frame(&mut body).await? {
+                    Some(chunk) => reader.push(&chunk),
+                    None => return Ok::<_, conn::ConnError>(None),
+                }
+            }
+        };
+        let first = match tokio::time::timeout_at(deadline, first).await {
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
+            Ok(Ok(None)) => {
+                return Some(failure(
+                    &lane,
+                    client_id,
+                    "its event stream ended without an answer",
+                ));
+            }
+            Ok(Ok(Some(data))) => data,
+        };
+        if let Ok(reply) = serde_json::from_str::<Incoming<'_>>(&first)
+            && reply.method.is_none()
+            && reply
+                .id
+                .is_some_and(|id| id.get().trim_matches('"') == &*upstream_key)
+        {
+            guard.settle().await;
+            guard.disarm();
+            target.connections.checkin(conn);
+            return Some(answer_response(StatusCode::OK, client_id, &reply));
+        }
+        // Stream: a task of its own carries on the exchange.
+        let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
+        let upstream_id = Value::String(upstream_key.to_string());
+        let first: Map<String, Value> = serde_json::from_str(&first).unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
+        let direct = self.clone();
+        tokio::spawn(async move {
+            // Requests forwarded to the client during this call: forgotten when it ends,
+            // answered or not.
+            let mut forwarded_ids: Vec<String> = Vec::new();
+            let mut next = Some(first);
+            let exchange = async {
+                loop {
+                    let message = match next.take() {
+                        Some(m) => m,
+                        None => {
+                            let more = async {
+                                loop {
+                                    if let Some(data) = reader.next_data() {
+                                        if let Ok(message) = serde_json::from_str(&data) {
+                                            return Ok(Some(message));
+                                        }
+                                        continue;
+                                    }
+                                    match conn.frame(&mut body).await? {
+                                        Some(chunk) => reader.push(&chunk),
+                                        None => return Ok::<_, conn::ConnError>(None),
+                                    }
+                                }
+                            };
+                            let error = match tokio::time::timeout_at(deadline, more).await {
+                                Ok(Ok(Some(m))) => {
+                                    next = Some(m);
+                                    continue;
+                                }
+                                Ok(Ok(None)) => {
+                                    failure_error(&lane, "its event stream ended without an answer")
+                                }
+                                Ok(Err(e)) => failure_error(&lane, &e.to_string()),
+                                Err(_) => timeout_error(&lane, timeout),
+                            };
+                            let _ = tx
+                                .send(Ok(sse_event(&error_value(&client_id, &error))))
+                                .await;
+                            return;
+                        }
+                    };
+                    let out = if message.get("id") == Some(&upstream_id)
+                        && !message.contains_key("method")
+                    {
+                        guard.settle().await;
+                        guard.disarm();
+                        let done = finish(message, &client_id);
+                        let _ = tx.send(Ok(sse_event(&done))).await;
+                        target.connections.checkin(conn);
+                        return;
+                    } else if message.contains_key("method") && message.contains_key("id") {
+                        match direct.forward_request(&caller, &lane, message).await {
+                            Some(forwarded) => {
+                                if let Some(id) = forwarded.get("id").and_then(Value::as_str) {
+                                    forwarded_ids.push(id.to_owned());
+                                }
+                                forwarded
+                            }
+                            None => continue,
+                        }
+                    } else if caller
+                        .log_level
+                        .as_ref()
+                        .is_some_and(|l| !l.wants_message(&message))
+                    {
+                        continue; // a log message below the session's level
+                    } else {
+                        Value::Object(message)
+                    };
+                    if tx.send(Ok(sse_event(&out))).await.is_err() {
+                        return; // the client went away: the guard cancels upstream
+                    }
+                }
+            };
+            exchange.await;
+            if let Ok(mut pending) = direct.pending.lock() {
+                pending.retain(|id, _| !forwarded_ids.contains(id));
+            }
+        });
+        let stream = tokio_stream_from(rx);
+        Some(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/event-stream")
+                .header(http::header::CACHE_CONTROL, "no-cache")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        )
+    }
+
+    /// A request the upstream makes during a direct call: passed to the client under an
+    /// id of the gateway's if the client can answer it, else answered with an error.
+    async fn forward_request(
+        &self,
+        caller: &Downstream,
+        lane: &Arc<Lane>,
+        mut message: Map<String, Value>,
+    ) -> Option<Value> {
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let capable = match method.as_str() {
+            "elicitation/create" => caller.capabilities.elicitation.is_some(),
+            "sampling/createMessage" => caller.capabilities.sampling.is_some(),
+            "roots/list" => caller.capabilities.roots.is_some(),
+            "ping" => true,
+            _ => false,
+        } && caller.era == Era::Legacy;
+        let upstream_id = message.get("id").cloned().unwrap_or(Value::Null);
+        if !capable {
+            let text = format!("the client did not declare the capability for {method}");
+            let answer = error_message(upstream_id, METHOD_NOT_FOUND, text, None);
+            if let Err(e) = post_notification(lane, &answer).await {
+                tracing::debug!(upstream = %lane.name(), error = %e, "cannot refuse an upstream request");
+            }
+            return None;
+        }
+        let id = self.next_id();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(
+                id.clone(),
+                Pending {
+                    session: caller.session.clone(),
+                    lane: lane.clone(),
+                    upstream_id,
+                },
+            );
+        }
+        message.insert("id".into(), Value::String(id));
+        Some(Value::Object(message))
+    }
+}
+
+/// A call registered with the lane: its upstream request id, the progress token it was
+/// registered under, and the count of its notifications.
+type Tracked = (RequestId, ProgressToken, Arc<ProgressCount>);
+
+/// Registers a direct call of a session client with the lane, as the rmcp path does.
+fn track(
+    lane: &Arc<Lane>,
+    caller: &Downstream,
+    client_id: &RawValue,
+    upstream_key: &Arc<str>,
+    token: Option<ProgressToken>,
+) -> Option<Tracked> {
+    let peer = caller.peer.clone()?;
+    let id = RequestId::String(upstream_key.clone());
+    let downstream_request = request_id(client_id)?;
+    // The upstream sees the client's own progress token; without one, a key that
+    // matches nothing (the upstream id in quotes).
+    let key = token.clone().unwrap_or_else(|| {
+        let mut quoted = String::with_capacity(upstream_key.len() + 2);
+        quoted.push('"');
+        quoted.push_str(upstream_key);
+        quoted.push('"');
+        ProgressToken(NumberOrString::String(quoted.into()))
+    });
+    let origin = Inflight {
+        downstream: peer,
+        downstream_request,
+        downstream_progress: token,
+        park: None,
+        log_level: caller.log_level.clone(),
+    };
+    let count = lane.calls.track(id.clone(), key.clone(), origin);
+    Some((id, key, count))
+}
+
+/// Cancels a direct call upstream when it is dropped before completing, and forgets
+/// its registration with the lane either way.
+struct CancelOnDrop {
+    direct: Arc<Direct>,
+    key: CallKey,
+    lane: Option<Arc<Lane>>,
+    upstream_id: Arc<str>,
+    tracked: Option<Tracked>,
+}
+
+impl CancelOnDrop {
+    /// Waits until progress that reached the lane's connection was passed on.
+    async fn settle(&self) {
+        if let Some((_, _, count)) = &self.tracked {
+            count.settle().await;
+        }
+    }
+
+    fn disarm(&mut self) {
+        if let (Some(lane), Some((id, token, _))) = (&self.lane, &self.tracked) {
+            lane.calls.untrack_one(id, token);
+        }
+        self.tracked = None;
+        self.lane = None;
+        if let Ok(mut inflight) = self.direct.inflight.lock() {
+            inflight.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(lane) = self.lane.take() else { return };
+        if let Some((id, token, _)) = self.tracked.take() {
+            lane.calls.untrack_one(&id, &token);
+        }
+        let still_inflight = self
+            .direct
+            .inflight
+            .lock()
+            .ok()
+            .and_then(|mut f| f.remove(&self.key))
+            .is_some();
+        if still_inflight {
+            let id = self.upstream_id.clone();
+            tokio::spawn(async move {
+                cancel_upstream(
+                    &lane,
+                    &id,
+                    &Value::String("the client went away or the call timed out".into()),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+async fn cancel_upstream(lane: &Arc<Lane>, upstream_id: &str, reason: &Value) {
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": upstream_id, "reason": reason}});
+    if let Err(e) = post_notification(lane, &note).await {
+        tracing::debug!(upstream = %lane.name(), error = %e, "cannot forward a cancellation");
+    }
+}
+
+/// Posts a notification or an answer into the lane's upstream session (expects 202).
+async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), String> {
+    let target = lane
+        .direct_target()
+        .ok_or("the upstream has no direct route")?;
+    let request = build_request(lane, &target, "", message.to_string().into())
+        .ok_or("cannot build the request")?;
+    let mut conn = target
+        .connections
+        .checkout()
+        .await
+        .map_err(|e| e.to_string())?;
+    let response = conn.send(request).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let mut body = response.into_body();
+    read_all(&mut conn, &mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    target.connections.checkin(conn);
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// The HTTP request carrying a JSON-RPC message into the lane's session.
+fn build_request(
+    lane: &Lane,
+    target: &Target,
+    name: &str,
+    body: Bytes,
+) -> Option<http::Request<Full<Bytes>>> {
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = target.uri.clone();
+    let headers = request.headers_mut();
+    headers.reserve(6 + target.headers.len());
+    headers.insert(http::header::HOST, target.host.clone());
+    headers.insert(http::header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    for (key, value) in &target.headers {
+        headers.insert(key.clone(), value.clone());
+    }
+    if let Some(version) = lane.protocol_header() {
+        headers.insert(MCP_PROTOCOL_VERSION.clone(), version);
+    }
+    match lane.era {
+        Era::Legacy => {
+            let session = lane.direct_session().header()?;
+            headers.insert(MCP_SESSION_ID.clone(), session);
+        }
+        Era::Modern if !name.is_empty() => {
+            headers.insert(MCP_METHOD.clone(), HeaderValue::from_static("tools/call"));
+            headers.insert(MCP_NAME.clone(), HeaderValue::from_str(name).ok()?);
+        }
+        Era::Modern => {}
+    }
+    Some(request)
+}
+
+/// The body of the call posted upstream: the client's parameters, under the upstream's
+/// name for the tool, with the `_meta` the upstream lane should see (see
+/// `gateway::upstream_meta` for the same rule on the rmcp path).
+fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> Option<Bytes> {
+    let meta = match call.meta.clone() {
+        Some(mut meta) => {
+            meta.remove("io.modelcontextprotocol/clientInfo");
+            match era {
+                Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+                Era::Modern => {
+                    meta.insert(
+                        "io.modelcontextprotocol/clientInfo".into(),
+                        json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
+                    );
+                }
+            }
+            if meta.is_empty() {
+                None
+            } else {
+                Some(RawValue::from_string(serde_json::to_string(&meta).ok()?).ok()?)
+            }
+        }
+        None => None,
+    };
+    // The members in the order of their names, as a JSON object map writes them.
+    let mut size = 80 + original.len() + id.len();
+    let mut params: Vec<(&str, Param<'_>)> = Vec::with_capacity(call.rest.len() + 2);
+    params.push(("name", Param::Name));
+    if let Some(meta) = &meta {
+        size += meta.get().len() + 10;
+        params.push(("_meta", Param::Raw(meta)));
+    }
+    for (key, value) in &call.rest {
+        size += key.len() + value.get().len() + 4;
+        params.push((key.as_ref(), Param::Raw(value)));
+    }
+    params.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Written by hand: serde's map serializer costs more than the call's own bytes.
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    serde_json::to_writer(&mut out, id).ok()?;
+    out.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{");
+    for (i, (key, value)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        match value {
+            Param::Name => serde_json::to_writer(&mut out, original).ok()?,
+            Param::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    out.extend_from_slice(b"}}");
+    Some(Bytes::from(out))
+}
+
+/// A member of the parameters posted upstream.
+enum Param<'a> {
+    /// The upstream's name for the tool.
+    Name,
+    Raw(&'a RawValue),
+}
+
+/// The client's answer: the upstream's result or error, as it came, under the client's
+/// request id.
+fn answer_response(status: StatusCode, client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let out = Outgoing {
+        jsonrpc: "2.0",
+        id: client_id,
+        result: reply.result,
+        error: if reply.result.is_some() {
+            None
+        } else {
+            reply.error
+        },
+    };
+    let mut response = Response::new(Body::from(out.to_vec()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, APPLICATION_JSON.clone());
+    response
+}
+
+/// The upstream's final message (streaming case), addressed to the client's request id.
+fn finish(mut message: Map<String, Value>, client_id: &Value) -> Value {
+    message.insert("id".into(), client_id.clone());
+    Value::Object(message)
+}
+
+async fn read_all(
+    conn: &mut conn::Pooled,
+    body: &mut hyper::body::Incoming,
+) -> Result<Bytes, conn::ConnError> {
+    // Most answers come in one chunk: kept as it is, not copied.
+    let Some(first) = conn.frame(body).await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = conn.frame(body).await? else {
+        return Ok(first);
+    };
+    let mut all = bytes::BytesMut::with_capacity(first.len() + second.len());
+    all.extend_from_slice(&first);
+    all.extend_from_slice(&second);
+    while let Some(chunk) = conn.frame(body).await? {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all.freeze())
+}
+
+fn json_reply(message: Value) -> Response {
+    (StatusCode::OK, axum::Json(message)).into_response()
+}
+
+fn sse_event(message: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+fn error_value(client_id: &Value, error: &GatewayError) -> Value {
+    let data: rmcp::ErrorData = error.clone().into();
+    error_message(client_id.clone(), data.code, data.message, data.data)
+}
+
+fn failure_error(lane: &Lane, reason: &str) -> GatewayError {
+    GatewayError::UpstreamFailed {
+        upstream: lane.name().to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn timeout_error(lane: &Lane, after: std::time::Duration) -> GatewayError {
+    GatewayError::UpstreamTimeout {
+        upstream: lane.name().to_owned(),
+        after,
+    }
+}
+
+fn failure(lane: &Lane, client_id: &RawValue, reason: &str) -> Response {
+    json_reply(error_value(
+        &raw_id(client_id),
+        &failure_error(lane, reason),
+    ))
+}
+
+fn timed_out(lane: &Lane, client_id: &RawValue, after: std::time::Duration) -> Response {
+    json_reply(error_value(&raw_id(client_id), &timeout_error(lane, after)))
+}
+
+fn raw_id(id: &RawValue) -> Value {
+    serde_json::from_str(id.get()).unwrap_or(Value::Null)
+}
+
+/// A client's request id: read directly when it is an integer or a string without
+/// escapes, else by rmcp's own rules.
+fn request_id(raw: &RawValue) -> Option<RequestId> {
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"'))
+        && !inner.contains(['\\', '"'])
+    {
+        return Some(RequestId::String(inner.into()));
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(RequestId::Number(n));
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        // n % 10 < 10: the cast cannot truncate.
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A request id as serde_json writes it (how a `notifications/cancelled` names it once
+/// parsed). An integer, or a string without escapes, is written as it came.
+fn normalised_id(id: &RawValue) -> String {
+    let text = id.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    // Up to 18 digits: an integer serde_json keeps exact ("-0" it reads as a float).
+    let plain_number = text == "0"
+        || ((1..=18).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0'));
+    let plain_string =
+        text.len() >= 2 && text.starts_with('"') && text.ends_with('"') && !text.contains('\\');
+    if plain_number || plain_string {
+        text.to_owned()
+    } else {
+        raw_id(id).to_string()
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body as the serde-based writer wrote it before: the members read into a
+    /// `BTreeMap`, written back through one with the gateway's name and `_meta`.
+    fn reference_body(id: &str, original: &str, params: &str, era: Era) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct CallBody<'a> {
+            jsonrpc: &'static str,
+            id: &'a str,
+            method: &'static str,
+            params: std::collections::BTreeMap<&'a str, &'a RawValue>,
+        }
+        let mut members: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(params).expect("an object");
+        let meta = members
+            .remove("_meta")
+            .and_then(|m| serde_json::from_str::<Map<String, Value>>(m.get()).ok());
+        members.remove("name");
+        let meta = meta.and_then(|mut meta| {
+            meta.remove("io.modelcontextprotocol/clientInfo");
+            match era {
+                Era::Legacy => meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/")),
+                Era::Modern => {
+                    meta.insert(
+                        "io.modelcontextprotocol/clientInfo".into(),
+                        json!({"name": "warrant", "version": env!("CARGO_PKG_VERSION")}),
+                    );
+                }
+            }
+            (!meta.is_empty())
+                .then(|| RawValue::from_string(serde_json::to_string(&meta).expect("json")))
+                .map(|r| r.expect("raw"))
+        });
+        let name =
+            RawValue::from_string(serde_json::to_string(original).expect("json")).expect("raw");
+        let mut all: std::collections::BTreeMap<&str, &RawValue> =
+            members.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+        all.insert("name", &name);
+        if let Some(meta) = &meta {
+            all.insert("_meta", meta);
+        }
+        let body = CallBody {
+            jsonrpc: "2.0",
+            id,
+            method: "tools/call",
+            params: all,
+        };
+        serde_json::to_vec(&body).expect("json")
+    }
+
+    #[test]
+    fn the_upstream_body_is_what_a_json_map_would_write() {
+        let cases = [
+            r#"{"name":"a__echo","arguments":{"message":"hi"}}"#,
+            r#"{"arguments":{"b":1,"a":[true,null]},"name":"x","_meta":{"progressToken":7,"trace":"t"}}"#,
+            r#"{"name":"x","Zed":1,"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"c"}},"arguments":{}}"#,
+            r#"{"name":"first","arguments":{"v":1},"arguments":{"v":2},"name":"last"}"#,
+            r#"{"name":"x","a\"b":"q\\u00e9","task":{"ttl":5},"$x":0}"#,
+            r#"{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#,
+        ];
+        for params in cases {
+            let raw = RawValue::from_string(params.into()).expect("raw");
+            let call = CallParams::read(&raw).expect("params");
+            for era in [Era::Legacy, Era::Modern] {
+                let body =
+                    upstream_body("warrant-12", "echo \"quoted\"", &call, era).expect("body");
+                let want = reference_body("warrant-12", "echo \"quoted\"", params, era);
+                assert_eq!(
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&want),
+                    "{params} ({era:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_later_member_replaces_an_earlier_one() {
+        let raw =
+            RawValue::from_string(r#"{"name":"a","b":1,"b":2,"name":"c"}"#.into()).expect("raw");
+        let call = CallParams::read(&raw).expect("params");
+        assert_eq!(call.name, "c");
+        let rest: Vec<(&str, &str)> = call
+            .rest
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.get()))
+            .collect();
+        assert_eq!(rest, [("b", "2")]);
+        let not_an_object = RawValue::from_string("[1]".into()).expect("raw");
+        assert!(CallParams::read(&not_an_object).is_none());
+        let no_name = RawValue::from_string(r#"{"name":1}"#.into()).expect("raw");
+        assert!(CallParams::read(&no_name).is_none());
+    }
+
+    #[test]
+    fn request_ids_are_read_and_normalised_as_serde_would() {
+        for id in [
+            "0",
+            "7",
+            "-12",
+            "9007199254740993",
+            "123456789012345678901234",
+            "1.0",
+            "1e2",
+            "-0",
+            r#""abc""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""\u00e9""#,
+            r#""é""#,
+            "null",
+            "true",
+        ] {
+            let raw = RawValue::from_string(id.into()).expect("raw");
+            assert_eq!(
+                normalised_id(&raw),
+                raw_id(&raw).to_string(),
+                "normalised {id}"
+            );
+            assert_eq!(
+                request_id(&raw),
+                serde_json::from_str::<RequestId>(id).ok(),
+                "request id {id}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_request_ids_are_counted_in_decimal() {
+        let direct = Direct::default();
+        assert_eq!(direct.next_id(), "warrant-0");
+        assert_eq!(direct.next_id(), "warrant-1");
+        direct.next_id.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(direct.next_id(), format!("warrant-{}", u64::MAX));
+    }
+}

@@ -1,0 +1,131 @@
+//! One upstream MCP server, spoken to in the protocol era of each client.
+//!
+//! MCP has two eras: revisions up to 2025-11-25 open a session with `initialize`, and
+//! 2026-07-28 is stateless (`server/discover`, per-request metadata, multi round-trip
+//! requests). A server may behave differently per era (its tool list, how it asks for
+//! input), so Warrant keeps one connection — a [`Lane`] — per era in use: a client of
+//! either era reaches the upstream exactly as it would directly. When the upstream does
+//! not speak a client's era, that client's requests take the other lane and the gateway
+//! bridges (an older client reaching a 2026-07-28-only server, and the reverse).
+//!
+//! `protocol` in the upstream's configuration pins one era instead (one connection, one
+//! process for a stdio server): useful for a stateful server that must see every client
+//! in one session.
+
+use std::sync::Arc;
+
+use rmcp::RoleServer;
+use rmcp::service::Peer;
+use tokio_util::sync::CancellationToken;
+
+use super::lane::{Lane, Offer};
+use super::shared::Shared;
+use super::state::{Changes, Health, LaneError};
+use crate::config::UpstreamConfig;
+use crate::protocol::era::Era;
+use crate::protocol::error::GatewayError;
+
+pub(crate) struct Upstream {
+    pub(crate) config: UpstreamConfig,
+    shared: Arc<Shared>,
+    lanes: [Arc<Lane>; 2],
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        config: UpstreamConfig,
+        changes: Changes,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let shared = Arc::new(Shared::new(config.clone(), changes, shutdown));
+        let lanes = [
+            Lane::new(Era::Legacy, shared.clone()),
+            Lane::new(Era::Modern, shared.clone()),
+        ];
+        for lane in &lanes {
+            if shared.is_unsupported(lane.era) {
+                lane.mark_unsupported();
+            }
+        }
+        Arc::new(Self {
+            config,
+            shared,
+            lanes,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The lane that serves clients of `era`: its own, unless the upstream does not
+    /// speak that era.
+    pub(crate) fn lane(&self, era: Era) -> &Arc<Lane> {
+        if self.shared.is_unsupported(era) {
+            &self.lanes[era.other().index()]
+        } else {
+            &self.lanes[era.index()]
+        }
+    }
+
+    /// The lane an eager start opens: the legacy one, which every client of today uses,
+    /// unless the upstream speaks only 2026-07-28.
+    fn primary(&self) -> &Arc<Lane> {
+        self.lane(Era::Legacy)
+    }
+
+    /// Starts the primary lane (eager upstreams at boot, lazy ones on first use).
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.primary().start();
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        self.primary().health()
+    }
+
+    /// What the upstream offers to clients of `era` (empty while not ready).
+    pub(crate) fn offer(&self, era: Era) -> Arc<Offer> {
+        self.lane(era).offer()
+    }
+
+    /// The negotiated protocol revision of the primary lane, once connected.
+    pub(crate) fn protocol(&self) -> Option<String> {
+        self.primary().protocol()
+    }
+
+    /// Makes sure the lane for `era` is started (a lazy upstream, or an era first used
+    /// now) and waits for it to be ready.
+    pub(crate) async fn ready(self: &Arc<Self>, era: Era) -> Result<Arc<Lane>, GatewayError> {
+        loop {
+            let lane = self.lane(era).clone();
+            lane.start();
+            match lane.wait_ready().await {
+                Ok(()) => return Ok(lane),
+                // The upstream turned out not to speak this era: take the other lane.
+                Err(LaneError::Unsupported) if self.lane(era).era != lane.era => continue,
+                Err(LaneError::Unsupported) => {
+                    return Err(GatewayError::UpstreamUnavailable {
+                        upstream: self.config.name.clone(),
+                        reason: "it speaks no protocol revision the gateway can use".into(),
+                    });
+                }
+                Err(LaneError::Unavailable(reason)) => {
+                    return Err(GatewayError::UpstreamUnavailable {
+                        upstream: self.config.name.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Remembers that a downstream session wants updates of `uri`.
+    pub(crate) fn subscribe(&self, uri: &str, session: &str, peer: Peer<RoleServer>) {
+        self.shared.subscribe(uri, session, peer);
+    }
+
+    /// Forgets a subscription; true when nobody else is subscribed to `uri`.
+    pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
+        self.shared.unsubscribe(uri, session)
+    }
+}

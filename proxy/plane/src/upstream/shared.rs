@@ -1,0 +1,107 @@
+//! What the lanes of one upstream share: its configuration, the change channel, the
+//! eras it does not speak, and the downstream sessions subscribed to its resources.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rmcp::RoleServer;
+use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::service::Peer;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Change, Changes};
+use crate::config::{ProtocolPin, UpstreamConfig};
+use crate::protocol::era::Era;
+
+/// A downstream session (by its session id) subscribed to a resource.
+type Subscriber = (String, Peer<RoleServer>);
+
+/// What the lanes of one upstream share.
+pub(crate) struct Shared {
+    pub(crate) config: UpstreamConfig,
+    pub(crate) changes: Changes,
+    pub(crate) shutdown: CancellationToken,
+    /// Downstream sessions subscribed to a resource URI of this upstream.
+    subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
+    /// Per era: the upstream does not speak it (learned when its lane cannot connect
+    /// while the other lane can, or pinned by configuration).
+    unsupported: [AtomicBool; 2],
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: UpstreamConfig,
+        changes: Changes,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let unsupported = match config.protocol {
+            ProtocolPin::Auto => [AtomicBool::new(false), AtomicBool::new(false)],
+            ProtocolPin::Legacy => [AtomicBool::new(false), AtomicBool::new(true)],
+            ProtocolPin::Modern => [AtomicBool::new(true), AtomicBool::new(false)],
+        };
+        Self {
+            config,
+            changes,
+            shutdown,
+            subscribers: Mutex::new(HashMap::new()),
+            unsupported,
+        }
+    }
+
+    /// Whether the upstream does not speak `era` (learned, or pinned by configuration).
+    pub(crate) fn is_unsupported(&self, era: Era) -> bool {
+        self.unsupported[era.index()].load(Ordering::Acquire)
+    }
+
+    /// Records that the upstream does not speak `era`; its clients move to the other lane.
+    pub(crate) fn mark_unsupported(&self, era: Era) {
+        if !self.unsupported[era.index()].swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                upstream = %self.config.name,
+                era = era.label(),
+                "the upstream does not speak this protocol era; its clients are bridged to the other"
+            );
+            self.changes.publish(&self.config.name, Change::Health);
+        }
+    }
+
+    pub(crate) fn subscribe(&self, uri: &str, session: &str, peer: Peer<RoleServer>) {
+        if let Ok(mut subscribers) = self.subscribers.lock() {
+            let list = subscribers.entry(uri.to_owned()).or_default();
+            list.retain(|(s, p)| s != session && !p.is_transport_closed());
+            list.push((session.to_owned(), peer));
+        }
+    }
+
+    pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
+        let Ok(mut subscribers) = self.subscribers.lock() else {
+            return false;
+        };
+        let Some(list) = subscribers.get_mut(uri) else {
+            return true;
+        };
+        list.retain(|(s, p)| s != session && !p.is_transport_closed());
+        if list.is_empty() {
+            subscribers.remove(uri);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Passes a `notifications/resources/updated` on to every subscribed session.
+    pub(crate) async fn resource_updated(&self, params: ResourceUpdatedNotificationParam) {
+        let peers = self
+            .subscribers
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&params.uri).cloned())
+            .unwrap_or_default();
+        for (_, peer) in peers {
+            if let Err(e) = peer.notify_resource_updated(params.clone()).await {
+                tracing::debug!(upstream = %self.config.name, error = %e, "cannot forward a resource update");
+            }
+        }
+    }
+}
