@@ -59,6 +59,8 @@ impl std::fmt::Debug for Caller {
 pub(crate) struct Authorized {
     pub(crate) server: String,
     pub(crate) tool: String,
+    /// The tool's effective risk class when it was decided.
+    pub(crate) risk: Risk,
 }
 
 /// Token checks for `/mcp`.
@@ -163,20 +165,10 @@ impl McpAuth {
         self.clock.unix()
     }
 
-    /// The caller of a request, from its `Authorization` header.
-    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Refusal> {
-        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
-            return Err(Refusal::Missing);
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or(Refusal::Missing)?;
+    /// The caller behind a bearer token: verified (signature chain, key, expiry), not
+    /// revoked (the token, its blocks, its grant), its person not disabled, and meant for
+    /// this gateway's `/mcp`.
+    pub(crate) fn verify(&self, token: &str) -> Result<Caller, Refusal> {
         let now = self.now();
         let revoked = self.revoked.view();
         let token = self

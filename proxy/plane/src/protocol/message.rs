@@ -262,6 +262,14 @@ impl<'a> CallParams<'a> {
         })
     }
 
+    /// The call's `arguments` member, as sent.
+    pub(crate) fn arguments(&self) -> Option<&'a RawValue> {
+        self.rest
+            .binary_search_by(|(key, _)| key.as_ref().cmp("arguments"))
+            .ok()
+            .map(|i| self.rest[i].1)
+    }
+
     /// The client's progress token, if it asked for progress.
     pub(crate) fn progress_token(&self) -> Option<ProgressToken> {
         let token = self.meta.as_ref()?.get("progressToken")?;

@@ -16,14 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::bodies::{BodyBudget, Unread};
 use super::gateway::Gateway;
+use super::pipeline::{self, Step};
 use super::sessions::{InUse, SessionTable};
+use super::stage::{authenticate, forward, parse};
 use crate::config::Config;
 use crate::enforce::auth::{Caller, McpAuth, Refusal};
 use crate::protocol::codes::{
-    INVALID_REQUEST, PARSE_ERROR, SERVER_ERROR, UNSUPPORTED_PROTOCOL_VERSION, rpc_error,
+    INVALID_REQUEST, SERVER_ERROR, UNSUPPORTED_PROTOCOL_VERSION, rpc_error,
 };
-use crate::protocol::era::Era;
-use crate::protocol::message::{Incoming, NotAMessage, duplicate_key};
+use crate::protocol::message::Incoming;
 
 /// The first revision without `initialize`: a probe for it from a client is answered
 /// like a server that predates it, so the client falls back to `initialize`.
@@ -134,15 +135,13 @@ impl tower::Service<Request> for EdgeService {
 async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     // The token first: a request without a valid one is refused before its body is read.
-    let caller = match edge.gateway.auth() {
-        None => None,
-        Some(auth) => match auth.authenticate(&parts.headers) {
-            Ok(caller) => Some(caller),
-            Err(refusal) => {
-                let id = small_body_id(body, &parts.headers).await;
-                return auth.refuse(&refusal, id, &parts.headers);
-            }
-        },
+    let auth = edge.gateway.auth().map(Arc::as_ref);
+    let caller = match authenticate::token(auth, &parts.headers) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            let id = small_body_id(body, &parts.headers).await;
+            return refuse(auth, &refusal, id, &parts.headers);
+        }
     };
     let mut other_body = None;
     let bytes = if parts.method == http::Method::POST {
@@ -158,65 +157,22 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         other_body = Some(body);
         None
     };
-    let message = match bytes.as_deref().map(Incoming::parse) {
-        None => None,
-        Some(Ok(message)) => {
-            if message.jsonrpc.as_deref() != Some("2.0") {
-                let text = "Invalid Request: a JSON-RPC 2.0 message needs \"jsonrpc\": \"2.0\"";
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    message.id_value(),
-                    INVALID_REQUEST,
-                    text,
-                    None,
-                );
-            }
-            if let Some(refused) = bytes
-                .as_deref()
-                .and_then(|body| refuse_duplicates(body, &message))
-            {
-                return refused;
-            }
-            Some(message)
-        }
-        Some(Err(NotAMessage::Batch)) => {
-            let text = "Invalid Request: JSON-RPC batches are not supported (removed in MCP \
-                        2025-06-18); send one message per request";
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                INVALID_REQUEST,
-                text,
-                None,
-            );
-        }
-        Some(Err(NotAMessage::NotAnObject)) => {
-            let text = "Invalid Request: expected a JSON-RPC message object";
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                INVALID_REQUEST,
-                text,
-                None,
-            );
-        }
-        Some(Err(NotAMessage::Parse(e))) => {
-            let text = format!("Parse error: {e}");
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                PARSE_ERROR,
-                text,
-                None,
-            );
-        }
+    // Parsed once; the call's parameters are read here and nowhere else on the fast path.
+    let (message, call) = match bytes.as_deref().map(parse::parse) {
+        None => (None, None),
+        Some(Ok(parsed)) => (Some(parsed.message), parsed.call),
+        Some(Err(refused)) => return refused.response(),
     };
-    if let (Some(auth), Some(caller)) = (edge.gateway.auth(), &caller)
-        && let Err(refusal) =
-            authorize(auth, &edge.gateway, &mut parts, caller, message.as_ref()).await
-    {
+    let session_id = parts
+        .headers
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok());
+    if let Err(refusal) = authenticate::session(auth, session_id, caller.as_ref()) {
         let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
-        return auth.refuse(&refusal, id, &parts.headers);
+        return refuse(auth, &refusal, id, &parts.headers);
+    }
+    if let Some(caller) = &caller {
+        parts.extensions.insert(caller.clone());
     }
     let session_id = parts
         .headers
@@ -262,15 +218,23 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
         return rpc_error(StatusCode::BAD_REQUEST, id, code, text, Some(data));
     }
+    // rmcp refuses a foreign `Host` or `Origin` itself; only others take the fast path.
     if let Some(message) = &message
         && host_allowed(&parts, &edge.allowed_hosts)
         && origin_allowed(&parts, &edge.allowed_hosts)
-        && let Some(response) = edge
-            .gateway
-            .try_direct(&parts, message, &edge.sessions)
-            .await
     {
-        return hold(response, in_use);
+        let step = match call {
+            Some(call) => {
+                pipeline::tools_call(&edge.gateway, &edge.sessions, &mut parts, message, call).await
+            }
+            None => match forward::other(&edge.gateway, &parts, message).await {
+                Some(response) => Step::Answer(response),
+                None => Step::Rmcp,
+            },
+        };
+        if let Step::Answer(response) = step {
+            return hold(response, in_use);
+        }
     }
     drop(message);
     let body = match (bytes, other_body) {
@@ -471,85 +435,6 @@ fn refuse_unread(edge: &Edge, unread: &Unread) -> Response {
     response
 }
 
-/// A refusal of a body in which some object has a key twice (at any depth): the
-/// decision and the upstream could each read a different one of the two.
-fn refuse_duplicates(body: &[u8], message: &Incoming<'_>) -> Option<Response> {
-    match duplicate_key(body) {
-        Ok(None) => None,
-        Ok(Some(key)) => {
-            let text = format!(
-                "Invalid Request: the key {key:?} appears more than once in one object; \
-                 send each key once (JSON parsers disagree on which of the two counts)"
-            );
-            Some(rpc_error(
-                StatusCode::BAD_REQUEST,
-                message.id_value(),
-                INVALID_REQUEST,
-                text,
-                None,
-            ))
-        }
-        Err(e) => {
-            let text = format!("Parse error: {e}");
-            Some(rpc_error(
-                StatusCode::BAD_REQUEST,
-                message.id_value(),
-                PARSE_ERROR,
-                text,
-                None,
-            ))
-        }
-    }
-}
-
-/// The token checks of a request once its body is read: the session's subject, and for
-/// a `tools/call` the decision (an HTTP 403 with a step-up challenge when the token does
-/// not cover it); the caller goes into the request's extensions.
-async fn authorize(
-    auth: &McpAuth,
-    gateway: &Gateway,
-    parts: &mut http::request::Parts,
-    caller: &Caller,
-    message: Option<&Incoming<'_>>,
-) -> Result<(), Refusal> {
-    let session = parts
-        .headers
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok());
-    if let Some(session) = session {
-        auth.check_session(session, caller)?;
-    }
-    if let Some(message) = message
-        && message.method.as_deref() == Some("tools/call")
-        && let Some(params) = message.params
-        && let Ok(call) = serde_json::from_str::<CallHead>(params.get())
-    {
-        // A request without a session is a 2026-07-28 one; the handler decides what
-        // the edge cannot route yet.
-        let era = if session.is_some() {
-            Era::Legacy
-        } else {
-            Era::Modern
-        };
-        if let Some(authorized) = gateway
-            .authorize_call(auth, caller, era, &call.name, call.arguments.as_ref())
-            .await?
-        {
-            parts.extensions.insert(authorized);
-        }
-    }
-    parts.extensions.insert(caller.clone());
-    Ok(())
-}
-
-/// What the edge reads of a `tools/call` to decide it.
-#[derive(serde::Deserialize)]
-struct CallHead {
-    name: String,
-    #[serde(default)]
-    arguments: Option<serde_json::Map<String, Value>>,
-}
-
 /// Drops the session bindings of sessions that ended or expired, once a minute.
 fn forget_ended_sessions(
     auth: Arc<McpAuth>,
@@ -603,4 +488,17 @@ fn origin_allowed(parts: &http::request::Parts, allowed: &[String]) -> bool {
     host.host_str()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
         .is_some_and(|h| allowed.iter().any(|a| a == h))
+}
+
+/// The answer to a refused request (tokens are on whenever a request can be refused).
+fn refuse(
+    auth: Option<&McpAuth>,
+    refusal: &Refusal,
+    id: Value,
+    headers: &http::HeaderMap,
+) -> Response {
+    match auth {
+        Some(auth) => auth.refuse(refusal, id, headers),
+        None => StatusCode::FORBIDDEN.into_response(),
+    }
 }

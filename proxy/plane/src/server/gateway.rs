@@ -9,31 +9,22 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
-use axum::response::{IntoResponse, Response};
 use rmcp::model::{ClientRequest, ProtocolVersion, ServerResult};
 use rmcp::service::{Peer, RequestContext};
-use rmcp::transport::common::server_side_http::SessionId;
-use rmcp::transport::streamable_http_server::session::SessionManager;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::{ErrorData, RoleServer};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{CatalogView, EntryKind, ToolRecord};
 use warrant_consent::oauth::RevokedSet;
-use warrant_consent::token::{Risk, call_args};
 
 use super::clients::{ClientSessions, concerns};
 use super::park::Park;
 use crate::config::{Config, StartMode};
 use crate::enforce::approve::ApprovalDesk;
 use crate::enforce::audience::Audience;
-use crate::enforce::auth::{
-    Authorized, Caller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
-};
+use crate::enforce::auth::{Caller, McpAuth};
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
-use crate::protocol::message::{CallParams, Incoming};
-use crate::upstream::direct::{Direct, Downstream, is_answer_to_forwarded};
+use crate::upstream::direct::Direct;
 use crate::upstream::inflight::{Inflight, LogLevel};
 use crate::upstream::remote::Upstream;
 use crate::upstream::state::{Change, Changes, Health};
@@ -199,6 +190,16 @@ impl Gateway {
             }
         }
         self.view(Era::Legacy).collisions.clone()
+    }
+
+    /// The direct data path's shared state.
+    pub(super) fn direct(&self) -> &Arc<Direct> {
+        &self.inner.direct
+    }
+
+    /// The client sessions the gateway knows of.
+    pub(super) fn clients(&self) -> &ClientSessions {
+        &self.inner.clients
     }
 
     /// How many `tools/call` requests took the direct data path so far.
@@ -380,51 +381,6 @@ impl Gateway {
         self.inner.auth.as_ref()
     }
 
-    /// Decides a `tools/call` at the edge, where a refusal can still be an HTTP 403
-    /// with a step-up challenge. Returns what was authorized (for the handler and the
-    /// direct path), `None` for a name that routes nowhere yet (the handler decides
-    /// once it has settled), or the refusal.
-    pub(crate) async fn authorize_call(
-        &self,
-        auth: &McpAuth,
-        caller: &Caller,
-        era: Era,
-        name: &str,
-        arguments: Option<&serde_json::Map<String, Value>>,
-    ) -> Result<Option<Authorized>, Refusal> {
-        // An upstream still starting may not be in the view yet: wait for it as the
-        // handler would, so that the refusal can still be an HTTP 403.
-        let view = self.settled_view(era, |v| v.knows_tool(name)).await;
-        let Some(route) = view.tool(name) else {
-            return Ok(None);
-        };
-        let server = route.upstream.name();
-        let args = arguments.map(call_args).unwrap_or_default();
-        let decision = auth.decide(caller, server, &route.original, route.risk, args);
-        if decision.allow && route.risk == Risk::Critical && self.approval_desk().is_some() {
-            // Allowed, but held for a person's approval: the handler asks (the direct
-            // path takes only what the edge authorized, so never this call).
-            Ok(None)
-        } else if decision.allow {
-            // Counted here, once: the direct path and the handler count nothing the
-            // edge authorized.
-            auth.charge(caller).map_err(Refusal::Budget)?;
-            Ok(Some(Authorized {
-                server: server.to_owned(),
-                tool: route.original.clone(),
-            }))
-        } else if refused_by_ceiling(&decision) {
-            // No scope the person could grant helps (an admin must raise the ceiling):
-            // not a step-up 403; the handler refuses with a JSON-RPC error that says so.
-            Ok(None)
-        } else {
-            Err(Refusal::Insufficient {
-                decision,
-                scope: step_up_scope(server, &route.original),
-            })
-        }
-    }
-
     /// Tells every client that its tool list may have changed, for a reason outside
     /// the upstreams that concerns everyone.
     pub fn tools_changed(&self) {
@@ -451,129 +407,6 @@ impl Gateway {
     pub(super) fn register_session(&self, id: String, peer: Peer<RoleServer>) {
         self.inner.clients.register(id, peer);
     }
-
-    /// Takes a request on the direct data path if it can (see [`super::direct`]);
-    /// `None` leaves it to rmcp.
-    pub(crate) async fn try_direct(
-        &self,
-        parts: &http::request::Parts,
-        message: &Incoming<'_>,
-        manager: &LocalSessionManager,
-    ) -> Option<Response> {
-        static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
-        let session = parts
-            .headers
-            .get(&MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let Some(method) = message.method.as_deref() else {
-            if is_answer_to_forwarded(message) {
-                return Some(self.inner.direct.answer(session, message).await);
-            }
-            return None;
-        };
-        match method {
-            "notifications/cancelled" => {
-                let params: Value = serde_json::from_str(message.params?.get()).ok()?;
-                self.inner
-                    .direct
-                    .cancel(call_owner(parts, session), &params)
-                    .await
-                    .then(|| http::StatusCode::ACCEPTED.into_response())
-            }
-            "tools/call" => self.direct_call(parts, session, message, manager).await,
-            _ => None,
-        }
-    }
-
-    async fn direct_call(
-        &self,
-        parts: &http::request::Parts,
-        session: &str,
-        message: &Incoming<'_>,
-        manager: &LocalSessionManager,
-    ) -> Option<Response> {
-        let call = CallParams::read(message.params?)?;
-        let caller = if session.is_empty() {
-            stateless_caller(parts, &call)?
-        } else {
-            let known = self.inner.clients.wait_for(session, manager).await?;
-            // rmcp owns the session's life: ended or expired sessions get its 404.
-            if known.peer.is_transport_closed()
-                || !manager.has_session(&SessionId::from(session)).await.ok()?
-            {
-                return None;
-            }
-            Downstream {
-                session: session.to_owned(),
-                owner: session.to_owned(),
-                log_level: Some(known.log_level.clone()),
-                era: Era::of_str(&known.version),
-                capabilities: known.capabilities.clone(),
-                peer: Some(known.peer.clone()),
-            }
-        };
-        let view = self.view(caller.era);
-        let route = view.tool(&call.name)?;
-        if !route.plain {
-            return None;
-        }
-        // Only a call the edge authorized for this very route (the view may have changed
-        // since): anything else goes the rmcp way, where the handler decides.
-        if self.inner.auth.is_some()
-            && !parts
-                .extensions
-                .get::<Authorized>()
-                .is_some_and(|a| a.server == route.upstream.name() && a.tool == route.original)
-        {
-            return None;
-        }
-        let lane = route.upstream.lane(caller.era).clone();
-        // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller
-        // of an upstream that speaks only the legacy era (served on its legacy lane) off
-        // the direct path: a request that upstream sends back mid-call needs the call
-        // parked and turned into an `InputRequiredResult`, which the rmcp path does
-        // (`mcp::park`). A modern lane sends no requests back.
-        if lane.era != caller.era {
-            return None;
-        }
-        self.inner
-            .direct
-            .call(caller, lane, &route.original, message.id?, call)
-            .await
-    }
-}
-
-/// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
-/// no `Mcp-Param-*` header needs checking against the tool's schema.
-fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Downstream> {
-    let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
-    let meta = call.meta.as_ref()?;
-    let version = meta
-        .get("io.modelcontextprotocol/protocolVersion")?
-        .as_str()?;
-    if header("mcp-protocol-version")? != version
-        || Era::of_str(version) != Era::Modern
-        || header("mcp-method")? != "tools/call"
-        || header("mcp-name")? != call.name
-        || parts
-            .headers
-            .keys()
-            .any(|k| k.as_str().starts_with("mcp-param-"))
-    {
-        return None;
-    }
-    let capabilities = meta
-        .get("io.modelcontextprotocol/clientCapabilities")?
-        .clone();
-    Some(Downstream {
-        session: String::new(),
-        owner: call_owner(parts, ""),
-        log_level: None,
-        peer: None,
-        era: Era::Modern,
-        capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),
-    })
 }
 
 impl Gateway {
@@ -657,27 +490,6 @@ pub(super) fn unexpected(upstream: &str, method: &str) -> ErrorData {
         reason: format!("it answered {method} with a result of another kind"),
     }
     .into()
-}
-
-/// Whose a direct call is, so that only its caller's `notifications/cancelled` reaches
-/// it: the client's session; without one (2026-07-28), the person and agent behind the
-/// token, or without tokens the client's address. Request ids are chosen by each client,
-/// so the same id from two callers names two calls.
-pub(crate) fn call_owner(parts: &http::request::Parts, session: &str) -> String {
-    if !session.is_empty() {
-        return session.to_owned();
-    }
-    if let Some(caller) = parts.extensions.get::<crate::enforce::auth::Caller>() {
-        let identity = &caller.token.identity;
-        return format!("\u{1}{}\n{}", identity.user, identity.agent);
-    }
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(
-            || "\u{1}".to_owned(),
-            |info| format!("\u{1}{}", info.0.ip()),
-        )
 }
 
 /// How often the revocation set is compared with what was seen before.

@@ -30,6 +30,7 @@ use warrant_consent::token::{CallArgs, Risk, call_args};
 
 use super::gateway::{Gateway, unexpected};
 use super::park::{self, Call, Step};
+use super::stage::{credentials, record};
 use crate::enforce::approve::Held;
 use crate::enforce::auth::{Authorized, Caller, refused_by_ceiling, step_up_scope};
 use crate::enforce::budget;
@@ -563,6 +564,13 @@ impl Gateway {
         mut request: CallToolRequestParams,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Stages 5 and 6 of the call, as on the edge (see `server::pipeline`).
+        let allowed = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Authorized>());
+        let _credentials = credentials::for_call(allowed);
+        record::allowed(allowed);
         let era = era_of(context);
         request.name = route.original.clone().into();
         if era == Era::Modern && (request.request_state.is_some() || can_be_asked(context)) {

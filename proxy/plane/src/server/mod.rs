@@ -7,4 +7,6 @@ pub mod edge;
 pub mod gateway;
 pub mod handler;
 pub mod park;
+pub mod pipeline;
 pub mod sessions;
+pub mod stage;

@@ -1,0 +1,94 @@
+//! One `tools/call`, stage by stage. This is the whole per-call path of the edge; each
+//! stage is a module of [`super::stage`] with one job:
+//!
+//! 1. **parse** once into a typed request ([`stage::parse`], run by the edge for every
+//!    POST: the envelope, duplicate keys, the call's parameters);
+//! 2. **authenticate**: the token before the body, the session's subject after it
+//!    ([`stage::authenticate`], run by the edge for every request);
+//! 3. **decide**: grant, constraints, the tool's risk, the person's ceiling
+//!    ([`stage::decide`]);
+//! 4. **hold** a critical call for its person's approval ([`stage::hold`]);
+//!    then the budget is counted (`stage::decide::charge`), once the call goes now;
+//! 5. **credentials** for the upstream ([`stage::credentials`]);
+//! 6. **record** the decision ([`stage::record`]);
+//! 7. **forward**: the direct path, or rmcp ([`stage::forward`]);
+//! 8. **inspect** the answer ([`stage::inspect`]);
+//! 9. **record the outcome** ([`stage::outcome`]).
+//!
+//! A call that leaves the fast path ([`Step::Rmcp`]: held for approval, a name that
+//! routes nowhere yet, a refusal only the handler can word, an upstream the direct path
+//! cannot reach) is served by the MCP handler, which runs the same decision (unless the
+//! edge already allowed this very call) and holds, forwards and answers in the client's
+//! protocol.
+
+use axum::response::Response;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+
+use super::gateway::Gateway;
+use super::stage::decide::Verdict;
+use super::stage::{credentials, decide, forward, hold, inspect, outcome, record};
+use crate::enforce::auth::Caller;
+use crate::protocol::era::Era;
+use crate::protocol::message::{CallParams, Incoming};
+
+/// Where a `tools/call` goes next.
+pub(crate) enum Step {
+    /// Answered here: the upstream's answer, or a refusal.
+    Answer(Response),
+    /// To the MCP handler (through rmcp).
+    Rmcp,
+}
+
+/// Runs stages 3 to 9 of a `tools/call` whose request passed the edge (parsed,
+/// authenticated). `parts` gets what the handler needs if the call goes on to rmcp.
+pub(crate) async fn tools_call(
+    gateway: &Gateway,
+    manager: &LocalSessionManager,
+    parts: &mut http::request::Parts,
+    message: &Incoming<'_>,
+    call: CallParams<'_>,
+) -> Step {
+    let caller = parts.extensions.get::<Caller>().cloned();
+    // 3. Decide (with tokens; without, every tool is open on loopback).
+    if let (Some(auth), Some(caller)) = (gateway.auth(), &caller) {
+        // A request without a session is a 2026-07-28 one.
+        let era = if parts.headers.contains_key("mcp-session-id") {
+            Era::Legacy
+        } else {
+            Era::Modern
+        };
+        let allowed = match decide::decide(gateway, auth, caller, era, &call).await {
+            Verdict::Allowed(allowed) => allowed,
+            Verdict::Later => return Step::Rmcp,
+            Verdict::Refused(refusal) => {
+                return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
+            }
+        };
+        // 4. Hold: the handler asks the person; the budget is counted once approved.
+        if hold::waits_for_approval(allowed.risk, gateway.approval_desk().is_some()) {
+            return Step::Rmcp;
+        }
+        // Counted here, once: neither the direct path nor the handler counts a call the
+        // edge allowed.
+        if let Err(refusal) = decide::charge(auth, caller) {
+            return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
+        }
+        parts.extensions.insert(allowed);
+    }
+    // 5. Credentials.
+    let _credentials = credentials::for_call(parts.extensions.get());
+    // 6. Record the decision.
+    record::allowed(parts.extensions.get());
+    // 7. Forward.
+    let Some(id) = message.id else {
+        return Step::Rmcp;
+    };
+    let Some(answer) = forward::call(gateway, parts, manager, id, call).await else {
+        return Step::Rmcp;
+    };
+    // 8. Inspect the answer.
+    let answer = inspect::answer(answer);
+    // 9. Record the outcome.
+    outcome::recorded(answer.status());
+    Step::Answer(answer)
+}

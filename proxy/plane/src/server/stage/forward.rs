@@ -1,0 +1,171 @@
+//! Stage 7, forward: the call goes upstream. On the direct path when nothing is lost by
+//! it (see `upstream::direct`): a client session the gateway knows (or a valid
+//! 2026-07-28 request), a tool of a plain-`http` Streamable HTTP upstream on the lane
+//! of the client's own era, a call the edge allowed for this very route. Anything else
+//! goes through rmcp, where the MCP handler serves it.
+//!
+//! Besides calls, the direct path carries what belongs to its calls: a client's answer
+//! to a request the upstream made during a direct call, and a client's cancellation of
+//! a direct call.
+
+use std::sync::Arc;
+
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::common::server_side_http::SessionId;
+use rmcp::transport::streamable_http_server::session::SessionManager;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::enforce::auth::{Authorized, Caller};
+use crate::protocol::era::Era;
+use crate::protocol::message::{CallParams, Incoming};
+use crate::server::gateway::Gateway;
+use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
+
+static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
+
+/// The session id of a request (`""` without one).
+fn session_of(parts: &http::request::Parts) -> &str {
+    parts
+        .headers
+        .get(&MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Takes a message that belongs to a direct call (an answer to a request forwarded to
+/// the client, a cancellation); `None` leaves it to rmcp.
+pub(crate) async fn other(
+    gateway: &Gateway,
+    parts: &http::request::Parts,
+    message: &Incoming<'_>,
+) -> Option<Response> {
+    let session = session_of(parts);
+    match message.method.as_deref() {
+        None if is_answer_to_forwarded(message) => {
+            Some(gateway.direct().answer(session, message).await)
+        }
+        Some("notifications/cancelled") => {
+            let params: Value = serde_json::from_str(message.params?.get()).ok()?;
+            gateway
+                .direct()
+                .cancel(call_owner(parts, session), &params)
+                .await
+                .then(|| http::StatusCode::ACCEPTED.into_response())
+        }
+        _ => None,
+    }
+}
+
+/// Performs a `tools/call` on the direct path if it can; `None` before anything was
+/// sent upstream leaves it to rmcp.
+pub(crate) async fn call(
+    gateway: &Gateway,
+    parts: &http::request::Parts,
+    manager: &LocalSessionManager,
+    id: &RawValue,
+    call: CallParams<'_>,
+) -> Option<Response> {
+    let session = session_of(parts);
+    let caller = if session.is_empty() {
+        stateless_caller(parts, &call)?
+    } else {
+        let known = gateway.clients().wait_for(session, manager).await?;
+        // rmcp owns the session's life: ended or expired sessions get its 404.
+        if known.peer.is_transport_closed()
+            || !manager.has_session(&SessionId::from(session)).await.ok()?
+        {
+            return None;
+        }
+        Downstream {
+            session: session.to_owned(),
+            owner: session.to_owned(),
+            log_level: Some(known.log_level.clone()),
+            era: Era::of_str(&known.version),
+            capabilities: known.capabilities.clone(),
+            peer: Some(known.peer.clone()),
+        }
+    };
+    let view = gateway.view(caller.era);
+    let route = view.tool(&call.name)?;
+    if !route.plain {
+        return None;
+    }
+    // Only a call the edge authorized for this very route (the view may have changed
+    // since): anything else goes the rmcp way, where the handler decides.
+    if gateway.auth().is_some()
+        && !parts
+            .extensions
+            .get::<Authorized>()
+            .is_some_and(|a| a.server == route.upstream.name() && a.tool == route.original)
+    {
+        return None;
+    }
+    let lane = route.upstream.lane(caller.era).clone();
+    // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller of
+    // an upstream that speaks only the legacy era (served on its legacy lane) off the
+    // direct path: a request that upstream sends back mid-call needs the call parked and
+    // turned into an `InputRequiredResult`, which the rmcp path does (`server::park`). A
+    // modern lane sends no requests back.
+    if lane.era != caller.era {
+        return None;
+    }
+    gateway
+        .direct()
+        .call(caller, lane, &route.original, id, call)
+        .await
+}
+
+/// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
+/// no `Mcp-Param-*` header needs checking against the tool's schema.
+fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Downstream> {
+    let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
+    let meta = call.meta.as_ref()?;
+    let version = meta
+        .get("io.modelcontextprotocol/protocolVersion")?
+        .as_str()?;
+    if header("mcp-protocol-version")? != version
+        || Era::of_str(version) != Era::Modern
+        || header("mcp-method")? != "tools/call"
+        || header("mcp-name")? != call.name
+        || parts
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("mcp-param-"))
+    {
+        return None;
+    }
+    let capabilities = meta
+        .get("io.modelcontextprotocol/clientCapabilities")?
+        .clone();
+    Some(Downstream {
+        session: String::new(),
+        owner: call_owner(parts, ""),
+        log_level: None,
+        peer: None,
+        era: Era::Modern,
+        capabilities: Arc::new(serde_json::from_value(capabilities).ok()?),
+    })
+}
+
+/// Whose a direct call is, so that only its caller's `notifications/cancelled` reaches
+/// it: the client's session; without one (2026-07-28), the person and agent behind the
+/// token, or without tokens the client's address. Request ids are chosen by each client,
+/// so the same id from two callers names two calls.
+pub(crate) fn call_owner(parts: &http::request::Parts, session: &str) -> String {
+    if !session.is_empty() {
+        return session.to_owned();
+    }
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        let identity = &caller.token.identity;
+        return format!("\u{1}{}\n{}", identity.user, identity.agent);
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(
+            || "\u{1}".to_owned(),
+            |info| format!("\u{1}{}", info.0.ip()),
+        )
+}

@@ -1,0 +1,10 @@
+//! Stage 8, inspect the answer: what comes back from the upstream before the client
+//! sees it. Nothing is changed today; redaction of credentials an upstream echoes and
+//! guardrails go here.
+
+use axum::response::Response;
+
+/// Inspects the answer to a call (passes it as it is, for now).
+pub(crate) fn answer(response: Response) -> Response {
+    response
+}
