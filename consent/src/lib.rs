@@ -1,9 +1,6 @@
 //! # warrant-consent — what an agent may do, for whom
 //!
-//! The policy decision point. It will hold the tool catalog and its risk classes, the
-//! trust ceilings, the grants a human gives an agent, Biscuit minting / attenuation /
-//! verification, the OAuth 2.1 authorization server for MCP clients, the vault and the
-//! ledger. Today it owns the **tool catalog**: every tool every upstream has offered,
+//! The policy decision point. It owns the **tool catalog**: every tool every upstream has offered,
 //! recorded as the gateway discovers it, which the risk classification builds on; and the
 //! **access tokens** (`token`): root keys, minting, offline attenuation, verification and
 //! the per-call authorization; the **grants** a person gives an agent (`grants`) and the
@@ -12,7 +9,7 @@
 //! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
 //! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI);
 //! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
-//! applied in one transaction.
+//! applied in one transaction. Coming here: the credential vault and the audit ledger.
 //!
 //! Tables owned here are prefixed `consent_`.
 

@@ -7,7 +7,8 @@
 //! that registers the first admin ([`setup`]). It holds no HTTP handlers and no pages:
 //! `warrant-ui` renders the pages and calls these services.
 //!
-//! It is also the bottom of the dependency chain (`idp <- consent <- ui <- proxy`), so it
+//! It is also the bottom of the dependency chain (`idp <- consent <- ui, plane <- proxy`),
+//! so it
 //! holds [`db::Db`], the database handle and migrations of the whole program; each crate
 //! still owns its own tables (named with its prefix: `idp_*` here) and others reach them
 //! only through the owner's API.

@@ -1,7 +1,7 @@
 //! A 2026-07-28 client calling a tool of an upstream spoken to in the legacy era, which
 //! asks the client for input mid-call (elicitation, sampling): Warrant parks the
 //! upstream call, hands the client the request as an `InputRequiredResult`, and resumes
-//! the call with the client's retry (see `proxy/src/mcp/park.rs`).
+//! the call with the client's retry (see `proxy/plane/src/server/park.rs`).
 //!
 //! The upstream is the conformance fixture, pinned to 2025-11-25 (`protocol`), whose
 //! `test_elicitation` and `test_sampling` send their requests over the session.

@@ -3,10 +3,12 @@
 //! Server-rendered pages (askama templates in `ui/templates/`, one base layout, plain and
 //! accessible HTML, assets embedded in the binary, no CDN): sign-in (one button per OIDC
 //! provider, passkey, email link), first-admin setup, the account page (passkeys,
-//! sessions), and the admin's user list. Later: the consent screen, "My agents", the
-//! admin console.
+//! sessions), the consent screen (`/authorize`), approvals of critical calls, and the
+//! admin pages: users (roles, groups, ceilings, status, their agents), groups' ceilings,
+//! servers with their tools, prompts and templates (risk review, trust, quarantine).
+//! Coming: "My agents" and the rest of the console.
 //!
-//! Handlers call the services of `warrant-idp` (and later `warrant-consent`); they hold
+//! Handlers call the services of `warrant-idp` and `warrant-consent`; they hold
 //! no business rules of their own. Every state-changing form carries the session's CSRF
 //! token; every refusal renders a page that says what went wrong in plain words while
 //! the technical reason goes to the log.

@@ -36,7 +36,7 @@ use crate::protocol::era::{Era, era_of};
 use crate::protocol::error::GatewayError;
 
 /// The `requestState` of an approval round starts so (the rest is the approval id);
-/// any other state belongs to a parked call (`mcp::park`).
+/// any other state belongs to a parked call (`server::park`).
 const STATE_PREFIX: &str = "warrant-approval:";
 /// The key of the approval request in `inputRequests`.
 const INPUT_KEY: &str = "warrant-approval";

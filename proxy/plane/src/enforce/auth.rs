@@ -1,7 +1,7 @@
 //! Who is calling `/mcp`: the access token on every request, and what it allows.
 //!
 //! With `mcp.authorization = "oauth"` (the default) every request — POST, GET, DELETE —
-//! carries `Authorization: Bearer <Warrant access token>`. The edge ([`super::http`])
+//! carries `Authorization: Bearer <Warrant access token>`. The edge (`server::edge`)
 //! verifies it before anything else ([`McpAuth::authenticate`]): signature chain, key id,
 //! expiry, audience (this gateway's `/mcp`), revocation of the token, of any of its
 //! blocks and of its grant, and whether its person is disabled (a [`RevokedSet`]

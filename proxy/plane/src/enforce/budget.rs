@@ -3,7 +3,7 @@
 //! authority block, so it is known here without a lookup).
 //!
 //! Each call the token allows is counted once, just before it is forwarded: at the edge
-//! when the edge authorized it ([`super::gateway::Gateway::authorize_call`]; the direct
+//! when the edge authorized it (`server::stage::decide`; the direct
 //! path and the handler then count nothing), otherwise in the handler after its own
 //! decision — for a critical call, only once a person approved it and it is forwarded.
 //! Past the budget the call is refused with [`BUDGET_EXHAUSTED`] (`-32014`): no scope a

@@ -213,7 +213,7 @@ impl Gateway {
     }
 
     /// How many calls of 2026-07-28 clients are parked, waiting for the client's
-    /// input on behalf of a legacy upstream (see `mcp/park.rs`).
+    /// input on behalf of a legacy upstream (see `server/park.rs`).
     pub fn parked_calls(&self) -> usize {
         self.inner.park.len()
     }

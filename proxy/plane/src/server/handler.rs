@@ -634,7 +634,7 @@ impl Gateway {
     /// Such an upstream asks for input with requests mid-call, which that client cannot
     /// receive: the call runs in a task of its own, and when the upstream asks, the
     /// call is parked and the client gets the requests as an `InputRequiredResult`; its
-    /// retry (`inputResponses` and the `requestState`) resumes the call (`mcp::park`).
+    /// retry (`inputResponses` and the `requestState`) resumes the call (`server::park`).
     async fn call_parking(
         &self,
         tool: &str,

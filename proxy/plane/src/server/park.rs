@@ -56,7 +56,7 @@ const MAX_PER_ROUND: usize = 16;
 const GRACE: Duration = Duration::from_secs(1);
 
 /// What the caller is bound to beyond the tool name: the user and the agent of the
-/// request's verified access token (`mcp::auth` puts it in the request's extensions),
+/// request's verified access token (`enforce::auth` puts it in the request's extensions),
 /// so that a `requestState` issued to one caller cannot be resumed by another. Empty
 /// with `mcp.authorization = "none"`.
 pub(crate) fn caller_binding(parts: Option<&http::request::Parts>) -> String {

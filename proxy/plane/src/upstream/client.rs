@@ -101,7 +101,7 @@ impl UpstreamClient {
             ));
         };
         // A 2026-07-28 client has no session to be asked on: the call is parked and
-        // the request becomes its `InputRequiredResult` (see `mcp::park`).
+        // the request becomes its `InputRequiredResult` (see `server::park`).
         let capable = match &origin.park {
             Some(asker) => declared(asker.capabilities()),
             None => origin

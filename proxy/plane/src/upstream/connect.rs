@@ -219,7 +219,7 @@ fn lifecycle(era: Era) -> ClientLifecycleMode {
 }
 
 /// A transport that counts each progress notification as it is received, in order
-/// (see [`super::upstream::ProgressCount`]).
+/// (see [`super::inflight::ProgressCount`]).
 struct Counted<T> {
     inner: T,
     lane: Weak<dyn LaneLink>,

@@ -20,7 +20,7 @@ pub(crate) struct Inflight {
     pub(crate) downstream_request: RequestId,
     pub(crate) downstream_progress: Option<ProgressToken>,
     /// For a 2026-07-28 client on a legacy lane: where the upstream's requests go
-    /// instead (they become the call's `InputRequiredResult`, see `mcp::park`).
+    /// instead (they become the call's `InputRequiredResult`, see `server::park`).
     pub(crate) park: Option<Arc<Asker>>,
     /// The client session's own log level ([`LogLevel`]); `None`: every message.
     pub(crate) log_level: Option<Arc<LogLevel>>,

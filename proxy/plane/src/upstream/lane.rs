@@ -51,7 +51,7 @@ pub(crate) struct Lane {
     /// The calls in flight on this lane.
     pub(crate) calls: Calls,
     start_once: std::sync::Once,
-    /// The direct data path to this upstream, when it has one (see `mcp::direct`).
+    /// The direct data path to this upstream, when it has one (see `upstream::direct`).
     direct: Option<Arc<Target>>,
     /// The upstream's session id, as its Streamable HTTP transport last saw it.
     session: SessionSlot,

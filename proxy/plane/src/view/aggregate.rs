@@ -4,7 +4,7 @@
 //! URI to the upstream that serves it.
 //!
 //! There is one view per protocol era (an upstream may offer different things to the
-//! clients of each, see [`super::upstream`]). A view is rebuilt only when an upstream's
+//! clients of each, see `upstream::remote`). A view is rebuilt only when an upstream's
 //! offer or health changes (an epoch counter says when); the per-request path reads it
 //! through one `Arc`.
 //!
@@ -12,7 +12,7 @@
 //! route carries the tool's effective risk class, and a tool whose definition differs
 //! from the approved one (a rug pull) is quarantined — left out of the list and of the
 //! routes, its name kept apart so that a call gets a clear refusal. Prompts and
-//! resource templates are quarantined the same way (see [`super::catalog`]).
+//! resource templates are quarantined the same way (see [`super::records`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
