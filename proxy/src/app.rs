@@ -27,6 +27,7 @@ use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
 use crate::config::{Config, McpAuthorization};
 use crate::store::UpstreamEvents;
+use warrant_plane::periodic::Periodic;
 use warrant_plane::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
 
 #[derive(Debug, thiserror::Error)]
@@ -368,29 +369,32 @@ fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
     let store = idp.sessions.store().clone();
     let db = idp.db.clone();
     let clock = idp.clock.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
+    Periodic::every(
+        SWEEP,
+        "cannot delete expired sessions and authorization rows; they are refused anyway",
+        "expired sessions and authorization rows deleted again",
+    )
+    .spawn(stop, move || {
+        let (store, db, clock) = (store.clone(), db.clone(), clock.clone());
+        async move {
+            let sessions = store.delete_expired().await.map_err(|e| e.to_string())?;
+            let rows = warrant_consent::oauth::purge_expired(&db, clock.unix())
+                .await
+                .map_err(|e| e.to_string())?;
+            if sessions + rows > 0 {
+                tracing::debug!(
+                    sessions,
+                    rows,
+                    "expired sessions, codes, refresh tokens, revocations deleted"
+                );
             }
-            match store.delete_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
-                Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
-            }
-            match warrant_consent::oauth::purge_expired(&db, clock.unix()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(
-                    rows = n,
-                    "expired codes, refresh tokens, revocations deleted"
-                ),
-                Err(e) => tracing::warn!(error = %e, "cannot delete expired authorization rows"),
-            }
+            Ok::<(), String>(())
         }
     });
 }
+
+/// How often expired rows are deleted.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Re-reads the revoked tokens and grants every second, so that a revocation made by
 /// another replica (or straight in the database) applies within a second. Revocations
@@ -401,28 +405,15 @@ fn spawn_revocation_refresher(
     stop: CancellationToken,
 ) {
     let revoked = revoked.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REVOCATION_REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match revoked.refresh(clock.unix()).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("revocation list readable again");
-                }
-                Ok(()) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "cannot refresh the revocation list; revocations made elsewhere are not seen until it can");
-                }
-                Err(_) => {}
-            }
-        }
+    Periodic::every(
+        REFRESH,
+        "cannot refresh the revocation list; revocations made elsewhere are not seen until it can",
+        "revocation list readable again",
+    )
+    .first_after_a_period()
+    .spawn(stop, move || {
+        let (revoked, now) = (revoked.clone(), clock.unix());
+        async move { revoked.refresh(now).await }
     });
 }
 
@@ -432,29 +423,15 @@ fn spawn_revocation_refresher(
 /// changed, by either way, every client is told its tool list may have changed.
 fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: CancellationToken) {
     let view = ceilings.clone();
-    let refresh_stop = stop.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CEILING_REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = refresh_stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match view.refresh().await {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("trust ceilings readable again");
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "cannot refresh the trust ceilings; changes made elsewhere are not seen until it can");
-                }
-                Err(_) => {}
-            }
-        }
+    Periodic::every(
+        REFRESH,
+        "cannot refresh the trust ceilings; changes made elsewhere are not seen until it can",
+        "trust ceilings readable again",
+    )
+    .first_after_a_period()
+    .spawn(stop.clone(), move || {
+        let view = view.clone();
+        async move { view.refresh().await.map(drop) }
     });
     let mut affected = ceilings.subscribe_affected();
     let gateway = gateway.clone();
@@ -484,43 +461,36 @@ fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: Canc
     });
 }
 
-/// How often the trust ceilings are re-read.
-const CEILING_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Re-reads the signing keys every [`KEY_RELOAD`], so that a rotation made by
+/// Re-reads the signing keys every [`REFRESH`], so that a rotation made by
 /// `warrant keys rotate` (or on another replica) is used to sign and to verify without a
 /// restart: tokens signed with the new key verify here within that time, and the old key
 /// keeps verifying what it signed through its grace period. A key revoked by `warrant
 /// keys revoke` verifies nothing here from the next reload on.
 fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
     let keys = keys.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(KEY_RELOAD);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+    Periodic::every(
+        REFRESH,
+        "cannot reload the token signing keys; a rotation or revocation made elsewhere is not seen until it can",
+        "token signing keys readable again",
+    )
+    .first_after_a_period()
+    .spawn(stop, move || {
+        let keys = keys.clone();
+        async move {
             let before = keys.active_kid();
-            match keys.reload().await {
-                Ok(()) if keys.active_kid() != before => {
-                    tracing::info!(from = ?before, to = ?keys.active_kid(), "token signing key rotated");
-                }
-                Ok(()) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot reload the token signing keys"),
+            keys.reload().await?;
+            if keys.active_kid() != before {
+                tracing::info!(from = ?before, to = ?keys.active_kid(), "token signing key rotated");
             }
+            Ok::<(), TokenError>(())
         }
     });
 }
 
-/// How often the signing keys are re-read (a small table; the private key is decrypted
-/// only when the active key changed): an emergency revocation applies within it.
-const KEY_RELOAD: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How often the revocation list is re-read.
-const REVOCATION_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often what other replicas change is re-read: revocations, disabled people, trust
+/// ceilings, the catalog's decisions, the signing keys (a small table; a private key is
+/// decrypted only when the active key changed). An emergency revocation applies within it.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Mails the person a call waits for (when `[auth.email]` is set up): the agent, the
 /// tool, the page's link and when it expires — never the arguments.
@@ -578,28 +548,15 @@ impl Notify for ApprovalMail {
 /// another replica applies within a second (changes made here apply at once).
 fn spawn_catalog_refresher(catalog: &CatalogView, stop: CancellationToken) {
     let catalog = catalog.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(REVOCATION_REFRESH);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match catalog.refresh().await {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("tool catalog readable again");
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "cannot refresh the tool catalog; admin changes made elsewhere are not seen until it can");
-                }
-                Err(_) => {}
-            }
-        }
+    Periodic::every(
+        REFRESH,
+        "cannot refresh the tool catalog; admin changes made elsewhere are not seen until it can",
+        "tool catalog readable again",
+    )
+    .first_after_a_period()
+    .spawn(stop, move || {
+        let catalog = catalog.clone();
+        async move { catalog.refresh().await.map(drop) }
     });
 }
 

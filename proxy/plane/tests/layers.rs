@@ -4,7 +4,7 @@
 //!
 //! | rank | layer |
 //! |---|---|
-//! | 0 | `config`, `forwarded`, `demo` |
+//! | 0 | `config`, `forwarded`, `periodic`, `demo` |
 //! | 1 | `protocol` |
 //! | 2 | `upstream`, `enforce` (neither imports the other) |
 //! | 3 | `view` |
@@ -24,7 +24,7 @@ type ModPath = Vec<String>;
 fn rank(module: &ModPath) -> Option<usize> {
     match module.first().map(String::as_str) {
         None => None,
-        Some("config" | "forwarded" | "demo") => Some(0),
+        Some("config" | "forwarded" | "periodic" | "demo") => Some(0),
         Some("protocol") => Some(1),
         Some("upstream" | "enforce") => Some(2),
         Some("view") => Some(3),

@@ -23,6 +23,7 @@ use warrant_consent::budgets::{Budgets, Exhausted};
 
 use warrant_idp::clock::Clock;
 
+use crate::periodic::Periodic;
 use crate::protocol::codes::{BUDGET_EXHAUSTED, rpc_error};
 
 /// How often the counts are shared with the other replicas.
@@ -54,30 +55,14 @@ pub(crate) fn edge_refusal(exhausted: &Exhausted, id: Value, now: i64) -> Respon
 /// when the gateway stops), until `stop`.
 pub fn spawn_flusher(budgets: &Budgets, clock: Arc<dyn Clock>, stop: CancellationToken) {
     let budgets = budgets.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            let stopping = tokio::select! {
-                () = stop.cancelled() => true,
-                _ = tick.tick() => false,
-            };
-            match budgets.flush(clock.unix()).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("call budget counts stored again");
-                }
-                Ok(()) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::error!(error = %e, "cannot store the call budget counts; each replica counts its own calls until it can");
-                }
-                Err(_) => {}
-            }
-            if stopping {
-                return;
-            }
-        }
+    Periodic::every(
+        FLUSH_EVERY,
+        "cannot store the call budget counts; each replica counts its own calls until it can",
+        "call budget counts stored again",
+    )
+    .once_more_on_stop()
+    .spawn(stop, move || {
+        let (budgets, now) = (budgets.clone(), clock.unix());
+        async move { budgets.flush(now).await }
     });
 }

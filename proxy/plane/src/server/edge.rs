@@ -21,6 +21,7 @@ use super::sessions::{InUse, SessionTable};
 use super::stage::{authenticate, forward, parse};
 use crate::config::Config;
 use crate::enforce::auth::{Caller, McpAuth, Refusal};
+use crate::periodic::Periodic;
 use crate::protocol::codes::{
     INVALID_REQUEST, SERVER_ERROR, UNSUPPORTED_PROTOCOL_VERSION, rpc_error,
 };
@@ -346,22 +347,25 @@ fn end_idle_sessions(
         std::time::Duration::from_millis(100),
         std::time::Duration::from_secs(30),
     );
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+    Periodic::every(
+        every,
+        "cannot end idle MCP sessions",
+        "idle MCP sessions end again",
+    )
+    .spawn(stop, move || {
+        let (table, sessions, auth) = (table.clone(), sessions.clone(), auth.clone());
+        async move {
+            let mut failed = None;
             for id in table.take_idle(std::time::Instant::now()) {
                 tracing::debug!(session = %id, "an idle MCP session ends");
                 if let Err(e) = sessions.close_session(&id.as_str().into()).await {
-                    tracing::debug!(error = %e, "cannot end an idle session");
+                    failed = Some(e.to_string());
                 }
                 if let Some(auth) = &auth {
                     auth.forget_session(&id);
                 }
             }
+            failed.map_or(Ok(()), Err)
         }
     });
 }
@@ -441,13 +445,14 @@ fn forget_ended_sessions(
     sessions: Arc<LocalSessionManager>,
     stop: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+    Periodic::every(
+        std::time::Duration::from_secs(60),
+        "cannot forget the bindings of ended MCP sessions",
+        "the bindings of ended MCP sessions are forgotten again",
+    )
+    .spawn(stop, move || {
+        let (auth, sessions) = (auth.clone(), sessions.clone());
+        async move {
             let alive: std::collections::HashSet<String> = sessions
                 .sessions
                 .read()
@@ -456,6 +461,7 @@ fn forget_ended_sessions(
                 .map(ToString::to_string)
                 .collect();
             auth.retain_sessions(|id| alive.contains(id));
+            Ok::<(), std::convert::Infallible>(())
         }
     });
 }

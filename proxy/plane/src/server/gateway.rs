@@ -22,6 +22,7 @@ use crate::config::{Config, StartMode};
 use crate::enforce::approve::ApprovalDesk;
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
+use crate::periodic::Periodic;
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
 use crate::upstream::direct::Direct;
@@ -524,19 +525,15 @@ impl Gateway {
             return;
         }
         let gateway = self.clone();
-        tokio::spawn(async move {
-            let mut seen = revoked.current();
-            let mut tick = tokio::time::interval(REVOCATION_WATCH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = gateway.inner.shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let now = revoked.current();
-                if Arc::ptr_eq(&now, &seen) {
-                    continue;
-                }
+        let mut seen = revoked.current();
+        Periodic::every(
+            REVOCATION_WATCH,
+            "cannot follow the revocations",
+            "revocations followed again",
+        )
+        .spawn(self.inner.shutdown.clone(), move || {
+            let now = revoked.current();
+            if !Arc::ptr_eq(&now, &seen) {
                 let fresh = newly_revoked(&seen, &now);
                 seen = now;
                 if !fresh.is_empty() {
@@ -545,6 +542,7 @@ impl Gateway {
                     gateway.tools_changed_for(Audience::Grants(fresh));
                 }
             }
+            std::future::ready(Ok::<(), std::convert::Infallible>(()))
         });
     }
 }
