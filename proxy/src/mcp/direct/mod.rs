@@ -11,7 +11,17 @@
 //! 2026-07-28 request), a tool of a Streamable HTTP upstream (plain `http`) on the lane
 //! of the client's own era, no `Mcp-Param-*` headers to validate. Anything else, and any
 //! doubt before the call is sent (the upstream's session expired, say), goes the rmcp
-//! way. Everything that can happen during a call still works: progress and log messages
+//! way.
+//!
+//! On a legacy lane the call goes into the upstream's session, whose id the lane's rmcp
+//! transport recorded ([`UpstreamSession`]). An upstream that answered the lane's
+//! `initialize` without an `Mcp-Session-Id` (a stateless server) is recorded as such,
+//! and its calls go without the header; until the lane has connected and learned which
+//! it is, calls go the rmcp way. Each connection learns afresh: a session that ends
+//! (404) is re-opened by rmcp and its new id recorded (or none, if the upstream came back
+//! stateless), and a stateless upstream that refuses a call for want of a session (400
+//! or 404 that is no JSON-RPC answer: restarted with sessions) makes the lane reconnect
+//! at once; the call then goes the rmcp way, which waits for the new connection. Everything that can happen during a call still works: progress and log messages
 //! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
 //! are passed to the client under an id of the gateway's and its answer is posted back,
 //! cancellation (a `notifications/cancelled`, or the client going away) reaches the
@@ -351,6 +361,8 @@ impl Direct {
         let target = lane.direct_target()?;
         let upstream_key: Arc<str> = self.next_id().into();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
+        // Sent without a session id: a refusal then means the upstream now wants one.
+        let stateless = lane.era == Era::Legacy && lane.direct_session().is_stateless();
         let request = build_request(&lane, &target, original, body)?;
 
         let mut conn = match target.connections.checkout().await {
@@ -399,7 +411,9 @@ impl Direct {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             let mut body = response.into_body();
-            if is_sse || (status == StatusCode::NOT_FOUND && lane.era == Era::Legacy) {
+            let session_ended =
+                status == StatusCode::NOT_FOUND && lane.era == Era::Legacy && !stateless;
+            if is_sse || session_ended {
                 return Ok::<_, conn::ConnError>((status, Err(body)));
             }
             Ok((status, Ok(read_all(&mut conn, &mut body).await?)))
@@ -414,16 +428,29 @@ impl Direct {
                 guard.settle().await;
                 guard.disarm();
                 target.connections.checkin(conn);
+                let reply = Incoming::parse(&bytes)
+                    .ok()
+                    .filter(|r| r.result.is_some() || r.error.is_some());
+                if stateless
+                    && reply.is_none()
+                    && matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
+                {
+                    // Refused before it ran (a restarted upstream that now issues
+                    // sessions answers 400): reconnect, and take the rmcp way, which
+                    // waits for the new connection.
+                    lane.reconnect(&format!(
+                        "it refused a call without a session (HTTP {status})"
+                    ));
+                    return None;
+                }
                 // A 2026-07-28 server answers some errors with an HTTP status of their
                 // own (400 for a missing capability, 404 for an unknown method): kept.
-                return Some(match Incoming::parse(&bytes) {
-                    Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
-                        answer_response(status, client_id, &reply)
-                    }
-                    _ if !status.is_success() => {
+                return Some(match reply {
+                    Some(reply) => answer_response(status, client_id, &reply),
+                    None if !status.is_success() => {
                         failure(&lane, client_id, &format!("it answered HTTP {status}"))
                     }
-                    _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
+                    None => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
                 });
             }
             Err(body) => body,
@@ -764,8 +791,9 @@ fn build_request(
     }
     match lane.era {
         Era::Legacy => {
-            let session = lane.direct_session().header()?;
-            headers.insert(MCP_SESSION_ID.clone(), session);
+            if let Some(session) = lane.direct_session().header()? {
+                headers.insert(MCP_SESSION_ID.clone(), session);
+            }
         }
         Era::Modern if !name.is_empty() => {
             headers.insert(MCP_METHOD.clone(), HeaderValue::from_static("tools/call"));
@@ -995,43 +1023,75 @@ fn tokio_stream_from(
 /// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
 pub(crate) type SessionSlot = Arc<UpstreamSession>;
 
-/// The upstream's session id, and the header that carries it on the direct path.
+/// What the lane knows of the upstream's session, and the header that carries its id on
+/// the direct path.
 #[derive(Default)]
 pub(crate) struct UpstreamSession {
+    current: RwLock<SessionState>,
+}
+
+#[derive(Default)]
+enum SessionState {
+    /// Not known yet (connecting, or the session ended): direct calls wait for it.
+    #[default]
+    Unknown,
+    /// The upstream answered `initialize` without an `Mcp-Session-Id`: it keeps no
+    /// session, and requests go without the header.
+    Stateless,
     /// The id, and its header value (`None` if the id cannot be one).
-    current: RwLock<Option<(Arc<str>, Option<HeaderValue>)>>,
+    Issued(Arc<str>, Option<HeaderValue>),
 }
 
 impl UpstreamSession {
     /// Records the id the upstream issued (or that the transport used).
     pub(crate) fn record(&self, id: &str) {
-        let same = |slot: &Option<(Arc<str>, Option<HeaderValue>)>| {
-            slot.as_ref().is_some_and(|(known, _)| known.as_ref() == id)
-        };
-        if self.current.read().is_ok_and(|slot| same(&slot)) {
+        let same = |state: &SessionState| matches!(state, SessionState::Issued(known, _) if known.as_ref() == id);
+        if self.current.read().is_ok_and(|state| same(&state)) {
             return;
         }
-        if let Ok(mut slot) = self.current.write()
-            && !same(&slot)
+        if let Ok(mut state) = self.current.write()
+            && !same(&state)
         {
-            *slot = Some((Arc::from(id), HeaderValue::from_str(id).ok()));
+            *state = SessionState::Issued(Arc::from(id), HeaderValue::from_str(id).ok());
         }
     }
 
-    /// Forgets the id (the session ended).
+    /// Records that the upstream answered `initialize` without issuing a session.
+    pub(crate) fn record_stateless(&self) {
+        if let Ok(mut state) = self.current.write() {
+            *state = SessionState::Stateless;
+        }
+    }
+
+    /// Forgets what was known (the session ended, or the lane reconnects).
     pub(crate) fn clear(&self) {
-        if let Ok(mut slot) = self.current.write() {
-            *slot = None;
+        if let Ok(mut state) = self.current.write() {
+            *state = SessionState::Unknown;
         }
     }
 
+    /// Whether direct requests can be addressed: an id is known, or none is needed.
     pub(crate) fn is_known(&self) -> bool {
-        self.current.read().is_ok_and(|slot| slot.is_some())
+        self.current
+            .read()
+            .is_ok_and(|state| !matches!(*state, SessionState::Unknown))
     }
 
-    /// The header value of the id, if one is known and can be sent.
-    fn header(&self) -> Option<HeaderValue> {
-        self.current.read().ok()?.as_ref()?.1.clone()
+    /// Whether the upstream issues no session.
+    pub(crate) fn is_stateless(&self) -> bool {
+        self.current
+            .read()
+            .is_ok_and(|state| matches!(*state, SessionState::Stateless))
+    }
+
+    /// The `Mcp-Session-Id` of a direct request: `Some(None)` for an upstream without
+    /// sessions, `None` while the id is not known (or cannot be sent).
+    fn header(&self) -> Option<Option<HeaderValue>> {
+        match &*self.current.read().ok()? {
+            SessionState::Unknown => None,
+            SessionState::Stateless => Some(None),
+            SessionState::Issued(_, header) => header.clone().map(Some),
+        }
     }
 }
 
@@ -1162,6 +1222,22 @@ mod tests {
                 "request id {id}"
             );
         }
+    }
+
+    #[test]
+    fn a_session_not_known_yet_is_not_taken_for_no_session() {
+        let slot = UpstreamSession::default();
+        assert!(!slot.is_known() && slot.header().is_none(), "unknown");
+        slot.record_stateless();
+        assert!(slot.is_known() && slot.is_stateless());
+        assert_eq!(slot.header(), Some(None), "no header without sessions");
+        slot.record("abc");
+        assert!(!slot.is_stateless());
+        assert_eq!(slot.header(), Some(Some(HeaderValue::from_static("abc"))));
+        slot.record("not\na header\n");
+        assert!(slot.header().is_none(), "an id no header can carry");
+        slot.clear();
+        assert!(!slot.is_known() && !slot.is_stateless());
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub(crate) struct Lane {
     direct: Option<Arc<Target>>,
     /// The upstream's session id, as its Streamable HTTP transport last saw it.
     session: SessionSlot,
+    /// Ends the current connection (see [`Self::reconnect`]).
+    connection: Mutex<Option<rmcp::service::RunningServiceCancellationToken>>,
+    /// Set by [`Self::reconnect`]: the connection ends without the lane going down.
+    reconnecting: std::sync::atomic::AtomicBool,
 }
 
 impl Lane {
@@ -66,6 +70,8 @@ impl Lane {
             era,
             direct,
             session: SessionSlot::default(),
+            connection: Mutex::new(None),
+            reconnecting: std::sync::atomic::AtomicBool::new(false),
             shared,
             health: watch::Sender::new(Health::Idle),
             peer: RwLock::new(None),
@@ -121,6 +127,21 @@ impl Lane {
 
     pub(crate) fn direct_session(&self) -> &SessionSlot {
         &self.session
+    }
+
+    /// The upstream no longer works the way its connection learned (a stateless server
+    /// restarted with sessions): connect again at once, without a backoff. Until the new
+    /// connection is ready the lane is `starting`, and calls wait for it.
+    pub(crate) fn reconnect(&self, why: &str) {
+        use std::sync::atomic::Ordering;
+        self.session.clear();
+        let Some(connection) = self.connection.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
+        tracing::info!(upstream = %self.name(), era = self.era.label(), why, "reconnecting");
+        self.reconnecting.store(true, Ordering::Release);
+        self.set_health(Health::Starting);
+        connection.cancel();
     }
 
     pub(crate) fn mark_unsupported(&self) {
@@ -250,9 +271,17 @@ impl Lane {
                 self.unsupported(&format!("it answered in revision {version}"));
                 return;
             }
+            if let Ok(mut connection) = self.connection.lock() {
+                *connection = Some(running.cancellation_token());
+            }
             match self.come_up(&running).await {
                 Ok(()) => backoff = Duration::from_secs(1),
                 Err(reason) => {
+                    if let Ok(mut connection) = self.connection.lock() {
+                        *connection = None;
+                    }
+                    self.reconnecting
+                        .store(false, std::sync::atomic::Ordering::Release);
                     let _ = running.cancel().await;
                     self.went_down(reason);
                     if !self.back_off(&mut backoff).await {
@@ -275,6 +304,18 @@ impl Lane {
             };
             if let Some(task) = listening {
                 task.abort();
+            }
+            if let Ok(mut connection) = self.connection.lock() {
+                *connection = None;
+            }
+            if self
+                .reconnecting
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                if let Ok(mut peer) = self.peer.write() {
+                    *peer = None;
+                }
+                continue;
             }
             self.went_down(reason);
             if !self.back_off(&mut backoff).await {
