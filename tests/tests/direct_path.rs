@@ -120,3 +120,35 @@ async fn an_upstream_that_starts_or_stops_issuing_sessions_is_followed() {
     drop(upstream);
     gateway.stop().await;
 }
+
+/// `max_connections` bounds the direct path's connections to one upstream: calls beyond
+/// it wait for a free connection (within their timeout) and are then served.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_beyond_max_connections_wait_for_a_free_one() {
+    let (_upstream, url) = flaky("127.0.0.1:0", false).await;
+    let config = format!("{}max_connections = 2\n", config(&url));
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-11-25").await;
+    let slow = |id: i64| {
+        raw.request(
+            id,
+            "tools/call",
+            json!({"name": "flaky__slow", "arguments": {"millis": 300, "steps": 1}}),
+        )
+    };
+    let replies = futures::future::join_all((1..=5).map(slow)).await;
+    for (id, reply) in (1..=5).zip(&replies) {
+        assert_eq!(text_of(reply, id), "done after 1 steps", "{reply:?}");
+    }
+    assert_eq!(gateway.running.gateway.direct_calls(), 5);
+    let reply = raw
+        .request(
+            6,
+            "tools/call",
+            json!({"name": "flaky__peak", "arguments": {}}),
+        )
+        .await;
+    assert_eq!(text_of(&reply, 6), "2", "at most two calls ran at once");
+    gateway.stop().await;
+}

@@ -76,6 +76,7 @@ impl Target {
         url: &url::Url,
         headers: HeaderMap,
         connect_timeout: std::time::Duration,
+        max_connections: usize,
     ) -> Option<Self> {
         if url.scheme() != "http" {
             return None;
@@ -96,7 +97,7 @@ impl Target {
             None => url.host_str()?.to_owned(),
         };
         Some(Self {
-            connections: Connections::new(authority, connect_timeout),
+            connections: Connections::new(authority, connect_timeout, max_connections),
             uri: http::Uri::try_from(path).ok()?,
             host: HeaderValue::from_str(&host_header).ok()?,
             headers,
@@ -365,9 +366,14 @@ impl Direct {
         let stateless = lane.era == Era::Legacy && lane.direct_session().is_stateless();
         let request = build_request(&lane, &target, original, body)?;
 
-        let mut conn = match target.connections.checkout().await {
-            Ok(conn) => conn,
-            Err(e) => return Some(failure(&lane, client_id, &e.to_string())),
+        let timeout = lane.shared.config.call_timeout;
+        // One deadline for the whole exchange, the wait for a free connection included.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut conn = match tokio::time::timeout_at(deadline, target.connections.checkout()).await
+        {
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
+            Ok(Ok(conn)) => conn,
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
@@ -399,9 +405,6 @@ impl Direct {
             upstream_id: upstream_key.clone(),
             tracked,
         };
-        let timeout = lane.shared.config.call_timeout;
-        // One deadline for the whole exchange.
-        let deadline = tokio::time::Instant::now() + timeout;
         let exchange = async {
             let response = conn.send(request).await?;
             let status = response.status();
@@ -746,10 +749,11 @@ async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), Stri
         .ok_or("the upstream has no direct route")?;
     let request = build_request(lane, &target, "", message.to_string().into())
         .ok_or("cannot build the request")?;
-    let mut conn = target
-        .connections
-        .checkout()
+    // Bounded: every connection may be held by a call that this message would end.
+    let wait = lane.shared.config.connect_timeout;
+    let mut conn = tokio::time::timeout(wait, target.connections.checkout())
         .await
+        .map_err(|_| "no connection to it was free in time".to_owned())?
         .map_err(|e| e.to_string())?;
     let response = conn.send(request).await.map_err(|e| e.to_string())?;
     let status = response.status();

@@ -591,7 +591,7 @@ fn direct_target(config: &crate::config::UpstreamConfig) -> Option<Target> {
         return None;
     };
     let headers: http::HeaderMap = connect::header_map(headers).ok()?.into_iter().collect();
-    Target::new(url, headers, config.connect_timeout)
+    Target::new(url, headers, config.connect_timeout, config.max_connections)
 }
 
 /// Whether a failed handshake means "the server answered, but not in this era" (rather
