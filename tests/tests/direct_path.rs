@@ -152,3 +152,72 @@ async fn calls_beyond_max_connections_wait_for_a_free_one() {
     assert_eq!(text_of(&reply, 6), "2", "at most two calls ran at once");
     gateway.stop().await;
 }
+
+/// A session client (2025-11-25) of an upstream that speaks only 2026-07-28: the call
+/// goes direct when the client declared nothing the upstream could ask it for (no
+/// elicitation, sampling or roots), so the answer cannot be an `InputRequiredResult`
+/// that the rmcp path would turn into requests on the client's session. The answer is
+/// in the client's revision (no `resultType`); progress is streamed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_client_of_a_2026_only_upstream_is_called_on_the_direct_path() {
+    let (_upstream, url) = flaky("127.0.0.1:0", false).await;
+    let config = format!("{}protocol = \"2026-07-28\"\n", config(&url));
+    let gateway = TestGateway::start(&config, Backend::current()).await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-11-25").await;
+
+    let reply = raw
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "flaky__echo", "arguments": {"message": "hi"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(text_of(&reply, 1), "hi", "{reply:?}");
+    assert!(
+        reply.response(1)["result"].get("resultType").is_none(),
+        "the answer is in the client's revision: {reply:?}"
+    );
+    assert_eq!(
+        gateway.running.gateway.direct_calls(),
+        1,
+        "the call took the direct path"
+    );
+
+    let reply = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "flaky__slow", "arguments": {"millis": 300, "steps": 3},
+                   "_meta": {"progressToken": "p"}}),
+        )
+        .await;
+    assert_eq!(text_of(&reply, 2), "done after 3 steps", "{reply:?}");
+    assert!(
+        reply.response(2)["result"].get("resultType").is_none(),
+        "{reply:?}"
+    );
+    assert_eq!(progress_tokens(&reply), vec![json!("p"); 3], "{reply:?}");
+    assert_eq!(gateway.running.gateway.direct_calls(), 2);
+
+    // A client that can be asked for input goes the rmcp way, which bridges the
+    // upstream's questions into requests on its session.
+    let mut asked = Raw::new(&gateway.url());
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let reply = asked.post(body.to_string(), &[]).await;
+    asked.session = reply.header("mcp-session-id");
+    asked.version = Some("2025-11-25".into());
+    let done = asked
+        .post(
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(done.status, 202, "{done:?}");
+    assert_eq!(echo(&asked, "asked").await, "asked");
+    assert_eq!(gateway.running.gateway.direct_calls(), 2);
+    gateway.stop().await;
+}

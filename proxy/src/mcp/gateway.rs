@@ -27,7 +27,7 @@ use super::auth::{
     Authorized, Caller as TokenCaller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
 };
 use super::catalog::{entry_lists_changed, observe_entries, tool_record};
-use super::direct::{CallParams, Caller, Direct, is_answer_to_forwarded, owner_of};
+use super::direct::{CallParams, Caller, Direct, can_be_asked, is_answer_to_forwarded, owner_of};
 use super::error::GatewayError;
 use super::message::Incoming;
 use super::park::Park;
@@ -581,12 +581,17 @@ impl Gateway {
             return None;
         }
         let lane = route.upstream.lane(caller.era).clone();
-        // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller
-        // of an upstream that speaks only the legacy era (served on its legacy lane) off
-        // the direct path: a request that upstream sends back mid-call needs the call
-        // parked and turned into an `InputRequiredResult`, which the rmcp path does
-        // (`mcp::park`). A modern lane sends no requests back.
-        if lane.era != caller.era {
+        // On the lane of the caller's own era; and a session client on the lane of an
+        // upstream that speaks only 2026-07-28 when the upstream cannot ask it for
+        // input (`direct::bridge`). A 2026-07-28 caller of an upstream that speaks only
+        // the legacy era stays on the rmcp path: a request that upstream sends back
+        // mid-call needs the call parked and turned into an `InputRequiredResult`
+        // (`mcp::park`), and what it sends on its session's standalone stream (rmcp
+        // servers log there) reaches that caller only through rmcp's request context.
+        let bridged = caller.era == Era::Legacy
+            && lane.era == Era::Modern
+            && !can_be_asked(&caller.capabilities);
+        if lane.era != caller.era && !bridged {
             return None;
         }
         self.inner

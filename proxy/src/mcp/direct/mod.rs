@@ -13,6 +13,24 @@
 //! doubt before the call is sent (the upstream's session expired, say), goes the rmcp
 //! way.
 //!
+//! Across eras it takes one case: a session client (2025-11-25 and earlier) of an
+//! upstream that speaks only 2026-07-28, when the client declared none of elicitation,
+//! sampling and roots ([`bridge`]: the request gets the metadata that revision needs,
+//! the answer loses its `resultType`). These stay on rmcp, and why:
+//! - a session client that did declare one of them: the upstream may answer with an
+//!   `InputRequiredResult`, which the rmcp path turns into requests on the client's
+//!   session and sends again with the answers; the direct path would have to hand a
+//!   call already answered over to it;
+//! - a 2026-07-28 client of an upstream that speaks only the legacy era: a request the
+//!   upstream sends mid-call must become an `InputRequiredResult` with the call parked
+//!   (`mcp::park`), and what the upstream sends on its session's standalone stream (rmcp
+//!   servers log there) reaches such a client only through rmcp's request context —
+//!   the direct path routes it to a client session, which this client has not;
+//! - a 2026-07-28 request with `Mcp-Param-*` headers, or a tool whose schema declares
+//!   them (`x-mcp-header`): rmcp validates them against the schema;
+//! - a 2026-07-28 request whose headers and `_meta` disagree or lack what the revision
+//!   requires: rmcp answers with the error the revision prescribes.
+//!
 //! On a legacy lane the call goes into the upstream's session, whose id the lane's rmcp
 //! transport recorded ([`UpstreamSession`]). An upstream that answered the lane's
 //! `initialize` without an `Mcp-Session-Id` (a stateless server) is recorded as such,
@@ -27,6 +45,7 @@
 //! cancellation (a `notifications/cancelled`, or the client going away) reaches the
 //! upstream, and the call timeout applies.
 
+mod bridge;
 mod conn;
 mod sse;
 
@@ -44,6 +63,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 
+pub(crate) use bridge::can_be_asked;
 pub(crate) use conn::Connections;
 
 use self::sse::EventReader;
@@ -357,9 +377,14 @@ impl Direct {
         lane: Arc<Lane>,
         original: &str,
         client_id: &RawValue,
-        call: CallParams<'_>,
+        mut call: CallParams<'_>,
     ) -> Option<Response> {
         let target = lane.direct_target()?;
+        // A session client on the lane of an upstream that speaks only 2026-07-28.
+        let bridged = caller.era == Era::Legacy && lane.era == Era::Modern;
+        if bridged {
+            bridge::add_request_meta(&mut call, &lane.protocol()?, &caller.capabilities)?;
+        }
         let upstream_key: Arc<str> = self.next_id().into();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
         // Sent without a session id: a refusal then means the upstream now wants one.
@@ -449,6 +474,7 @@ impl Direct {
                 // A 2026-07-28 server answers some errors with an HTTP status of their
                 // own (400 for a missing capability, 404 for an unknown method): kept.
                 return Some(match reply {
+                    Some(reply) if bridged => answer_for_session_client(client_id, &reply),
                     Some(reply) => answer_response(status, client_id, &reply),
                     None if !status.is_success() => {
                         failure(&lane, client_id, &format!("it answered HTTP {status}"))
@@ -499,7 +525,11 @@ impl Direct {
             guard.settle().await;
             guard.disarm();
             target.connections.checkin(conn);
-            return Some(answer_response(StatusCode::OK, client_id, &reply));
+            return Some(if bridged {
+                answer_for_session_client(client_id, &reply)
+            } else {
+                answer_response(StatusCode::OK, client_id, &reply)
+            });
         }
         // Stream: a task of its own carries on the exchange.
         let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
@@ -553,6 +583,11 @@ impl Direct {
                     {
                         guard.settle().await;
                         guard.disarm();
+                        let message = if bridged {
+                            bridge::final_for_client(message)
+                        } else {
+                            message
+                        };
                         let done = finish(message, &client_id);
                         let _ = tx.send(Ok(sse_event(&done))).await;
                         target.connections.checkin(conn);
@@ -875,15 +910,40 @@ enum Param<'a> {
 /// The client's answer: the upstream's result or error, as it came, under the client's
 /// request id.
 fn answer_response(status: StatusCode, client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let error = if reply.result.is_some() {
+        None
+    } else {
+        reply.error
+    };
+    outgoing(status, client_id, reply.result, error)
+}
+
+/// A 2026-07-28 upstream's answer for a session client (see [`bridge`]): HTTP 200, the
+/// result in the client's revision.
+fn answer_for_session_client(client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let Some(result) = reply.result else {
+        return answer_response(StatusCode::OK, client_id, reply);
+    };
+    match bridge::result_for_client(result) {
+        bridge::ForClient::Same => answer_response(StatusCode::OK, client_id, reply),
+        bridge::ForClient::Rewritten(result) => {
+            outgoing(StatusCode::OK, client_id, Some(&result), None)
+        }
+        bridge::ForClient::Error(error) => outgoing(StatusCode::OK, client_id, None, Some(&error)),
+    }
+}
+
+fn outgoing(
+    status: StatusCode,
+    client_id: &RawValue,
+    result: Option<&RawValue>,
+    error: Option<&RawValue>,
+) -> Response {
     let out = Outgoing {
         jsonrpc: "2.0",
         id: client_id,
-        result: reply.result,
-        error: if reply.result.is_some() {
-            None
-        } else {
-            reply.error
-        },
+        result,
+        error,
     };
     let mut response = Response::new(Body::from(out.to_vec()));
     *response.status_mut() = status;
