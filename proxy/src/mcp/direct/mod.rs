@@ -11,7 +11,13 @@
 //! 2026-07-28 request), a tool of a Streamable HTTP upstream (plain `http`) on the lane
 //! of the client's own era, no `Mcp-Param-*` headers to validate. Anything else, and any
 //! doubt before the call is sent (the upstream's session expired, say), goes the rmcp
-//! way.
+//! way. Everything that can happen during a call still works: progress and log messages
+//! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
+//! are passed to the client under an id of the gateway's and its answer is posted back,
+//! cancellation (a `notifications/cancelled`, or the client going away) reaches the
+//! upstream, and the call timeout applies. The connections to one upstream are at most
+//! its `max_connections`; a call that finds them all busy waits for one, within its
+//! timeout.
 //!
 //! Across eras it takes one case: a session client (2025-11-25 and earlier) of an
 //! upstream that speaks only 2026-07-28, when the client declared none of elicitation,
@@ -32,26 +38,23 @@
 //!   requires: rmcp answers with the error the revision prescribes.
 //!
 //! On a legacy lane the call goes into the upstream's session, whose id the lane's rmcp
-//! transport recorded ([`UpstreamSession`]). An upstream that answered the lane's
+//! transport recorded ([`session::UpstreamSession`]). An upstream that answered the lane's
 //! `initialize` without an `Mcp-Session-Id` (a stateless server) is recorded as such,
 //! and its calls go without the header; until the lane has connected and learned which
 //! it is, calls go the rmcp way. Each connection learns afresh: a session that ends
 //! (404) is re-opened by rmcp and its new id recorded (or none, if the upstream came back
 //! stateless), and a stateless upstream that refuses a call for want of a session (400
 //! or 404 that is no JSON-RPC answer: restarted with sessions) makes the lane reconnect
-//! at once; the call then goes the rmcp way, which waits for the new connection. Everything that can happen during a call still works: progress and log messages
-//! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
-//! are passed to the client under an id of the gateway's and its answer is posted back,
-//! cancellation (a `notifications/cancelled`, or the client going away) reaches the
-//! upstream, and the call timeout applies.
+//! at once; the call then goes the rmcp way, which waits for the new connection.
 
 mod bridge;
 mod conn;
+mod session;
 mod sse;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -65,6 +68,7 @@ use std::borrow::Cow;
 
 pub(crate) use bridge::can_be_asked;
 pub(crate) use conn::Connections;
+pub(crate) use session::SessionSlot;
 
 use self::sse::EventReader;
 use super::error::GatewayError;
@@ -1084,81 +1088,6 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
-pub(crate) type SessionSlot = Arc<UpstreamSession>;
-
-/// What the lane knows of the upstream's session, and the header that carries its id on
-/// the direct path.
-#[derive(Default)]
-pub(crate) struct UpstreamSession {
-    current: RwLock<SessionState>,
-}
-
-#[derive(Default)]
-enum SessionState {
-    /// Not known yet (connecting, or the session ended): direct calls wait for it.
-    #[default]
-    Unknown,
-    /// The upstream answered `initialize` without an `Mcp-Session-Id`: it keeps no
-    /// session, and requests go without the header.
-    Stateless,
-    /// The id, and its header value (`None` if the id cannot be one).
-    Issued(Arc<str>, Option<HeaderValue>),
-}
-
-impl UpstreamSession {
-    /// Records the id the upstream issued (or that the transport used).
-    pub(crate) fn record(&self, id: &str) {
-        let same = |state: &SessionState| matches!(state, SessionState::Issued(known, _) if known.as_ref() == id);
-        if self.current.read().is_ok_and(|state| same(&state)) {
-            return;
-        }
-        if let Ok(mut state) = self.current.write()
-            && !same(&state)
-        {
-            *state = SessionState::Issued(Arc::from(id), HeaderValue::from_str(id).ok());
-        }
-    }
-
-    /// Records that the upstream answered `initialize` without issuing a session.
-    pub(crate) fn record_stateless(&self) {
-        if let Ok(mut state) = self.current.write() {
-            *state = SessionState::Stateless;
-        }
-    }
-
-    /// Forgets what was known (the session ended, or the lane reconnects).
-    pub(crate) fn clear(&self) {
-        if let Ok(mut state) = self.current.write() {
-            *state = SessionState::Unknown;
-        }
-    }
-
-    /// Whether direct requests can be addressed: an id is known, or none is needed.
-    pub(crate) fn is_known(&self) -> bool {
-        self.current
-            .read()
-            .is_ok_and(|state| !matches!(*state, SessionState::Unknown))
-    }
-
-    /// Whether the upstream issues no session.
-    pub(crate) fn is_stateless(&self) -> bool {
-        self.current
-            .read()
-            .is_ok_and(|state| matches!(*state, SessionState::Stateless))
-    }
-
-    /// The `Mcp-Session-Id` of a direct request: `Some(None)` for an upstream without
-    /// sessions, `None` while the id is not known (or cannot be sent).
-    fn header(&self) -> Option<Option<HeaderValue>> {
-        match &*self.current.read().ok()? {
-            SessionState::Unknown => None,
-            SessionState::Stateless => Some(None),
-            SessionState::Issued(_, header) => header.clone().map(Some),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1286,22 +1215,6 @@ mod tests {
                 "request id {id}"
             );
         }
-    }
-
-    #[test]
-    fn a_session_not_known_yet_is_not_taken_for_no_session() {
-        let slot = UpstreamSession::default();
-        assert!(!slot.is_known() && slot.header().is_none(), "unknown");
-        slot.record_stateless();
-        assert!(slot.is_known() && slot.is_stateless());
-        assert_eq!(slot.header(), Some(None), "no header without sessions");
-        slot.record("abc");
-        assert!(!slot.is_stateless());
-        assert_eq!(slot.header(), Some(Some(HeaderValue::from_static("abc"))));
-        slot.record("not\na header\n");
-        assert!(slot.header().is_none(), "an id no header can carry");
-        slot.clear();
-        assert!(!slot.is_known() && !slot.is_stateless());
     }
 
     #[test]

@@ -1,0 +1,102 @@
+//! What a lane knows of its upstream's session: the id the upstream issued, that it
+//! issues none, or nothing yet (see the module documentation of [`super`]).
+
+use std::sync::{Arc, RwLock};
+
+use http::HeaderValue;
+
+/// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
+pub(crate) type SessionSlot = Arc<UpstreamSession>;
+
+/// What the lane knows of the upstream's session, and the header that carries its id on
+/// the direct path.
+#[derive(Default)]
+pub(crate) struct UpstreamSession {
+    current: RwLock<SessionState>,
+}
+
+#[derive(Default)]
+enum SessionState {
+    /// Not known yet (connecting, or the session ended): direct calls wait for it.
+    #[default]
+    Unknown,
+    /// The upstream answered `initialize` without an `Mcp-Session-Id`: it keeps no
+    /// session, and requests go without the header.
+    Stateless,
+    /// The id, and its header value (`None` if the id cannot be one).
+    Issued(Arc<str>, Option<HeaderValue>),
+}
+
+impl UpstreamSession {
+    /// Records the id the upstream issued (or that the transport used).
+    pub(crate) fn record(&self, id: &str) {
+        let same = |state: &SessionState| matches!(state, SessionState::Issued(known, _) if known.as_ref() == id);
+        if self.current.read().is_ok_and(|state| same(&state)) {
+            return;
+        }
+        if let Ok(mut state) = self.current.write()
+            && !same(&state)
+        {
+            *state = SessionState::Issued(Arc::from(id), HeaderValue::from_str(id).ok());
+        }
+    }
+
+    /// Records that the upstream answered `initialize` without issuing a session.
+    pub(crate) fn record_stateless(&self) {
+        if let Ok(mut state) = self.current.write() {
+            *state = SessionState::Stateless;
+        }
+    }
+
+    /// Forgets what was known (the session ended, or the lane reconnects).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut state) = self.current.write() {
+            *state = SessionState::Unknown;
+        }
+    }
+
+    /// Whether direct requests can be addressed: an id is known, or none is needed.
+    pub(crate) fn is_known(&self) -> bool {
+        self.current
+            .read()
+            .is_ok_and(|state| !matches!(*state, SessionState::Unknown))
+    }
+
+    /// Whether the upstream issues no session.
+    pub(crate) fn is_stateless(&self) -> bool {
+        self.current
+            .read()
+            .is_ok_and(|state| matches!(*state, SessionState::Stateless))
+    }
+
+    /// The `Mcp-Session-Id` of a direct request: `Some(None)` for an upstream without
+    /// sessions, `None` while the id is not known (or cannot be sent).
+    pub(super) fn header(&self) -> Option<Option<HeaderValue>> {
+        match &*self.current.read().ok()? {
+            SessionState::Unknown => None,
+            SessionState::Stateless => Some(None),
+            SessionState::Issued(_, header) => header.clone().map(Some),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_not_known_yet_is_not_taken_for_no_session() {
+        let slot = UpstreamSession::default();
+        assert!(!slot.is_known() && slot.header().is_none(), "unknown");
+        slot.record_stateless();
+        assert!(slot.is_known() && slot.is_stateless());
+        assert_eq!(slot.header(), Some(None), "no header without sessions");
+        slot.record("abc");
+        assert!(!slot.is_stateless());
+        assert_eq!(slot.header(), Some(Some(HeaderValue::from_static("abc"))));
+        slot.record("not\na header\n");
+        assert!(slot.header().is_none(), "an id no header can carry");
+        slot.clear();
+        assert!(!slot.is_known() && !slot.is_stateless());
+    }
+}
