@@ -44,8 +44,8 @@
 //! it is, calls go the rmcp way. Each connection learns afresh: a session that ends
 //! (404) is re-opened by rmcp and its new id recorded (or none, if the upstream came back
 //! stateless), and a stateless upstream that refuses a call for want of a session (400
-//! or 404 that is no JSON-RPC answer: restarted with sessions) makes the lane reconnect
-//! at once; the call then goes the rmcp way, which waits for the new connection.
+//! or 404 that answers no call: restarted with sessions) makes the lane reconnect at
+//! once; the call then goes the rmcp way, which waits for the new connection.
 
 mod bridge;
 mod conn;
@@ -463,10 +463,7 @@ impl Direct {
                 let reply = Incoming::parse(&bytes)
                     .ok()
                     .filter(|r| r.result.is_some() || r.error.is_some());
-                if stateless
-                    && reply.is_none()
-                    && matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND)
-                {
+                if stateless && session::wants_a_session(status, reply.as_ref(), &upstream_key) {
                     // Refused before it ran (a restarted upstream that now issues
                     // sessions answers 400): reconnect, and take the rmcp way, which
                     // waits for the new connection.

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
+
+use crate::mcp::message::Incoming;
 
 /// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
 pub(crate) type SessionSlot = Arc<UpstreamSession>;
@@ -80,9 +82,53 @@ impl UpstreamSession {
     }
 }
 
+/// Whether an upstream that issued no session refused a call for want of one, before
+/// running it (restarted with sessions): HTTP 400 or 404 with no answer to the call —
+/// a body that is no JSON-RPC response (rmcp: "Session ID is required"), or one not
+/// addressed to the call (the TypeScript SDK answers with an error whose id is null).
+pub(super) fn wants_a_session(status: StatusCode, reply: Option<&Incoming<'_>>, id: &str) -> bool {
+    let answers_the_call = reply
+        .and_then(|r| r.id)
+        .is_some_and(|r| r.get().trim_matches('"') == id);
+    matches!(status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND) && !answers_the_call
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_for_want_of_a_session_is_told_from_an_answer() {
+        let parse = |body: &'static str| {
+            Incoming::parse(body.as_bytes())
+                .ok()
+                .filter(|r| r.result.is_some() || r.error.is_some())
+        };
+        let rmcp = parse("Bad Request: Session ID is required");
+        assert!(wants_a_session(
+            StatusCode::BAD_REQUEST,
+            rmcp.as_ref(),
+            "warrant-1"
+        ));
+        let typescript = parse(
+            r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: Mcp-Session-Id header is required"},"id":null}"#,
+        );
+        assert!(wants_a_session(
+            StatusCode::BAD_REQUEST,
+            typescript.as_ref(),
+            "warrant-1"
+        ));
+        assert!(wants_a_session(StatusCode::NOT_FOUND, None, "warrant-1"));
+        let answer =
+            parse(r#"{"jsonrpc":"2.0","id":"warrant-1","error":{"code":-32602,"message":"bad"}}"#);
+        assert!(!wants_a_session(
+            StatusCode::BAD_REQUEST,
+            answer.as_ref(),
+            "warrant-1"
+        ));
+        assert!(!wants_a_session(StatusCode::OK, None, "warrant-1"));
+        assert!(!wants_a_session(StatusCode::BAD_GATEWAY, None, "warrant-1"));
+    }
 
     #[test]
     fn a_session_not_known_yet_is_not_taken_for_no_session() {
