@@ -88,8 +88,14 @@ async fn everything(mode: &str) -> (ChildGuard, String) {
 /// One of our fixture binaries in its HTTP mode (`<bin> http --listen 127.0.0.1:0`),
 /// which prints `listening on <url>`; its URL.
 pub async fn fixture_http(bin: &str) -> (ChildGuard, String) {
+    fixture_with(bin, &["http", "--listen", "127.0.0.1:0"]).await
+}
+
+/// One of our fixture binaries started with `args`, which prints `listening on <url>`;
+/// its URL.
+pub async fn fixture_with(bin: &str, args: &[&str]) -> (ChildGuard, String) {
     let mut child = Command::new(workspace_bin(bin))
-        .args(["http", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

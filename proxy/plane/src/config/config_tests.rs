@@ -46,6 +46,25 @@ url = "http://127.0.0.1:9/sse"
     assert_eq!(config.upstreams[1].transport.kind(), "sse");
     assert_eq!(config.upstreams[2].transport.kind(), "streamable-http");
     assert_eq!(config.upstreams[2].prefix, "");
+    assert_eq!(config.upstreams[2].max_connections, 64, "the default");
+}
+
+#[test]
+fn max_connections_is_at_least_one() {
+    let config = check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nmax_connections = 3\n")
+        .expect("valid");
+    assert_eq!(config.upstreams[0].max_connections, 3);
+    let report = check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nmax_connections = 0\n")
+        .expect_err("invalid");
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(
+        problems,
+        [("upstreams.a.max_connections", "must be at least 1")]
+    );
 }
 
 #[test]

@@ -41,6 +41,8 @@ const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Direct-path connections to one upstream open at once, unless configured.
+const DEFAULT_MAX_CONNECTIONS: usize = 64;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The checked configuration the program runs on.
@@ -130,6 +132,8 @@ pub struct UpstreamConfig {
     pub protocol: ProtocolPin,
     /// Whether `tools/call` may take the direct data path (plain-`http` Streamable HTTP).
     pub direct: bool,
+    /// At most this many direct-path connections are open to the upstream at once.
+    pub max_connections: usize,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
     pub restart_backoff_max: Duration,
@@ -721,6 +725,17 @@ fn validate_upstream(
         DEFAULT_BACKOFF_MAX,
         problems,
     );
+    let max_connections = match raw.max_connections {
+        Some(0) => {
+            problems.push(Problem::new(
+                format!("{path}.max_connections"),
+                "must be at least 1",
+            ));
+            DEFAULT_MAX_CONNECTIONS
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
     if raw.enabled == Some(false) || problems.len() > before {
         return None;
     }
@@ -731,6 +746,7 @@ fn validate_upstream(
         start,
         protocol,
         direct: raw.direct.unwrap_or(true),
+        max_connections,
         connect_timeout,
         call_timeout,
         restart_backoff_max,

@@ -134,6 +134,8 @@ pub struct RawUpstream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direct: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_timeout: Option<String>,

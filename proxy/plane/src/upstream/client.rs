@@ -28,9 +28,9 @@ use rmcp::service::{
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 
 use super::inflight::{Calls, Tracked};
+use super::session::SessionSlot;
 use super::shared::Shared;
 use super::state::Change;
-use super::target::SessionSlot;
 
 /// What the client handler of a lane needs of it: its calls in flight (to route what
 /// the upstream sends), its upstream session id, and a re-list after a change. A trait,

@@ -18,7 +18,7 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 
 use rmcp::RoleClient;
-use rmcp::model::{JsonRpcMessage, ProtocolVersion, ServerNotification};
+use rmcp::model::{ClientRequest, JsonRpcMessage, ProtocolVersion, ServerNotification};
 use rmcp::service::RunningService;
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -104,6 +104,9 @@ pub(crate) async fn connect(
             // wait out its whole timeout).
             transport_config.retry_config = Arc::new(BriefRetry);
             transport_config.custom_headers = header_map(headers)?;
+            // What the upstream does about sessions is learned afresh on each connection
+            // (it may have been restarted with other settings).
+            client.direct_session().clear();
             let http = SessionRecorder {
                 inner: http_client(config)?,
                 session: client.direct_session(),
@@ -130,11 +133,13 @@ pub(crate) async fn connect(
 }
 
 /// The HTTP client of a Streamable HTTP lane, which remembers the session id the
-/// upstream issued, so the direct data path can post calls into the same session.
+/// upstream issued, so the direct data path can post calls into the same session, or
+/// that it issued none to an `initialize` (a stateless server: direct calls go without
+/// the header).
 #[derive(Clone)]
 struct SessionRecorder {
     inner: reqwest::Client,
-    session: super::target::SessionSlot,
+    session: super::session::SessionSlot,
 }
 
 impl SessionRecorder {
@@ -157,13 +162,21 @@ impl StreamableHttpClient for SessionRecorder {
         custom_headers: HashMap<http::HeaderName, http::HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         self.record(session_id.as_deref());
+        let initialize = session_id.is_none()
+            && matches!(&message, JsonRpcMessage::Request(r)
+                if matches!(r.request, ClientRequest::InitializeRequest(_)));
         let response = self
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await?;
         match &response {
-            StreamableHttpPostResponse::Json(_, id) | StreamableHttpPostResponse::Sse(_, id) => {
-                self.record(id.as_deref());
+            StreamableHttpPostResponse::Json(_, Some(id))
+            | StreamableHttpPostResponse::Sse(_, Some(id)) => self.session.record(id),
+            StreamableHttpPostResponse::Json(_, None)
+            | StreamableHttpPostResponse::Sse(_, None)
+                if initialize =>
+            {
+                self.session.record_stateless();
             }
             _ => {}
         }

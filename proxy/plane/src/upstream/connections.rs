@@ -4,11 +4,13 @@
 //! wake-up per request and per response. Here the caller's own task polls the
 //! connection while it waits for its response, so a forwarded call costs no task hop on
 //! the way to the upstream. Idle connections wait in a small pool; a connection the
-//! upstream closed is dropped and a new one opened.
+//! upstream closed is dropped and a new one opened. At most `max_connections` (the
+//! upstream's setting) are open at once: a caller that finds them all in use waits for
+//! one to be given back (or dropped).
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 
@@ -24,6 +27,8 @@ type Conn = Connection<TokioIo<TcpStream>, Full<Bytes>>;
 pub(crate) struct Pooled {
     sender: SendRequest<Full<Bytes>>,
     conn: Pin<Box<Conn>>,
+    /// Held while the connection is in use (an idle one holds none).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,26 +48,40 @@ pub(crate) struct Connections {
     authority: String,
     connect_timeout: Duration,
     idle: Mutex<Vec<Pooled>>,
+    /// One permit per connection in use. A new connection is opened only when none is
+    /// idle, so those in use and those idle together stay within the bound.
+    slots: Arc<Semaphore>,
 }
 
 /// At most this many idle connections are kept per upstream.
 const MAX_IDLE: usize = 256;
 
 impl Connections {
-    pub(crate) fn new(authority: String, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(authority: String, connect_timeout: Duration, max: usize) -> Self {
         Self {
             authority,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
         }
     }
 
-    /// An idle connection, or a new one.
+    /// An idle connection, or a new one; waits while all the upstream's connections
+    /// are in use.
     pub(crate) async fn checkout(&self) -> Result<Pooled, ConnError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ConnError::Closed)?;
         loop {
             let candidate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match candidate {
-                Some(pooled) if pooled.sender.is_ready() => return Ok(pooled),
+                Some(mut pooled) if pooled.sender.is_ready() => {
+                    pooled.slot = Some(slot);
+                    return Ok(pooled);
+                }
                 Some(_) => continue, // closed while idle
                 None => break,
             }
@@ -79,16 +98,20 @@ impl Connections {
         Ok(Pooled {
             sender,
             conn: Box::pin(conn),
+            slot: Some(slot),
         })
     }
 
     /// Returns a connection whose last exchange completed.
-    pub(crate) fn checkin(&self, pooled: Pooled) {
+    pub(crate) fn checkin(&self, mut pooled: Pooled) {
+        // Idle before its slot is given back: a caller woken by the slot finds it.
+        let slot = pooled.slot.take();
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
             idle.push(pooled);
         }
+        drop(slot);
     }
 }
 
@@ -135,5 +158,57 @@ impl Pooled {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn no_more_than_the_bound_are_open_and_a_caller_waits_for_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let authority = listener.local_addr().expect("address").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.push(socket);
+            }
+        });
+        let connections = Connections::new(authority, Duration::from_secs(5), 2);
+        let first = connections.checkout().await.expect("first");
+        let second = connections.checkout().await.expect("second");
+        let short = Duration::from_millis(100);
+        assert!(
+            tokio::time::timeout(short, connections.checkout())
+                .await
+                .is_err(),
+            "a third waits while two are in use"
+        );
+        tokio::time::sleep(short).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "no third was opened");
+        connections.checkin(first);
+        let third = tokio::time::timeout(short, connections.checkout())
+            .await
+            .expect("a connection given back is taken")
+            .expect("third");
+        drop(second);
+        let fourth = tokio::time::timeout(short, connections.checkout())
+            .await
+            .expect("a dropped connection frees its slot")
+            .expect("fourth");
+        assert!(
+            tokio::time::timeout(short, connections.checkout())
+                .await
+                .is_err()
+        );
+        drop((third, fourth));
+        server.abort();
     }
 }

@@ -15,7 +15,37 @@
 //! are streamed to the client, requests from the upstream (elicitation, sampling, roots)
 //! are passed to the client under an id of the gateway's and its answer is posted back,
 //! cancellation (a `notifications/cancelled`, or the client going away) reaches the
-//! upstream, and the call timeout applies.
+//! upstream, and the call timeout applies. The connections to one upstream are at most
+//! its `max_connections`; a call that finds them all busy waits for one, within its
+//! timeout.
+//!
+//! Across eras it takes one case: a session client (2025-11-25 and earlier) of an
+//! upstream that speaks only 2026-07-28, when the client declared none of elicitation,
+//! sampling and roots ([`super::bridge`]: the request gets the metadata that revision needs,
+//! the answer loses its `resultType`). These stay on rmcp, and why:
+//! - a session client that did declare one of them: the upstream may answer with an
+//!   `InputRequiredResult`, which the rmcp path turns into requests on the client's
+//!   session and sends again with the answers; the direct path would have to hand a
+//!   call already answered over to it;
+//! - a 2026-07-28 client of an upstream that speaks only the legacy era: a request the
+//!   upstream sends mid-call must become an `InputRequiredResult` with the call parked
+//!   (`server::park`), and what the upstream sends on its session's standalone stream (rmcp
+//!   servers log there) reaches such a client only through rmcp's request context —
+//!   the direct path routes it to a client session, which this client has not;
+//! - a 2026-07-28 request with `Mcp-Param-*` headers, or a tool whose schema declares
+//!   them (`x-mcp-header`): rmcp validates them against the schema;
+//! - a 2026-07-28 request whose headers and `_meta` disagree or lack what the revision
+//!   requires: rmcp answers with the error the revision prescribes.
+//!
+//! On a legacy lane the call goes into the upstream's session, whose id the lane's rmcp
+//! transport recorded ([`super::session::UpstreamSession`]). An upstream that answered the lane's
+//! `initialize` without an `Mcp-Session-Id` (a stateless server) is recorded as such,
+//! and its calls go without the header; until the lane has connected and learned which
+//! it is, calls go the rmcp way. Each connection learns afresh: a session that ends
+//! (404) is re-opened by rmcp and its new id recorded (or none, if the upstream came back
+//! stateless), and a stateless upstream that refuses a call for want of a session (400
+//! or 404 that answers no call: restarted with sessions) makes the lane reconnect at
+//! once; the call then goes the rmcp way, which waits for the new connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +60,11 @@ use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::bridge;
 use super::connections::{self as conn};
 use super::inflight::{Inflight, LogLevel, ProgressCount};
 use super::lane::Lane;
+use super::session;
 use super::target::Target;
 use crate::protocol::codes::{
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, error_message, rpc_error,
@@ -193,16 +225,28 @@ impl Direct {
         lane: Arc<Lane>,
         original: &str,
         client_id: &RawValue,
-        call: CallParams<'_>,
+        mut call: CallParams<'_>,
     ) -> Option<Response> {
         let target = lane.direct_target()?;
+        // A session client on the lane of an upstream that speaks only 2026-07-28.
+        let bridged = caller.era == Era::Legacy && lane.era == Era::Modern;
+        if bridged {
+            bridge::add_request_meta(&mut call, &lane.protocol()?, &caller.capabilities)?;
+        }
         let upstream_key: Arc<str> = self.next_id().into();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
+        // Sent without a session id: a refusal then means the upstream now wants one.
+        let stateless = lane.era == Era::Legacy && lane.direct_session().is_stateless();
         let request = build_request(&lane, &target, original, body)?;
 
-        let mut conn = match target.connections.checkout().await {
-            Ok(conn) => conn,
-            Err(e) => return Some(failure(&lane, client_id, &e.to_string())),
+        let timeout = lane.shared.config.call_timeout;
+        // One deadline for the whole exchange, the wait for a free connection included.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut conn = match tokio::time::timeout_at(deadline, target.connections.checkout()).await
+        {
+            Err(_) => return Some(timed_out(&lane, client_id, timeout)),
+            Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
+            Ok(Ok(conn)) => conn,
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
@@ -234,9 +278,6 @@ impl Direct {
             upstream_id: upstream_key.clone(),
             tracked,
         };
-        let timeout = lane.shared.config.call_timeout;
-        // One deadline for the whole exchange.
-        let deadline = tokio::time::Instant::now() + timeout;
         let exchange = async {
             let response = conn.send(request).await?;
             let status = response.status();
@@ -246,7 +287,9 @@ impl Direct {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             let mut body = response.into_body();
-            if is_sse || (status == StatusCode::NOT_FOUND && lane.era == Era::Legacy) {
+            let session_ended =
+                status == StatusCode::NOT_FOUND && lane.era == Era::Legacy && !stateless;
+            if is_sse || session_ended {
                 return Ok::<_, conn::ConnError>((status, Err(body)));
             }
             Ok((status, Ok(read_all(&mut conn, &mut body).await?)))
@@ -261,16 +304,27 @@ impl Direct {
                 guard.settle().await;
                 guard.disarm();
                 target.connections.checkin(conn);
+                let reply = Incoming::parse(&bytes)
+                    .ok()
+                    .filter(|r| r.result.is_some() || r.error.is_some());
+                if stateless && session::wants_a_session(status, reply.as_ref(), &upstream_key) {
+                    // Refused before it ran (a restarted upstream that now issues
+                    // sessions answers 400): reconnect, and take the rmcp way, which
+                    // waits for the new connection.
+                    lane.reconnect(&format!(
+                        "it refused a call without a session (HTTP {status})"
+                    ));
+                    return None;
+                }
                 // A 2026-07-28 server answers some errors with an HTTP status of their
                 // own (400 for a missing capability, 404 for an unknown method): kept.
-                return Some(match Incoming::parse(&bytes) {
-                    Ok(reply) if reply.result.is_some() || reply.error.is_some() => {
-                        answer_response(status, client_id, &reply)
-                    }
-                    _ if !status.is_success() => {
+                return Some(match reply {
+                    Some(reply) if bridged => answer_for_session_client(client_id, &reply),
+                    Some(reply) => answer_response(status, client_id, &reply),
+                    None if !status.is_success() => {
                         failure(&lane, client_id, &format!("it answered HTTP {status}"))
                     }
-                    _ => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
+                    None => failure(&lane, client_id, "its answer is not a JSON-RPC response"),
                 });
             }
             Err(body) => body,
@@ -316,7 +370,11 @@ impl Direct {
             guard.settle().await;
             guard.disarm();
             target.connections.checkin(conn);
-            return Some(answer_response(StatusCode::OK, client_id, &reply));
+            return Some(if bridged {
+                answer_for_session_client(client_id, &reply)
+            } else {
+                answer_response(StatusCode::OK, client_id, &reply)
+            });
         }
         // Stream: a task of its own carries on the exchange.
         let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
@@ -370,6 +428,11 @@ impl Direct {
                     {
                         guard.settle().await;
                         guard.disarm();
+                        let message = if bridged {
+                            bridge::final_for_client(message)
+                        } else {
+                            message
+                        };
                         let done = finish(message, &client_id);
                         let _ = tx.send(Ok(sse_event(&done))).await;
                         target.connections.checkin(conn);
@@ -566,10 +629,11 @@ async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), Stri
         .ok_or("the upstream has no direct route")?;
     let request = build_request(lane, &target, "", message.to_string().into())
         .ok_or("cannot build the request")?;
-    let mut conn = target
-        .connections
-        .checkout()
+    // Bounded: every connection may be held by a call that this message would end.
+    let wait = lane.shared.config.connect_timeout;
+    let mut conn = tokio::time::timeout(wait, target.connections.checkout())
         .await
+        .map_err(|_| "no connection to it was free in time".to_owned())?
         .map_err(|e| e.to_string())?;
     let response = conn.send(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
@@ -611,8 +675,9 @@ fn build_request(
     }
     match lane.era {
         Era::Legacy => {
-            let session = lane.direct_session().header()?;
-            headers.insert(MCP_SESSION_ID.clone(), session);
+            if let Some(session) = lane.direct_session().header()? {
+                headers.insert(MCP_SESSION_ID.clone(), session);
+            }
         }
         Era::Modern if !name.is_empty() => {
             headers.insert(MCP_METHOD.clone(), HeaderValue::from_static("tools/call"));
@@ -690,15 +755,40 @@ enum Param<'a> {
 /// The client's answer: the upstream's result or error, as it came, under the client's
 /// request id.
 fn answer_response(status: StatusCode, client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let error = if reply.result.is_some() {
+        None
+    } else {
+        reply.error
+    };
+    outgoing(status, client_id, reply.result, error)
+}
+
+/// A 2026-07-28 upstream's answer for a session client (see [`super::bridge`]): HTTP 200, the
+/// result in the client's revision.
+fn answer_for_session_client(client_id: &RawValue, reply: &Incoming<'_>) -> Response {
+    let Some(result) = reply.result else {
+        return answer_response(StatusCode::OK, client_id, reply);
+    };
+    match bridge::result_for_client(result) {
+        bridge::ForClient::Same => answer_response(StatusCode::OK, client_id, reply),
+        bridge::ForClient::Rewritten(result) => {
+            outgoing(StatusCode::OK, client_id, Some(&result), None)
+        }
+        bridge::ForClient::Error(error) => outgoing(StatusCode::OK, client_id, None, Some(&error)),
+    }
+}
+
+fn outgoing(
+    status: StatusCode,
+    client_id: &RawValue,
+    result: Option<&RawValue>,
+    error: Option<&RawValue>,
+) -> Response {
     let out = Outgoing {
         jsonrpc: "2.0",
         id: client_id,
-        result: reply.result,
-        error: if reply.result.is_some() {
-            None
-        } else {
-            reply.error
-        },
+        result,
+        error,
     };
     let mut response = Response::new(Body::from(out.to_vec()));
     *response.status_mut() = status;

@@ -8,7 +8,7 @@
 //! exponential backoff (1 s doubling up to `restart_backoff_max`). A request for a down
 //! lane gets a clear error naming the reason; every other upstream keeps serving.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rmcp::RoleClient;
@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use super::client::{LaneLink, UpstreamClient};
 use super::connect::{self, ConnectError};
 use super::inflight::{Calls, Inflight};
+use super::session::SessionSlot;
 use super::shared::Shared;
 use super::state::{Change, Health, LaneError};
-use super::target::{SessionSlot, Target};
+use super::target::Target;
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
 
@@ -55,6 +56,10 @@ pub(crate) struct Lane {
     direct: Option<Arc<Target>>,
     /// The upstream's session id, as its Streamable HTTP transport last saw it.
     session: SessionSlot,
+    /// Ends the current connection (see [`Self::reconnect`]).
+    connection: Mutex<Option<rmcp::service::RunningServiceCancellationToken>>,
+    /// Set by [`Self::reconnect`]: the connection ends without the lane going down.
+    reconnecting: std::sync::atomic::AtomicBool,
 }
 
 impl Lane {
@@ -64,6 +69,8 @@ impl Lane {
             era,
             direct,
             session: SessionSlot::default(),
+            connection: Mutex::new(None),
+            reconnecting: std::sync::atomic::AtomicBool::new(false),
             shared,
             health: watch::Sender::new(Health::Idle),
             peer: RwLock::new(None),
@@ -118,6 +125,21 @@ impl Lane {
 
     pub(crate) fn direct_session(&self) -> &SessionSlot {
         &self.session
+    }
+
+    /// The upstream no longer works the way its connection learned (a stateless server
+    /// restarted with sessions): connect again at once, without a backoff. Until the new
+    /// connection is ready the lane is `starting`, and calls wait for it.
+    pub(crate) fn reconnect(&self, why: &str) {
+        use std::sync::atomic::Ordering;
+        self.session.clear();
+        let Some(connection) = self.connection.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
+        tracing::info!(upstream = %self.name(), era = self.era.label(), why, "reconnecting");
+        self.reconnecting.store(true, Ordering::Release);
+        self.set_health(Health::Starting);
+        connection.cancel();
     }
 
     pub(crate) fn mark_unsupported(&self) {
@@ -248,9 +270,17 @@ impl Lane {
                 self.unsupported(&format!("it answered in revision {version}"));
                 return;
             }
+            if let Ok(mut connection) = self.connection.lock() {
+                *connection = Some(running.cancellation_token());
+            }
             match self.come_up(&running).await {
                 Ok(()) => backoff = Duration::from_secs(1),
                 Err(reason) => {
+                    if let Ok(mut connection) = self.connection.lock() {
+                        *connection = None;
+                    }
+                    self.reconnecting
+                        .store(false, std::sync::atomic::Ordering::Release);
                     let _ = running.cancel().await;
                     self.went_down(reason);
                     if !self.back_off(&mut backoff).await {
@@ -273,6 +303,18 @@ impl Lane {
             };
             if let Some(task) = listening {
                 task.abort();
+            }
+            if let Ok(mut connection) = self.connection.lock() {
+                *connection = None;
+            }
+            if self
+                .reconnecting
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+            {
+                if let Ok(mut peer) = self.peer.write() {
+                    *peer = None;
+                }
+                continue;
             }
             self.went_down(reason);
             if !self.back_off(&mut backoff).await {
@@ -548,7 +590,7 @@ fn direct_target(config: &crate::config::UpstreamConfig) -> Option<Target> {
         return None;
     };
     let headers: http::HeaderMap = connect::header_map(headers).ok()?.into_iter().collect();
-    Target::new(url, headers, config.connect_timeout)
+    Target::new(url, headers, config.connect_timeout, config.max_connections)
 }
 
 /// Whether a failed handshake means "the server answered, but not in this era" (rather

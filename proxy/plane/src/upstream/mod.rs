@@ -3,6 +3,7 @@
 //! forwards a `tools/call` without rmcp.
 
 pub mod asker;
+pub mod bridge;
 pub mod client;
 pub mod connect;
 pub mod connections;
@@ -11,6 +12,7 @@ pub mod inflight;
 pub mod lane;
 pub mod legacy_sse;
 pub mod remote;
+pub mod session;
 pub mod shared;
 pub mod state;
 pub mod target;

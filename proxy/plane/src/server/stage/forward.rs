@@ -21,6 +21,7 @@ use crate::enforce::auth::{Authorized, Caller};
 use crate::protocol::era::Era;
 use crate::protocol::message::{CallParams, Incoming};
 use crate::server::gateway::Gateway;
+use crate::upstream::bridge::can_be_asked;
 use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
 
 static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
@@ -103,12 +104,16 @@ pub(crate) async fn call(
         return None;
     }
     let lane = route.upstream.lane(caller.era).clone();
-    // Only on the lane of the caller's own era. This also keeps a 2026-07-28 caller of
-    // an upstream that speaks only the legacy era (served on its legacy lane) off the
-    // direct path: a request that upstream sends back mid-call needs the call parked and
-    // turned into an `InputRequiredResult`, which the rmcp path does (`server::park`). A
-    // modern lane sends no requests back.
-    if lane.era != caller.era {
+    // On the lane of the caller's own era; and a session client on the lane of an
+    // upstream that speaks only 2026-07-28 when the upstream cannot ask it for input
+    // (`upstream::bridge`). A 2026-07-28 caller of an upstream that speaks only the
+    // legacy era stays on the rmcp path: a request that upstream sends back mid-call
+    // needs the call parked and turned into an `InputRequiredResult` (`server::park`),
+    // and what it sends on its session's standalone stream (rmcp servers log there)
+    // reaches that caller only through rmcp's request context.
+    let bridged =
+        caller.era == Era::Legacy && lane.era == Era::Modern && !can_be_asked(&caller.capabilities);
+    if lane.era != caller.era && !bridged {
         return None;
     }
     gateway
