@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::locks::Locked;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -60,10 +61,7 @@ impl DemoServer {
         annotations(title = "Read a note", read_only_hint = true, open_world_hint = false)
     )]
     fn read_note(&self, Parameters(args): Parameters<ReadNote>) -> Result<String, String> {
-        let notes = self
-            .notes
-            .lock()
-            .map_err(|_| "the note store is unavailable".to_owned())?;
+        let notes = self.notes.locked();
         notes
             .get(&args.title)
             .cloned()
@@ -75,10 +73,7 @@ impl DemoServer {
         annotations(title = "List notes", read_only_hint = true, open_world_hint = false)
     )]
     fn list_notes(&self) -> Result<String, String> {
-        let notes = self
-            .notes
-            .lock()
-            .map_err(|_| "the note store is unavailable".to_owned())?;
+        let notes = self.notes.locked();
         if notes.is_empty() {
             return Ok("no notes yet".into());
         }
@@ -96,10 +91,7 @@ impl DemoServer {
         )
     )]
     fn write_note(&self, Parameters(args): Parameters<WriteNote>) -> Result<String, String> {
-        let mut notes = self
-            .notes
-            .lock()
-            .map_err(|_| "the note store is unavailable".to_owned())?;
+        let mut notes = self.notes.locked();
         let replaced = notes.insert(args.title.clone(), args.body).is_some();
         Ok(format!(
             "{} note {:?}",
@@ -122,10 +114,7 @@ impl DemoServer {
         if !args.confirm {
             return Err("nothing deleted: pass confirm = true".into());
         }
-        let mut notes = self
-            .notes
-            .lock()
-            .map_err(|_| "the note store is unavailable".to_owned())?;
+        let mut notes = self.notes.locked();
         let count = notes.len();
         notes.clear();
         Ok(format!("deleted {count} notes"))
@@ -152,10 +141,7 @@ impl DemoServer {
                 args.currency
             ));
         }
-        let mut payments = self
-            .payments
-            .lock()
-            .map_err(|_| "the payment log is unavailable".to_owned())?;
+        let mut payments = self.payments.locked();
         payments.push(format!("{} {} to {}", args.amount_cents, currency, args.to));
         Ok(format!(
             "payment #{} recorded: {}.{:02} {} to {} (demo: no money moved)",

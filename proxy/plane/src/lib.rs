@@ -9,7 +9,7 @@
 //!
 //! | layer | modules | job |
 //! |---|---|---|
-//! | base | [`config`], [`forwarded`], [`periodic`] | the configuration, the client's address behind a proxy, background work |
+//! | base | `locks` (below all), [`config`], [`forwarded`], [`periodic`] | one rule for poisoned locks; the configuration, the client's address behind a proxy, background work |
 //! | protocol | [`protocol`] | protocol eras, JSON-RPC messages, the error vocabulary |
 //! | upstream, enforce | [`upstream`], [`enforce`] | connections to upstreams and the direct path; tokens, decisions, budgets, approvals |
 //! | view | [`view`] | the aggregated lists of every upstream, per era |
@@ -21,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod enforce;
 pub mod forwarded;
+pub(crate) mod locks;
 pub mod periodic;
 pub mod protocol;
 pub mod server;

@@ -4,11 +4,12 @@
 //!
 //! | rank | layer |
 //! |---|---|
-//! | 0 | `config`, `forwarded`, `periodic`, `demo` |
-//! | 1 | `protocol` |
-//! | 2 | `upstream`, `enforce` (neither imports the other) |
-//! | 3 | `view` |
-//! | 4 | `server` |
+//! | 0 | `locks` |
+//! | 1 | `config`, `forwarded`, `periodic`, `demo` |
+//! | 2 | `protocol` |
+//! | 3 | `upstream`, `enforce` (neither imports the other) |
+//! | 4 | `view` |
+//! | 5 | `server` |
 //!
 //! An edge is any path through `crate::`, `super::` or `self::` (in `use` or inline), or
 //! a `use` of a child module, resolved to the deepest module file it names. Edges
@@ -24,11 +25,12 @@ type ModPath = Vec<String>;
 fn rank(module: &ModPath) -> Option<usize> {
     match module.first().map(String::as_str) {
         None => None,
-        Some("config" | "forwarded" | "periodic" | "demo") => Some(0),
-        Some("protocol") => Some(1),
-        Some("upstream" | "enforce") => Some(2),
-        Some("view") => Some(3),
-        Some("server") => Some(4),
+        Some("locks") => Some(0),
+        Some("config" | "forwarded" | "periodic" | "demo") => Some(1),
+        Some("protocol") => Some(2),
+        Some("upstream" | "enforce") => Some(3),
+        Some("view") => Some(4),
+        Some("server") => Some(5),
         Some(_) => None,
     }
 }
@@ -406,7 +408,7 @@ fn an_import_from_a_layer_above_is_found() {
     let problems = violations(&files);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].starts_with("protocol::era (layer 1) imports server::edge::Edge (layer 4)")
+        problems[0].starts_with("protocol::era (layer 2) imports server::edge::Edge (layer 5)")
     );
 }
 
@@ -424,7 +426,7 @@ fn sibling_layers_do_not_import_each_other() {
     let problems = violations(&files);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
-        problems[0].contains("upstream::lane (layer 2) imports enforce::auth::check (layer 2)")
+        problems[0].contains("upstream::lane (layer 3) imports enforce::auth::check (layer 3)")
     );
 }
 
@@ -466,6 +468,6 @@ fn grouped_and_nested_imports_are_each_an_edge() {
     assert!(
         problems
             .iter()
-            .all(|p| p.starts_with("view::aggregate (layer 3) imports server::"))
+            .all(|p| p.starts_with("view::aggregate (layer 4) imports server::"))
     );
 }

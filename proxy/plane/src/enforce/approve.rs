@@ -31,6 +31,7 @@ use warrant_consent::approvals::{
 use warrant_consent::oauth::Clients;
 
 use super::auth::Caller;
+use crate::locks::Locked;
 use crate::protocol::codes::{APPROVAL_REFUSED, APPROVAL_REQUIRED};
 use crate::protocol::era::{Era, era_of};
 use crate::protocol::error::GatewayError;
@@ -218,7 +219,8 @@ impl ApprovalDesk {
             return;
         };
         let now = tokio::time::Instant::now();
-        if let Ok(mut map) = self.continuations.lock() {
+        {
+            let mut map = self.continuations.locked();
             map.retain(|_, (_, until)| *until > now);
             map.insert(state.clone(), (key.clone(), now + CONTINUATION_TTL));
         }
@@ -229,9 +231,7 @@ impl ApprovalDesk {
     /// hash), within [`CONTINUATION_TTL`].
     fn continues(&self, state: &str, key: &CallKey) -> Continues {
         let now = tokio::time::Instant::now();
-        let Ok(map) = self.continuations.lock() else {
-            return Continues::No;
-        };
+        let map = self.continuations.locked();
         match map.get(state) {
             Some((approved, until)) if *until > now => {
                 let same_call = approved.user_id == key.user_id

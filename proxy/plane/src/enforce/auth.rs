@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::locks::Locked;
 use crate::protocol::codes::{NOT_AUTHENTICATED, NOT_PERMITTED, rpc_error};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -185,7 +186,7 @@ impl McpAuth {
     /// Checks that a legacy session is used by the subject that started it. An unknown
     /// session id is left to the protocol layer (its 404).
     pub(crate) fn check_session(&self, session: &str, caller: &Caller) -> Result<(), Refusal> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.locked();
         match sessions.get_mut(session) {
             Some(last) if !Arc::ptr_eq(last, &caller.token) => {
                 let (was, is) = (&last.identity, &caller.token.identity);
@@ -201,7 +202,7 @@ impl McpAuth {
 
     /// Binds a session that just started to its caller.
     pub(crate) fn bind_session(&self, session: String, caller: &Caller) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.locked();
         sessions.insert(session, caller.token.clone());
     }
 
@@ -211,7 +212,7 @@ impl McpAuth {
         audience: &super::audience::Audience,
         now: i64,
     ) -> Vec<String> {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = self.sessions.locked();
         sessions
             .iter()
             .filter(|(_, token)| audience.includes(token, now))
@@ -220,13 +221,13 @@ impl McpAuth {
     }
 
     pub(crate) fn forget_session(&self, session: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.locked();
         sessions.remove(session);
     }
 
     /// Keeps the bindings of sessions that still exist.
     pub(crate) fn retain_sessions(&self, alive: impl Fn(&str) -> bool) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.locked();
         sessions.retain(|id, _| alive(id));
     }
 

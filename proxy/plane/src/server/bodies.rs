@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::locks::Locked;
 use axum::body::Body;
 
 /// The budget shared by every request to `/mcp`.
@@ -47,7 +48,7 @@ impl Drop for Held {
         if self.bytes == 0 {
             return;
         }
-        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = self.budget.used.locked();
         used.total = used.total.saturating_sub(self.bytes);
         if let Some(client) = self.client
             && let Some(n) = used.by_client.get_mut(&client)
@@ -79,7 +80,7 @@ impl BodyBudget {
 
     /// Counts `more` bytes of `held`'s body, unless a limit would be passed.
     fn take(&self, held: &mut Held, more: usize) -> Result<(), Unread> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = self.used.locked();
         if used.total + more > self.total {
             return Err(Unread::GatewayBusy(used.total));
         }
@@ -177,7 +178,7 @@ mod tests {
         drop(a);
         assert!(budget.take(&mut c, 20).is_ok());
         drop((b, c));
-        let used = budget.used.lock().expect("lock");
+        let used = budget.used.locked();
         assert_eq!((used.total, used.by_client.len()), (0, 0));
     }
 }

@@ -27,6 +27,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
+use crate::locks::Locked;
 use crate::upstream::inflight::LogLevel;
 use crate::upstream::state::{Change, Changes};
 
@@ -71,7 +72,8 @@ impl ClientSessions {
             log_level: Arc::default(),
             peer,
         };
-        if let Ok(mut sessions) = self.sessions.lock() {
+        {
+            let mut sessions = self.sessions.locked();
             sessions.retain(|_, s| !s.peer.is_transport_closed());
             sessions.insert(id, Arc::new(session));
         }
@@ -80,7 +82,7 @@ impl ClientSessions {
 
     /// The session `id`, if registered.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.lock().ok()?.get(id).cloned()
+        self.sessions.locked().get(id).cloned()
     }
 
     /// A session by id. rmcp answers `notifications/initialized` before the gateway
@@ -118,12 +120,10 @@ impl ClientSessions {
 
     /// Tells every session that a list may have changed.
     pub(crate) async fn tell_all(&self, change: Change) {
-        let peers: Vec<Peer<RoleServer>> = match self.sessions.lock() {
-            Ok(mut sessions) => {
-                sessions.retain(|_, s| !s.peer.is_transport_closed());
-                sessions.values().map(|s| s.peer.clone()).collect()
-            }
-            Err(_) => return,
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut sessions = self.sessions.locked();
+            sessions.retain(|_, s| !s.peer.is_transport_closed());
+            sessions.values().map(|s| s.peer.clone()).collect()
         };
         for peer in peers {
             let result = match change {
@@ -152,14 +152,13 @@ impl ClientSessions {
             return;
         };
         let ids = auth.sessions_in(&audience, auth.now());
-        let peers: Vec<Peer<RoleServer>> = match self.sessions.lock() {
-            Ok(sessions) => ids
-                .iter()
+        let peers: Vec<Peer<RoleServer>> = {
+            let sessions = self.sessions.locked();
+            ids.iter()
                 .filter_map(|id| sessions.get(id))
                 .filter(|s| !s.peer.is_transport_closed())
                 .map(|s| s.peer.clone())
-                .collect(),
-            Err(_) => Vec::new(),
+                .collect()
         };
         tokio::spawn(async move {
             for peer in peers {

@@ -22,6 +22,7 @@ use crate::config::{Config, StartMode};
 use crate::enforce::approve::ApprovalDesk;
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
+use crate::locks::{Locked, ReadWrite};
 use crate::periodic::Periodic;
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
@@ -265,20 +266,20 @@ impl Gateway {
         let slot = &self.inner.views[usize::from(era == Era::Modern)];
         let epoch = self.inner.changes.epoch();
         let catalog = self.inner.catalog.version();
-        if let Ok(view) = slot.read()
-            && view.epoch == epoch
-            && view.catalog_version == catalog
         {
-            return view.clone();
+            let view = slot.reading();
+            if view.epoch == epoch && view.catalog_version == catalog {
+                return view.clone();
+            }
         }
-        let _guard = self.inner.rebuild.lock();
+        let _guard = self.inner.rebuild.locked();
         let epoch = self.inner.changes.epoch();
         let catalog = self.inner.catalog.version();
-        if let Ok(view) = slot.read()
-            && view.epoch == epoch
-            && view.catalog_version == catalog
         {
-            return view.clone();
+            let view = slot.reading();
+            if view.epoch == epoch && view.catalog_version == catalog {
+                return view.clone();
+            }
         }
         let mut fresh = Aggregate::build(
             epoch,
@@ -289,9 +290,7 @@ impl Gateway {
         );
         fresh.catalog_version = catalog;
         let fresh = Arc::new(fresh);
-        if let Ok(mut slot) = slot.write() {
-            *slot = fresh.clone();
-        }
+        *slot.writing() = fresh.clone();
         fresh
     }
 

@@ -43,6 +43,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::locks::Locked;
 use crate::protocol::error::GatewayError;
 use crate::upstream::asker::{Ask, Asker, Kind};
 
@@ -204,7 +205,7 @@ pub(crate) struct Park {
 impl Park {
     /// How many calls are parked.
     pub(crate) fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or_default()
+        self.entries.locked().len()
     }
 
     /// Parks a call that asked for input; returns the `requestState` that resumes it.
@@ -219,7 +220,8 @@ impl Park {
         let watch = CancellationToken::new();
         let finished = call.finished.clone();
         let deadline = call.deadline + GRACE;
-        if let Ok(mut entries) = self.entries.lock() {
+        {
+            let mut entries = self.entries.locked();
             entries.insert(
                 state.clone(),
                 Entry {
@@ -238,7 +240,7 @@ impl Park {
                 () = finished.cancelled() => {}
                 () = tokio::time::sleep_until(deadline) => {}
             }
-            let expired = park.entries.lock().ok().and_then(|mut e| e.remove(&key));
+            let expired = park.entries.locked().remove(&key);
             if let Some(entry) = expired {
                 tracing::debug!(upstream = %entry.call.upstream, "a parked call expired");
             }
@@ -255,10 +257,7 @@ impl Park {
         bind: &str,
         mut responses: InputResponses,
     ) -> Result<Call, GatewayError> {
-        let mut entries = self
-            .entries
-            .lock()
-            .map_err(|_| GatewayError::InputRoundExpired)?;
+        let mut entries = self.entries.locked();
         let Some(entry) = entries.get(state) else {
             return Err(GatewayError::InputRoundExpired);
         };

@@ -4,6 +4,7 @@
 //! request in progress (an open stream counts) for `mcp.session_idle_timeout` ends; its
 //! id then gets rmcp's 404, and the client starts a new one.
 
+use crate::locks::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,10 +63,6 @@ impl SessionTable {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub(crate) fn cap(&self) -> usize {
         self.cap
     }
@@ -76,7 +73,7 @@ impl SessionTable {
 
     /// Room for one more session of `owner`; `None` when it has `cap` already.
     pub(crate) fn start(self: &Arc<Self>, owner: String) -> Option<Starting> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.locked();
         let open = inner.per_owner.entry(owner.clone()).or_default();
         if *open >= self.cap {
             return None;
@@ -90,7 +87,7 @@ impl SessionTable {
 
     /// A request of session `id` begins; `None` for a session the table does not know.
     pub(crate) fn enter(self: &Arc<Self>, id: &str) -> Option<InUse> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.locked();
         let entry = inner.by_id.get_mut(id)?;
         entry.busy += 1;
         entry.last = Instant::now();
@@ -102,7 +99,7 @@ impl SessionTable {
 
     /// Session `id` ended (the client deleted it).
     pub(crate) fn ended(&self, id: &str) {
-        let mut inner = self.lock();
+        let mut inner = self.inner.locked();
         if let Some(entry) = inner.by_id.remove(id) {
             inner.release(&entry.owner);
         }
@@ -110,7 +107,7 @@ impl SessionTable {
 
     /// Takes the sessions idle since `now - idle` out of the table.
     pub(crate) fn take_idle(&self, now: Instant) -> Vec<String> {
-        let mut inner = self.lock();
+        let mut inner = self.inner.locked();
         let idle: Vec<String> = inner
             .by_id
             .iter()
@@ -135,7 +132,7 @@ impl Starting {
                 last: Instant::now(),
                 busy: 0,
             };
-            self.table.lock().by_id.insert(id, entry);
+            self.table.inner.locked().by_id.insert(id, entry);
         }
     }
 }
@@ -143,14 +140,14 @@ impl Starting {
 impl Drop for Starting {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.take() {
-            self.table.lock().release(&owner);
+            self.table.inner.locked().release(&owner);
         }
     }
 }
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        let mut inner = self.table.lock();
+        let mut inner = self.table.inner.locked();
         if let Some(entry) = inner.by_id.get_mut(&self.id) {
             entry.busy = entry.busy.saturating_sub(1);
             entry.last = Instant::now();
@@ -181,6 +178,6 @@ mod tests {
         let soon = Instant::now() + Duration::from_secs(59);
         assert!(table.take_idle(soon).is_empty(), "s1 was just used");
         table.ended("s1");
-        assert!(table.lock().per_owner.is_empty());
+        assert!(table.inner.locked().per_owner.is_empty());
     }
 }

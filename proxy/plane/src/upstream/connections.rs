@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::locks::Locked;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{Connection, SendRequest};
@@ -76,7 +77,7 @@ impl Connections {
             .await
             .map_err(|_| ConnError::Closed)?;
         loop {
-            let candidate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let candidate = self.idle.locked().pop();
             match candidate {
                 Some(mut pooled) if pooled.sender.is_ready() => {
                     pooled.slot = Some(slot);
@@ -106,11 +107,11 @@ impl Connections {
     pub(crate) fn checkin(&self, mut pooled: Pooled) {
         // Idle before its slot is given back: a caller woken by the slot finds it.
         let slot = pooled.slot.take();
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
+        let mut idle = self.idle.locked();
+        if idle.len() < MAX_IDLE {
             idle.push(pooled);
         }
+        drop(idle);
         drop(slot);
     }
 }

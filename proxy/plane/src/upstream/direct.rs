@@ -66,6 +66,7 @@ use super::inflight::{Inflight, LogLevel, ProgressCount};
 use super::lane::Lane;
 use super::session;
 use super::target::Target;
+use crate::locks::Locked;
 use crate::protocol::codes::{
     INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, error_message, rpc_error,
 };
@@ -158,13 +159,14 @@ impl Direct {
     pub(crate) async fn answer(&self, session: &str, message: &Incoming<'_>) -> Response {
         let id_value = message.id_value();
         let id = id_value.as_str().unwrap_or_default();
-        let pending = self.pending.lock().ok().and_then(|mut p| {
-            if p.get(id).is_some_and(|p| p.session == session) {
-                p.remove(id)
+        let pending = {
+            let mut pending = self.pending.locked();
+            if pending.get(id).is_some_and(|p| p.session == session) {
+                pending.remove(id)
             } else {
                 None
             }
-        });
+        };
         let Some(pending) = pending else {
             let text = format!("no request {id:?} is waiting for an answer in this session");
             return rpc_error(
@@ -208,7 +210,7 @@ impl Direct {
             return false;
         };
         let key = (owner, request_id.to_string());
-        let Some(call) = self.inflight.lock().ok().and_then(|mut f| f.remove(&key)) else {
+        let Some(call) = self.inflight.locked().remove(&key) else {
             return false;
         };
         self.cancels.fetch_add(1, Ordering::Relaxed);
@@ -251,7 +253,8 @@ impl Direct {
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
         let key: CallKey = Arc::new((caller.owner.clone(), normalised_id(client_id)));
-        if let Ok(mut inflight) = self.inflight.lock() {
+        {
+            let mut inflight = self.inflight.locked();
             inflight.insert(
                 key.clone(),
                 InFlight {
@@ -462,7 +465,8 @@ impl Direct {
                 }
             };
             exchange.await;
-            if let Ok(mut pending) = direct.pending.lock() {
+            {
+                let mut pending = direct.pending.locked();
                 pending.retain(|id, _| !forwarded_ids.contains(id));
             }
         });
@@ -507,7 +511,8 @@ impl Direct {
             return None;
         }
         let id = self.next_id();
-        if let Ok(mut pending) = self.pending.lock() {
+        {
+            let mut pending = self.pending.locked();
             pending.insert(
                 id.clone(),
                 Pending {
@@ -581,7 +586,8 @@ impl CancelOnDrop {
         }
         self.tracked = None;
         self.lane = None;
-        if let Ok(mut inflight) = self.direct.inflight.lock() {
+        {
+            let mut inflight = self.direct.inflight.locked();
             inflight.remove(&self.key);
         }
     }
@@ -593,13 +599,7 @@ impl Drop for CancelOnDrop {
         if let Some((id, token, _)) = self.tracked.take() {
             lane.calls.untrack_one(&id, &token);
         }
-        let still_inflight = self
-            .direct
-            .inflight
-            .lock()
-            .ok()
-            .and_then(|mut f| f.remove(&self.key))
-            .is_some();
+        let still_inflight = self.direct.inflight.locked().remove(&self.key).is_some();
         if still_inflight {
             let id = self.upstream_id.clone();
             tokio::spawn(async move {

@@ -11,6 +11,7 @@ use rmcp::model::{ProgressToken, RequestId};
 use rmcp::service::Peer;
 
 use super::asker::Asker;
+use crate::locks::Locked;
 
 /// A downstream request that is waiting on this lane: where its progress and any
 /// request the upstream makes back (elicitation, sampling, roots) must go.
@@ -100,7 +101,8 @@ pub(crate) struct Sending<'a> {
 
 impl Drop for Sending<'_> {
     fn drop(&mut self) {
-        if let Ok(mut inflight) = self.calls.inflight.lock() {
+        {
+            let mut inflight = self.calls.inflight.locked();
             inflight.sending = inflight.sending.saturating_sub(1);
         }
         self.calls.tracked.notify_waiters();
@@ -141,9 +143,8 @@ impl ProgressCount {
     }
 
     pub(crate) fn logged(&self) {
-        if let Ok(mut last) = self.last_log.lock() {
-            *last = Some(tokio::time::Instant::now());
-        }
+        let mut last = self.last_log.locked();
+        *last = Some(tokio::time::Instant::now());
     }
 
     /// Waits (briefly) until every received progress notification was passed on and,
@@ -152,7 +153,7 @@ impl ProgressCount {
         use std::sync::atomic::Ordering::Acquire;
         // The common case, nothing to wait for, without a clock read or a timer.
         if self.forwarded.load(Acquire) >= self.received.load(Acquire)
-            && self.last_log.lock().is_ok_and(|l| l.is_none())
+            && self.last_log.locked().is_none()
         {
             return;
         }
@@ -166,7 +167,7 @@ impl ProgressCount {
                 changed.await;
             }
             loop {
-                let last = self.last_log.lock().ok().and_then(|l| *l);
+                let last = *self.last_log.locked();
                 let Some(last) = last else { return };
                 // The last message may be racing the answer on another connection.
                 let quiet_until = last.max(answered) + LOG_QUIET;
@@ -191,13 +192,13 @@ pub(crate) struct Calls {
 impl Calls {
     /// Forgets every call (the connection went down: their callers get rmcp's error).
     pub(crate) fn clear(&self) {
-        if let Ok(mut inflight) = self.inflight.lock() {
-            *inflight = Inflights::default();
-        }
+        let mut inflight = self.inflight.locked();
+        *inflight = Inflights::default();
     }
 
     pub(crate) fn sending(&self) -> Sending<'_> {
-        if let Ok(mut inflight) = self.inflight.lock() {
+        {
+            let mut inflight = self.inflight.locked();
             inflight.sending += 1;
         }
         Sending { calls: self }
@@ -210,7 +211,8 @@ impl Calls {
         origin: Inflight,
     ) -> Arc<ProgressCount> {
         let count = Arc::new(ProgressCount::default());
-        if let Ok(mut inflight) = self.inflight.lock() {
+        {
+            let mut inflight = self.inflight.locked();
             inflight
                 .by_progress
                 .insert(progress, (id.clone(), count.clone()));
@@ -220,9 +222,8 @@ impl Calls {
     }
 
     pub(crate) fn untrack(&self, id: &RequestId) {
-        if let Ok(mut inflight) = self.inflight.lock()
-            && inflight.by_request.remove(id).is_some()
-        {
+        let mut inflight = self.inflight.locked();
+        if inflight.by_request.remove(id).is_some() {
             inflight.by_progress.retain(|_, (v, _)| v != id);
         }
     }
@@ -230,8 +231,8 @@ impl Calls {
     /// [`Self::untrack`] for a call tracked under `progress`: its one progress entry is
     /// found by key rather than by a scan of every call in flight.
     pub(crate) fn untrack_one(&self, id: &RequestId, progress: &ProgressToken) {
-        if let Ok(mut inflight) = self.inflight.lock()
-            && inflight.by_request.remove(id).is_some()
+        let mut inflight = self.inflight.locked();
+        if inflight.by_request.remove(id).is_some()
             && let Some((key, entry)) = inflight.by_progress.remove_entry(progress)
             && entry.0 != *id
         {
@@ -283,7 +284,7 @@ impl Calls {
             let woken = self.tracked.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            if let Some(answer) = decide(&*self.inflight.lock().ok()?) {
+            if let Some(answer) = decide(&self.inflight.locked()) {
                 return answer;
             }
             if tokio::time::timeout_at(deadline, woken).await.is_err() {
@@ -294,9 +295,7 @@ impl Calls {
 
     /// Counts a progress notification as the transport receives it, in order.
     pub(crate) fn progress_arrived(&self, token: &ProgressToken) {
-        if let Ok(inflight) = self.inflight.lock()
-            && let Some((_, count)) = inflight.by_progress.get(token)
-        {
+        if let Some((_, count)) = self.inflight.locked().by_progress.get(token) {
             count.received();
         }
     }

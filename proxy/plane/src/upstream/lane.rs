@@ -27,6 +27,7 @@ use super::session::SessionSlot;
 use super::shared::Shared;
 use super::state::{Change, Health, LaneError};
 use super::target::Target;
+use crate::locks::{Locked, ReadWrite};
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
 
@@ -91,17 +92,17 @@ impl Lane {
     }
 
     pub(crate) fn protocol(&self) -> Option<String> {
-        self.protocol.read().ok().and_then(|p| p.clone())
+        self.protocol.reading().clone()
     }
 
     /// The negotiated revision, as a header value.
     pub(crate) fn protocol_header(&self) -> Option<http::HeaderValue> {
-        self.protocol_header.read().ok().and_then(|p| p.clone())
+        self.protocol_header.reading().clone()
     }
 
     /// What the lane's connection offers (empty while it is not ready).
     pub(crate) fn offer(&self) -> Arc<Offer> {
-        self.offer.read().map(|o| o.clone()).unwrap_or_default()
+        self.offer.reading().clone()
     }
 
     /// Where direct calls go, while the lane is ready (and, for a legacy lane, while
@@ -133,7 +134,7 @@ impl Lane {
     pub(crate) fn reconnect(&self, why: &str) {
         use std::sync::atomic::Ordering;
         self.session.clear();
-        let Some(connection) = self.connection.lock().ok().and_then(|mut c| c.take()) else {
+        let Some(connection) = self.connection.locked().take() else {
             return;
         };
         tracing::info!(upstream = %self.name(), era = self.era.label(), why, "reconnecting");
@@ -270,13 +271,15 @@ impl Lane {
                 self.unsupported(&format!("it answered in revision {version}"));
                 return;
             }
-            if let Ok(mut connection) = self.connection.lock() {
+            {
+                let mut connection = self.connection.locked();
                 *connection = Some(running.cancellation_token());
             }
             match self.come_up(&running).await {
                 Ok(()) => backoff = Duration::from_secs(1),
                 Err(reason) => {
-                    if let Ok(mut connection) = self.connection.lock() {
+                    {
+                        let mut connection = self.connection.locked();
                         *connection = None;
                     }
                     self.reconnecting
@@ -304,14 +307,16 @@ impl Lane {
             if let Some(task) = listening {
                 task.abort();
             }
-            if let Ok(mut connection) = self.connection.lock() {
+            {
+                let mut connection = self.connection.locked();
                 *connection = None;
             }
             if self
                 .reconnecting
                 .swap(false, std::sync::atomic::Ordering::AcqRel)
             {
-                if let Ok(mut peer) = self.peer.write() {
+                {
+                    let mut peer = self.peer.writing();
                     *peer = None;
                 }
                 continue;
@@ -321,7 +326,8 @@ impl Lane {
                 break;
             }
         }
-        if let Ok(mut peer) = self.peer.write() {
+        {
+            let mut peer = self.peer.writing();
             *peer = None;
         }
         self.set_health(Health::Stopped);
@@ -350,18 +356,22 @@ impl Lane {
             protocol = protocol.as_deref().unwrap_or("?"),
             "upstream connected"
         );
-        if let Ok(mut slot) = self.offer.write() {
+        {
+            let mut slot = self.offer.writing();
             *slot = Arc::new(offer);
         }
-        if let Ok(mut slot) = self.peer.write() {
+        {
+            let mut slot = self.peer.writing();
             *slot = Some(peer);
         }
-        if let Ok(mut slot) = self.protocol_header.write() {
+        {
+            let mut slot = self.protocol_header.writing();
             *slot = protocol
                 .as_deref()
                 .and_then(|p| http::HeaderValue::from_str(p).ok());
         }
-        if let Ok(mut slot) = self.protocol.write() {
+        {
+            let mut slot = self.protocol.writing();
             *slot = protocol;
         }
         self.set_health(Health::Ready);
@@ -424,10 +434,12 @@ impl Lane {
     }
 
     fn went_down(&self, reason: String) {
-        if let Ok(mut peer) = self.peer.write() {
+        {
+            let mut peer = self.peer.writing();
             *peer = None;
         }
-        if let Ok(mut offer) = self.offer.write() {
+        {
+            let mut offer = self.offer.writing();
             *offer = Arc::default();
         }
         self.set_health(Health::Down(reason));
@@ -452,7 +464,7 @@ impl Lane {
     /// that re-lists of different kinds running at once (an upstream announcing its
     /// prompts and its resources together) do not undo each other.
     pub(crate) async fn refresh(&self, change: Change) {
-        let Some(peer) = self.peer.read().ok().and_then(|p| p.clone()) else {
+        let Some(peer) = self.peer.reading().clone() else {
             return;
         };
         let mut fresh = Offer::default();
@@ -472,7 +484,8 @@ impl Lane {
         };
         match result {
             Ok(()) => {
-                if let Ok(mut slot) = self.offer.write() {
+                {
+                    let mut slot = self.offer.writing();
                     let mut offer = (**slot).clone();
                     match change {
                         Change::Tools => offer.tools = fresh.tools,
@@ -504,9 +517,8 @@ impl Lane {
     ) -> Result<rmcp::model::ServerResult, GatewayError> {
         let peer = self
             .peer
-            .read()
-            .ok()
-            .and_then(|p| p.clone())
+            .reading()
+            .clone()
             .ok_or_else(|| self.unavailable("it is reconnecting".into()))?;
         // Counted as being sent from before the request leaves until it is tracked: the
         // upstream's first message about it may arrive in between.

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use http::{HeaderValue, StatusCode};
 
+use crate::locks::ReadWrite;
 use crate::protocol::message::Incoming;
 
 /// Where the lane keeps the upstream's session id (recorded by the rmcp transport).
@@ -33,48 +34,41 @@ impl UpstreamSession {
     /// Records the id the upstream issued (or that the transport used).
     pub(crate) fn record(&self, id: &str) {
         let same = |state: &SessionState| matches!(state, SessionState::Issued(known, _) if known.as_ref() == id);
-        if self.current.read().is_ok_and(|state| same(&state)) {
+        if same(&self.current.reading()) {
             return;
         }
-        if let Ok(mut state) = self.current.write()
-            && !same(&state)
-        {
+        let mut state = self.current.writing();
+        if !same(&state) {
             *state = SessionState::Issued(Arc::from(id), HeaderValue::from_str(id).ok());
         }
     }
 
     /// Records that the upstream answered `initialize` without issuing a session.
     pub(crate) fn record_stateless(&self) {
-        if let Ok(mut state) = self.current.write() {
-            *state = SessionState::Stateless;
-        }
+        let mut state = self.current.writing();
+        *state = SessionState::Stateless;
     }
 
     /// Forgets what was known (the session ended, or the lane reconnects).
     pub(crate) fn clear(&self) {
-        if let Ok(mut state) = self.current.write() {
-            *state = SessionState::Unknown;
-        }
+        let mut state = self.current.writing();
+        *state = SessionState::Unknown;
     }
 
     /// Whether direct requests can be addressed: an id is known, or none is needed.
     pub(crate) fn is_known(&self) -> bool {
-        self.current
-            .read()
-            .is_ok_and(|state| !matches!(*state, SessionState::Unknown))
+        !matches!(*self.current.reading(), SessionState::Unknown)
     }
 
     /// Whether the upstream issues no session.
     pub(crate) fn is_stateless(&self) -> bool {
-        self.current
-            .read()
-            .is_ok_and(|state| matches!(*state, SessionState::Stateless))
+        matches!(*self.current.reading(), SessionState::Stateless)
     }
 
     /// The `Mcp-Session-Id` of a direct request: `Some(None)` for an upstream without
     /// sessions, `None` while the id is not known (or cannot be sent).
     pub(super) fn header(&self) -> Option<Option<HeaderValue>> {
-        match &*self.current.read().ok()? {
+        match &*self.current.reading() {
             SessionState::Unknown => None,
             SessionState::Stateless => Some(None),
             SessionState::Issued(_, header) => header.clone().map(Some),

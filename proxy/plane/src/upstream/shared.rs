@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{Change, Changes};
 use crate::config::{ProtocolPin, UpstreamConfig};
+use crate::locks::Locked;
 use crate::protocol::era::Era;
 
 /// A downstream session (by its session id) subscribed to a resource.
@@ -67,17 +68,14 @@ impl Shared {
     }
 
     pub(crate) fn subscribe(&self, uri: &str, session: &str, peer: Peer<RoleServer>) {
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            let list = subscribers.entry(uri.to_owned()).or_default();
-            list.retain(|(s, p)| s != session && !p.is_transport_closed());
-            list.push((session.to_owned(), peer));
-        }
+        let mut subscribers = self.subscribers.locked();
+        let list = subscribers.entry(uri.to_owned()).or_default();
+        list.retain(|(s, p)| s != session && !p.is_transport_closed());
+        list.push((session.to_owned(), peer));
     }
 
     pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
-        let Ok(mut subscribers) = self.subscribers.lock() else {
-            return false;
-        };
+        let mut subscribers = self.subscribers.locked();
         let Some(list) = subscribers.get_mut(uri) else {
             return true;
         };
@@ -94,9 +92,9 @@ impl Shared {
     pub(crate) async fn resource_updated(&self, params: ResourceUpdatedNotificationParam) {
         let peers = self
             .subscribers
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&params.uri).cloned())
+            .locked()
+            .get(&params.uri)
+            .cloned()
             .unwrap_or_default();
         for (_, peer) in peers {
             if let Err(e) = peer.notify_resource_updated(params.clone()).await {
