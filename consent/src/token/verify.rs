@@ -2,7 +2,8 @@
 //! cached by the token's SHA-256), and the identity the token carries.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use biscuit_auth::{AuthorizerBuilder, Biscuit};
 use serde::Serialize;
@@ -190,12 +191,72 @@ struct Entry {
     expires_at: i64,
 }
 
+/// Shards of the verified-token cache: a lookup takes the read lock of one of them, so
+/// calls with different tokens do not wait for each other (and calls with the same token
+/// only share a read lock).
+const SHARDS: usize = 16;
+
+/// The verified tokens by the SHA-256 of their text, in shards, with their count.
+#[derive(Default)]
+struct Cache {
+    shards: [RwLock<HashMap<[u8; 32], Entry>>; SHARDS],
+    len: AtomicUsize,
+}
+
+impl Cache {
+    fn shard(&self, hash: &[u8; 32]) -> &RwLock<HashMap<[u8; 32], Entry>> {
+        &self.shards[usize::from(hash[0]) % SHARDS]
+    }
+
+    fn remove(&self, hash: &[u8; 32]) {
+        let mut shard = write(self.shard(hash));
+        if shard.remove(hash).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the tokens expired at `now`.
+    fn drop_expired(&self, now: i64) {
+        for shard in &self.shards {
+            let mut shard = write(shard);
+            let before = shard.len();
+            shard.retain(|_, e| now <= e.expires_at);
+            self.len.fetch_sub(before - shard.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the live token that ends soonest.
+    fn drop_soonest(&self) {
+        let soonest = self
+            .shards
+            .iter()
+            .filter_map(|shard| {
+                read(shard)
+                    .iter()
+                    .min_by_key(|(_, e)| e.expires_at)
+                    .map(|(k, e)| (e.expires_at, *k))
+            })
+            .min();
+        if let Some((_, hash)) = soonest {
+            self.remove(&hash);
+        }
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Verifies tokens against the key ring and caches the verified ones. Cheap to clone.
 #[derive(Clone)]
 pub struct Verifier {
     keys: KeyRing,
     capacity: usize,
-    cache: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+    cache: Arc<Cache>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -212,7 +273,7 @@ impl Verifier {
         Self {
             keys,
             capacity: settings.cache_capacity.max(1),
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::default(),
         }
     }
 
@@ -269,45 +330,42 @@ impl Verifier {
 
     /// How many verified tokens the cache holds.
     pub fn cached(&self) -> usize {
-        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+        self.cache.len.load(Ordering::Relaxed)
     }
 
     fn lookup(&self, hash: &[u8; 32], now: i64) -> Result<Option<Arc<VerifiedToken>>, TokenError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(entry) = cache.get(hash) else {
-            return Ok(None);
+        let (token, expires_at) = {
+            let shard = read(self.cache.shard(hash));
+            let Some(entry) = shard.get(hash) else {
+                return Ok(None);
+            };
+            (entry.token.clone(), entry.expires_at)
         };
         // The same order as a first verification: the key, then the token's life.
-        let kid = entry.token.identity.kid;
-        if let Some(refusal) = self.keys.refusal(kid, now) {
-            cache.remove(hash);
+        if let Some(refusal) = self.keys.refusal(token.identity.kid, now) {
+            self.cache.remove(hash);
             return Err(key_error(refusal));
         }
-        if now > entry.expires_at {
-            let expired = entry.expires_at;
-            cache.remove(hash);
-            return Err(TokenError::Expired(expired));
+        if now > expires_at {
+            self.cache.remove(hash);
+            return Err(TokenError::Expired(expires_at));
         }
-        Ok(Some(entry.token.clone()))
+        Ok(Some(token))
     }
 
     fn insert(&self, hash: [u8; 32], token: Arc<VerifiedToken>, now: i64) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= self.capacity {
-            cache.retain(|_, e| now <= e.expires_at);
+        if self.cached() >= self.capacity {
+            self.cache.drop_expired(now);
         }
-        if cache.len() >= self.capacity {
+        if self.cached() >= self.capacity {
             // Still full of live tokens: drop the one that ends soonest.
-            if let Some(victim) = cache
-                .iter()
-                .min_by_key(|(_, e)| e.expires_at)
-                .map(|(k, _)| *k)
-            {
-                cache.remove(&victim);
-            }
+            self.cache.drop_soonest();
         }
         let expires_at = token.identity.expires_at;
-        cache.insert(hash, Entry { token, expires_at });
+        let mut shard = write(self.cache.shard(&hash));
+        if shard.insert(hash, Entry { token, expires_at }).is_none() {
+            self.cache.len.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn parse(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
