@@ -8,7 +8,7 @@
 //! that gives the same decisions.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::time::Duration;
 
 use biscuit_auth::builder::{Check, Convert, Fact, Term, fact};
@@ -283,7 +283,9 @@ fn stated(call: &CallFacts) -> Result<AuthorizerBuilder, Decision> {
 pub(crate) struct Decisions {
     /// Computed at first use: `None` when the token is not entirely Warrant's.
     shape: OnceLock<Option<Shape>>,
-    allowed: Mutex<HashSet<[u8; 32]>>,
+    /// Read on every call of the token (the agents of a subagent chain, or many workers of
+    /// one agent, share it): a read lock, written only when a call is first allowed.
+    allowed: RwLock<HashSet<[u8; 32]>>,
 }
 
 /// What makes a call's decision for a token entirely Warrant's.
@@ -302,7 +304,7 @@ impl Decisions {
     pub(crate) fn new() -> Self {
         Self {
             shape: OnceLock::new(),
-            allowed: Mutex::new(HashSet::new()),
+            allowed: RwLock::new(HashSet::new()),
         }
     }
 
@@ -347,12 +349,12 @@ impl Decisions {
     }
 
     fn allowed(&self, key: &[u8; 32]) -> bool {
-        let allowed = self.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        let allowed = self.allowed.read().unwrap_or_else(|p| p.into_inner());
         allowed.contains(key)
     }
 
     fn remember(&self, key: [u8; 32]) {
-        let mut allowed = self.allowed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut allowed = self.allowed.write().unwrap_or_else(|p| p.into_inner());
         if allowed.len() >= REMEMBERED_PER_TOKEN
             && let Some(victim) = allowed.iter().next().copied()
         {

@@ -125,7 +125,32 @@ pub(crate) struct Direct {
     /// Client cancellations that reached a direct call in flight.
     cancels: AtomicU64,
     pending: Mutex<HashMap<String, Pending>>,
-    inflight: Mutex<HashMap<CallKey, InFlight>>,
+    inflight: InFlights,
+}
+
+/// The direct calls in flight, in shards by their key: two calls take the same lock only
+/// when their keys fall in the same shard.
+#[derive(Default)]
+struct InFlights([Mutex<HashMap<CallKey, InFlight>>; IN_FLIGHT_SHARDS]);
+
+const IN_FLIGHT_SHARDS: usize = 16;
+
+impl InFlights {
+    fn shard(&self, key: &(String, String)) -> &Mutex<HashMap<CallKey, InFlight>> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        // The remainder is below the shard count: the cast cannot truncate.
+        &self.0[(hasher.finish() % IN_FLIGHT_SHARDS as u64) as usize]
+    }
+
+    fn insert(&self, key: CallKey, call: InFlight) {
+        self.shard(&key).locked().insert(key, call);
+    }
+
+    fn remove(&self, key: &(String, String)) -> Option<InFlight> {
+        self.shard(key).locked().remove(key)
+    }
 }
 
 /// Whether a JSON-RPC message is a client's answer to a request the direct path forwarded.
@@ -210,7 +235,7 @@ impl Direct {
             return false;
         };
         let key = (owner, request_id.to_string());
-        let Some(call) = self.inflight.locked().remove(&key) else {
+        let Some(call) = self.inflight.remove(&key) else {
             return false;
         };
         self.cancels.fetch_add(1, Ordering::Relaxed);
@@ -253,16 +278,13 @@ impl Direct {
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
         let key: CallKey = Arc::new((caller.owner.clone(), normalised_id(client_id)));
-        {
-            let mut inflight = self.inflight.locked();
-            inflight.insert(
-                key.clone(),
-                InFlight {
-                    lane: lane.clone(),
-                    upstream_id: upstream_key.clone(),
-                },
-            );
-        }
+        self.inflight.insert(
+            key.clone(),
+            InFlight {
+                lane: lane.clone(),
+                upstream_id: upstream_key.clone(),
+            },
+        );
         // Messages about this call that reach the lane's rmcp connection instead of the
         // call's stream (an rmcp server logs on its standalone stream) find the client.
         let tracked = track(
@@ -586,10 +608,7 @@ impl CancelOnDrop {
         }
         self.tracked = None;
         self.lane = None;
-        {
-            let mut inflight = self.direct.inflight.locked();
-            inflight.remove(&self.key);
-        }
+        self.direct.inflight.remove(&self.key);
     }
 }
 
@@ -599,7 +618,7 @@ impl Drop for CancelOnDrop {
         if let Some((id, token, _)) = self.tracked.take() {
             lane.calls.untrack_one(&id, &token);
         }
-        let still_inflight = self.direct.inflight.locked().remove(&self.key).is_some();
+        let still_inflight = self.direct.inflight.remove(&self.key).is_some();
         if still_inflight {
             let id = self.upstream_id.clone();
             tokio::spawn(async move {
