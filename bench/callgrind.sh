@@ -14,6 +14,8 @@
 # Usage: bench/callgrind.sh   (release binaries must be built; see bench/run.sh)
 #
 # Environment (all optional):
+#   CG_UPSTREAM_MODE=sse   the upstream's kind (bench_upstream --mode): sse (sessions,
+#                          answers as SSE), stateless (JSON, no session id) or json
 #   CG_GATEWAY=token       token: the default config, every call with a real access token
 #                          minted by target/release/bench_token (verify, revocation and the
 #                          decision are counted); none: mcp.authorization = "none"
@@ -27,6 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 GATEWAY=${CG_GATEWAY:-token}
+UPSTREAM_MODE=${CG_UPSTREAM_MODE:-sse}
 DURATION=${CG_DURATION:-10s}
 CONCURRENCY=${CG_CONCURRENCY:-1}
 RELEASE_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -37,6 +40,10 @@ TOKEN_TOOL=$RELEASE_DIR/bench_token
 case $GATEWAY in
     none | token) ;;
     *) echo "CG_GATEWAY must be none or token" >&2; exit 2 ;;
+esac
+case $UPSTREAM_MODE in
+    sse | stateless | json) ;;
+    *) echo "CG_UPSTREAM_MODE must be sse, stateless or json" >&2; exit 2 ;;
 esac
 if [[ $GATEWAY == token && ! -x $TOKEN_TOOL ]]; then
     echo "missing $TOKEN_TOOL: cargo build --release -p warrant-fixtures --features token --bin bench_token" >&2
@@ -73,7 +80,7 @@ wait_for_url() {
     return 1
 }
 
-"$UPSTREAM" --listen 127.0.0.1:0 --mode json >"$WORK/upstream.log" 2>&1 &
+"$UPSTREAM" --listen 127.0.0.1:0 --mode "$UPSTREAM_MODE" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}") || {
     cat "$WORK/upstream.log" >&2
@@ -87,7 +94,8 @@ mkdir -p "$WORK/data"
         printf '\n[mcp]\nauthorization = "none"\n'
     fi
 } >"$WORK/warrant.toml"
-port=$((20000 + RANDOM % 40000))
+# Below the ephemeral range (32768 and up on Linux), where connections of earlier runs linger.
+port=$((20000 + RANDOM % 12000))
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
     "$WARRANT" serve --config "$WORK/warrant.toml" --listen "127.0.0.1:$port" \
     --data-dir "$WORK/data" >"$WORK/warrant.log" 2>&1 &
@@ -132,6 +140,6 @@ instructions=$(grep -m1 '^totals:' "$profile" | awk '{print $2}')
 if [[ -n ${CG_OUT:-} ]]; then
     cp "$profile" "$CG_OUT"
 fi
-awk -v g="$GATEWAY" -v i="$instructions" -v c="$calls" -v w="$CONCURRENCY" 'BEGIN {
-    printf "gateway %s, concurrency %d: %d calls, %d instructions, %.0f instructions per call\n", g, w, c, i, i / c
+awk -v u="$UPSTREAM_MODE" -v g="$GATEWAY" -v i="$instructions" -v c="$calls" -v w="$CONCURRENCY" 'BEGIN {
+    printf "upstream %s, gateway %s, concurrency %d: %d calls, %d instructions, %.0f instructions per call\n", u, g, w, c, i, i / c
 }'

@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
 # Benchmark of Warrant's per-call path (one `tools/call`).
 #
-# Builds the release binaries, starts `bench_upstream` (an MCP server with one
-# `echo` tool) on loopback, and measures `tools/call` with `warrant_bench`:
-# straight against the upstream ("direct") and through two Warrants in front of
-# the same upstream: "none" (`mcp.authorization = "none"`, the proxy alone) and
-# "token" (the default: every request carries a real Warrant access token, minted
-# by `bench_token` for this gateway, so each call is verified, checked for
-# revocation and decided by the token's Datalog). Direct and gateway runs
-# alternate, BENCH_ROUNDS times; the Markdown report at the end shows medians.
+# Builds the release binaries and, for each kind of upstream in
+# BENCH_UPSTREAM_MODES, starts `bench_upstream` (an MCP server with one `echo`
+# tool) on loopback and measures `tools/call` with `warrant_bench`: straight
+# against the upstream ("direct") and through two Warrants in front of the same
+# upstream: "none" (`mcp.authorization = "none"`, the proxy alone) and "token"
+# (the default: every request carries a real Warrant access token, minted by
+# `bench_token` for this gateway, so each call is verified, checked for
+# revocation and decided). Direct and gateway runs alternate, BENCH_ROUNDS times;
+# the Markdown report at the end shows medians, one section per upstream kind.
+#
+# Upstream kinds (bench_upstream --mode):
+#   sse        rmcp's sessions (`Mcp-Session-Id`), every answer a text/event-stream
+#   stateless  rmcp's stateless service, application/json, no `Mcp-Session-Id` ever
+#   json       rmcp's stateless service, application/json, behind a thin layer that
+#              hands out session ids (the benchmark's upstream before issue 11)
 #
 # Usage: bench/run.sh [> report.md]   (from anywhere; everything stays on 127.0.0.1)
 # Progress and per-run tables go to stderr, the final Markdown report to stdout.
 #
 # Environment (all optional):
+#   BENCH_UPSTREAM_MODES=sse,stateless  upstream kinds measured, in turn (see above)
+#   BENCH_UPSTREAM_MODE=       one kind only (the older knob; BENCH_UPSTREAM_MODES wins)
 #   BENCH_CONCURRENCY=1,8,64   concurrency levels
 #   BENCH_DURATION=10s         measured window per level
 #   BENCH_WARMUP=2s            warm-up per level
 #   BENCH_ROUNDS=3             rounds of direct + gateway runs (medians are taken over them)
 #   BENCH_GATEWAYS=none,token  which Warrants to measure
-#   BENCH_UPSTREAM_MODE=json   bench_upstream --mode: json (application/json) or sse
 #   BENCH_BUILD=1              0 skips `cargo build --release`
 #   BENCH_AUTHORIZATION=       Authorization header value for the "token" gateway instead
 #                              of a minted token (e.g. "Bearer <token>")
@@ -34,6 +42,8 @@
 #   BENCH_OUT=                 also write the Markdown report to this file
 #   BENCH_KEEP=0               1 keeps the work directory (logs, JSON reports)
 #   WARRANT_BIN=target/release/warrant
+#
+# Allocations per call: bench/allocations.sh; instructions per call: bench/callgrind.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,7 +53,7 @@ CONCURRENCY=${BENCH_CONCURRENCY:-1,8,64}
 DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-2s}
 ROUNDS=${BENCH_ROUNDS:-3}
-UPSTREAM_MODE=${BENCH_UPSTREAM_MODE:-json}
+UPSTREAM_MODES=${BENCH_UPSTREAM_MODES:-${BENCH_UPSTREAM_MODE:-sse,stateless}}
 BUILD=${BENCH_BUILD:-1}
 AUTHORIZATION=${BENCH_AUTHORIZATION:-}
 START_TIMEOUT=${BENCH_WARRANT_START_TIMEOUT:-30}
@@ -112,7 +122,9 @@ http_status() {
 free_port() {
     local port
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
+        # Below the ephemeral range (32768 and up on Linux): a port there may still be held
+        # by a connection of an earlier run, in TIME_WAIT.
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s\n' "$port"
             return 0
@@ -156,13 +168,126 @@ LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 [[ -x $BENCH && -x $UPSTREAM ]] || die "missing $BENCH or $UPSTREAM (run with BENCH_BUILD=1)"
 command -v curl >/dev/null || die "curl is needed to probe Warrant's /healthz"
 
-# --- upstream ----------------------------------------------------------------
-"$UPSTREAM" --listen 127.0.0.1:0 --mode "$UPSTREAM_MODE" >"$WORK/upstream.log" 2>&1 &
-UPSTREAM_PID=$!
-STARTED_PIDS+=("$UPSTREAM_PID")
-UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "$UPSTREAM_PID" 10) \
-    || { cat "$WORK/upstream.log" >&2; die "bench_upstream did not start"; }
-log "upstream: $UPSTREAM_URL (pid $UPSTREAM_PID, mode $UPSTREAM_MODE)"
+for mode in ${UPSTREAM_MODES//,/ }; do
+    case $mode in
+        sse | stateless | json) ;;
+        *) die "BENCH_UPSTREAM_MODES: unknown upstream kind '$mode' (sse, stateless, json)" ;;
+    esac
+done
+for name in ${GATEWAY_NAMES//,/ }; do
+    case $name in
+        none | token) ;;
+        *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token)" ;;
+    esac
+done
+
+# stop_pids PID...: SIGTERM, up to 5 s for a graceful exit, then SIGKILL.
+stop_pids() {
+    local pid
+    for pid in "$@"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+declare -A MODE_TITLE=(
+    [sse]='rmcp with sessions, answers as SSE (`bench_upstream --mode sse`)'
+    [stateless]='rmcp stateless, answers as JSON, no session id (`bench_upstream --mode stateless`)'
+    [json]='rmcp stateless, answers as JSON, behind a layer that hands out session ids (`bench_upstream --mode json`)'
+)
+declare -A TITLE=(
+    [none]='Warrant without tokens (`mcp.authorization = "none"`: the proxy alone)'
+    [token]='Warrant with tokens (the default: verify, revocation and the decision on every call)'
+)
+
+# measure_kind MODE: starts an upstream of that kind and its gateways, runs the rounds,
+# appends the kind's section to $WORK/report-body.md and stops what it started.
+measure_kind() {
+    local mode=$1 dir=$WORK/$1 name round out
+    local -a kind_pids=()
+    mkdir -p "$dir"
+
+    # --- upstream ------------------------------------------------------------
+    "$UPSTREAM" --listen 127.0.0.1:0 --mode "$mode" >"$dir/upstream.log" 2>&1 &
+    UPSTREAM_PID=$!
+    STARTED_PIDS+=("$UPSTREAM_PID")
+    kind_pids+=("$UPSTREAM_PID")
+    UPSTREAM_URL=$(wait_for_url "$dir/upstream.log" "$UPSTREAM_PID" 10) \
+        || { cat "$dir/upstream.log" >&2; die "bench_upstream --mode $mode did not start"; }
+    log "upstream: $UPSTREAM_URL (pid $UPSTREAM_PID, mode $mode)"
+
+    # --- gateways ------------------------------------------------------------
+    GW_PID=() GW_URL=() GW_NOTE=() GW_AUTH=()
+    GATEWAYS=()
+    for name in ${GATEWAY_NAMES//,/ }; do
+        if start_gateway "$name" "$dir"; then
+            GATEWAYS+=("$name")
+            kind_pids+=("${GW_PID[$name]}")
+        fi
+    done
+
+    # --- runs ----------------------------------------------------------------
+    local -a direct_reports=()
+    local -A via_reports=([none]="" [token]="")
+    for round in $(seq "$ROUNDS"); do
+        log "$mode: round $round/$ROUNDS: direct"
+        bench "$mode-direct-$round" "$UPSTREAM_URL" echo "$UPSTREAM_PID" \
+            "$dir/direct-$round.json" || die "$mode: direct run $round failed"
+        direct_reports+=(--direct "$dir/direct-$round.json")
+
+        for name in "${GATEWAYS[@]}"; do
+            [[ -n ${GW_PID[$name]:-} ]] || continue
+            args=()
+            if [[ -n ${GW_AUTH[$name]:-} ]]; then
+                args+=(--header "Authorization: ${GW_AUTH[$name]}")
+            fi
+            out=$dir/$name-$round.json
+            log "$mode: round $round/$ROUNDS: via Warrant ($name)"
+            if bench "$mode-$name-$round" "${GW_URL[$name]}" bench__echo "${GW_PID[$name]}" \
+                "$out" "${args[@]}"; then
+                via_reports[$name]+=" --via $out"
+            else
+                GW_NOTE[$name]="run $round failed (see the errors above); no more runs through it"
+                log "warning: $mode: Warrant ($name): ${GW_NOTE[$name]}"
+                # A run that measured but saw errors still reports; keep it.
+                [[ -s $out ]] && via_reports[$name]+=" --via $out"
+                tail -n 20 "$dir/warrant-$name.log" >&2
+                unset "GW_PID[$name]"
+            fi
+        done
+    done
+
+    # --- this kind's section -------------------------------------------------
+    {
+        printf '\n## Upstream: %s\n\n' "${MODE_TITLE[$mode]}"
+        for name in ${GATEWAY_NAMES//,/ }; do
+            if [[ -n ${GW_NOTE[$name]:-} ]]; then
+                printf -- '- **Warrant (%s): %s**\n\n' "$name" "${GW_NOTE[$name]}"
+            fi
+        done
+        for name in ${GATEWAY_NAMES//,/ }; do
+            printf '### %s — %s upstream\n\n' "${TITLE[$name]}" "$mode"
+            # shellcheck disable=SC2086 # word splitting of the --via list is intended
+            "$BENCH" compare "${direct_reports[@]}" ${via_reports[$name]}
+            printf '\n'
+        done
+        if [[ -n ${via_reports[none]} && -n ${via_reports[token]} ]]; then
+            printf '### What the token adds — %s upstream (with tokens minus without, medians)\n\n' \
+                "$mode"
+            # shellcheck disable=SC2086
+            "$BENCH" cost ${via_reports[none]//--via/--without} ${via_reports[token]//--via/--with}
+        fi
+    } >>"$WORK/report-body.md"
+
+    stop_pids "${kind_pids[@]}"
+}
 
 # --- gateways ----------------------------------------------------------------
 # Two Warrants against the same upstream: "none" (mcp.authorization = "none": the proxy
@@ -176,9 +301,10 @@ gateway_note() {
     log "Warrant ($1) ${GW_NOTE[$1]}"
     return 1
 }
-# start_gateway NAME: starts Warrant for NAME (none or token) and sets GW_PID/GW_URL.
+# start_gateway NAME DIR: starts Warrant for NAME (none or token) in front of
+# $UPSTREAM_URL, with its config, data and log in DIR, and sets GW_PID/GW_URL.
 start_gateway() {
-    local name=$1 config=$WORK/warrant-$1.toml data=$WORK/warrant-$1-data port base pid
+    local name=$1 dir=$2 config=$2/warrant-$1.toml data=$2/warrant-$1-data port base pid
     [[ $GATEWAY_BUILT == 1 ]] || gateway_note "$name" "building warrant-proxy failed" || return 1
     [[ -x $WARRANT ]] || gateway_note "$name" "no Warrant binary at $WARRANT" || return 1
     mkdir -p "$data"
@@ -195,11 +321,11 @@ start_gateway() {
     } >"$config"
     port=$(free_port) || gateway_note "$name" "no free loopback port" || return 1
     "$WARRANT" serve --config "$config" --listen "127.0.0.1:$port" --data-dir "$data" \
-        >"$WORK/warrant-$name.log" 2>&1 &
+        >"$dir/warrant-$name.log" 2>&1 &
     pid=$!
     STARTED_PIDS+=("$pid")
-    if ! base=$(wait_for_url "$WORK/warrant-$name.log" "$pid" "$START_TIMEOUT"); then
-        tail -n 40 "$WORK/warrant-$name.log" >&2
+    if ! base=$(wait_for_url "$dir/warrant-$name.log" "$pid" "$START_TIMEOUT"); then
+        tail -n 40 "$dir/warrant-$name.log" >&2
         gateway_note "$name" "it did not print its URL (its log is above)" || return 1
     fi
     # The printed URL may be the base or the /mcp endpoint; the benchmark calls it on
@@ -211,7 +337,7 @@ start_gateway() {
         sleep 0.1
     done
     if [[ $(http_status "$base/healthz") != 200 ]]; then
-        tail -n 40 "$WORK/warrant-$name.log" >&2
+        tail -n 40 "$dir/warrant-$name.log" >&2
         gateway_note "$name" "$base/healthz never answered 200 (its log is above)" || return 1
     fi
     GW_PID[$name]=$pid
@@ -235,78 +361,26 @@ start_gateway() {
         GW_AUTH[$name]="Bearer $token"
     fi
 }
-for name in ${GATEWAY_NAMES//,/ }; do
-    case $name in
-        none | token) ;;
-        *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token)" ;;
-    esac
-    if start_gateway "$name"; then
-        GATEWAYS+=("$name")
-    fi
-done
 
-# --- runs --------------------------------------------------------------------
-DIRECT_REPORTS=()
-declare -A VIA_REPORTS=([none]="" [token]="")
-for round in $(seq "$ROUNDS"); do
-    log "round $round/$ROUNDS: direct"
-    bench "direct-$round" "$UPSTREAM_URL" echo "$UPSTREAM_PID" "$WORK/direct-$round.json" \
-        || die "direct run $round failed"
-    DIRECT_REPORTS+=(--direct "$WORK/direct-$round.json")
-
-    for name in "${GATEWAYS[@]}"; do
-        [[ -n ${GW_PID[$name]:-} ]] || continue
-        args=()
-        if [[ -n ${GW_AUTH[$name]:-} ]]; then
-            args+=(--header "Authorization: ${GW_AUTH[$name]}")
-        fi
-        out=$WORK/$name-$round.json
-        log "round $round/$ROUNDS: via Warrant ($name)"
-        if bench "$name-$round" "${GW_URL[$name]}" bench__echo "${GW_PID[$name]}" "$out" \
-            "${args[@]}"; then
-            VIA_REPORTS[$name]+=" --via $out"
-        else
-            GW_NOTE[$name]="run $round failed (see the errors above); no more runs through it"
-            log "warning: Warrant ($name): ${GW_NOTE[$name]}"
-            # A run that measured but saw errors still reports; keep it.
-            [[ -s $out ]] && VIA_REPORTS[$name]+=" --via $out"
-            tail -n 20 "$WORK/warrant-$name.log" >&2
-            unset "GW_PID[$name]"
-        fi
-    done
+# --- runs, one upstream kind after the other ---------------------------------
+: >"$WORK/report-body.md"
+for mode in ${UPSTREAM_MODES//,/ }; do
+    measure_kind "$mode"
 done
 
 # --- report ------------------------------------------------------------------
 cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-declare -A TITLE=(
-    [none]='Warrant without tokens (`mcp.authorization = "none"`: the proxy alone)'
-    [token]='Warrant with tokens (the default: verify, revocation and the decision on every call)'
-)
 {
-    printf '## Warrant per-call benchmark\n\n'
+    printf '# Warrant per-call benchmark\n\n'
     printf -- '- machine: %s CPUs, %s, Linux %s; load average at start: %s\n' "$(nproc)" \
         "${cpu_model:-unknown CPU}" "$(uname -r)" "$LOAD_AT_START"
-    printf -- '- upstream: bench_upstream --mode %s (echo tool); load: warrant_bench, one keep-alive\n' \
-        "$UPSTREAM_MODE"
-    printf '  connection and MCP session per worker; warm-up %s, window %s per level; rounds: %s\n' \
-        "$WARMUP" "$DURATION" "$ROUNDS"
+    printf -- '- upstreams: bench_upstream --mode %s (echo tool), one after the other\n' \
+        "${UPSTREAM_MODES//,/, }"
+    printf -- '- load: warrant_bench, one keep-alive connection and MCP session per worker;\n'
+    printf '  warm-up %s, window %s per level; rounds: %s\n' "$WARMUP" "$DURATION" "$ROUNDS"
     printf -- '- load generator, upstream and Warrant share the same %s CPUs\n' "$(nproc)"
     printf -- '- load average at the end: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
-    for name in ${GATEWAY_NAMES//,/ }; do
-        if [[ -n ${GW_NOTE[$name]:-} ]]; then
-            printf -- '- **Warrant (%s): %s**\n' "$name" "${GW_NOTE[$name]}"
-        fi
-    done
-    for name in ${GATEWAY_NAMES//,/ }; do
-        printf '\n### %s\n\n' "${TITLE[$name]}"
-        # shellcheck disable=SC2086 # word splitting of the --via list is intended
-        "$BENCH" compare "${DIRECT_REPORTS[@]}" ${VIA_REPORTS[$name]}
-    done
-    if [[ -n ${VIA_REPORTS[none]} && -n ${VIA_REPORTS[token]} ]]; then
-        printf '\n### What the token adds (with tokens minus without, medians)\n\n'
-        # shellcheck disable=SC2086
-        "$BENCH" cost ${VIA_REPORTS[none]//--via/--without} ${VIA_REPORTS[token]//--via/--with}
-    fi
+    cat "$WORK/report-body.md"
 } >"$WORK/report.md"
 cat "$WORK/report.md"
 if [[ -n ${BENCH_OUT:-} ]]; then
