@@ -7,7 +7,7 @@
 //! of another without either noticing.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use rmcp::model::{ClientRequest, ProtocolVersion, ServerResult};
 use rmcp::service::{Peer, RequestContext};
@@ -22,7 +22,6 @@ use crate::config::{Config, StartMode};
 use crate::enforce::approve::ApprovalDesk;
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
-use crate::locks::{Locked, ReadWrite};
 use crate::periodic::Periodic;
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
@@ -34,6 +33,7 @@ use crate::view::aggregate::Aggregate;
 use crate::view::records::{
     Observer, entry_lists_changed, observe_entries, reclassified, tool_record,
 };
+use crate::view::views::Views;
 
 /// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
 #[derive(Clone)]
@@ -42,14 +42,10 @@ pub struct Gateway {
 }
 
 struct Inner {
-    upstreams: Vec<Arc<Upstream>>,
-    separator: String,
+    /// The upstreams and the aggregated views of them.
+    views: Views,
     page_size: usize,
     versions: Vec<ProtocolVersion>,
-    changes: Changes,
-    /// The aggregated view per era (legacy, modern).
-    views: [RwLock<Arc<Aggregate>>; 2],
-    rebuild: Mutex<()>,
     /// Sessions of clients that keep one (2025-11-25 and older).
     clients: ClientSessions,
     direct: Arc<Direct>,
@@ -57,8 +53,6 @@ struct Inner {
     auth: Option<Arc<McpAuth>>,
     /// Calls of 2026-07-28 clients parked while a legacy upstream waits for input.
     park: Arc<Park>,
-    /// Risk classes and quarantine, as admins decided (in memory).
-    catalog: CatalogView,
     /// Holds critical calls for a person's approval (set once at start).
     approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
     shutdown: CancellationToken,
@@ -105,18 +99,13 @@ impl Gateway {
             .collect();
         Self {
             inner: Arc::new(Inner {
-                upstreams,
-                separator: config.mcp.separator.clone(),
+                views: Views::new(upstreams, config.mcp.separator.clone(), changes, catalog),
                 page_size: config.mcp.page_size,
                 versions,
-                changes,
-                views: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
-                rebuild: Mutex::new(()),
                 clients: ClientSessions::default(),
                 direct: Arc::default(),
                 auth,
                 park: Arc::default(),
-                catalog,
                 approvals: std::sync::OnceLock::new(),
                 shutdown,
             }),
@@ -127,8 +116,8 @@ impl Gateway {
     /// about changes.
     pub fn start(&self, observer: impl Observer) {
         // Subscribe first: an upstream may come up before this task runs.
-        let mut rx = self.inner.changes.subscribe();
-        for upstream in &self.inner.upstreams {
+        let mut rx = self.inner.views.changes().subscribe();
+        for upstream in self.inner.views.upstreams() {
             if upstream.config.start == StartMode::Eager {
                 upstream.start();
             }
@@ -145,7 +134,7 @@ impl Gateway {
                     },
                     () = inner.shutdown.cancelled() => break,
                 };
-                if let Some(upstream) = inner.upstreams.iter().find(|u| u.name() == name) {
+                if let Some(upstream) = inner.views.upstreams().iter().find(|u| u.name() == name) {
                     let health = upstream.health();
                     if change == Change::Health && last_health.get(&name) != Some(&health) {
                         let reason = match &health {
@@ -186,7 +175,7 @@ impl Gateway {
     /// Waits until no eager upstream is still starting (each bounded by its connect
     /// timeout). Returns the names that collide across upstreams, if any.
     pub async fn settle(&self) -> Vec<String> {
-        for upstream in &self.inner.upstreams {
+        for upstream in self.inner.views.upstreams() {
             if upstream.config.start == StartMode::Eager {
                 let _ = upstream.ready(Era::Legacy).await;
             }
@@ -241,7 +230,8 @@ impl Gateway {
 
     pub fn status(&self) -> Vec<UpstreamStatus> {
         self.inner
-            .upstreams
+            .views
+            .upstreams()
             .iter()
             .map(|u| {
                 let health = u.health();
@@ -260,80 +250,28 @@ impl Gateway {
             .collect()
     }
 
-    /// The current aggregated view for clients of `era`, rebuilt first if an upstream
-    /// changed.
+    /// The current aggregated view for clients of `era`.
     pub(super) fn view(&self, era: Era) -> Arc<Aggregate> {
-        let slot = &self.inner.views[usize::from(era == Era::Modern)];
-        let epoch = self.inner.changes.epoch();
-        let catalog = self.inner.catalog.version();
-        {
-            let view = slot.reading();
-            if view.epoch == epoch && view.catalog_version == catalog {
-                return view.clone();
-            }
-        }
-        let _guard = self.inner.rebuild.locked();
-        let epoch = self.inner.changes.epoch();
-        let catalog = self.inner.catalog.version();
-        {
-            let view = slot.reading();
-            if view.epoch == epoch && view.catalog_version == catalog {
-                return view.clone();
-            }
-        }
-        let mut fresh = Aggregate::build(
-            epoch,
-            era,
-            &self.inner.upstreams,
-            &self.inner.separator,
-            &self.inner.catalog.current(),
-        );
-        fresh.catalog_version = catalog;
-        let fresh = Arc::new(fresh);
-        *slot.writing() = fresh.clone();
-        fresh
+        self.inner.views.current(era)
     }
 
     /// Lets lazy upstreams start and starting ones finish before a list is answered.
     pub(super) async fn settle_for_listing(&self, era: Era) {
-        for upstream in &self.inner.upstreams {
-            if matches!(upstream.lane(era).health(), Health::Idle | Health::Starting) {
-                let _ = upstream.ready(era).await;
-            }
-        }
+        self.inner.views.settle(era).await;
     }
 
-    /// The view of `era`; when `found` says it lacks what a request names, first lets
-    /// the upstreams of that era start (a lane no client of the era has used yet).
+    /// The view of `era`, once the upstreams a request names had their chance to start.
     pub(super) async fn settled_view(
         &self,
         era: Era,
         found: impl Fn(&Aggregate) -> bool,
     ) -> Arc<Aggregate> {
-        let view = self.view(era);
-        if found(&view) {
-            return view;
-        }
-        self.settle_for_listing(era).await;
-        self.view(era)
+        self.inner.views.settled(era, found).await
     }
 
     /// Why a name that routes nowhere is unknown: maybe its upstream is down.
     pub(super) fn unknown(&self, name: &str, not_found: GatewayError) -> GatewayError {
-        for upstream in &self.inner.upstreams {
-            let prefix = &upstream.config.prefix;
-            let owns = !prefix.is_empty()
-                && name
-                    .strip_prefix(prefix.as_str())
-                    .is_some_and(|rest| rest.starts_with(self.inner.separator.as_str()));
-            if owns && let Health::Down(reason) = upstream.health() {
-                return GatewayError::UpstreamUnavailable {
-                    upstream: upstream.name().to_owned(),
-                    reason,
-                };
-            }
-        }
-        not_found
+        self.inner.views.unknown(name, not_found)
     }
 
     /// Sends a request to an upstream on the lane of the client's era.
@@ -384,11 +322,11 @@ impl Gateway {
     /// Tells every client that its tool list may have changed, for a reason outside
     /// the upstreams that concerns everyone.
     pub fn tools_changed(&self) {
-        self.inner.changes.publish("", Change::Tools);
+        self.inner.views.changes().publish("", Change::Tools);
     }
 
     pub(super) fn separator(&self) -> &str {
-        &self.inner.separator
+        self.inner.views.separator()
     }
 
     pub(super) fn page_size(&self) -> usize {
@@ -396,7 +334,7 @@ impl Gateway {
     }
 
     pub(super) fn changes(&self) -> tokio::sync::broadcast::Receiver<(String, Change)> {
-        self.inner.changes.subscribe()
+        self.inner.views.changes().subscribe()
     }
 
     pub(super) fn versions(&self) -> &[ProtocolVersion] {
@@ -437,7 +375,8 @@ impl Gateway {
         // only one that can know it.
         let serving: Vec<&Arc<Upstream>> = self
             .inner
-            .upstreams
+            .views
+            .upstreams()
             .iter()
             .filter(|u| {
                 u.offer(era)
@@ -461,7 +400,7 @@ impl Gateway {
 /// use (the catalog's version moved), so the next call is decided with the new classes.
 impl Gateway {
     pub fn follow_catalog(&self) {
-        let mut changes = self.inner.catalog.subscribe();
+        let mut changes = self.inner.views.catalog().subscribe();
         let gateway = self.clone();
         tokio::spawn(async move {
             let mut last = changes.borrow_and_update().clone();
@@ -471,12 +410,12 @@ impl Gateway {
                     () = gateway.inner.shutdown.cancelled() => return,
                 }
                 let next = changes.borrow_and_update().clone();
-                let reclassified = reclassified(&gateway.inner.upstreams, &last, &next);
+                let reclassified = reclassified(gateway.inner.views.upstreams(), &last, &next);
                 if !reclassified.is_empty() {
                     gateway.tools_changed_for(Audience::Tools(reclassified));
                 }
-                for change in entry_lists_changed(&gateway.inner.upstreams, &last, &next) {
-                    gateway.inner.changes.publish("", change);
+                for change in entry_lists_changed(gateway.inner.views.upstreams(), &last, &next) {
+                    gateway.inner.views.changes().publish("", change);
                 }
                 last = next;
             }
@@ -500,9 +439,11 @@ impl Gateway {
     /// changed: their sessions of the older revisions, and their 2026-07-28
     /// `subscriptions/listen` streams.
     pub fn tools_changed_for(&self, audience: Audience) {
-        self.inner
-            .clients
-            .tell(audience, self.auth().map(Arc::as_ref), &self.inner.changes);
+        self.inner.clients.tell(
+            audience,
+            self.auth().map(Arc::as_ref),
+            self.inner.views.changes(),
+        );
     }
 
     /// Whether a change for `audience` concerns the client calling with `caller`'s
