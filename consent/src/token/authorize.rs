@@ -68,13 +68,29 @@ pub fn call_args(arguments: &serde_json::Map<String, serde_json::Value>) -> Call
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub allow: bool,
-    /// Why, in words: for a refusal, what the call would need.
+    /// Why, in words, for a refusal: what the call would need. Empty for an allowed call:
+    /// nothing is formatted on the path of a call that goes through; who allowed it is
+    /// the token's own identity ([`Decision::describe`] says it in words when asked).
     pub reason: String,
     /// The checks that failed, as Datalog, prefixed with where they live.
     pub failed_checks: Vec<String>,
 }
 
 impl Decision {
+    /// The decision in words: for a refusal its reason, for an allowed call of
+    /// `server`'s `tool` the grant, the person and the agent that `token` names.
+    pub fn describe(&self, token: &VerifiedToken, server: &str, tool: &str) -> String {
+        if self.allow {
+            let identity = &token.identity;
+            format!(
+                "grant {} of user {} allows agent {} to call {server}.{tool}",
+                identity.grant, identity.user, identity.agent
+            )
+        } else {
+            self.reason.clone()
+        }
+    }
+
     fn deny(reason: String, failed_checks: Vec<String>) -> Self {
         Self {
             allow: false,
@@ -121,7 +137,7 @@ pub fn authorize(token: &VerifiedToken, call: &CallFacts) -> Decision {
     if let Some(key) = &key
         && token.decisions.allowed(key)
     {
-        return allowed(token, &tool_id);
+        return allowed();
     }
     let decision = evaluate(token, call, &tool_id);
     if decision.allow
@@ -159,13 +175,11 @@ fn precheck(call: &CallFacts, tool_id: &str) -> Option<Decision> {
     None
 }
 
-fn allowed(token: &VerifiedToken, tool_id: &str) -> Decision {
+/// An allowed call's decision: nothing to format (see [`Decision::describe`]).
+fn allowed() -> Decision {
     Decision {
         allow: true,
-        reason: format!(
-            "grant {} of user {} allows agent {} to call {tool_id}",
-            token.identity.grant, token.identity.user, token.identity.agent
-        ),
+        reason: String::new(),
         failed_checks: Vec::new(),
     }
 }
@@ -195,7 +209,7 @@ fn evaluate(token: &VerifiedToken, call: &CallFacts, tool_id: &str) -> Decision 
         };
     }
     match result {
-        Ok(_) => allowed(token, tool_id),
+        Ok(_) => allowed(),
         Err(Token::FailedLogic(
             Logic::Unauthorized { checks, .. } | Logic::NoMatchingPolicy { checks },
         )) if !checks.is_empty() => explain(token, call, tool_id, &checks),

@@ -13,7 +13,16 @@ async fn an_allowed_tool_is_allowed_and_others_are_refused_with_a_reason() {
     let ok = f.decide(&token, &call("github", "create_issue"));
     assert!(ok.allow, "{ok:?}");
     assert!(ok.failed_checks.is_empty());
-    assert!(ok.reason.contains("grant-1"), "{}", ok.reason);
+    assert!(
+        ok.reason.is_empty(),
+        "nothing is formatted for an allowed call: {ok:?}"
+    );
+    let verified = f.verifier.verify(&token, T0 + 1).expect("verifies");
+    let described = ok.describe(&verified, "github", "create_issue");
+    assert!(
+        described.contains("grant-1") && described.contains("github.create_issue"),
+        "{described}"
+    );
 
     let no = f.decide(&token, &call("github", "delete_repo"));
     assert!(!no.allow);
