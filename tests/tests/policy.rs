@@ -21,13 +21,21 @@ use warrant_e2e::raw::Reply;
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream, workspace_bin};
 
 /// `warrant ARGS` against `gw`'s data directory and database, with `stdin` piped in
-/// (never a terminal).
-fn warrant(gw: &TestGateway, args: &[&str], stdin: &str) -> Output {
+/// (never a terminal), off the test's runtime (the gateway runs on it: a write it has
+/// begun must be able to end while the command waits for the database).
+async fn warrant(gw: &TestGateway, args: &[&str], stdin: &str) -> Output {
     let mut command = Command::new(workspace_bin("warrant"));
     command.args(args).arg("--data-dir").arg(gw.data_dir.path());
     if let Some(url) = &gw.database_url {
         command.args(["--database-url", url]);
     }
+    let stdin = stdin.to_owned();
+    tokio::task::spawn_blocking(move || run(command, &stdin))
+        .await
+        .expect("warrant runs")
+}
+
+fn run(mut command: Command, stdin: &str) -> Output {
     let mut child = command
         .env_remove("WARRANT_CONFIG")
         .env_remove("WARRANT_DATABASE_URL")
@@ -91,7 +99,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let session = handler.clone().serve(session).await.expect("a session");
 
     // Export: the trusted upstream, its tools (none reviewed yet), no ceilings.
-    let exported = exits(&warrant(&gw, &["policy", "export"], ""), 0);
+    let exported = exits(&warrant(&gw, &["policy", "export"], "").await, 0);
     assert!(
         exported.contains("[upstreams.demo]\ntrust_annotations = true\n"),
         "{exported}"
@@ -112,7 +120,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     )
     .expect("write");
     let bad = bad.display().to_string();
-    let output = warrant(&gw, &["policy", "apply", &bad, "--yes"], "");
+    let output = warrant(&gw, &["policy", "apply", &bad, "--yes"], "").await;
     exits(&output, 1);
     let text = stderr(&output);
     assert!(text.contains("nothing was applied"), "{text}");
@@ -127,7 +135,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let file = file.display().to_string();
 
     let dry = exits(
-        &warrant(&gw, &["policy", "apply", &file, "--dry-run"], ""),
+        &warrant(&gw, &["policy", "apply", &file, "--dry-run"], "").await,
         0,
     );
     assert!(dry.contains("2 changes to apply"), "{dry}");
@@ -152,7 +160,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     )
     .expect("write");
     let distrust = distrust.display().to_string();
-    let output = warrant(&gw, &["policy", "apply", &distrust, "--dry-run"], "");
+    let output = warrant(&gw, &["policy", "apply", &distrust, "--dry-run"], "").await;
     let shown = exits(&output, 0);
     assert!(
         shown.contains("~ upstreams.demo.trust_annotations: true → false"),
@@ -167,7 +175,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
 
     // Without --yes and with no terminal to ask on: refused, exit 2, even when the
     // piped answer is yes.
-    let output = warrant(&gw, &["policy", "apply", &file], "y\n");
+    let output = warrant(&gw, &["policy", "apply", &file], "y\n").await;
     let shown = exits(&output, 2);
     assert!(
         shown.contains("2 changes to apply"),
@@ -186,7 +194,10 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     ));
     let heard_before = handler.seen().tool_list_changed;
 
-    let applied = exits(&warrant(&gw, &["policy", "apply", &file, "--yes"], ""), 0);
+    let applied = exits(
+        &warrant(&gw, &["policy", "apply", &file, "--yes"], "").await,
+        0,
+    );
     assert!(applied.contains("applied 2 changes"), "{applied}");
 
     // The running gateway picks both up from the database.
@@ -247,12 +258,12 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     );
 
     // Applied again: nothing to do; exported again (to a file): the file's policy.
-    let again = exits(&warrant(&gw, &["policy", "apply", &file], ""), 0);
+    let again = exits(&warrant(&gw, &["policy", "apply", &file], "").await, 0);
     assert!(again.contains("no changes"), "{again}");
     let output = dir.path().join("exported.toml");
     let output = output.display().to_string();
     let printed = exits(
-        &warrant(&gw, &["policy", "export", "--output", &output], ""),
+        &warrant(&gw, &["policy", "export", "--output", &output], "").await,
         0,
     );
     assert_eq!(printed, "", "the policy goes to the file only");

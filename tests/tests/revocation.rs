@@ -3,7 +3,7 @@
 //! reused refresh token revokes the access tokens its family minted; `warrant keys
 //! revoke` retires a compromised signing key at once.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -264,9 +264,11 @@ async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_family() {
     }
     gw.stop().await;
 }
-/// `warrant ARGS` against the gateway's data directory and database.
-fn warrant(gw: &TestGateway, args: &[&str]) -> Output {
-    let mut command = Command::new(workspace_bin("warrant"));
+/// `warrant ARGS` against the gateway's data directory and database, without blocking
+/// the test's runtime (the gateway runs on it: a write it has begun must be able to end
+/// while the command waits for the database).
+async fn warrant(gw: &TestGateway, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
     command
         .args(args)
         .arg("--data-dir")
@@ -278,7 +280,7 @@ fn warrant(gw: &TestGateway, args: &[&str]) -> Output {
     if let Some(url) = &gw.database_url {
         command.arg("--database-url").arg(url);
     }
-    command.output().expect("warrant runs")
+    command.output().await.expect("warrant runs")
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -299,7 +301,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
     assert_eq!(call(&gw, &tokens.access).await.status, 200);
     let kid = gw.running.keys.active_kid().expect("an active key");
 
-    let out = stdout_of(&warrant(&gw, &["keys", "revoke", &kid.to_string()]));
+    let out = stdout_of(&warrant(&gw, &["keys", "revoke", &kid.to_string()]).await);
     assert!(out.contains(&format!("key {kid} is revoked")), "{out}");
     let (reply, took) = refused_within(&gw, &tokens.access, Duration::from_secs(5)).await;
     assert_refused(&reply, &format!("token signing key {kid} was revoked"));
@@ -313,7 +315,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
     assert_ne!(gw.running.keys.active_kid(), Some(kid));
 
     // The list says so, and the key is no longer published.
-    let list = stdout_of(&warrant(&gw, &["keys", "list"]));
+    let list = stdout_of(&warrant(&gw, &["keys", "list"]).await);
     assert!(
         list.lines()
             .any(|l| l.starts_with(&kid.to_string()) && l.contains("revoked")),
@@ -333,7 +335,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
         "a revoked key is not published"
     );
     // An unknown key id is refused with words.
-    let unknown = warrant(&gw, &["keys", "revoke", "999"]);
+    let unknown = warrant(&gw, &["keys", "revoke", "999"]).await;
     assert!(!unknown.status.success());
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no token signing key 999"),

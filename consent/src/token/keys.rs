@@ -457,8 +457,8 @@ impl KeyRing {
         let keypair = KeyPair::new();
         let public_hex = keypair.public().to_bytes_hex();
         macro_rules! insert {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await?;
+            ($tx:expr) => {{
+                let mut tx = $tx;
                 let next: i64 = sqlx::query_scalar(NEXT_KID).fetch_one(&mut *tx).await?;
                 let kid = u32::try_from(next)
                     .map_err(|_| TokenError::Invalid("no key id left".into()))?;
@@ -488,8 +488,11 @@ impl KeyRing {
             }};
         }
         Ok(match &self.inner.db {
-            Db::Sqlite(pool) => insert!(pool),
-            Db::Postgres(pool) => insert!(pool),
+            // The write lock first (waiting for it within the busy timeout): a deferred
+            // transaction that reads the next kid and then writes fails at once whenever
+            // a running server wrote in between.
+            Db::Sqlite(pool) => insert!(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => insert!(pool.begin().await?),
         })
     }
 
