@@ -221,3 +221,28 @@ async fn a_session_client_of_a_2026_only_upstream_is_called_on_the_direct_path()
     assert_eq!(gateway.running.gateway.direct_calls(), 2);
     gateway.stop().await;
 }
+
+/// Calls answered as event streams leave their connection fit for the next call (the
+/// stream's end is read, not left pending): the calls share a connection instead of
+/// opening one each.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_answered_as_event_streams_share_a_connection() {
+    let (_upstream, url) = flaky("127.0.0.1:0", false).await;
+    let gateway = TestGateway::start(&config(&url), Backend::current()).await;
+    let mut raw = Raw::new(&gateway.url());
+    raw.initialize("2025-11-25").await;
+    for i in 0..6 {
+        let message = format!("call {i}");
+        assert_eq!(echo(&raw, &message).await, message.as_str());
+    }
+    assert_eq!(
+        gateway.running.gateway.direct_calls(),
+        6,
+        "the calls took the direct path"
+    );
+    let opened = gateway.running.gateway.direct_connections_opened();
+    assert!(
+        opened <= 2,
+        "6 calls one after the other opened {opened} connections to the upstream"
+    );
+}

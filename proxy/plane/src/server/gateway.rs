@@ -198,6 +198,16 @@ impl Gateway {
         self.inner.direct.calls()
     }
 
+    /// How many connections the direct path opened to upstreams so far.
+    pub fn direct_connections_opened(&self) -> u64 {
+        self.inner
+            .views
+            .upstreams()
+            .iter()
+            .map(|u| u.direct_connections_opened())
+            .sum()
+    }
+
     /// How many client cancellations reached a call in flight on the direct path.
     pub fn direct_cancellations(&self) -> u64 {
         self.inner.direct.cancels()

@@ -52,6 +52,8 @@ pub(crate) struct Connections {
     /// One permit per connection in use. A new connection is opened only when none is
     /// idle, so those in use and those idle together stay within the bound.
     slots: Arc<Semaphore>,
+    /// How many connections were opened so far.
+    opened: std::sync::atomic::AtomicU64,
 }
 
 /// At most this many idle connections are kept per upstream.
@@ -64,7 +66,14 @@ impl Connections {
             connect_timeout,
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
+            opened: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many connections were opened so far (a connection carries call after call
+    /// while the upstream keeps it open).
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An idle connection, or a new one; waits while all the upstream's connections
@@ -78,15 +87,15 @@ impl Connections {
             .map_err(|_| ConnError::Closed)?;
         loop {
             let candidate = self.idle.locked().pop();
-            match candidate {
-                Some(mut pooled) if pooled.sender.is_ready() => {
-                    pooled.slot = Some(slot);
-                    return Ok(pooled);
-                }
-                Some(_) => continue, // closed while idle
-                None => break,
+            let Some(mut pooled) = candidate else { break };
+            if pooled.sender.is_ready() && pooled.alive() {
+                pooled.slot = Some(slot);
+                return Ok(pooled);
             }
+            // Closed while idle: the next one.
         }
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let connecting = TcpStream::connect(&self.authority);
         let stream = tokio::time::timeout(self.connect_timeout, connecting)
             .await
@@ -117,6 +126,13 @@ impl Connections {
 }
 
 impl Pooled {
+    /// Whether an idle connection is still open: polled once, a connection whose server
+    /// closed it (it went away, or restarted) ends instead of failing the next call.
+    fn alive(&mut self) -> bool {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        self.conn.as_mut().poll(&mut cx).is_pending()
+    }
+
     /// Polls `future` while keeping the connection going.
     pub(crate) async fn drive<F: Future>(&mut self, future: F) -> Result<F::Output, ConnError> {
         let mut future = std::pin::pin!(future);
@@ -141,6 +157,18 @@ impl Pooled {
     ) -> Result<http::Response<hyper::body::Incoming>, ConnError> {
         let sending = self.sender.send_request(request);
         Ok(self.drive(sending).await??)
+    }
+
+    /// Reads what is left of a response body (the end of an event stream after its last
+    /// event), so that the connection can carry the next request; true once it ended.
+    pub(crate) async fn finish(&mut self, body: &mut hyper::body::Incoming) -> bool {
+        loop {
+            match self.frame(body).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// The next data chunk of a response body, `None` at its end.

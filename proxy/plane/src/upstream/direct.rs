@@ -394,7 +394,7 @@ impl Direct {
         {
             guard.settle().await;
             guard.disarm();
-            target.connections.checkin(conn);
+            check_in_after_stream(target, conn, body);
             return Some(if bridged {
                 answer_for_session_client(client_id, &reply)
             } else {
@@ -460,7 +460,7 @@ impl Direct {
                         };
                         let done = finish(message, &client_id);
                         let _ = tx.send(Ok(sse_event(&done))).await;
-                        target.connections.checkin(conn);
+                        check_in_after_stream(target, conn, body);
                         return;
                     } else if message.contains_key("method") && message.contains_key("id") {
                         match direct.forward_request(&caller, &lane, message).await {
@@ -815,6 +815,33 @@ fn outgoing(
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, APPLICATION_JSON.clone());
     response
+}
+
+/// How long the end of an event stream may take after its last event before the
+/// connection is given up (a server that keeps the stream open is not waited for).
+const STREAM_END: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Puts a connection back once the event stream that carried a call's answer has ended:
+/// until then it cannot carry another request, and a connection dropped instead costs the
+/// next call a new TCP connection. The end usually comes with the last event; otherwise
+/// it is awaited in the background.
+fn check_in_after_stream(
+    target: Arc<Target>,
+    mut conn: conn::Pooled,
+    mut body: hyper::body::Incoming,
+) {
+    use futures::FutureExt as _;
+    match conn.finish(&mut body).now_or_never() {
+        Some(true) => target.connections.checkin(conn),
+        Some(false) => {}
+        None => {
+            tokio::spawn(async move {
+                if let Ok(true) = tokio::time::timeout(STREAM_END, conn.finish(&mut body)).await {
+                    target.connections.checkin(conn);
+                }
+            });
+        }
+    }
 }
 
 /// The upstream's final message (streaming case), addressed to the client's request id.

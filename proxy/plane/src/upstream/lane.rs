@@ -118,6 +118,13 @@ impl Lane {
         Some(target.clone())
     }
 
+    /// How many connections the direct path opened to this lane's upstream.
+    pub(crate) fn direct_connections_opened(&self) -> u64 {
+        self.direct
+            .as_ref()
+            .map_or(0, |target| target.connections.opened())
+    }
+
     /// The upstream ended the session the direct path used: until rmcp opens a new one,
     /// calls take the rmcp path.
     pub(crate) fn forget_direct_session(&self) {

@@ -58,6 +58,14 @@ impl Upstream {
         &self.config.name
     }
 
+    /// How many connections the direct path opened to this upstream (both lanes).
+    pub(crate) fn direct_connections_opened(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.direct_connections_opened())
+            .sum()
+    }
+
     /// The lane that serves clients of `era`: its own, unless the upstream does not
     /// speak that era.
     pub(crate) fn lane(&self, era: Era) -> &Arc<Lane> {
