@@ -5,4 +5,5 @@ pub mod codes;
 pub mod era;
 pub mod error;
 pub mod event_stream;
+pub mod headers;
 pub mod message;

@@ -25,14 +25,12 @@ use crate::periodic::Periodic;
 use crate::protocol::codes::{
     INVALID_REQUEST, SERVER_ERROR, UNSUPPORTED_PROTOCOL_VERSION, rpc_error,
 };
+use crate::protocol::headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::protocol::message::Incoming;
 
 /// The first revision without `initialize`: a probe for it from a client is answered
 /// like a server that predates it, so the client falls back to `initialize`.
 const FIRST_STATELESS_REVISION: &str = "2026-07-28";
-static MCP_PROTOCOL_VERSION: http::HeaderName =
-    http::HeaderName::from_static("mcp-protocol-version");
-static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
 
 /// The `/mcp` router (to be nested by the application).
 pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) -> axum::Router {
@@ -164,21 +162,11 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         Some(Ok(parsed)) => (Some(parsed.message), parsed.call),
         Some(Err(refused)) => return refused.response(),
     };
-    let session_id = parts
-        .headers
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok());
+    let session_id = headers::session_id(&parts.headers);
     if let Err(refusal) = authenticate::session(auth, session_id, caller.as_ref()) {
         let id = message.as_ref().map_or(Value::Null, Incoming::id_value);
         return refuse(auth, &refusal, id, &parts.headers);
     }
-    if let Some(caller) = &caller {
-        parts.extensions.insert(caller.clone());
-    }
-    let session_id = parts
-        .headers
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok());
     let in_use = session_id.and_then(|id| edge.table.enter(id));
     let starting = match &message {
         Some(m) if session_id.is_none() && m.method.as_deref() == Some("initialize") => {
@@ -190,6 +178,9 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         }
         _ => None,
     };
+    if let Some(caller) = &caller {
+        parts.extensions.insert(caller.clone());
+    }
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers

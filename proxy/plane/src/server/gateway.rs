@@ -25,6 +25,7 @@ use crate::enforce::auth::{Caller, McpAuth};
 use crate::periodic::Periodic;
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
+use crate::protocol::headers::MCP_SESSION_ID;
 use crate::upstream::direct::Direct;
 use crate::upstream::inflight::{Inflight, LogLevel};
 use crate::upstream::remote::Upstream;
@@ -319,7 +320,7 @@ impl Gateway {
         context
             .extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|parts| parts.headers.get(&MCP_SESSION_ID))
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned()

@@ -37,6 +37,7 @@ use crate::enforce::budget;
 use crate::protocol::codes::{NOT_AUTHENTICATED, NOT_PERMITTED};
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
+use crate::protocol::headers::MCP_SESSION_ID;
 use crate::upstream::inflight::Inflight;
 use crate::upstream::lane::Lane;
 use crate::upstream::remote::Upstream;
@@ -183,7 +184,7 @@ impl ServerHandler for Gateway {
         let id = context
             .extensions
             .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|parts| parts.headers.get(&MCP_SESSION_ID))
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         if let Some(id) = id {

@@ -29,6 +29,7 @@ use super::stage::decide::Verdict;
 use super::stage::{credentials, decide, forward, hold, inspect, outcome, record};
 use crate::enforce::auth::Caller;
 use crate::protocol::era::Era;
+use crate::protocol::headers::MCP_SESSION_ID;
 use crate::protocol::message::{CallParams, Incoming};
 
 /// Where a `tools/call` goes next.
@@ -52,7 +53,7 @@ pub(crate) async fn tools_call(
     // 3. Decide (with tokens; without, every tool is open on loopback).
     if let (Some(auth), Some(caller)) = (gateway.auth(), &caller) {
         // A request without a session is a 2026-07-28 one.
-        let era = if parts.headers.contains_key("mcp-session-id") {
+        let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
             Era::Legacy
         } else {
             Era::Modern

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode};
 use http_body_util::Full;
 use rmcp::model::{ClientCapabilities, NumberOrString, ProgressToken, RequestId};
 use serde_json::value::RawValue;
@@ -73,15 +73,12 @@ use crate::protocol::codes::{
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
 use crate::protocol::event_stream::EventReader;
+use crate::protocol::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use crate::protocol::message::{CallParams, Incoming, Outgoing};
 
 /// Ids of requests the gateway forwards to a client on a direct call start with this.
 const REQUEST_ID_PREFIX: &str = "warrant-";
 
-static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
-static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The client behind a direct call.

@@ -19,20 +19,15 @@ use serde_json::value::RawValue;
 
 use crate::enforce::auth::{Authorized, Caller};
 use crate::protocol::era::Era;
+use crate::protocol::headers::{self, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 use crate::protocol::message::{CallParams, Incoming};
 use crate::server::gateway::Gateway;
 use crate::upstream::bridge::can_be_asked;
 use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
 
-static MCP_SESSION_ID: http::HeaderName = http::HeaderName::from_static("mcp-session-id");
-
 /// The session id of a request (`""` without one).
 fn session_of(parts: &http::request::Parts) -> &str {
-    parts
-        .headers
-        .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
+    headers::session_id(&parts.headers).unwrap_or_default()
 }
 
 /// Takes a message that belongs to a direct call (an answer to a request forwarded to
@@ -125,15 +120,15 @@ pub(crate) async fn call(
 /// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
 /// no `Mcp-Param-*` header needs checking against the tool's schema.
 fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Downstream> {
-    let header = |key: &str| parts.headers.get(key).and_then(|v| v.to_str().ok());
+    let header = |key: &http::HeaderName| parts.headers.get(key).and_then(|v| v.to_str().ok());
     let meta = call.meta.as_ref()?;
     let version = meta
         .get("io.modelcontextprotocol/protocolVersion")?
         .as_str()?;
-    if header("mcp-protocol-version")? != version
+    if header(&MCP_PROTOCOL_VERSION)? != version
         || Era::of_str(version) != Era::Modern
-        || header("mcp-method")? != "tools/call"
-        || header("mcp-name")? != call.name
+        || header(&MCP_METHOD)? != "tools/call"
+        || header(&MCP_NAME)? != call.name
         || parts
             .headers
             .keys()
