@@ -50,6 +50,48 @@ url = "http://127.0.0.1:9/sse"
 }
 
 #[test]
+fn sessions_are_one_unless_set_and_more_only_for_streamable_http() {
+    let problems_of = |source: &str| -> Vec<(String, String)> {
+        check(source)
+            .expect_err("invalid")
+            .problems
+            .iter()
+            .map(|p| (p.path.clone(), p.message.clone()))
+            .collect()
+    };
+    let config = check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\n").expect("valid");
+    assert_eq!(config.upstreams[0].sessions, 1, "the default");
+    let config =
+        check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nsessions = 4\n").expect("valid");
+    assert_eq!(config.upstreams[0].sessions, 4);
+    for n in [0, 17] {
+        assert_eq!(
+            problems_of(&format!(
+                "[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nsessions = {n}\n"
+            )),
+            [(
+                "upstreams.a.sessions".to_owned(),
+                "must be between 1 and 16".to_owned()
+            )]
+        );
+    }
+    assert_eq!(
+        problems_of("[upstreams.a]\ncommand = \"server\"\nsessions = 2\n"),
+        [(
+            "upstreams.a.sessions".to_owned(),
+            "more than one session applies to Streamable HTTP upstreams (`url`) only".to_owned()
+        )]
+    );
+    assert_eq!(
+        problems_of(
+            "[upstreams.a]\nurl = \"http://127.0.0.1:9/sse\"\ntype = \"sse\"\nsessions = 2\n"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
 fn max_connections_is_at_least_one() {
     let config = check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nmax_connections = 3\n")
         .expect("valid");

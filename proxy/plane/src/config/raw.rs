@@ -136,6 +136,8 @@ pub struct RawUpstream {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_timeout: Option<String>,

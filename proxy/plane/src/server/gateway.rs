@@ -199,6 +199,18 @@ impl Gateway {
         self.inner.direct.calls()
     }
 
+    /// How many sessions with the upstream `name` the direct path can call into now
+    /// (its lanes' own, and the extra ones of `[[upstreams]] sessions`).
+    pub fn open_upstream_sessions(&self, name: &str) -> usize {
+        self.inner
+            .views
+            .upstreams()
+            .iter()
+            .filter(|u| u.name() == name)
+            .map(|u| u.open_sessions())
+            .sum()
+    }
+
     /// How many connections the direct path opened to upstreams so far.
     pub fn direct_connections_opened(&self) -> u64 {
         self.inner

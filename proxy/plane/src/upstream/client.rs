@@ -47,11 +47,26 @@ pub(crate) trait LaneLink: Send + Sync + 'static {
 #[derive(Clone)]
 pub(crate) struct UpstreamClient {
     lane: Weak<dyn LaneLink>,
+    /// Where this connection's session id is recorded, when it is not the lane's own
+    /// (one of the extra sessions of [`super::session_pool`]).
+    session: Option<SessionSlot>,
 }
 
 impl UpstreamClient {
     pub(crate) fn new(lane: Weak<dyn LaneLink>) -> Self {
-        Self { lane }
+        Self {
+            lane,
+            session: None,
+        }
+    }
+
+    /// The handler of an extra session's connection: what the upstream sends there is
+    /// routed as on the lane's own connection; the session id goes to `session`.
+    pub(crate) fn for_session(lane: Weak<dyn LaneLink>, session: SessionSlot) -> Self {
+        Self {
+            lane,
+            session: Some(session),
+        }
     }
 
     pub(crate) fn lane(&self) -> Weak<dyn LaneLink> {
@@ -60,6 +75,9 @@ impl UpstreamClient {
 
     /// Where the lane's HTTP transport records the upstream's session id.
     pub(crate) fn direct_session(&self) -> SessionSlot {
+        if let Some(session) = &self.session {
+            return session.clone();
+        }
         self.lane
             .upgrade()
             .map(|l| l.session().clone())

@@ -38,7 +38,9 @@
 //!   requires: rmcp answers with the error the revision prescribes.
 //!
 //! On a legacy lane the call goes into the upstream's session, whose id the lane's rmcp
-//! transport recorded ([`super::session::UpstreamSession`]). An upstream that answered the lane's
+//! transport recorded ([`super::session::UpstreamSession`]), or into one of the extra
+//! sessions configured, in turn ([`super::session_pool`]); a cancellation or an answer
+//! to the upstream goes into the call's own. An upstream that answered the lane's
 //! `initialize` without an `Mcp-Session-Id` (a stateless server) is recorded as such,
 //! and its calls go without the header; until the lane has connected and learned which
 //! it is, calls go the rmcp way. Each connection learns afresh: a session that ends
@@ -64,7 +66,7 @@ use super::bridge;
 use super::connections::{self as conn};
 use super::inflight::{Inflight, LogLevel, ProgressCount};
 use super::lane::Lane;
-use super::session;
+use super::session::{self, SessionSlot, UpstreamSession};
 use super::target::Target;
 use crate::locks::Locked;
 use crate::protocol::codes::{
@@ -100,12 +102,15 @@ pub(crate) struct Downstream {
 struct Pending {
     session: String,
     lane: Arc<Lane>,
+    /// The upstream's session the call went into, where the answer goes.
+    upstream_session: SessionSlot,
     upstream_id: Value,
 }
 
 /// A direct call in flight, for a client's `notifications/cancelled`.
 struct InFlight {
     lane: Arc<Lane>,
+    upstream_session: SessionSlot,
     upstream_id: Arc<str>,
 }
 
@@ -207,7 +212,8 @@ impl Direct {
                 answer.insert(key.into(), value);
             }
         }
-        match post_notification(&pending.lane, &Value::Object(answer)).await {
+        let answer = Value::Object(answer);
+        match post_notification(&pending.lane, &pending.upstream_session, &answer).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
             Err(e) => {
                 let text = format!(
@@ -237,7 +243,13 @@ impl Direct {
         };
         self.cancels.fetch_add(1, Ordering::Relaxed);
         let reason = params.get("reason").cloned().unwrap_or(Value::Null);
-        cancel_upstream(&call.lane, &call.upstream_id, &reason).await;
+        cancel_upstream(
+            &call.lane,
+            &call.upstream_session,
+            &call.upstream_id,
+            &reason,
+        )
+        .await;
         true
     }
 
@@ -259,9 +271,10 @@ impl Direct {
         }
         let upstream_key: Arc<str> = self.next_id().into();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
+        let session = lane.pick_session().clone();
         // Sent without a session id: a refusal then means the upstream now wants one.
-        let stateless = lane.era == Era::Legacy && lane.direct_session().is_stateless();
-        let request = build_request(&lane, &target, original, body)?;
+        let stateless = lane.era == Era::Legacy && session.is_stateless();
+        let request = build_request(&lane, &session, &target, original, body)?;
 
         let timeout = lane.shared.config.call_timeout;
         // One deadline for the whole exchange, the wait for a free connection included.
@@ -279,6 +292,7 @@ impl Direct {
             key.clone(),
             InFlight {
                 lane: lane.clone(),
+                upstream_session: session.clone(),
                 upstream_id: upstream_key.clone(),
             },
         );
@@ -297,6 +311,7 @@ impl Direct {
             direct: self.clone(),
             key,
             lane: Some(lane.clone()),
+            upstream_session: session.clone(),
             upstream_id: upstream_key.clone(),
             tracked,
         };
@@ -352,9 +367,10 @@ impl Direct {
             Err(body) => body,
         };
         if status == StatusCode::NOT_FOUND && lane.era == Era::Legacy {
-            // The upstream ended its session: nothing ran. rmcp re-initializes it.
+            // The upstream ended the session: nothing ran. A new one is opened (rmcp
+            // re-initializes the lane's own).
             guard.disarm();
-            lane.forget_direct_session();
+            lane.session_ended(&session);
             return None;
         }
         // An event stream: answer in one piece if the final response comes first,
@@ -460,7 +476,10 @@ impl Direct {
                         check_in_after_stream(target, conn, body);
                         return;
                     } else if message.contains_key("method") && message.contains_key("id") {
-                        match direct.forward_request(&caller, &lane, message).await {
+                        match direct
+                            .forward_request(&caller, &lane, &session, message)
+                            .await
+                        {
                             Some(forwarded) => {
                                 if let Some(id) = forwarded.get("id").and_then(Value::as_str) {
                                     forwarded_ids.push(id.to_owned());
@@ -506,6 +525,7 @@ impl Direct {
         &self,
         caller: &Downstream,
         lane: &Arc<Lane>,
+        session: &SessionSlot,
         mut message: Map<String, Value>,
     ) -> Option<Value> {
         let method = message
@@ -524,7 +544,7 @@ impl Direct {
         if !capable {
             let text = format!("the client did not declare the capability for {method}");
             let answer = error_message(upstream_id, METHOD_NOT_FOUND, text, None);
-            if let Err(e) = post_notification(lane, &answer).await {
+            if let Err(e) = post_notification(lane, session, &answer).await {
                 tracing::debug!(upstream = %lane.name(), error = %e, "cannot refuse an upstream request");
             }
             return None;
@@ -537,6 +557,7 @@ impl Direct {
                 Pending {
                     session: caller.session.clone(),
                     lane: lane.clone(),
+                    upstream_session: session.clone(),
                     upstream_id,
                 },
             );
@@ -587,6 +608,7 @@ struct CancelOnDrop {
     direct: Arc<Direct>,
     key: CallKey,
     lane: Option<Arc<Lane>>,
+    upstream_session: SessionSlot,
     upstream_id: Arc<str>,
     tracked: Option<Tracked>,
 }
@@ -618,9 +640,11 @@ impl Drop for CancelOnDrop {
         let still_inflight = self.direct.inflight.remove(&self.key).is_some();
         if still_inflight {
             let id = self.upstream_id.clone();
+            let session = self.upstream_session.clone();
             tokio::spawn(async move {
                 cancel_upstream(
                     &lane,
+                    &session,
                     &id,
                     &Value::String("the client went away or the call timed out".into()),
                 )
@@ -630,20 +654,29 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn cancel_upstream(lane: &Arc<Lane>, upstream_id: &str, reason: &Value) {
+async fn cancel_upstream(
+    lane: &Arc<Lane>,
+    session: &UpstreamSession,
+    upstream_id: &str,
+    reason: &Value,
+) {
     let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": upstream_id, "reason": reason}});
-    if let Err(e) = post_notification(lane, &note).await {
+    if let Err(e) = post_notification(lane, session, &note).await {
         tracing::debug!(upstream = %lane.name(), error = %e, "cannot forward a cancellation");
     }
 }
 
-/// Posts a notification or an answer into the lane's upstream session (expects 202).
-async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), String> {
+/// Posts a notification or an answer into one of the upstream's sessions (expects 202).
+async fn post_notification(
+    lane: &Arc<Lane>,
+    session: &UpstreamSession,
+    message: &Value,
+) -> Result<(), String> {
     let target = lane
         .direct_target()
         .ok_or("the upstream has no direct route")?;
-    let request = build_request(lane, &target, "", message.to_string().into())
+    let request = build_request(lane, session, &target, "", message.to_string().into())
         .ok_or("cannot build the request")?;
     // Bounded: every connection may be held by a call that this message would end.
     let wait = lane.shared.config.connect_timeout;
@@ -665,9 +698,10 @@ async fn post_notification(lane: &Arc<Lane>, message: &Value) -> Result<(), Stri
     }
 }
 
-/// The HTTP request carrying a JSON-RPC message into the lane's session.
+/// The HTTP request carrying a JSON-RPC message into one of the upstream's sessions.
 fn build_request(
     lane: &Lane,
+    session: &UpstreamSession,
     target: &Target,
     name: &str,
     body: Bytes,
@@ -691,7 +725,7 @@ fn build_request(
     }
     match lane.era {
         Era::Legacy => {
-            if let Some(session) = lane.direct_session().header()? {
+            if let Some(session) = session.header()? {
                 headers.insert(MCP_SESSION_ID.clone(), session);
             }
         }

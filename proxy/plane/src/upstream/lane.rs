@@ -24,6 +24,7 @@ use super::client::{LaneLink, UpstreamClient};
 use super::connect::{self, ConnectError};
 use super::inflight::{Calls, Inflight};
 use super::session::SessionSlot;
+use super::session_pool::SessionPool;
 use super::shared::Shared;
 use super::state::{Change, Health, LaneError};
 use super::target::Target;
@@ -55,8 +56,9 @@ pub(crate) struct Lane {
     start_once: std::sync::Once,
     /// The direct data path to this upstream, when it has one (see `upstream::direct`).
     direct: Option<Arc<Target>>,
-    /// The upstream's session id, as its Streamable HTTP transport last saw it.
-    session: SessionSlot,
+    /// The upstream's sessions the direct path calls into: the lane's own (its id as
+    /// the Streamable HTTP transport last saw it) and the extra ones configured.
+    sessions: SessionPool,
     /// Ends the current connection (see [`Self::reconnect`]).
     connection: Mutex<Option<rmcp::service::RunningServiceCancellationToken>>,
     /// Set by [`Self::reconnect`]: the connection ends without the lane going down.
@@ -69,7 +71,7 @@ impl Lane {
         Arc::new(Self {
             era,
             direct,
-            session: SessionSlot::default(),
+            sessions: SessionPool::new(shared.config.sessions),
             connection: Mutex::new(None),
             reconnecting: std::sync::atomic::AtomicBool::new(false),
             shared,
@@ -112,7 +114,7 @@ impl Lane {
         if self.health() != Health::Ready {
             return None;
         }
-        if self.era == Era::Legacy && !self.session.is_known() {
+        if self.era == Era::Legacy && !self.sessions.own().is_known() {
             return None;
         }
         Some(target.clone())
@@ -125,14 +127,20 @@ impl Lane {
             .map_or(0, |target| target.connections.opened())
     }
 
-    /// The upstream ended the session the direct path used: until rmcp opens a new one,
-    /// calls take the rmcp path.
-    pub(crate) fn forget_direct_session(&self) {
-        self.session.clear();
+    /// The upstream ended a session a direct call went into: until a new one is open
+    /// (rmcp opens the lane's own again), calls go into the others, or the rmcp way.
+    pub(crate) fn session_ended(&self, session: &SessionSlot) {
+        self.sessions.ended(session);
     }
 
-    pub(crate) fn direct_session(&self) -> &SessionSlot {
-        &self.session
+    /// The session the next direct call goes into (see [`SessionPool::pick`]).
+    pub(crate) fn pick_session(&self) -> &SessionSlot {
+        self.sessions.pick()
+    }
+
+    /// How many of the upstream's sessions the direct path can call into now.
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.sessions.known()
     }
 
     /// The upstream no longer works the way its connection learned (a stateless server
@@ -140,7 +148,8 @@ impl Lane {
     /// connection is ready the lane is `starting`, and calls wait for it.
     pub(crate) fn reconnect(&self, why: &str) {
         use std::sync::atomic::Ordering;
-        self.session.clear();
+        self.sessions.close();
+        self.sessions.own().clear();
         let Some(connection) = self.connection.locked().take() else {
             return;
         };
@@ -283,7 +292,11 @@ impl Lane {
                 *connection = Some(running.cancellation_token());
             }
             match self.come_up(&running).await {
-                Ok(()) => backoff = Duration::from_secs(1),
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    let link: std::sync::Weak<dyn LaneLink> = Arc::downgrade(&self) as _;
+                    self.sessions.open(link, self.era, &shutdown);
+                }
                 Err(reason) => {
                     {
                         let mut connection = self.connection.locked();
@@ -314,6 +327,7 @@ impl Lane {
             if let Some(task) = listening {
                 task.abort();
             }
+            self.sessions.close();
             {
                 let mut connection = self.connection.locked();
                 *connection = None;
@@ -670,7 +684,7 @@ impl LaneLink for Lane {
     }
 
     fn session(&self) -> &SessionSlot {
-        &self.session
+        self.sessions.own()
     }
 
     fn refresh(self: Arc<Self>, change: Change) -> futures::future::BoxFuture<'static, ()> {

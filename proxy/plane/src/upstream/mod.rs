@@ -13,6 +13,7 @@ pub mod lane;
 pub mod legacy_sse;
 pub mod remote;
 pub mod session;
+pub mod session_pool;
 pub mod shared;
 pub mod state;
 pub mod target;

@@ -66,6 +66,12 @@ impl Upstream {
             .sum()
     }
 
+    /// How many of this upstream's sessions the direct path can call into now (both
+    /// lanes: the lanes' own and the extra ones open).
+    pub(crate) fn open_sessions(&self) -> usize {
+        self.lanes.iter().map(|l| l.open_sessions()).sum()
+    }
+
     /// The lane that serves clients of `era`: its own, unless the upstream does not
     /// speak that era.
     pub(crate) fn lane(&self, era: Era) -> &Arc<Lane> {
