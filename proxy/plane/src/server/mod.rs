@@ -8,5 +8,6 @@ pub mod gateway;
 pub mod handler;
 pub mod park;
 pub mod pipeline;
+pub mod relay;
 pub mod sessions;
 pub mod stage;

@@ -17,18 +17,25 @@
 //!
 //! A call that leaves the fast path ([`Step::Rmcp`]: held for approval, a name that
 //! routes nowhere yet, a refusal only the handler can word, an upstream the direct path
-//! cannot reach) is served by the MCP handler, which runs the same decision (unless the
-//! edge already allowed this very call) and holds, forwards and answers in the client's
-//! protocol.
+//! cannot reach) is served by the MCP handler through [`tools_call_handled`]: the same
+//! stages in the same order, in the client's protocol — the decision again (unless the
+//! edge already allowed this very call), the hold, the budget, credentials, the record,
+//! forwarding through rmcp ([`stage::forward_rmcp`]), inspection and the outcome.
 
 use axum::response::Response;
+use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::{ErrorData, RoleServer};
+use warrant_consent::token::call_args;
 
 use super::gateway::Gateway;
 use super::stage::decide::Verdict;
-use super::stage::{credentials, decide, forward, hold, inspect, outcome, record};
-use crate::enforce::auth::Caller;
-use crate::protocol::era::Era;
+use super::stage::hold::Hold;
+use super::stage::{credentials, decide, forward, forward_rmcp, hold, inspect, outcome, record};
+use crate::enforce::auth::{Authorized, Caller};
+use crate::protocol::era::{Era, era_of};
+use crate::protocol::error::GatewayError;
 use crate::protocol::headers::MCP_SESSION_ID;
 use crate::protocol::message::{CallParams, Incoming};
 
@@ -92,4 +99,59 @@ pub(crate) async fn tools_call(
     // 9. Record the outcome.
     outcome::recorded(answer.status());
     Step::Answer(answer)
+}
+
+/// Runs stages 3 to 9 of a `tools/call` the MCP handler serves (see the module
+/// documentation), answering in the client's protocol.
+pub(crate) async fn tools_call_handled(
+    gateway: &Gateway,
+    mut request: CallToolRequestParams,
+    context: &RequestContext<RoleServer>,
+) -> Result<CallToolResponse, ErrorData> {
+    // 3. Decide: where the name routes (once the upstreams have settled), then the token.
+    let era = era_of(context);
+    let view = gateway
+        .settled_view(era, |v| v.knows_tool(&request.name))
+        .await;
+    let name = request.name.to_string();
+    let Some(route) = view.tool(&name) else {
+        if let Some(q) = view.quarantined(&name) {
+            let upstream = q.upstream.clone();
+            return Err(GatewayError::Quarantined { name, upstream }.into());
+        }
+        let unknown = GatewayError::UnknownTool(name.clone());
+        return Err(gateway.unknown(&name, unknown).into());
+    };
+    let (server, tool) = (route.upstream.name(), route.original.as_str());
+    let args = request
+        .arguments
+        .as_ref()
+        .map(call_args)
+        .unwrap_or_default();
+    decide::permit(gateway, context, server, tool, route.risk, args)?;
+    // 4. Hold; the budget is counted once the call goes (never while it waits).
+    let held =
+        match hold::for_approval(gateway, route.risk, server, tool, &mut request, context).await? {
+            Hold::Answer(response) => return Ok(response),
+            Hold::Go(held) => held,
+        };
+    decide::charge_unless_counted(gateway, context, server, tool)?;
+    let allowed = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Authorized>());
+    // 5. Credentials.
+    let _credentials = credentials::for_call(allowed);
+    // 6. Record the decision.
+    record::allowed(allowed);
+    // 7. Forward, through rmcp.
+    let response = forward_rmcp::call(gateway, &name, route, request, context).await;
+    if let (Some(key), Some(desk)) = (&held, gateway.approval_desk()) {
+        desk.note(key, &response);
+    }
+    // 8. Inspect the answer.
+    let response = inspect::result(response);
+    // 9. Record the outcome.
+    outcome::recorded_result(&response);
+    response
 }

@@ -5,8 +5,11 @@
 //! revocation set carries disabled people.
 
 use http::HeaderMap;
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 
 use crate::enforce::auth::{Caller, McpAuth, Refusal};
+use crate::protocol::codes::NOT_AUTHENTICATED;
 
 /// The caller behind the request's `Authorization: Bearer` header (`None` when tokens
 /// are off, `mcp.authorization = "none"`).
@@ -47,6 +50,25 @@ pub(crate) fn session(
         (Some(auth), Some(id), Some(caller)) => auth.check_session(id, caller),
         _ => Ok(()),
     }
+}
+
+/// The verified token of the request behind `context` (set by the edge).
+pub(crate) fn token_caller(context: &RequestContext<RoleServer>) -> Option<Caller> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Caller>())
+        .cloned()
+}
+
+/// With authorization on, a request without a verified token never gets past the
+/// edge; should one reach a handler anyway, it is refused.
+pub(crate) fn no_token() -> ErrorData {
+    ErrorData::new(
+        NOT_AUTHENTICATED,
+        "no verified access token came with this request",
+        None,
+    )
 }
 
 #[cfg(test)]

@@ -4,12 +4,18 @@
 //! words are written only for a refusal. The call's budget is counted separately
 //! ([`charge`]), once the call is sure to go now (a held call is counted when approved).
 
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value};
-use warrant_consent::token::{Decision, call_args};
+use warrant_consent::token::{CallArgs, Decision, Risk, call_args};
+
+use super::authenticate;
 
 use crate::enforce::auth::{
     Authorized, Caller, McpAuth, Refusal, refused_by_ceiling, step_up_scope,
 };
+use crate::enforce::budget;
+use crate::protocol::codes::NOT_PERMITTED;
 use crate::protocol::era::Era;
 use crate::protocol::message::CallParams;
 use crate::server::gateway::Gateway;
@@ -77,6 +83,69 @@ fn verdict(decision: Decision, call: Authorized) -> Verdict {
 /// Counts an allowed call against its grant's hourly budget, when it has one.
 pub(crate) fn charge(auth: &McpAuth, caller: &Caller) -> Result<(), Refusal> {
     auth.charge(caller).map_err(Refusal::Budget)
+}
+
+/// Asks the caller's token about a request the edge did not decide; a refusal is
+/// a JSON-RPC error with [`NOT_PERMITTED`] naming what would be needed.
+pub(crate) fn permit(
+    gateway: &Gateway,
+    context: &RequestContext<RoleServer>,
+    server: &str,
+    tool: &str,
+    risk: Risk,
+    args: CallArgs,
+) -> Result<(), ErrorData> {
+    let Some(auth) = gateway.auth() else {
+        return Ok(());
+    };
+    let parts = context.extensions.get::<http::request::Parts>();
+    if parts
+        .and_then(|p| p.extensions.get::<Authorized>())
+        .is_some_and(|a| a.server == server && a.tool == tool)
+    {
+        return Ok(());
+    }
+    let caller = authenticate::token_caller(context).ok_or_else(authenticate::no_token)?;
+    let decision = auth.decide(&caller, server, tool, risk, args);
+    if decision.allow {
+        return Ok(());
+    }
+    let data = if refused_by_ceiling(&decision) {
+        // Only an admin can help (by raising the ceiling): no scope to ask for.
+        serde_json::json!({ "failedChecks": decision.failed_checks })
+    } else {
+        let scope = step_up_scope(server, tool);
+        serde_json::json!({ "scope": scope, "failedChecks": decision.failed_checks })
+    };
+    Err(ErrorData::new(NOT_PERMITTED, decision.reason, Some(data)))
+}
+
+/// Counts a `tools/call` of `server`'s `tool` against its grant's budget, unless the
+/// edge authorized (and so counted) this very call.
+pub(crate) fn charge_unless_counted(
+    gateway: &Gateway,
+    context: &RequestContext<RoleServer>,
+    server: &str,
+    tool: &str,
+) -> Result<(), ErrorData> {
+    let Some(auth) = gateway.auth() else {
+        return Ok(());
+    };
+    let Some(parts) = context.extensions.get::<http::request::Parts>() else {
+        return Ok(());
+    };
+    if parts
+        .extensions
+        .get::<Authorized>()
+        .is_some_and(|a| a.server == server && a.tool == tool)
+    {
+        return Ok(());
+    }
+    let Some(caller) = parts.extensions.get::<Caller>() else {
+        return Ok(());
+    };
+    auth.charge(caller)
+        .map_err(|exhausted| budget::error(&exhausted, auth.now()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod authenticate;
 pub mod credentials;
 pub mod decide;
 pub mod forward;
+pub mod forward_rmcp;
 pub mod hold;
 pub mod inspect;
 pub mod outcome;

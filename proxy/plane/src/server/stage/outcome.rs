@@ -3,3 +3,6 @@
 
 /// Records how a call ended (nothing beyond the counters yet).
 pub(crate) fn recorded(_status: http::StatusCode) {}
+
+/// Records how a call forwarded through rmcp ended (nothing yet).
+pub(crate) fn recorded_result(_result: &Result<rmcp::model::CallToolResponse, rmcp::ErrorData>) {}
