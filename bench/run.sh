@@ -36,6 +36,9 @@
 #                              WARRANT_BENCH_CONFIG, WARRANT_BENCH_DATA_DIR and
 #                              WARRANT_BENCH_URL. Default: target/release/bench_token
 #                              (built with `-p warrant-fixtures --features token`)
+#   BENCH_UPSTREAM_SESSIONS=1  `sessions` of the Warrants' [upstreams.bench] (how many of a
+#                              session upstream's sessions the direct path spreads calls
+#                              over; the echo tool keeps no state per session)
 #   BENCH_WARRANT_CONFIG_EXTRA=  TOML appended to both generated Warrant configs (the
 #                              "none" one already has an [mcp] table)
 #   BENCH_WARRANT_START_TIMEOUT=30  seconds to wait for Warrant's /healthz
@@ -250,6 +253,7 @@ measure_kind() {
             fi
             out=$dir/$name-$round.json
             log "$mode: round $round/$ROUNDS: via Warrant ($name)"
+            args+=(--upstream-pid "$UPSTREAM_PID")
             if bench "$mode-$name-$round" "${GW_URL[$name]}" bench__echo "${GW_PID[$name]}" \
                 "$out" "${args[@]}"; then
                 via_reports[$name]+=" --via $out"
@@ -311,7 +315,8 @@ start_gateway() {
     {
         # The benchmark upstream is ours: its annotations set its class (an unreviewed
         # tool would be critical, above the default ceiling, and every call refused).
-        printf '[upstreams.bench]\nurl = "%s"\ntrust_annotations = true\n' "$UPSTREAM_URL"
+        printf '[upstreams.bench]\nurl = "%s"\ntrust_annotations = true\nsessions = %s\n' \
+            "$UPSTREAM_URL" "${BENCH_UPSTREAM_SESSIONS:-1}"
         if [[ $name == none ]]; then
             printf '\n[mcp]\nauthorization = "none"\n'
         fi
@@ -374,8 +379,9 @@ cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' 
     printf '# Warrant per-call benchmark\n\n'
     printf -- '- machine: %s CPUs, %s, Linux %s; load average at start: %s\n' "$(nproc)" \
         "${cpu_model:-unknown CPU}" "$(uname -r)" "$LOAD_AT_START"
-    printf -- '- upstreams: bench_upstream --mode %s (echo tool), one after the other\n' \
+    printf -- '- upstreams: bench_upstream --mode %s (echo tool), one after the other;' \
         "${UPSTREAM_MODES//,/, }"
+    printf ' Warrant opens %s of its sessions (`sessions`)\n' "${BENCH_UPSTREAM_SESSIONS:-1}"
     printf -- '- load: warrant_bench, one keep-alive connection and MCP session per worker;\n'
     printf '  warm-up %s, window %s per level; rounds: %s\n' "$WARMUP" "$DURATION" "$ROUNDS"
     printf -- '- load generator, upstream and Warrant share the same %s CPUs\n' "$(nproc)"
