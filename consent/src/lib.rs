@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod people;
 pub mod policy;
 pub mod token;
+pub mod vault;
 
 #[cfg(test)]
 mod test_db;

@@ -60,6 +60,8 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     #[error("cannot load the trust ceilings: {0}")]
     Ceilings(#[from] CeilingError),
+    #[error("cannot open the credential vault: {0}")]
+    Vault(#[from] warrant_consent::vault::VaultError),
 }
 
 /// A started gateway.
@@ -73,6 +75,8 @@ pub struct Running {
     pub idp: Idp,
     /// The root keys that sign access tokens (the first is created on first start).
     pub keys: KeyRing,
+    /// The credential vault (its keys checked at start).
+    pub vault: warrant_consent::vault::Vault,
     /// Verifies access tokens against `keys`, with its cache.
     pub verifier: Verifier,
     /// Every user's live trust ceiling (changes made through it apply at once).
@@ -160,6 +164,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         db.clone(),
         *secret_key,
         KeySettings::default(),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    // A vault whose records this configuration cannot decrypt stops the start here.
+    let vault = warrant_consent::vault::Vault::open(
+        db.clone(),
+        crate::vault_keys::of(&config, &secret_key),
         Arc::new(SystemClock),
     )
     .await?;
@@ -326,6 +337,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         db,
         idp,
         keys,
+        vault,
         verifier,
         ceilings,
         catalog,

@@ -7,6 +7,7 @@ mod keys;
 mod policy;
 mod serve;
 mod token;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+    /// The credential vault's keys: which wraps what, and re-wrapping under a new one.
+    Vault {
+        #[command(subcommand)]
+        command: vault::VaultCommand,
+    },
     /// Work with access tokens offline (narrow one for a subagent).
     Token {
         #[command(subcommand)]
@@ -70,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Keys { command } => keys::run(command),
         Command::Policy { command } => policy::run(command),
         Command::Token { command } => token::run(command),
+        Command::Vault { command } => vault::run(command),
         Command::DemoServer => run_async(1, async {
             warrant_plane::demo::serve_stdio().await?;
             Ok(ExitCode::SUCCESS)

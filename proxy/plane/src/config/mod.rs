@@ -15,6 +15,7 @@ mod raw;
 mod report;
 mod upstream;
 mod value;
+mod vault;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig};
 use upstream::{is_name_char, validate_upstream};
 use value::duration;
 pub use value::{Secret, ValueRef, decode_key_32, resolve};
+pub use vault::{RawVault, VaultConfig};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -53,6 +55,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// `[policy]`: the default trust ceiling.
     pub policy: PolicyConfig,
+    /// `[vault]`: the credential vault's keys.
+    pub vault: VaultConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -203,6 +207,7 @@ pub fn validate(
     let auth = auth::validate_auth(raw.auth.clone().unwrap_or_default(), problems);
     let oauth = oauth::validate_oauth(raw.oauth.clone().unwrap_or_default(), problems);
     let policy = policy::validate_policy(raw.policy.clone().unwrap_or_default(), problems);
+    let vault = vault::validate_vault(raw.vault.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -240,6 +245,7 @@ pub fn validate(
             auth,
             oauth,
             policy,
+            vault,
             upstreams,
         })
     } else {

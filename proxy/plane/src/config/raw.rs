@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub oauth: Option<super::oauth::RawOAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<super::policy::RawPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<super::vault::RawVault>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }
