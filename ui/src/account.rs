@@ -83,7 +83,7 @@ async fn page(State(state): State<UiState>, person: SignedIn) -> Result<Response
         .into_iter()
         .map(|s| SessionView::from(s, current.as_deref()))
         .collect();
-    let passkeys = crate::passkey::account_passkeys(&state, &person.user.id).await?;
+    let passkeys = account_passkeys(&state, &person.user.id).await?;
     // Signing out of a provider's session continues at its end-session endpoint.
     let logout = crate::oidc::logout_redirect(&state, &person.login)
         .await
@@ -114,4 +114,21 @@ async fn revoke(
         .await?;
     idp.sessions.revoke(&person.user.id, &handle).await?;
     Ok(Redirect::to("/account").into_response())
+}
+
+/// The passkeys listed on the account page.
+async fn account_passkeys(state: &UiState, user_id: &str) -> Result<Vec<PasskeyView>, PageError> {
+    Ok(state
+        .idp
+        .passkeys
+        .list(user_id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyView {
+            id: p.id,
+            name: p.name,
+            created: when(p.created_at),
+            last_used: p.last_used_at.map_or_else(|| "never".to_owned(), when),
+        })
+        .collect())
 }

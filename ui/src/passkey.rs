@@ -26,10 +26,9 @@ use warrant_idp::passkey::{PublicKeyCredential, RegisterPublicKeyCredential};
 use warrant_idp::users::User;
 
 use crate::UiState;
-use crate::account::PasskeyView;
 use crate::extract::CsrfForm;
 use crate::extract::{SignedIn, Visitor, safe_next};
-use crate::page::{PageError, when};
+use crate::page::PageError;
 
 pub(crate) fn routes() -> Router<UiState> {
     Router::new()
@@ -212,24 +211,4 @@ async fn delete(
         .remove(&idp.users, &person.user.id, &id)
         .await?;
     Ok(Redirect::to("/account#passkeys").into_response())
-}
-
-/// The passkeys listed on the account page.
-pub(crate) async fn account_passkeys(
-    state: &UiState,
-    user_id: &str,
-) -> Result<Vec<PasskeyView>, PageError> {
-    Ok(state
-        .idp
-        .passkeys
-        .list(user_id)
-        .await?
-        .into_iter()
-        .map(|p| PasskeyView {
-            id: p.id,
-            name: p.name,
-            created: when(p.created_at),
-            last_used: p.last_used_at.map_or_else(|| "never".to_owned(), when),
-        })
-        .collect())
 }
