@@ -30,7 +30,8 @@ use warrant_consent::budgets::{Budgets, Exhausted};
 use warrant_consent::ceilings::CeilingView;
 use warrant_consent::oauth::{Resource, RevokedSet};
 use warrant_consent::token::{
-    CallArgs, CallFacts, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
+    CallArgs, CallFacts, CallRef, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
+    remembered,
 };
 use warrant_idp::clock::Clock;
 
@@ -58,8 +59,8 @@ impl std::fmt::Debug for Caller {
 /// decision again): the upstream and the tool's name there.
 #[derive(Clone, Debug)]
 pub(crate) struct Authorized {
-    pub(crate) server: String,
-    pub(crate) tool: String,
+    pub(crate) server: Arc<str>,
+    pub(crate) tool: Arc<str>,
     /// The tool's effective risk class when it was decided.
     pub(crate) risk: Risk,
 }
@@ -240,17 +241,36 @@ impl McpAuth {
         risk: Risk,
         args: CallArgs,
     ) -> Decision {
-        let facts = CallFacts {
-            now: self.now(),
-            resource: self.resource.clone(),
-            server: server.to_owned(),
-            tool: tool.to_owned(),
+        let (now, ceiling) = (self.now(), self.ceiling(caller));
+        let call = CallRef {
+            now,
+            resource: &self.resource,
+            server,
+            tool,
             risk,
-            ceiling: self.ceiling(caller),
-            args,
-            person: self.person(caller),
+            ceiling,
+            args: &args,
         };
-        let decision = authorize(&caller.token, &facts);
+        // The same call allowed before: nothing to copy, nothing to run.
+        let decision = if remembered(&caller.token, &call) {
+            Decision {
+                allow: true,
+                reason: String::new(),
+                failed_checks: Vec::new(),
+            }
+        } else {
+            let facts = CallFacts {
+                now,
+                resource: self.resource.clone(),
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                risk,
+                ceiling,
+                args,
+                person: self.person(caller),
+            };
+            authorize(&caller.token, &facts)
+        };
         let identity = &caller.token.identity;
         if decision.allow {
             tracing::debug!(user = %identity.user, agent = %identity.agent, grant = %identity.grant, server, tool, "call allowed");

@@ -33,6 +33,8 @@ use crate::upstream::state::{Change, Changes};
 
 /// A client session the gateway knows of.
 pub(crate) struct Session {
+    /// The session's id (shared: every direct call of the session names it).
+    pub(crate) id: Arc<str>,
     pub(crate) version: String,
     /// Set by the session's `logging/setLevel`.
     pub(crate) log_level: Arc<LogLevel>,
@@ -67,6 +69,7 @@ impl ClientSessions {
     pub(crate) fn register(&self, id: String, peer: Peer<RoleServer>) {
         let Some(info) = peer.peer_info() else { return };
         let session = Session {
+            id: id.as_str().into(),
             version: info.protocol_version.to_string(),
             capabilities: Arc::new(info.capabilities.clone()),
             log_level: Arc::default(),

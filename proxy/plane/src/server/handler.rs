@@ -93,7 +93,7 @@ impl Gateway {
         let parts = context.extensions.get::<http::request::Parts>();
         if parts
             .and_then(|p| p.extensions.get::<Authorized>())
-            .is_some_and(|a| a.server == server && a.tool == tool)
+            .is_some_and(|a| &*a.server == server && &*a.tool == tool)
         {
             return Ok(());
         }
@@ -313,7 +313,7 @@ impl ServerHandler for Gateway {
             Risk::Low,
             CallArgs::new(),
         )?;
-        request.name = route.original.clone();
+        request.name = route.original.to_string();
         let sent = self
             .send_answering(&route.upstream, &context, |answers| {
                 let mut get = request.clone();
@@ -459,7 +459,7 @@ impl ServerHandler for Gateway {
                 let Some(route) = view.prompt(&prompt.name) else {
                     return Err(self.missing_prompt(&view, &prompt.name).into());
                 };
-                prompt.name = route.original.clone();
+                prompt.name = route.original.to_string();
                 route.upstream.clone()
             }
             Reference::Resource(resource) => match view.template(&resource.uri) {
@@ -573,7 +573,7 @@ impl Gateway {
         let _credentials = credentials::for_call(allowed);
         record::allowed(allowed);
         let era = era_of(context);
-        request.name = route.original.clone().into();
+        request.name = route.original.to_string().into();
         if era == Era::Modern && (request.request_state.is_some() || can_be_asked(context)) {
             let lane = route.upstream.ready(era).await?;
             if lane.era == Era::Legacy {
@@ -817,7 +817,7 @@ fn charge(
     if parts
         .extensions
         .get::<Authorized>()
-        .is_some_and(|a| a.server == server && a.tool == tool)
+        .is_some_and(|a| &*a.server == server && &*a.tool == tool)
     {
         return Ok(());
     }

@@ -24,6 +24,8 @@ struct Inner {
 }
 
 struct Entry {
+    /// The session's id, shared with the requests in progress.
+    id: Arc<str>,
     owner: String,
     last: Instant,
     /// Requests of the session in progress, streams included.
@@ -40,7 +42,7 @@ pub(crate) struct Starting {
 /// A request of a known session in progress: the session is not idle until it is dropped.
 pub(crate) struct InUse {
     table: Arc<SessionTable>,
-    id: String,
+    id: Arc<str>,
 }
 
 impl Inner {
@@ -93,7 +95,7 @@ impl SessionTable {
         entry.last = Instant::now();
         Some(InUse {
             table: self.clone(),
-            id: id.to_owned(),
+            id: entry.id.clone(),
         })
     }
 
@@ -128,6 +130,7 @@ impl Starting {
     pub(crate) fn started(mut self, id: String) {
         if let Some(owner) = self.owner.take() {
             let entry = Entry {
+                id: id.as_str().into(),
                 owner,
                 last: Instant::now(),
                 busy: 0,
@@ -148,7 +151,7 @@ impl Drop for Starting {
 impl Drop for InUse {
     fn drop(&mut self) {
         let mut inner = self.table.inner.locked();
-        if let Some(entry) = inner.by_id.get_mut(&self.id) {
+        if let Some(entry) = inner.by_id.get_mut(&*self.id) {
             entry.busy = entry.busy.saturating_sub(1);
             entry.last = Instant::now();
         }
