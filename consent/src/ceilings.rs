@@ -13,7 +13,9 @@
 //! the identity provider's (`idp_user_groups`), read through its API.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use serde::Serialize;
 use warrant_idp::IdpError;
@@ -374,10 +376,11 @@ struct ViewInner {
     store: Ceilings,
     users: Users,
     default: Risk,
-    snapshot: RwLock<Arc<Snapshot>>,
+    /// Read on every call: a load, no lock (written by the one refresh at a time).
+    snapshot: ArcSwap<Snapshot>,
     /// User id → email: refusals name the person by email (read with the ceilings, so
     /// the per-call path has no query).
-    emails: RwLock<Arc<HashMap<String, Arc<str>>>>,
+    emails: ArcSwap<HashMap<String, Arc<str>>>,
     /// Refreshes run one at a time, so a slow one never overwrites a newer one.
     refreshing: tokio::sync::Mutex<()>,
     /// Counts the refreshes that changed something.
@@ -402,8 +405,8 @@ impl CeilingView {
                 store,
                 users,
                 default,
-                snapshot: RwLock::new(Arc::default()),
-                emails: RwLock::new(Arc::default()),
+                snapshot: ArcSwap::default(),
+                emails: ArcSwap::default(),
                 refreshing: tokio::sync::Mutex::new(()),
                 changes: tokio::sync::watch::channel(0).0,
                 affected: tokio::sync::broadcast::channel(AFFECTED_BACKLOG).0,
@@ -431,17 +434,14 @@ impl CeilingView {
         }
         let fresh = Snapshot::build(entries, &members);
         self.refresh_emails().await?;
+        // Refreshes run one at a time: nothing else writes between the load and the store.
         let affected = {
-            let mut current = self
-                .inner
-                .snapshot
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let current = self.inner.snapshot.load();
             if **current == fresh {
                 None
             } else {
                 let affected = current.affected(&fresh, self.inner.default);
-                *current = Arc::new(fresh);
+                self.inner.snapshot.store(Arc::new(fresh));
                 Some(affected)
             }
         };
@@ -482,38 +482,29 @@ impl CeilingView {
                 (id, shared)
             })
             .collect();
-        *self.inner.emails.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.inner.emails.store(Arc::new(fresh));
         Ok(())
     }
 
     fn emails(&self) -> Arc<HashMap<String, Arc<str>>> {
-        Arc::clone(&self.inner.emails.read().unwrap_or_else(|p| p.into_inner()))
+        self.inner.emails.load_full()
     }
 
     /// The user's email, to name them in a refusal (no I/O; `None` for a user the view
     /// has not read yet).
     pub fn person(&self, user: &str) -> Option<Arc<str>> {
-        let emails = self.inner.emails.read().unwrap_or_else(|p| p.into_inner());
-        emails.get(user).cloned()
+        self.inner.emails.load().get(user).cloned()
     }
 
     /// The user's live ceiling (the per-call lookup: no I/O).
     pub fn ceiling(&self, user: &str) -> Risk {
-        let snapshot = self
-            .inner
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.inner.snapshot.load();
         snapshot.ceiling(user, self.inner.default)
     }
 
     /// The user's live ceiling and where it comes from.
     pub fn effective(&self, user: &str) -> Effective {
-        let snapshot = self
-            .inner
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.inner.snapshot.load();
         snapshot.effective(user, self.inner.default)
     }
 
@@ -524,11 +515,7 @@ impl CeilingView {
 
     /// The groups that have a default ceiling, as last read.
     pub fn group_ceilings(&self) -> BTreeMap<String, Risk> {
-        let snapshot = self
-            .inner
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.inner.snapshot.load();
         snapshot.groups.clone()
     }
 

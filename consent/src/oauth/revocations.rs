@@ -2,7 +2,9 @@
 //! kept until the token they belong to would have expired anyway.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use warrant_idp::db::Db;
@@ -84,8 +86,9 @@ impl Revocations {
 pub struct RevokedSet {
     store: Revocations,
     users: Users,
-    ids: Arc<RwLock<Arc<HashSet<String>>>>,
-    disabled: Arc<RwLock<Arc<HashMap<String, String>>>>,
+    /// Read on every call: loads, no lock.
+    ids: Arc<ArcSwap<HashSet<String>>>,
+    disabled: Arc<ArcSwap<HashMap<String, String>>>,
     /// Ids inserted locally in the last [`LOCAL_MEMORY`]: a refresh whose read began
     /// before their row was written must not drop them.
     local: Arc<Mutex<Vec<(String, Instant)>>>,
@@ -105,8 +108,8 @@ impl RevokedSet {
         Ok(Self {
             store,
             users,
-            ids: Arc::new(RwLock::new(Arc::new(ids))),
-            disabled: Arc::new(RwLock::new(Arc::new(disabled))),
+            ids: Arc::new(ArcSwap::from_pointee(ids)),
+            disabled: Arc::new(ArcSwap::from_pointee(disabled)),
             local: Arc::new(Mutex::new(Vec::new())),
         })
     }
@@ -114,14 +117,14 @@ impl RevokedSet {
     /// Re-reads the set from the database.
     pub async fn refresh(&self, now: i64) -> Result<(), StoreError> {
         let disabled = disabled_of(&self.users).await?;
-        *self.disabled.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(disabled);
+        self.disabled.store(Arc::new(disabled));
         let mut fresh = self.store.snapshot(now).await?;
         {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.retain(|(_, at)| at.elapsed() < LOCAL_MEMORY);
             fresh.extend(local.iter().map(|(id, _)| id.clone()));
         }
-        *self.ids.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.ids.store(Arc::new(fresh));
         Ok(())
     }
 
@@ -133,27 +136,29 @@ impl RevokedSet {
             let at = Instant::now();
             local.extend(revoked.iter().map(|id| (id.clone(), at)));
         }
-        let mut ids = self.ids.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = HashSet::clone(&ids);
-        next.extend(revoked.iter().cloned());
-        *ids = Arc::new(next);
+        self.ids.rcu(|ids| {
+            let mut next = HashSet::clone(ids);
+            next.extend(revoked.iter().cloned());
+            next
+        });
     }
 
     /// Records that this process disabled (`Some(email)`) or enabled (`None`) the
     /// person `user`, effective at once (the next refresh reads the table anyway).
     pub fn set_disabled(&self, user: &str, email: Option<&str>) {
-        let mut disabled = self.disabled.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = HashMap::clone(&disabled);
-        match email {
-            Some(email) => next.insert(user.to_owned(), email.to_owned()),
-            None => next.remove(user),
-        };
-        *disabled = Arc::new(next);
+        self.disabled.rcu(|disabled| {
+            let mut next = HashMap::clone(disabled);
+            match email {
+                Some(email) => next.insert(user.to_owned(), email.to_owned()),
+                None => next.remove(user),
+            };
+            next
+        });
     }
 
     /// The current set (cheap: an `Arc`).
     pub fn current(&self) -> Arc<HashSet<String>> {
-        self.ids.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.ids.load_full()
     }
 
     /// What a token is checked against: the revoked ids and the disabled people, as
@@ -161,11 +166,7 @@ impl RevokedSet {
     pub fn view(&self) -> RevokedView {
         RevokedView {
             ids: self.current(),
-            disabled: self
-                .disabled
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            disabled: self.disabled.load_full(),
         }
     }
 }

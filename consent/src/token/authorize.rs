@@ -46,6 +46,34 @@ pub struct CallFacts {
     pub person: Option<Arc<str>>,
 }
 
+/// The facts of one call, borrowed: enough to find a remembered decision
+/// ([`remembered`]) without copying anything.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRef<'a> {
+    pub now: i64,
+    pub resource: &'a str,
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub risk: Risk,
+    pub ceiling: Option<Risk>,
+    pub args: &'a CallArgs,
+}
+
+impl<'a> CallRef<'a> {
+    /// The borrowed view of `call`.
+    pub fn of(call: &'a CallFacts) -> Self {
+        Self {
+            now: call.now,
+            resource: &call.resource,
+            server: &call.server,
+            tool: &call.tool,
+            risk: call.risk,
+            ceiling: call.ceiling,
+            args: &call.args,
+        }
+    }
+}
+
 /// The arguments of a `tools/call` as the token sees them: strings as they are,
 /// numbers and booleans as their JSON text; `null`, arrays and objects are left out (a
 /// constraint on them refuses the call).
@@ -129,16 +157,14 @@ static BASE: LazyLock<Result<AuthorizerBuilder, String>> = LazyLock::new(|| {
 /// (every block written by Warrant, `now` not past the earliest end in the token); the
 /// answer is the one the Datalog would give (`tests/cache.rs` compares them).
 pub fn authorize(token: &VerifiedToken, call: &CallFacts) -> Decision {
+    if remembered(token, &CallRef::of(call)) {
+        return allowed();
+    }
     let tool_id = format!("{}.{}", call.server, call.tool);
     if let Some(refusal) = precheck(call, &tool_id) {
         return refusal;
     }
-    let key = token.decisions.key(token, call);
-    if let Some(key) = &key
-        && token.decisions.allowed(key)
-    {
-        return allowed();
-    }
+    let key = token.decisions.key(token, &CallRef::of(call));
     let decision = evaluate(token, call, &tool_id);
     if decision.allow
         && let Some(key) = key
@@ -146,6 +172,20 @@ pub fn authorize(token: &VerifiedToken, call: &CallFacts) -> Decision {
         token.decisions.remember(key);
     }
     decision
+}
+
+/// Whether `token` remembers allowing this very call: then [`authorize`] allows it
+/// without a Datalog run (and without the call's facts being copied into a
+/// [`CallFacts`]). `false` says nothing: decide with [`authorize`].
+pub fn remembered(token: &VerifiedToken, call: &CallRef<'_>) -> bool {
+    // What `precheck` refuses is never remembered as allowed.
+    if call.args.len() > MAX_ARGS || call.now < 0 {
+        return false;
+    }
+    token
+        .decisions
+        .key(token, call)
+        .is_some_and(|key| token.decisions.allowed(&key))
 }
 
 /// [`authorize`] without the remembered decisions: always the full Datalog run.
@@ -332,7 +372,7 @@ impl Decisions {
     }
 
     /// The key of `call`, when its decision may be remembered or looked up.
-    fn key(&self, token: &VerifiedToken, call: &CallFacts) -> Option<[u8; 32]> {
+    fn key(&self, token: &VerifiedToken, call: &CallRef<'_>) -> Option<[u8; 32]> {
         let shape = self.shape(token)?;
         if call.now > shape.until {
             return None;

@@ -10,7 +10,9 @@
 //! a revocation made elsewhere.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use base64::Engine;
@@ -110,7 +112,8 @@ struct Inner {
     kek: Zeroizing<[u8; 32]>,
     settings: KeySettings,
     clock: Arc<dyn Clock>,
-    ring: RwLock<Arc<Ring>>,
+    /// Read on every verification: a load, no lock.
+    ring: ArcSwap<Ring>,
 }
 
 /// The root keys, shared by minting and verification. Cheap to clone.
@@ -180,7 +183,7 @@ impl KeyRing {
                 kek,
                 settings,
                 clock,
-                ring: RwLock::new(Arc::new(Ring::default())),
+                ring: ArcSwap::from_pointee(Ring::default()),
             }),
         };
         ring.reload().await?;
@@ -265,11 +268,7 @@ impl KeyRing {
             }
             None => None,
         };
-        *self
-            .inner
-            .ring
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        self.inner.ring.store(Arc::new(ring));
         Ok(())
     }
 
@@ -396,11 +395,7 @@ impl KeyRing {
     }
 
     fn ring(&self) -> Arc<Ring> {
-        self.inner
-            .ring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.inner.ring.load_full()
     }
 
     /// Inserts a new key (retiring older active keys when `retire`), with a retry when

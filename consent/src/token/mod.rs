@@ -22,7 +22,7 @@ mod verify;
 mod tests;
 
 pub use attenuate::attenuate;
-pub use authorize::{CallFacts, Decision, MAX_ARGS, authorize, call_args};
+pub use authorize::{CallFacts, CallRef, Decision, MAX_ARGS, authorize, call_args, remembered};
 pub use error::TokenError;
 pub use keys::{ALGORITHM, DEFAULT_MAX_TOKEN_LIFETIME, KeyRing, KeySettings, PublicKeyInfo};
 pub use mint::{MintRequest, mint};

@@ -34,3 +34,22 @@ pub use enforce::auth::{Caller, McpAuth};
 pub use server::gateway::{Gateway, UpstreamStatus};
 pub use upstream::state::Health;
 pub use view::records::Observer;
+
+/// Unit tests count allocations: the system allocator, counted.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// The allocations `f` makes: the fewest of five runs (another test's thread running at
+/// the same time can only add to a count).
+#[cfg(test)]
+pub(crate) fn allocations(mut f: impl FnMut()) -> usize {
+    (0..5)
+        .map(|_| {
+            let region = stats_alloc::Region::new(ALLOCATOR);
+            f();
+            region.change().allocations
+        })
+        .min()
+        .unwrap_or(0)
+}

@@ -8,6 +8,7 @@
 //! flight no longer routed). So every lock is taken through these traits, never with
 //! `lock()`, `read()` or `write()` and a decision of its own about poison.
 
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A mutex, taken even when poisoned.
@@ -37,6 +38,36 @@ impl<T> ReadWrite<T> for RwLock<T> {
     }
 }
 
+/// A map (or any value) split in shards by key, each under a mutex of its own: requests
+/// about two keys take the same lock only when their keys fall in the same shard, so
+/// a table every call consults is no lock across the whole process.
+pub(crate) struct Sharded<T>([Mutex<T>; SHARDS]);
+
+/// Shards of a [`Sharded`] value.
+const SHARDS: usize = 16;
+
+impl<T: Default> Default for Sharded<T> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Mutex::default()))
+    }
+}
+
+impl<T> Sharded<T> {
+    /// The shard of `key`, locked (a `str` key falls where its `String` or `Arc<str>`
+    /// falls).
+    pub(crate) fn shard<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, T> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        // The remainder is below the shard count: the cast cannot truncate.
+        self.0[(hasher.finish() % SHARDS as u64) as usize].locked()
+    }
+
+    /// Every shard, one after the other (each locked only while it is visited).
+    pub(crate) fn each(&self) -> impl Iterator<Item = MutexGuard<'_, T>> {
+        self.0.iter().map(Locked::locked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +87,31 @@ mod tests {
         assert_eq!(*shared.0.locked(), vec![1, 2]);
         *shared.1.writing() += 1;
         assert_eq!(*shared.1.reading(), 8);
+    }
+
+    #[test]
+    fn two_keys_of_different_shards_do_not_wait_for_each_other() {
+        let table: Sharded<Vec<&str>> = Sharded::default();
+        let held = table.shard("session-a");
+        // Some other key falls in another shard: taken while the first is held.
+        let other = (0..64)
+            .map(|i| format!("session-{i}"))
+            .find(|key| {
+                let mut hasher = std::hash::DefaultHasher::new();
+                key.as_str().hash(&mut hasher);
+                let mut first = std::hash::DefaultHasher::new();
+                "session-a".hash(&mut first);
+                hasher.finish() % SHARDS as u64 != first.finish() % SHARDS as u64
+            })
+            .expect("a key in another shard");
+        table.shard(other.as_str()).push("other");
+        drop(held);
+        table.shard("session-a").push("a");
+        assert_eq!(
+            *table.shard(&String::from("session-a")),
+            ["a"],
+            "a String falls where its str does"
+        );
+        assert_eq!(table.each().map(|s| s.len()).sum::<usize>(), 2);
     }
 }

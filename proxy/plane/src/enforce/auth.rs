@@ -19,9 +19,9 @@
 //! when they start: another agent's token cannot use them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::locks::Locked;
+use crate::locks::Sharded;
 use crate::protocol::codes::{NOT_AUTHENTICATED, NOT_PERMITTED, rpc_error};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -30,7 +30,8 @@ use warrant_consent::budgets::{Budgets, Exhausted};
 use warrant_consent::ceilings::CeilingView;
 use warrant_consent::oauth::{Resource, RevokedSet};
 use warrant_consent::token::{
-    CallArgs, CallFacts, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
+    CallArgs, CallFacts, CallRef, Decision, Risk, TokenError, VerifiedToken, Verifier, authorize,
+    remembered,
 };
 use warrant_idp::clock::Clock;
 
@@ -58,8 +59,8 @@ impl std::fmt::Debug for Caller {
 /// decision again): the upstream and the tool's name there.
 #[derive(Clone, Debug)]
 pub(crate) struct Authorized {
-    pub(crate) server: String,
-    pub(crate) tool: String,
+    pub(crate) server: Arc<str>,
+    pub(crate) tool: Arc<str>,
     /// The tool's effective risk class when it was decided.
     pub(crate) risk: Risk,
 }
@@ -77,7 +78,8 @@ pub struct McpAuth {
     /// Legacy sessions by id, with the token each used last: its user and agent are the
     /// session's subject (the first token's), and the token says which list changes
     /// concern the session (a session outlives its access tokens).
-    sessions: Mutex<HashMap<String, Arc<VerifiedToken>>>,
+    /// (Checked on every call of a session: in shards, see [`Sharded`].)
+    sessions: Sharded<HashMap<String, Arc<VerifiedToken>>>,
     /// Every user's live trust ceiling; `None`: no ceiling applies.
     ceilings: Option<CeilingView>,
     /// The call counts of budgeted grants; `None`: budgets are not counted.
@@ -114,7 +116,7 @@ impl McpAuth {
             names: url::Url::parse(issuer)
                 .map(|public| Resource::new(&public))
                 .unwrap_or_else(|_| Resource::canonical_only(format!("{issuer}/mcp"))),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Sharded::default(),
             ceilings: None,
             budgets: None,
         }
@@ -186,7 +188,7 @@ impl McpAuth {
     /// Checks that a legacy session is used by the subject that started it. An unknown
     /// session id is left to the protocol layer (its 404).
     pub(crate) fn check_session(&self, session: &str, caller: &Caller) -> Result<(), Refusal> {
-        let mut sessions = self.sessions.locked();
+        let mut sessions = self.sessions.shard(session);
         match sessions.get_mut(session) {
             Some(last) if !Arc::ptr_eq(last, &caller.token) => {
                 let (was, is) = (&last.identity, &caller.token.identity);
@@ -202,7 +204,7 @@ impl McpAuth {
 
     /// Binds a session that just started to its caller.
     pub(crate) fn bind_session(&self, session: String, caller: &Caller) {
-        let mut sessions = self.sessions.locked();
+        let mut sessions = self.sessions.shard(session.as_str());
         sessions.insert(session, caller.token.clone());
     }
 
@@ -212,23 +214,27 @@ impl McpAuth {
         audience: &super::audience::Audience,
         now: i64,
     ) -> Vec<String> {
-        let sessions = self.sessions.locked();
-        sessions
-            .iter()
-            .filter(|(_, token)| audience.includes(token, now))
-            .map(|(id, _)| id.clone())
-            .collect()
+        let mut ids = Vec::new();
+        for sessions in self.sessions.each() {
+            ids.extend(
+                sessions
+                    .iter()
+                    .filter(|(_, token)| audience.includes(token, now))
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        ids
     }
 
     pub(crate) fn forget_session(&self, session: &str) {
-        let mut sessions = self.sessions.locked();
-        sessions.remove(session);
+        self.sessions.shard(session).remove(session);
     }
 
     /// Keeps the bindings of sessions that still exist.
     pub(crate) fn retain_sessions(&self, alive: impl Fn(&str) -> bool) {
-        let mut sessions = self.sessions.locked();
-        sessions.retain(|id, _| alive(id));
+        for mut sessions in self.sessions.each() {
+            sessions.retain(|id, _| alive(id));
+        }
     }
 
     /// Decides a call of `server`'s `tool` (its name upstream) by the caller's token.
@@ -240,17 +246,36 @@ impl McpAuth {
         risk: Risk,
         args: CallArgs,
     ) -> Decision {
-        let facts = CallFacts {
-            now: self.now(),
-            resource: self.resource.clone(),
-            server: server.to_owned(),
-            tool: tool.to_owned(),
+        let (now, ceiling) = (self.now(), self.ceiling(caller));
+        let call = CallRef {
+            now,
+            resource: &self.resource,
+            server,
+            tool,
             risk,
-            ceiling: self.ceiling(caller),
-            args,
-            person: self.person(caller),
+            ceiling,
+            args: &args,
         };
-        let decision = authorize(&caller.token, &facts);
+        // The same call allowed before: nothing to copy, nothing to run.
+        let decision = if remembered(&caller.token, &call) {
+            Decision {
+                allow: true,
+                reason: String::new(),
+                failed_checks: Vec::new(),
+            }
+        } else {
+            let facts = CallFacts {
+                now,
+                resource: self.resource.clone(),
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                risk,
+                ceiling,
+                args,
+                person: self.person(caller),
+            };
+            authorize(&caller.token, &facts)
+        };
         let identity = &caller.token.identity;
         if decision.allow {
             tracing::debug!(user = %identity.user, agent = %identity.agent, grant = %identity.grant, server, tool, "call allowed");

@@ -139,15 +139,27 @@ impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        // The first keys on the stack (no allocation for an ordinary object), all of them
+        // in `keys` past that.
+        let mut few: [Cow<'de, str>; LINEAR_KEYS] = Default::default();
+        let mut n = 0;
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         let mut found = None;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if keys.len() < LINEAR_KEYS && keys.contains(&key) {
-                found = Some(key.into_owned());
-                map.next_value::<IgnoredAny>()?;
-                break;
+            if n < LINEAR_KEYS {
+                if few[..n].contains(&key) {
+                    found = Some(key.into_owned());
+                    map.next_value::<IgnoredAny>()?;
+                    break;
+                }
+                few[n] = key;
+                n += 1;
+            } else {
+                if keys.is_empty() {
+                    keys.extend(few.iter_mut().map(std::mem::take));
+                }
+                keys.push(key);
             }
-            keys.push(key);
             if let Unique(Some(inner)) = map.next_value::<Unique>()? {
                 found = Some(inner);
                 break;
@@ -226,7 +238,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// The parameters of a `tools/call`, each kept as raw JSON but the tool's name and the
 /// `_meta` the gateway rewrites.
 pub(crate) struct CallParams<'a> {
-    pub(crate) name: String,
+    pub(crate) name: Cow<'a, str>,
     pub(crate) meta: Option<Map<String, Value>>,
     pub(crate) rest: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
@@ -235,17 +247,20 @@ impl<'a> CallParams<'a> {
     /// Reads the members of `params` (an object). A member given twice counts once,
     /// with its last value; the others are kept in the order of their names.
     pub(crate) fn read(params: &'a RawValue) -> Option<Self> {
-        let Members(members) = serde_json::from_str(params.get()).ok()?;
+        let Members(mut rest) = serde_json::from_str(params.get()).ok()?;
         let mut name = None;
         let mut meta = None;
-        let mut rest: Vec<(Cow<'a, str>, &'a RawValue)> = Vec::with_capacity(members.len());
-        for (key, value) in members {
-            match key.as_ref() {
-                "name" => name = serde_json::from_str::<String>(value.get()).ok(),
-                "_meta" => meta = serde_json::from_str::<Map<String, Value>>(value.get()).ok(),
-                _ => rest.push((key, value)),
+        rest.retain(|(key, value)| match key.as_ref() {
+            "name" => {
+                name = string(value);
+                false
             }
-        }
+            "_meta" => {
+                meta = serde_json::from_str::<Map<String, Value>>(value.get()).ok();
+                false
+            }
+            _ => true,
+        });
         // Stable: of members with the same name, the last one's value is kept.
         rest.sort_by(|a, b| a.0.cmp(&b.0));
         rest.dedup_by(|later, earlier| {
@@ -274,6 +289,16 @@ impl<'a> CallParams<'a> {
     pub(crate) fn progress_token(&self) -> Option<ProgressToken> {
         let token = self.meta.as_ref()?.get("progressToken")?;
         serde_json::from_value(token.clone()).ok()
+    }
+}
+
+/// A JSON string, borrowed from the text unless it has escapes (`None`: not a string).
+fn string<'a>(raw: &'a RawValue) -> Option<Cow<'a, str>> {
+    match serde_json::from_str::<&'a str>(raw.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
     }
 }
 
@@ -317,16 +342,18 @@ pub(crate) struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The response as JSON, the same bytes `serde_json::to_vec` writes, without going
-    /// through its serializer.
+    /// through its serializer. Written into exactly its size: a body made of it then
+    /// costs no second allocation (`Bytes` takes a full vector as it is).
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let parts = [("result", self.result), ("error", self.error)];
+        // `{"jsonrpc":"…","id":…` then `,"key":…` for each part, then `}`.
         let size = parts
             .iter()
-            .filter_map(|(_, raw)| raw.map(|r| r.get().len() + 12))
+            .filter_map(|(key, raw)| raw.map(|r| key.len() + r.get().len() + 4))
             .sum::<usize>()
             + self.id.get().len()
             + self.jsonrpc.len()
-            + 24;
+            + 20;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(b"{\"jsonrpc\":");
         write_str(&mut out, self.jsonrpc);
@@ -345,8 +372,21 @@ impl Outgoing<'_> {
     }
 }
 
+/// The length of `text` written as a JSON string, quotes included (as serde_json
+/// escapes it).
+pub(crate) fn json_str_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+        + 2
+}
+
 /// Writes a JSON string.
-fn write_str(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, text: &str) {
     if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -457,5 +497,41 @@ mod tests {
             error: Some(&error),
         };
         assert_eq!(out.to_vec(), serde_json::to_vec(&out).expect("json"));
+    }
+
+    #[test]
+    fn a_response_becomes_a_body_in_one_allocation() {
+        let id = RawValue::from_string("12".into()).expect("raw");
+        let result = RawValue::from_string(r#"{"content":[{"type":"text","text":"hi"}]}"#.into())
+            .expect("raw");
+        let out = Outgoing {
+            jsonrpc: "2.0",
+            id: &id,
+            result: Some(&result),
+            error: None,
+        };
+        let allocations = crate::allocations(|| {
+            assert!(!bytes::Bytes::from(out.to_vec()).is_empty());
+        });
+        assert_eq!(
+            allocations, 1,
+            "the bytes, and no second allocation to share them"
+        );
+    }
+
+    #[test]
+    fn the_length_of_a_json_string_is_what_serde_writes() {
+        for text in [
+            "",
+            "plain",
+            "q\"b\\s",
+            "\u{8}\t\n\u{c}\r\u{1}\u{1f}\u{7f}",
+            "é—",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, text);
+            assert_eq!(out, serde_json::to_vec(text).expect("json"), "{text:?}");
+            assert_eq!(json_str_len(text), out.len(), "{text:?}");
+        }
     }
 }

@@ -6,22 +6,19 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::locks::Locked;
+use crate::locks::Sharded;
 use axum::body::Body;
 
-/// The budget shared by every request to `/mcp`.
+/// The budget shared by every request to `/mcp`: counted without a lock across the
+/// process (the total is a counter, the clients' counts are in shards by address).
 pub(crate) struct BodyBudget {
     total: usize,
     per_client: usize,
-    used: Mutex<Used>,
-}
-
-#[derive(Default)]
-struct Used {
-    total: usize,
-    by_client: HashMap<IpAddr, usize>,
+    used: AtomicUsize,
+    by_client: Sharded<HashMap<IpAddr, usize>>,
 }
 
 /// Why a body was not read to its end.
@@ -48,14 +45,14 @@ impl Drop for Held {
         if self.bytes == 0 {
             return;
         }
-        let mut used = self.budget.used.locked();
-        used.total = used.total.saturating_sub(self.bytes);
-        if let Some(client) = self.client
-            && let Some(n) = used.by_client.get_mut(&client)
-        {
-            *n = n.saturating_sub(self.bytes);
-            if *n == 0 {
-                used.by_client.remove(&client);
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        if let Some(client) = self.client {
+            let mut by_client = self.budget.by_client.shard(&client);
+            if let Some(n) = by_client.get_mut(&client) {
+                *n = n.saturating_sub(self.bytes);
+                if *n == 0 {
+                    by_client.remove(&client);
+                }
             }
         }
     }
@@ -66,7 +63,8 @@ impl BodyBudget {
         Arc::new(Self {
             total,
             per_client,
-            used: Mutex::new(Used::default()),
+            used: AtomicUsize::new(0),
+            by_client: Sharded::default(),
         })
     }
 
@@ -80,22 +78,26 @@ impl BodyBudget {
 
     /// Counts `more` bytes of `held`'s body, unless a limit would be passed.
     fn take(&self, held: &mut Held, more: usize) -> Result<(), Unread> {
-        let mut used = self.used.locked();
-        if used.total + more > self.total {
-            return Err(Unread::GatewayBusy(used.total));
-        }
+        // The total first (taken back if the client's own count refuses).
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + more <= self.total).then_some(used + more)
+            })
+            .map_err(Unread::GatewayBusy)?;
         if let Some(client) = held.client {
-            let mine = used.by_client.entry(client).or_default();
+            let mut by_client = self.by_client.shard(&client);
+            let mine = by_client.entry(client).or_default();
             if *mine + more > self.per_client {
                 let now = *mine;
                 if now == 0 {
-                    used.by_client.remove(&client);
+                    by_client.remove(&client);
                 }
+                drop(by_client);
+                self.used.fetch_sub(more, Ordering::AcqRel);
                 return Err(Unread::ClientBusy(now));
             }
             *mine += more;
         }
-        used.total += more;
         held.bytes += more;
         Ok(())
     }
@@ -178,7 +180,7 @@ mod tests {
         drop(a);
         assert!(budget.take(&mut c, 20).is_ok());
         drop((b, c));
-        let used = budget.used.locked();
-        assert_eq!((used.total, used.by_client.len()), (0, 0));
+        let clients: usize = budget.by_client.each().map(|shard| shard.len()).sum();
+        assert_eq!((budget.used.load(Ordering::Acquire), clients), (0, 0));
     }
 }

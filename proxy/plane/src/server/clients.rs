@@ -17,7 +17,7 @@
 //! [`ClientSessions::personal_changes`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rmcp::RoleServer;
 use rmcp::service::Peer;
@@ -27,12 +27,14 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
-use crate::locks::Locked;
+use crate::locks::Sharded;
 use crate::upstream::inflight::LogLevel;
 use crate::upstream::state::{Change, Changes};
 
 /// A client session the gateway knows of.
 pub(crate) struct Session {
+    /// The session's id (shared: every direct call of the session names it).
+    pub(crate) id: Arc<str>,
     pub(crate) version: String,
     /// Set by the session's `logging/setLevel`.
     pub(crate) log_level: Arc<LogLevel>,
@@ -43,7 +45,8 @@ pub(crate) struct Session {
 /// The sessions of clients that keep one, by session id: told about list changes, and
 /// looked up by the direct path.
 pub(crate) struct ClientSessions {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// (Looked up on every direct call of a session: in shards, see [`Sharded`].)
+    sessions: Sharded<HashMap<String, Arc<Session>>>,
     /// Woken when a session is registered.
     registered: tokio::sync::Notify,
     /// Clients whose tool list changed for a reason of their own (their user's trust
@@ -55,7 +58,7 @@ pub(crate) struct ClientSessions {
 impl Default for ClientSessions {
     fn default() -> Self {
         Self {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Sharded::default(),
             registered: tokio::sync::Notify::new(),
             personal: tokio::sync::broadcast::channel(64).0,
         }
@@ -67,22 +70,24 @@ impl ClientSessions {
     pub(crate) fn register(&self, id: String, peer: Peer<RoleServer>) {
         let Some(info) = peer.peer_info() else { return };
         let session = Session {
+            id: id.as_str().into(),
             version: info.protocol_version.to_string(),
             capabilities: Arc::new(info.capabilities.clone()),
             log_level: Arc::default(),
             peer,
         };
-        {
-            let mut sessions = self.sessions.locked();
+        for mut sessions in self.sessions.each() {
             sessions.retain(|_, s| !s.peer.is_transport_closed());
-            sessions.insert(id, Arc::new(session));
         }
+        self.sessions
+            .shard(id.as_str())
+            .insert(id, Arc::new(session));
         self.registered.notify_waiters();
     }
 
     /// The session `id`, if registered.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.locked().get(id).cloned()
+        self.sessions.shard(id).get(id).cloned()
     }
 
     /// A session by id. rmcp answers `notifications/initialized` before the gateway
@@ -120,11 +125,11 @@ impl ClientSessions {
 
     /// Tells every session that a list may have changed.
     pub(crate) async fn tell_all(&self, change: Change) {
-        let peers: Vec<Peer<RoleServer>> = {
-            let mut sessions = self.sessions.locked();
+        let mut peers: Vec<Peer<RoleServer>> = Vec::new();
+        for mut sessions in self.sessions.each() {
             sessions.retain(|_, s| !s.peer.is_transport_closed());
-            sessions.values().map(|s| s.peer.clone()).collect()
-        };
+            peers.extend(sessions.values().map(|s| s.peer.clone()));
+        }
         for peer in peers {
             let result = match change {
                 Change::Tools => peer.notify_tool_list_changed().await,
@@ -152,14 +157,12 @@ impl ClientSessions {
             return;
         };
         let ids = auth.sessions_in(&audience, auth.now());
-        let peers: Vec<Peer<RoleServer>> = {
-            let sessions = self.sessions.locked();
-            ids.iter()
-                .filter_map(|id| sessions.get(id))
-                .filter(|s| !s.peer.is_transport_closed())
-                .map(|s| s.peer.clone())
-                .collect()
-        };
+        let peers: Vec<Peer<RoleServer>> = ids
+            .iter()
+            .filter_map(|id| self.get(id))
+            .filter(|s| !s.peer.is_transport_closed())
+            .map(|s| s.peer.clone())
+            .collect();
         tokio::spawn(async move {
             for peer in peers {
                 if let Err(e) = peer.notify_tool_list_changed().await {

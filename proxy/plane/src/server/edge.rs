@@ -178,9 +178,6 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         }
         _ => None,
     };
-    if let Some(caller) = &caller {
-        parts.extensions.insert(caller.clone());
-    }
     // Every value must be served (a request may carry the header twice).
     let unsupported = parts
         .headers
@@ -217,9 +214,11 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
     {
         let step = match call {
             Some(call) => {
-                pipeline::tools_call(&edge.gateway, &edge.sessions, &mut parts, message, call).await
+                let (gateway, manager) = (&edge.gateway, &edge.sessions);
+                pipeline::tools_call(gateway, manager, &mut parts, caller.as_ref(), message, call)
+                    .await
             }
-            None => match forward::other(&edge.gateway, &parts, message).await {
+            None => match forward::other(&edge.gateway, &parts, caller.as_ref(), message).await {
                 Some(response) => Step::Answer(response),
                 None => Step::Rmcp,
             },
@@ -229,6 +228,10 @@ async fn check_request(edge: Arc<Edge>, request: Request) -> Response {
         }
     }
     drop(message);
+    // The handler reads the caller from the request (the fast path was given it).
+    if let Some(caller) = &caller {
+        parts.extensions.insert(caller.clone());
+    }
     let body = match (bytes, other_body) {
         (Some(bytes), _) => Body::from(bytes),
         (None, Some(body)) => body,
@@ -312,11 +315,17 @@ fn refuse_session_cap(edge: &Edge, with_token: bool, id: Value) -> Response {
     rpc_error(StatusCode::TOO_MANY_REQUESTS, id, SERVER_ERROR, text, None)
 }
 
-/// The response, keeping its session in use until its body (a stream, perhaps) ends.
+/// The response, keeping its session in use until its body (a stream, perhaps) ends. A
+/// body already whole in memory is sent as it is (with its length): nothing of the
+/// request is still in progress.
 fn hold(response: Response, in_use: Option<InUse>) -> Response {
+    use axum::body::HttpBody as _;
     let Some(in_use) = in_use else {
         return response;
     };
+    if response.body().size_hint().exact().is_some() {
+        return response;
+    }
     use futures::StreamExt as _;
     let (parts, body) = response.into_parts();
     let stream = body.into_data_stream().map(move |chunk| {
@@ -497,5 +506,28 @@ fn refuse(
     match auth {
         Some(auth) => auth.refuse(refusal, id, headers),
         None => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_in_one_piece_keeps_its_length_while_its_session_is_held() {
+        use axum::body::HttpBody as _;
+        let table = SessionTable::new(4, std::time::Duration::from_secs(60));
+        table
+            .start("owner".into())
+            .expect("room")
+            .started("s".into());
+        let in_use = table.enter("s");
+        assert!(in_use.is_some(), "a known session");
+        let response = hold(Response::new(Body::from("{}")), in_use);
+        assert_eq!(
+            response.body().size_hint().exact(),
+            Some(2),
+            "the length is known (Content-Length), not streamed"
+        );
     }
 }

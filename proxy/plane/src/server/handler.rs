@@ -189,7 +189,7 @@ impl ServerHandler for Gateway {
             Risk::Low,
             CallArgs::new(),
         )?;
-        request.name = route.original.clone();
+        request.name = route.original.to_string();
         let sent = relay::send_answering(self, &route.upstream, &context, |answers| {
             let mut get = request.clone();
             if let Some((responses, state)) = answers {
@@ -335,7 +335,7 @@ impl ServerHandler for Gateway {
                 let Some(route) = view.prompt(&prompt.name) else {
                     return Err(self.missing_prompt(&view, &prompt.name).into());
                 };
-                prompt.name = route.original.clone();
+                prompt.name = route.original.to_string();
                 route.upstream.clone()
             }
             Reference::Resource(resource) => match view.template(&resource.uri) {

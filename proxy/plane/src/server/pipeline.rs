@@ -48,32 +48,51 @@ pub(crate) enum Step {
 }
 
 /// Runs stages 3 to 9 of a `tools/call` whose request passed the edge (parsed,
-/// authenticated). `parts` gets what the handler needs if the call goes on to rmcp.
+/// authenticated: `caller` is the token's). `parts` gets the decision if the call goes on
+/// to rmcp (the edge adds the caller), so that the handler need not decide it again.
 pub(crate) async fn tools_call(
     gateway: &Gateway,
     manager: &LocalSessionManager,
     parts: &mut http::request::Parts,
+    caller: Option<&Caller>,
     message: &Incoming<'_>,
     call: CallParams<'_>,
 ) -> Step {
-    let caller = parts.extensions.get::<Caller>().cloned();
+    let mut allowed = None;
+    let step = stages(gateway, manager, parts, caller, message, call, &mut allowed).await;
+    if let (Step::Rmcp, Some(allowed)) = (&step, allowed) {
+        parts.extensions.insert(allowed);
+    }
+    step
+}
+
+async fn stages(
+    gateway: &Gateway,
+    manager: &LocalSessionManager,
+    parts: &http::request::Parts,
+    caller: Option<&Caller>,
+    message: &Incoming<'_>,
+    call: CallParams<'_>,
+    allowed: &mut Option<Authorized>,
+) -> Step {
     // 3. Decide (with tokens; without, every tool is open on loopback).
-    if let (Some(auth), Some(caller)) = (gateway.auth(), &caller) {
+    if let (Some(auth), Some(caller)) = (gateway.auth(), caller) {
         // A request without a session is a 2026-07-28 one.
         let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
             Era::Legacy
         } else {
             Era::Modern
         };
-        let allowed = match decide::decide(gateway, auth, caller, era, &call).await {
-            Verdict::Allowed(allowed) => allowed,
+        let decided = match decide::decide(gateway, auth, caller, era, &call).await {
+            Verdict::Allowed(decided) => decided,
             Verdict::Later => return Step::Rmcp,
             Verdict::Refused(refusal) => {
                 return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
             }
         };
-        // 4. Hold: the handler asks the person; the budget is counted once approved.
-        if hold::waits_for_approval(allowed.risk, gateway.approval_desk().is_some()) {
+        // 4. Hold: the handler asks the person (deciding the call again: it is not marked
+        // as allowed); the budget is counted once approved.
+        if hold::waits_for_approval(decided.risk, gateway.approval_desk().is_some()) {
             return Step::Rmcp;
         }
         // Counted here, once: neither the direct path nor the handler counts a call the
@@ -81,17 +100,18 @@ pub(crate) async fn tools_call(
         if let Err(refusal) = decide::charge(auth, caller) {
             return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
         }
-        parts.extensions.insert(allowed);
+        *allowed = Some(decided);
     }
     // 5. Credentials.
-    let _credentials = credentials::for_call(parts.extensions.get());
+    let _credentials = credentials::for_call(allowed.as_ref());
     // 6. Record the decision.
-    record::allowed(parts.extensions.get());
+    record::allowed(allowed.as_ref());
     // 7. Forward.
     let Some(id) = message.id else {
         return Step::Rmcp;
     };
-    let Some(answer) = forward::call(gateway, parts, manager, id, call).await else {
+    let who = (caller, allowed.as_ref());
+    let Some(answer) = forward::call(gateway, parts, manager, who, id, call).await else {
         return Step::Rmcp;
     };
     // 8. Inspect the answer.
@@ -122,7 +142,7 @@ pub(crate) async fn tools_call_handled(
         let unknown = GatewayError::UnknownTool(name.clone());
         return Err(gateway.unknown(&name, unknown).into());
     };
-    let (server, tool) = (route.upstream.name(), route.original.as_str());
+    let (server, tool) = (&*route.server, &*route.original);
     let args = request
         .arguments
         .as_ref()

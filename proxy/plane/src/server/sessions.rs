@@ -4,7 +4,7 @@
 //! request in progress (an open stream counts) for `mcp.session_idle_timeout` ends; its
 //! id then gets rmcp's 404, and the client starts a new one.
 
-use crate::locks::Locked;
+use crate::locks::{Locked, Sharded};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,17 +13,19 @@ use std::time::{Duration, Instant};
 pub(crate) struct SessionTable {
     cap: usize,
     idle: Duration,
-    inner: Mutex<Inner>,
+    /// Entered and left by every request of a session: in shards by id.
+    by_id: Sharded<HashMap<String, Entry>>,
+    /// Open sessions (and ones being started) per owner (taken when a session starts or
+    /// ends; never while a shard of `by_id` is held).
+    per_owner: Mutex<PerOwner>,
 }
 
 #[derive(Default)]
-struct Inner {
-    by_id: HashMap<String, Entry>,
-    /// Open sessions (and ones being started) per owner.
-    per_owner: HashMap<String, usize>,
-}
+struct PerOwner(HashMap<String, usize>);
 
 struct Entry {
+    /// The session's id, shared with the requests in progress.
+    id: Arc<str>,
     owner: String,
     last: Instant,
     /// Requests of the session in progress, streams included.
@@ -40,15 +42,15 @@ pub(crate) struct Starting {
 /// A request of a known session in progress: the session is not idle until it is dropped.
 pub(crate) struct InUse {
     table: Arc<SessionTable>,
-    id: String,
+    id: Arc<str>,
 }
 
-impl Inner {
+impl PerOwner {
     fn release(&mut self, owner: &str) {
-        if let Some(n) = self.per_owner.get_mut(owner) {
+        if let Some(n) = self.0.get_mut(owner) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_owner.remove(owner);
+                self.0.remove(owner);
             }
         }
     }
@@ -59,7 +61,8 @@ impl SessionTable {
         Arc::new(Self {
             cap,
             idle,
-            inner: Mutex::new(Inner::default()),
+            by_id: Sharded::default(),
+            per_owner: Mutex::default(),
         })
     }
 
@@ -73,8 +76,8 @@ impl SessionTable {
 
     /// Room for one more session of `owner`; `None` when it has `cap` already.
     pub(crate) fn start(self: &Arc<Self>, owner: String) -> Option<Starting> {
-        let mut inner = self.inner.locked();
-        let open = inner.per_owner.entry(owner.clone()).or_default();
+        let mut per_owner = self.per_owner.locked();
+        let open = per_owner.0.entry(owner.clone()).or_default();
         if *open >= self.cap {
             return None;
         }
@@ -87,37 +90,41 @@ impl SessionTable {
 
     /// A request of session `id` begins; `None` for a session the table does not know.
     pub(crate) fn enter(self: &Arc<Self>, id: &str) -> Option<InUse> {
-        let mut inner = self.inner.locked();
-        let entry = inner.by_id.get_mut(id)?;
+        let mut by_id = self.by_id.shard(id);
+        let entry = by_id.get_mut(id)?;
         entry.busy += 1;
         entry.last = Instant::now();
         Some(InUse {
             table: self.clone(),
-            id: id.to_owned(),
+            id: entry.id.clone(),
         })
     }
 
     /// Session `id` ended (the client deleted it).
     pub(crate) fn ended(&self, id: &str) {
-        let mut inner = self.inner.locked();
-        if let Some(entry) = inner.by_id.remove(id) {
-            inner.release(&entry.owner);
+        let removed = self.by_id.shard(id).remove(id);
+        if let Some(entry) = removed {
+            self.per_owner.locked().release(&entry.owner);
         }
     }
 
     /// Takes the sessions idle since `now - idle` out of the table.
     pub(crate) fn take_idle(&self, now: Instant) -> Vec<String> {
-        let mut inner = self.inner.locked();
-        let idle: Vec<String> = inner
-            .by_id
-            .iter()
-            .filter(|(_, e)| e.busy == 0 && now.saturating_duration_since(e.last) >= self.idle)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &idle {
-            if let Some(entry) = inner.by_id.remove(id) {
-                inner.release(&entry.owner);
-            }
+        let mut idle = Vec::new();
+        let mut owners = Vec::new();
+        for mut by_id in self.by_id.each() {
+            by_id.retain(|id, e| {
+                let ended = e.busy == 0 && now.saturating_duration_since(e.last) >= self.idle;
+                if ended {
+                    idle.push(id.clone());
+                    owners.push(std::mem::take(&mut e.owner));
+                }
+                !ended
+            });
+        }
+        let mut per_owner = self.per_owner.locked();
+        for owner in &owners {
+            per_owner.release(owner);
         }
         idle
     }
@@ -128,11 +135,12 @@ impl Starting {
     pub(crate) fn started(mut self, id: String) {
         if let Some(owner) = self.owner.take() {
             let entry = Entry {
+                id: id.as_str().into(),
                 owner,
                 last: Instant::now(),
                 busy: 0,
             };
-            self.table.inner.locked().by_id.insert(id, entry);
+            self.table.by_id.shard(id.as_str()).insert(id, entry);
         }
     }
 }
@@ -140,15 +148,15 @@ impl Starting {
 impl Drop for Starting {
     fn drop(&mut self) {
         if let Some(owner) = self.owner.take() {
-            self.table.inner.locked().release(&owner);
+            self.table.per_owner.locked().release(&owner);
         }
     }
 }
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        let mut inner = self.table.inner.locked();
-        if let Some(entry) = inner.by_id.get_mut(&self.id) {
+        let mut by_id = self.table.by_id.shard(&*self.id);
+        if let Some(entry) = by_id.get_mut(&*self.id) {
             entry.busy = entry.busy.saturating_sub(1);
             entry.last = Instant::now();
         }
@@ -178,6 +186,6 @@ mod tests {
         let soon = Instant::now() + Duration::from_secs(59);
         assert!(table.take_idle(soon).is_empty(), "s1 was just used");
         table.ended("s1");
-        assert!(table.inner.locked().per_owner.is_empty());
+        assert!(table.per_owner.locked().0.is_empty());
     }
 }

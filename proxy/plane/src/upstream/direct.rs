@@ -74,9 +74,9 @@ use crate::protocol::codes::{
 };
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
-use crate::protocol::event_stream::EventReader;
+use crate::protocol::event_stream::{self, EventReader};
 use crate::protocol::headers::{MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use crate::protocol::message::{CallParams, Incoming, Outgoing};
+use crate::protocol::message::{CallParams, Incoming, Outgoing, json_str_len, write_str};
 
 /// Ids of requests the gateway forwards to a client on a direct call start with this.
 const REQUEST_ID_PREFIX: &str = "warrant-";
@@ -85,10 +85,10 @@ static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/jso
 
 /// The client behind a direct call.
 pub(crate) struct Downstream {
-    /// The client's session id (`""` for a 2026-07-28 request, which has none).
-    pub(crate) session: String,
-    /// Whose the call is, for a cancellation (`server::gateway::call_owner`).
-    pub(crate) owner: String,
+    /// The client's session id (`None` for a 2026-07-28 request, which has none).
+    pub(crate) session: Option<Arc<str>>,
+    /// Whose the call is, for a cancellation (`server::stage::forward::call_owner`).
+    pub(crate) owner: Arc<str>,
     /// The client session's log level, for the log messages of its calls.
     pub(crate) log_level: Option<Arc<LogLevel>>,
     /// The client's session, through which what the upstream sends outside the call's
@@ -100,7 +100,7 @@ pub(crate) struct Downstream {
 
 /// A request of an upstream, forwarded to a client, waiting for the client's answer.
 struct Pending {
-    session: String,
+    session: Option<Arc<str>>,
     lane: Arc<Lane>,
     /// The upstream's session the call went into, where the answer goes.
     upstream_session: SessionSlot,
@@ -115,8 +115,8 @@ struct InFlight {
 }
 
 /// A direct call as a client's `notifications/cancelled` names it: its owner
-/// (`server::gateway::call_owner`) and the request id (normalised JSON).
-type CallKey = Arc<(String, String)>;
+/// (`server::stage::forward::call_owner`) and the request id (normalised JSON).
+type CallKey = (Arc<str>, Arc<str>);
 
 /// The shared state of the direct path.
 #[derive(Default)]
@@ -138,7 +138,7 @@ struct InFlights([Mutex<HashMap<CallKey, InFlight>>; IN_FLIGHT_SHARDS]);
 const IN_FLIGHT_SHARDS: usize = 16;
 
 impl InFlights {
-    fn shard(&self, key: &(String, String)) -> &Mutex<HashMap<CallKey, InFlight>> {
+    fn shard(&self, key: &CallKey) -> &Mutex<HashMap<CallKey, InFlight>> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::hash::DefaultHasher::new();
         key.hash(&mut hasher);
@@ -150,7 +150,7 @@ impl InFlights {
         self.shard(&key).locked().insert(key, call);
     }
 
-    fn remove(&self, key: &(String, String)) -> Option<InFlight> {
+    fn remove(&self, key: &CallKey) -> Option<InFlight> {
         self.shard(key).locked().remove(key)
     }
 }
@@ -174,12 +174,15 @@ impl Direct {
         self.cancels.load(Ordering::Relaxed)
     }
 
-    fn next_id(&self) -> String {
+    /// The next id of a request the gateway sends (`warrant-<n>`).
+    fn next_key(&self) -> Arc<str> {
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(REQUEST_ID_PREFIX.len() + 20);
-        id.push_str(REQUEST_ID_PREFIX);
-        push_decimal(&mut id, n);
-        id
+        let mut digits = [0u8; 20];
+        joined(&[REQUEST_ID_PREFIX, decimal(n, &mut digits)])
+    }
+
+    fn next_id(&self) -> String {
+        self.next_key().to_string()
     }
 
     /// Carries a client's answer to a forwarded request back to the upstream.
@@ -188,7 +191,10 @@ impl Direct {
         let id = id_value.as_str().unwrap_or_default();
         let pending = {
             let mut pending = self.pending.locked();
-            if pending.get(id).is_some_and(|p| p.session == session) {
+            if pending
+                .get(id)
+                .is_some_and(|p| p.session.as_deref().unwrap_or_default() == session)
+            {
                 pending.remove(id)
             } else {
                 None
@@ -233,11 +239,11 @@ impl Direct {
 
     /// Passes a client's cancellation of a direct call upstream; false when the
     /// cancelled request is not a direct call (rmcp then handles the notification).
-    pub(crate) async fn cancel(&self, owner: String, params: &Value) -> bool {
+    pub(crate) async fn cancel(&self, owner: &str, params: &Value) -> bool {
         let Some(request_id) = params.get("requestId") else {
             return false;
         };
-        let key = (owner, request_id.to_string());
+        let key: CallKey = (owner.into(), request_id.to_string().into());
         let Some(call) = self.inflight.remove(&key) else {
             return false;
         };
@@ -269,7 +275,7 @@ impl Direct {
         if bridged {
             bridge::add_request_meta(&mut call, &lane.protocol()?, &caller.capabilities)?;
         }
-        let upstream_key: Arc<str> = self.next_id().into();
+        let upstream_key = self.next_key();
         let body = upstream_body(&upstream_key, original, &call, lane.era)?;
         let session = lane.pick_session().clone();
         // Sent without a session id: a refusal then means the upstream now wants one.
@@ -287,7 +293,7 @@ impl Direct {
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         // Keyed as the client's `notifications/cancelled` will name it (normalised JSON).
-        let key: CallKey = Arc::new((caller.owner.clone(), normalised_id(client_id)));
+        let key: CallKey = (caller.owner.clone(), normalised_id(client_id));
         self.inflight.insert(
             key.clone(),
             InFlight {
@@ -382,7 +388,7 @@ impl Direct {
                     return Ok(Some(data));
                 }
                 match conn.frame(&mut body).await? {
-                    Some(chunk) => reader.push(&chunk),
+                    Some(chunk) => reader.push(chunk),
                     None => return Ok::<_, conn::ConnError>(None),
                 }
             }
@@ -399,7 +405,8 @@ impl Direct {
             }
             Ok(Ok(Some(data))) => data,
         };
-        if let Ok(reply) = serde_json::from_str::<Incoming<'_>>(&first)
+        let first_text = event_stream::text(&first);
+        if let Ok(reply) = serde_json::from_str::<Incoming<'_>>(&first_text)
             && reply.method.is_none()
             && reply
                 .id
@@ -407,17 +414,22 @@ impl Direct {
         {
             guard.settle().await;
             guard.disarm();
-            check_in_after_stream(target, conn, body);
-            return Some(if bridged {
+            let answer = if bridged {
                 answer_for_session_client(client_id, &reply)
             } else {
                 answer_response(StatusCode::OK, client_id, &reply)
-            });
+            };
+            // The event is a slice of the connection's read buffer: let it go before the
+            // rest of the stream is read, so that the buffer is reused, not replaced.
+            drop(first_text);
+            drop((first, reader));
+            check_in_after_stream(target, conn, body);
+            return Some(answer);
         }
         // Stream: a task of its own carries on the exchange.
         let client_id: Value = serde_json::from_str(client_id.get()).unwrap_or(Value::Null);
         let upstream_id = Value::String(upstream_key.to_string());
-        let first: Map<String, Value> = serde_json::from_str(&first).unwrap_or_default();
+        let first: Map<String, Value> = serde_json::from_str(&first_text).unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(32);
         let direct = self.clone();
         tokio::spawn(async move {
@@ -433,13 +445,14 @@ impl Direct {
                             let more = async {
                                 loop {
                                     if let Some(data) = reader.next_data() {
-                                        if let Ok(message) = serde_json::from_str(&data) {
+                                        let text = event_stream::text(&data);
+                                        if let Ok(message) = serde_json::from_str(&text) {
                                             return Ok(Some(message));
                                         }
                                         continue;
                                     }
                                     match conn.frame(&mut body).await? {
-                                        Some(chunk) => reader.push(&chunk),
+                                        Some(chunk) => reader.push(chunk),
                                         None => return Ok::<_, conn::ConnError>(None),
                                     }
                                 }
@@ -585,11 +598,7 @@ fn track(
     // The upstream sees the client's own progress token; without one, a key that
     // matches nothing (the upstream id in quotes).
     let key = token.clone().unwrap_or_else(|| {
-        let mut quoted = String::with_capacity(upstream_key.len() + 2);
-        quoted.push('"');
-        quoted.push_str(upstream_key);
-        quoted.push('"');
-        ProgressToken(NumberOrString::String(quoted.into()))
+        ProgressToken(NumberOrString::String(joined(&["\"", upstream_key, "\""])))
     });
     let origin = Inflight {
         downstream: peer,
@@ -762,38 +771,68 @@ fn upstream_body(id: &str, original: &str, call: &CallParams<'_>, era: Era) -> O
         }
         None => None,
     };
-    // The members in the order of their names, as a JSON object map writes them.
-    let mut size = 80 + original.len() + id.len();
-    let mut params: Vec<(&str, Param<'_>)> = Vec::with_capacity(call.rest.len() + 2);
-    params.push(("name", Param::Name));
-    if let Some(meta) = &meta {
-        size += meta.get().len() + 10;
-        params.push(("_meta", Param::Raw(meta)));
-    }
-    for (key, value) in &call.rest {
-        size += key.len() + value.get().len() + 4;
-        params.push((key.as_ref(), Param::Raw(value)));
-    }
-    params.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    // Written by hand: serde's map serializer costs more than the call's own bytes.
+    // The members in the order of their names, as a JSON object map writes them: the
+    // rest is in that order already, the tool's name and `_meta` go in between.
+    let mut fixed = [
+        ("_meta", meta.as_deref().map(Param::Raw)),
+        ("name", Some(Param::Name)),
+    ];
+    // Written by hand, into exactly its size: serde's map serializer costs more than the
+    // call's own bytes, and `Bytes` takes a full vector as it is.
+    let value_len = |value: &Param<'_>| match value {
+        Param::Name => json_str_len(original),
+        Param::Raw(raw) => raw.get().len(),
+    };
+    let (count, bytes) = fixed
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| json_str_len(key) + value_len(v)))
+        .chain(
+            call.rest
+                .iter()
+                .map(|(key, value)| json_str_len(key) + value.get().len()),
+        )
+        .fold((0, 0), |(count, bytes), len| (count + 1, bytes + len));
+    // Each member `key:value`, commas between them, `}}` at the end.
+    let size = HEAD.len() + json_str_len(id) + METHOD.len() + bytes + count + count - 1 + 2;
     let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    serde_json::to_writer(&mut out, id).ok()?;
-    out.extend_from_slice(b",\"method\":\"tools/call\",\"params\":{");
-    for (i, (key, value)) in params.iter().enumerate() {
-        if i > 0 {
+    out.extend_from_slice(HEAD);
+    write_str(&mut out, id);
+    out.extend_from_slice(METHOD);
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, key: &str, value: &Param<'_>| {
+        if !first {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, key).ok()?;
+        first = false;
+        write_str(out, key);
         out.push(b':');
         match value {
-            Param::Name => serde_json::to_writer(&mut out, original).ok()?,
+            Param::Name => write_str(out, original),
             Param::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    };
+    for (key, value) in &call.rest {
+        for (fixed_key, fixed_value) in &mut fixed {
+            if *fixed_key < key.as_ref()
+                && let Some(value) = fixed_value.take()
+            {
+                member(&mut out, fixed_key, &value);
+            }
+        }
+        member(&mut out, key, &Param::Raw(value));
+    }
+    for (fixed_key, fixed_value) in &mut fixed {
+        if let Some(value) = fixed_value.take() {
+            member(&mut out, fixed_key, &value);
         }
     }
     out.extend_from_slice(b"}}");
     Some(Bytes::from(out))
 }
+
+/// The body posted upstream up to the call's id, and from it to the parameters.
+const HEAD: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":";
+const METHOD: &[u8] = b",\"method\":\"tools/call\",\"params\":{";
 
 /// A member of the parameters posted upstream.
 enum Param<'a> {
@@ -958,9 +997,8 @@ fn request_id(raw: &RawValue) -> Option<RequestId> {
     serde_json::from_str(text).ok()
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -971,14 +1009,28 @@ fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
+    std::str::from_utf8(&digits[i..]).unwrap_or_default()
+}
+
+/// `parts` joined into one shared string, in one allocation.
+pub(crate) fn joined(parts: &[&str]) -> Arc<str> {
+    let mut buffer = [0u8; 128];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > buffer.len() {
+        return parts.concat().into();
     }
+    let mut at = 0;
+    for part in parts {
+        buffer[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    // Whole strings, one after the other: text.
+    std::str::from_utf8(&buffer[..len]).map_or_else(|_| parts.concat().into(), Arc::from)
 }
 
 /// A request id as serde_json writes it (how a `notifications/cancelled` names it once
 /// parsed). An integer, or a string without escapes, is written as it came.
-fn normalised_id(id: &RawValue) -> String {
+fn normalised_id(id: &RawValue) -> Arc<str> {
     let text = id.get();
     let digits = text.strip_prefix('-').unwrap_or(text);
     // Up to 18 digits: an integer serde_json keeps exact ("-0" it reads as a float).
@@ -989,9 +1041,9 @@ fn normalised_id(id: &RawValue) -> String {
     let plain_string =
         text.len() >= 2 && text.starts_with('"') && text.ends_with('"') && !text.contains('\\');
     if plain_number || plain_string {
-        text.to_owned()
+        text.into()
     } else {
-        raw_id(id).to_string()
+        raw_id(id).to_string().into()
     }
 }
 
@@ -1118,7 +1170,7 @@ mod tests {
         ] {
             let raw = RawValue::from_string(id.into()).expect("raw");
             assert_eq!(
-                normalised_id(&raw),
+                &*normalised_id(&raw),
                 raw_id(&raw).to_string(),
                 "normalised {id}"
             );
@@ -1137,5 +1189,21 @@ mod tests {
         assert_eq!(direct.next_id(), "warrant-1");
         direct.next_id.store(u64::MAX, Ordering::Relaxed);
         assert_eq!(direct.next_id(), format!("warrant-{}", u64::MAX));
+    }
+
+    #[test]
+    fn the_upstream_body_is_written_in_one_allocation() {
+        let raw = RawValue::from_string(
+            r#"{"name":"bench__echo","arguments":{"message":"hello"}}"#.into(),
+        )
+        .expect("raw");
+        let call = CallParams::read(&raw).expect("params");
+        let allocations = crate::allocations(|| {
+            assert!(upstream_body("warrant-7", "echo", &call, Era::Legacy).is_some());
+        });
+        assert_eq!(
+            allocations, 1,
+            "allocations to write the body posted upstream"
+        );
     }
 }

@@ -31,8 +31,10 @@ use crate::upstream::remote::Upstream;
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) upstream: Arc<Upstream>,
+    /// The upstream's name (shared: a call's decision names it without a copy).
+    pub(crate) server: Arc<str>,
     /// The name the upstream knows it by.
-    pub(crate) original: String,
+    pub(crate) original: Arc<str>,
     /// The tool declares no `x-mcp-header` parameters (whose `Mcp-Param-*` headers rmcp
     /// validates), so the direct path may carry its calls.
     pub(crate) plain: bool,
@@ -95,6 +97,7 @@ impl Aggregate {
         };
         for upstream in upstreams {
             let offer = upstream.offer(era);
+            let server: Arc<str> = upstream.name().into();
             let prefix = upstream.config.prefix.as_str();
             for tool in &offer.tools {
                 let name = exposed_name(prefix, separator, &tool.name);
@@ -123,7 +126,8 @@ impl Aggregate {
                     name,
                     Route {
                         upstream: upstream.clone(),
-                        original: tool.name.to_string(),
+                        server: server.clone(),
+                        original: tool.name.as_ref().into(),
                         plain,
                         risk,
                     },
@@ -152,7 +156,8 @@ impl Aggregate {
                     name,
                     Route {
                         upstream: upstream.clone(),
-                        original: prompt.name.clone(),
+                        server: server.clone(),
+                        original: prompt.name.as_str().into(),
                         plain: true,
                         risk: Risk::Low,
                     },

@@ -4,12 +4,14 @@
 //! decisions (its version says when an admin changed a class). A view is rebuilt only
 //! when one of them moved; every request reads the current one (an `Arc`).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use warrant_consent::catalog::CatalogView;
 
 use super::aggregate::Aggregate;
-use crate::locks::{Locked, ReadWrite};
+use crate::locks::Locked;
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
 use crate::upstream::remote::Upstream;
@@ -22,8 +24,9 @@ pub(crate) struct Views {
     changes: Changes,
     /// Risk classes and quarantine, as admins decided (in memory).
     catalog: CatalogView,
-    /// The aggregated view per era (legacy, modern).
-    slots: [RwLock<Arc<Aggregate>>; 2],
+    /// The aggregated view per era (legacy, modern): read on every call, a load without
+    /// a lock; replaced (under `rebuild`) when something changed.
+    slots: [ArcSwap<Aggregate>; 2],
     /// Held while a view is rebuilt, so that it is rebuilt once.
     rebuild: Mutex<()>,
 }
@@ -40,7 +43,7 @@ impl Views {
             separator,
             changes,
             catalog,
-            slots: [RwLock::new(Arc::default()), RwLock::new(Arc::default())],
+            slots: [ArcSwap::default(), ArcSwap::default()],
             rebuild: Mutex::new(()),
         }
     }
@@ -82,15 +85,15 @@ impl Views {
         );
         fresh.catalog_version = catalog;
         let fresh = Arc::new(fresh);
-        *slot.writing() = fresh.clone();
+        slot.store(fresh.clone());
         fresh
     }
 
     /// The view in `slot`, if nothing changed since it was built.
-    fn fresh(&self, slot: &RwLock<Arc<Aggregate>>) -> Option<Arc<Aggregate>> {
+    fn fresh(&self, slot: &ArcSwap<Aggregate>) -> Option<Arc<Aggregate>> {
         let (epoch, catalog) = (self.changes.epoch(), self.catalog.version());
-        let view = slot.reading();
-        (view.epoch == epoch && view.catalog_version == catalog).then(|| view.clone())
+        let view = slot.load_full();
+        (view.epoch == epoch && view.catalog_version == catalog).then_some(view)
     }
 
     /// Lets lazy upstreams start and starting ones finish before a list is answered.

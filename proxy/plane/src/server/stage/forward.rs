@@ -11,8 +11,6 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use rmcp::transport::common::server_side_http::SessionId;
-use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -23,7 +21,7 @@ use crate::protocol::headers::{self, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION}
 use crate::protocol::message::{CallParams, Incoming};
 use crate::server::gateway::Gateway;
 use crate::upstream::bridge::can_be_asked;
-use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
+use crate::upstream::direct::{Downstream, is_answer_to_forwarded, joined};
 
 /// The session id of a request (`""` without one).
 fn session_of(parts: &http::request::Parts) -> &str {
@@ -35,6 +33,7 @@ fn session_of(parts: &http::request::Parts) -> &str {
 pub(crate) async fn other(
     gateway: &Gateway,
     parts: &http::request::Parts,
+    caller: Option<&Caller>,
     message: &Incoming<'_>,
 ) -> Option<Response> {
     let session = session_of(parts);
@@ -46,7 +45,7 @@ pub(crate) async fn other(
             let params: Value = serde_json::from_str(message.params?.get()).ok()?;
             gateway
                 .direct()
-                .cancel(call_owner(parts, session), &params)
+                .cancel(&call_owner(parts, caller, session), &params)
                 .await
                 .then(|| http::StatusCode::ACCEPTED.into_response())
         }
@@ -60,23 +59,23 @@ pub(crate) async fn call(
     gateway: &Gateway,
     parts: &http::request::Parts,
     manager: &LocalSessionManager,
+    (token, authorized): (Option<&Caller>, Option<&Authorized>),
     id: &RawValue,
     call: CallParams<'_>,
 ) -> Option<Response> {
     let session = session_of(parts);
     let caller = if session.is_empty() {
-        stateless_caller(parts, &call)?
+        stateless_caller(parts, token, &call)?
     } else {
         let known = gateway.clients().wait_for(session, manager).await?;
         // rmcp owns the session's life: ended or expired sessions get its 404.
-        if known.peer.is_transport_closed()
-            || !manager.has_session(&SessionId::from(session)).await.ok()?
+        if known.peer.is_transport_closed() || !manager.sessions.read().await.contains_key(session)
         {
             return None;
         }
         Downstream {
-            session: session.to_owned(),
-            owner: session.to_owned(),
+            session: Some(known.id.clone()),
+            owner: known.id.clone(),
             log_level: Some(known.log_level.clone()),
             era: Era::of_str(&known.version),
             capabilities: known.capabilities.clone(),
@@ -91,10 +90,7 @@ pub(crate) async fn call(
     // Only a call the edge authorized for this very route (the view may have changed
     // since): anything else goes the rmcp way, where the handler decides.
     if gateway.auth().is_some()
-        && !parts
-            .extensions
-            .get::<Authorized>()
-            .is_some_and(|a| a.server == route.upstream.name() && a.tool == route.original)
+        && !authorized.is_some_and(|a| a.server == route.server && a.tool == route.original)
     {
         return None;
     }
@@ -119,7 +115,11 @@ pub(crate) async fn call(
 
 /// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
 /// no `Mcp-Param-*` header needs checking against the tool's schema.
-fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Option<Downstream> {
+fn stateless_caller(
+    parts: &http::request::Parts,
+    token: Option<&Caller>,
+    call: &CallParams<'_>,
+) -> Option<Downstream> {
     let header = |key: &http::HeaderName| parts.headers.get(key).and_then(|v| v.to_str().ok());
     let meta = call.meta.as_ref()?;
     let version = meta
@@ -140,8 +140,8 @@ fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Opti
         .get("io.modelcontextprotocol/clientCapabilities")?
         .clone();
     Some(Downstream {
-        session: String::new(),
-        owner: call_owner(parts, ""),
+        session: None,
+        owner: call_owner(parts, token, ""),
         log_level: None,
         peer: None,
         era: Era::Modern,
@@ -153,19 +153,23 @@ fn stateless_caller(parts: &http::request::Parts, call: &CallParams<'_>) -> Opti
 /// it: the client's session; without one (2026-07-28), the person and agent behind the
 /// token, or without tokens the client's address. Request ids are chosen by each client,
 /// so the same id from two callers names two calls.
-pub(crate) fn call_owner(parts: &http::request::Parts, session: &str) -> String {
+pub(crate) fn call_owner(
+    parts: &http::request::Parts,
+    caller: Option<&Caller>,
+    session: &str,
+) -> Arc<str> {
     if !session.is_empty() {
-        return session.to_owned();
+        return session.into();
     }
-    if let Some(caller) = parts.extensions.get::<Caller>() {
+    if let Some(caller) = caller {
         let identity = &caller.token.identity;
-        return format!("\u{1}{}\n{}", identity.user, identity.agent);
+        return joined(&["\u{1}", &identity.user, "\n", &identity.agent]);
     }
     parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map_or_else(
-            || "\u{1}".to_owned(),
-            |info| format!("\u{1}{}", info.0.ip()),
+            || "\u{1}".into(),
+            |info| format!("\u{1}{}", info.0.ip()).into(),
         )
 }

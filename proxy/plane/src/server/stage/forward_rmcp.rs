@@ -32,7 +32,7 @@ pub(crate) async fn call(
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let era = era_of(context);
-    request.name = route.original.clone().into();
+    request.name = route.original.to_string().into();
     if era == Era::Modern && (request.request_state.is_some() || can_be_asked(context)) {
         let lane = route.upstream.ready(era).await?;
         if lane.era == Era::Legacy {

@@ -172,4 +172,14 @@ mod tests {
         assert_eq!(broken["error"]["code"], -32700);
         assert_eq!(broken["id"], Value::Null);
     }
+
+    #[test]
+    fn a_call_is_read_in_two_allocations() {
+        let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"bench__echo","arguments":{"message":"hello"}}}"#;
+        let allocations = crate::allocations(|| {
+            assert!(parse(body).is_ok_and(|p| p.call.is_some()));
+        });
+        // The parser's stack for the nested `arguments` (kept raw), and the members.
+        assert!(allocations <= 2, "{allocations} allocations to read a call");
+    }
 }
