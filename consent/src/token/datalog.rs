@@ -8,9 +8,10 @@
 //! each argument, and `ceiling(0..3)` when the user has one.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use biscuit_auth::builder::{BlockBuilder, Term};
-use biscuit_auth::{BiscuitBuilder, builder};
+use biscuit_auth::{AuthorizerLimits, BiscuitBuilder, builder};
 
 use super::TokenError;
 use super::pattern::{Segment, ToolPattern};
@@ -207,4 +208,18 @@ fn segment(var: &str, segment: &Segment, p: &mut Params) -> Option<String> {
 pub(crate) fn described(context: Option<&str>) -> Option<Restriction> {
     let json = context?.strip_prefix(CONTEXT_PREFIX)?;
     serde_json::from_str(json).ok()
+}
+
+/// Datalog limits: generous enough for a debug build on a busy machine, tight enough
+/// that a hostile narrowing block cannot hold a worker for long.
+pub(crate) fn limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_facts: 1000,
+        max_iterations: 100,
+        max_time: if cfg!(debug_assertions) {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(10)
+        },
+    }
 }

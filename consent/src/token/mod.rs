@@ -10,11 +10,14 @@
 
 mod attenuate;
 mod authorize;
+mod call;
 mod datalog;
 mod error;
+mod identity;
 mod keys;
 mod mint;
 mod pattern;
+mod remembered;
 mod restriction;
 mod verify;
 
@@ -22,13 +25,14 @@ mod verify;
 mod tests;
 
 pub use attenuate::attenuate;
-pub use authorize::{CallFacts, CallRef, Decision, MAX_ARGS, authorize, call_args, remembered};
+pub use authorize::{Decision, authorize, remembered};
+pub use call::{CallFacts, CallRef, MAX_ARGS, call_args};
 pub use error::TokenError;
+pub use identity::{BlockKind, BlockSummary, Identity};
 pub use keys::{ALGORITHM, DEFAULT_MAX_TOKEN_LIFETIME, KeyRing, KeySettings, PublicKeyInfo};
 pub use mint::{MintRequest, mint};
 pub use pattern::{Segment, ToolPattern};
 pub use restriction::{ArgConstraint, ArgRule, CallArgs, Restriction, Risk};
 pub use verify::{
-    BlockKind, BlockSummary, DEFAULT_CACHE_CAPACITY, Identity, MAX_TOKEN_LEN, Revocations,
-    VerifiedToken, Verifier, VerifierSettings,
+    DEFAULT_CACHE_CAPACITY, MAX_TOKEN_LEN, Revocations, VerifiedToken, Verifier, VerifierSettings,
 };

@@ -215,7 +215,7 @@ async fn the_call_budget_is_read_from_the_authority_block_only() {
     // The budget is data for the gateway: it neither refuses nor stops remembering.
     assert!(f.decide(&budgeted, &call("fs", "read")).allow);
     assert!(
-        verified.decisions.apply(&verified),
+        verified.remembers_decisions(),
         "the token is Warrant's own"
     );
 
