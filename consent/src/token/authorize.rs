@@ -14,7 +14,6 @@ use biscuit_auth::builder::{Fact, Term, fact};
 use biscuit_auth::error::{FailedCheck, Logic, RunLimit, Token};
 use serde::{Deserialize, Serialize};
 
-
 use super::call::{CallFacts, CallRef, MAX_ARGS};
 use super::datalog::limits;
 use super::identity::BlockKind;

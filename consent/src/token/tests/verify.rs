@@ -214,10 +214,7 @@ async fn the_call_budget_is_read_from_the_authority_block_only() {
     assert_eq!(verified.identity.calls_per_hour, Some(3));
     // The budget is data for the gateway: it neither refuses nor stops remembering.
     assert!(f.decide(&budgeted, &call("fs", "read")).allow);
-    assert!(
-        verified.remembers_decisions(),
-        "the token is Warrant's own"
-    );
+    assert!(verified.remembers_decisions(), "the token is Warrant's own");
 
     // A narrowing keeps it; a hand-written block stating a bigger one changes nothing
     // (its facts are its own).

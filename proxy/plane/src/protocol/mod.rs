@@ -7,3 +7,4 @@ pub mod error;
 pub mod event_stream;
 pub mod headers;
 pub mod message;
+pub mod redact;

@@ -111,11 +111,12 @@ async fn stages(
         return Step::Rmcp;
     };
     let who = (caller, allowed.as_ref());
-    let Some(answer) = forward::call(gateway, parts, manager, who, id, call).await else {
+    let Some((answer, redactions)) = forward::call(gateway, parts, manager, who, id, call).await
+    else {
         return Step::Rmcp;
     };
     // 8. Inspect the answer.
-    let answer = inspect::answer(answer);
+    let answer = inspect::answer(answer, &redactions);
     // 9. Record the outcome.
     outcome::recorded(answer.status());
     Step::Answer(answer)
@@ -170,7 +171,7 @@ pub(crate) async fn tools_call_handled(
         desk.note(key, &response);
     }
     // 8. Inspect the answer.
-    let response = inspect::result(response);
+    let response = inspect::result(response, route.upstream.redactions());
     // 9. Record the outcome.
     outcome::recorded_result(&response);
     response

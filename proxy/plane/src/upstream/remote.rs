@@ -24,6 +24,7 @@ use super::state::{Changes, Health, LaneError};
 use crate::config::UpstreamConfig;
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
+use crate::protocol::redact::Redactions;
 
 pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
@@ -56,6 +57,11 @@ impl Upstream {
 
     pub(crate) fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The credentials this upstream is given, to be redacted from its answers.
+    pub(crate) fn redactions(&self) -> &Arc<Redactions> {
+        &self.shared.redactions
     }
 
     /// How many connections the direct path opened to this upstream (both lanes).

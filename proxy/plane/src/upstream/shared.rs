@@ -1,9 +1,10 @@
 //! What the lanes of one upstream share: its configuration, the change channel, the
-//! eras it does not speak, and the downstream sessions subscribed to its resources.
+//! eras it does not speak, the downstream sessions subscribed to its resources, and the
+//! credentials it is given, to be redacted from its answers.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmcp::RoleServer;
 use rmcp::model::ResourceUpdatedNotificationParam;
@@ -11,9 +12,10 @@ use rmcp::service::Peer;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{Change, Changes};
-use crate::config::{ProtocolPin, UpstreamConfig};
+use crate::config::{ProtocolPin, Transport, UpstreamConfig, ValueRef, resolve};
 use crate::locks::Locked;
 use crate::protocol::era::Era;
+use crate::protocol::redact::Redactions;
 
 /// A downstream session (by its session id) subscribed to a resource.
 type Subscriber = (String, Peer<RoleServer>);
@@ -23,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) config: UpstreamConfig,
     pub(crate) changes: Changes,
     pub(crate) shutdown: CancellationToken,
+    /// The credentials in its configuration, looked for in its answers.
+    pub(crate) redactions: Arc<Redactions>,
     /// Downstream sessions subscribed to a resource URI of this upstream.
     subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
     /// Per era: the upstream does not speak it (learned when its lane cannot connect
@@ -41,10 +45,12 @@ impl Shared {
             ProtocolPin::Legacy => [AtomicBool::new(false), AtomicBool::new(true)],
             ProtocolPin::Modern => [AtomicBool::new(true), AtomicBool::new(false)],
         };
+        let redactions = Arc::new(redactions_of(&config));
         Self {
             config,
             changes,
             shutdown,
+            redactions,
             subscribers: Mutex::new(HashMap::new()),
             unsupported,
         }
@@ -102,4 +108,19 @@ impl Shared {
             }
         }
     }
+}
+
+/// The secrets an upstream is given: the header values (HTTP) or environment values
+/// (stdio) written by reference (`{ env = … }`, `{ file = … }`, `"${VAR}"`), resolved.
+fn redactions_of(config: &UpstreamConfig) -> Redactions {
+    let values = match &config.transport {
+        Transport::Stdio { env, .. } => env,
+        Transport::StreamableHttp { headers, .. } | Transport::Sse { headers, .. } => headers,
+    };
+    let secrets: Vec<_> = values
+        .values()
+        .filter(|value| !matches!(value, ValueRef::Literal(text) if !text.contains("${")))
+        .filter_map(|value| resolve(value).ok())
+        .collect();
+    Redactions::of(secrets.iter().map(|s| s.expose()))
 }

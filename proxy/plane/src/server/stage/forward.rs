@@ -19,6 +19,7 @@ use crate::enforce::auth::{Authorized, Caller};
 use crate::protocol::era::Era;
 use crate::protocol::headers::{self, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 use crate::protocol::message::{CallParams, Incoming};
+use crate::protocol::redact::Redactions;
 use crate::server::gateway::Gateway;
 use crate::upstream::bridge::can_be_asked;
 use crate::upstream::direct::{Downstream, is_answer_to_forwarded, joined};
@@ -53,8 +54,9 @@ pub(crate) async fn other(
     }
 }
 
-/// Performs a `tools/call` on the direct path if it can; `None` before anything was
-/// sent upstream leaves it to rmcp.
+/// Performs a `tools/call` on the direct path if it can: the answer, and the
+/// credentials of the upstream that gave it (for the inspection); `None` before anything
+/// was sent upstream leaves it to rmcp.
 pub(crate) async fn call(
     gateway: &Gateway,
     parts: &http::request::Parts,
@@ -62,7 +64,7 @@ pub(crate) async fn call(
     (token, authorized): (Option<&Caller>, Option<&Authorized>),
     id: &RawValue,
     call: CallParams<'_>,
-) -> Option<Response> {
+) -> Option<(Response, Arc<Redactions>)> {
     let session = session_of(parts);
     let caller = if session.is_empty() {
         stateless_caller(parts, token, &call)?
@@ -107,10 +109,12 @@ pub(crate) async fn call(
     if lane.era != caller.era && !bridged {
         return None;
     }
-    gateway
+    let redactions = route.upstream.redactions().clone();
+    let answer = gateway
         .direct()
         .call(caller, lane, &route.original, id, call)
-        .await
+        .await?;
+    Some((answer, redactions))
 }
 
 /// A 2026-07-28 request that the direct path may take: headers and `_meta` agree, and
