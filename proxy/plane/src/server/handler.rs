@@ -31,6 +31,7 @@ use super::pipeline;
 use super::relay::{self, complete};
 use super::stage::authenticate::{no_token, token_caller};
 use super::stage::decide::permit;
+use super::stage::inspect;
 use crate::protocol::era::{Era, era_of};
 use crate::protocol::error::GatewayError;
 use crate::protocol::headers::MCP_SESSION_ID;
@@ -202,9 +203,13 @@ impl ServerHandler for Gateway {
         match sent {
             ServerResult::GetPromptResult(mut r) => {
                 complete(&mut r.result_type);
+                let r = inspect::value(r, route.upstream.redactions())?;
                 Ok(GetPromptResponse::Complete(r))
             }
-            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                let r = inspect::value(r, route.upstream.redactions())?;
+                Ok(GetPromptResponse::InputRequired(r))
+            }
             _ => Err(unexpected(route.upstream.name(), "prompts/get")),
         }
     }
@@ -280,9 +285,13 @@ impl ServerHandler for Gateway {
         match sent {
             ServerResult::ReadResourceResult(mut r) => {
                 complete(&mut r.result_type);
+                let r = inspect::value(r, upstream.redactions())?;
                 Ok(ReadResourceResponse::Complete(r))
             }
-            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            ServerResult::InputRequiredResult(r) => {
+                let r = inspect::value(r, upstream.redactions())?;
+                Ok(ReadResourceResponse::InputRequired(r))
+            }
             _ => Err(unexpected(upstream.name(), "resources/read")),
         }
     }

@@ -53,6 +53,18 @@ pub(crate) fn result(
     }
 }
 
+/// Another answer of the upstream (a prompt, a resource's contents), its credentials
+/// redacted.
+pub(crate) fn value<T>(value: T, redactions: &Redactions) -> Result<T, ErrorData>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    if redactions.is_empty() {
+        return Ok(value);
+    }
+    redacted(value, redactions)
+}
+
 /// `value` with its credentials redacted, through its JSON. Should the redacted JSON
 /// not read back (a credential spanning the JSON's structure), the answer is withheld:
 /// an error says so, and nothing of the answer goes out.
@@ -77,4 +89,50 @@ fn withheld() -> ErrorData {
          be redacted, so it was withheld",
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{CallToolResult, GetPromptResult};
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "s3cret-credential-value";
+
+    fn text_of<T: serde::Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap_or_default()
+    }
+
+    #[test]
+    fn results_errors_and_prompts_lose_their_credentials() {
+        let redactions = Redactions::of([SECRET]);
+        let echoed: CallToolResult = serde_json::from_value(json!({
+            "content": [{"type": "text", "text": format!("key={SECRET}")}]
+        }))
+        .expect("a result");
+        let Ok(CallToolResponse::Complete(redacted)) =
+            result(Ok(CallToolResponse::Complete(echoed)), &redactions)
+        else {
+            panic!("a result");
+        };
+        let text = text_of(&redacted);
+        assert!(
+            !text.contains(SECRET) && text.contains("[redacted by Warrant]"),
+            "{text}"
+        );
+
+        let error = ErrorData::internal_error(format!("bad key {SECRET}"), None);
+        let Err(error) = result(Err(error), &redactions) else {
+            panic!("an error");
+        };
+        assert!(!error.message.contains(SECRET), "{}", error.message);
+
+        let prompt: GetPromptResult = serde_json::from_value(json!({
+            "messages": [{"role": "user", "content": {"type": "text", "text": format!("use {SECRET}")}}]
+        }))
+        .expect("a prompt");
+        let prompt = value(prompt, &redactions).expect("redacted");
+        assert!(!text_of(&prompt).contains(SECRET));
+    }
 }
