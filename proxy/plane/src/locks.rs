@@ -46,6 +46,26 @@ pub(crate) struct Sharded<T>([Mutex<T>; SHARDS]);
 /// Shards of a [`Sharded`] value.
 const SHARDS: usize = 16;
 
+/// FNV-1a: picks a shard for a few instructions a byte. Not a defence against chosen
+/// keys (nor need it be: keys that all fall in one shard take one lock, as before the
+/// shards); the maps inside keep their own hasher.
+struct Fnv(u64);
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 impl<T: Default> Default for Sharded<T> {
     fn default() -> Self {
         Self(std::array::from_fn(|_| Mutex::default()))
@@ -56,7 +76,7 @@ impl<T> Sharded<T> {
     /// The shard of `key`, locked (a `str` key falls where its `String` or `Arc<str>`
     /// falls).
     pub(crate) fn shard<K: Hash + ?Sized>(&self, key: &K) -> MutexGuard<'_, T> {
-        let mut hasher = std::hash::DefaultHasher::new();
+        let mut hasher = Fnv(FNV_OFFSET);
         key.hash(&mut hasher);
         // The remainder is below the shard count: the cast cannot truncate.
         self.0[(hasher.finish() % SHARDS as u64) as usize].locked()
@@ -97,9 +117,9 @@ mod tests {
         let other = (0..64)
             .map(|i| format!("session-{i}"))
             .find(|key| {
-                let mut hasher = std::hash::DefaultHasher::new();
+                let mut hasher = Fnv(FNV_OFFSET);
                 key.as_str().hash(&mut hasher);
-                let mut first = std::hash::DefaultHasher::new();
+                let mut first = Fnv(FNV_OFFSET);
                 "session-a".hash(&mut first);
                 hasher.finish() % SHARDS as u64 != first.finish() % SHARDS as u64
             })

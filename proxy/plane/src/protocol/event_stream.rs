@@ -49,7 +49,7 @@ impl EventReader {
                 event.freeze()
             };
             if let Some(data) = data_of(&event)
-                && !text(&data).trim().is_empty()
+                && !blank(&data)
             {
                 return Some(data);
             }
@@ -57,9 +57,23 @@ impl EventReader {
     }
 }
 
-/// An event's data as text (invalid UTF-8 replaced; borrowed when valid).
+/// An event's data as text (invalid UTF-8 replaced; borrowed when valid, which is checked
+/// the fast way first).
 pub(crate) fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(data)
+    match std::str::from_utf8(data) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(data),
+    }
+}
+
+/// Whether data is only whitespace (read as text only when it starts with a non-ASCII
+/// character: a message starts with `{`).
+fn blank(data: &[u8]) -> bool {
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(b) if b.is_ascii() => false,
+        Some(_) => text(data).trim().is_empty(),
+    }
 }
 
 /// The data of one event (its lines joined by `\n`), `None` without a `data` line: a
@@ -170,5 +184,14 @@ mod tests {
             assert!(data.is_some_and(|d| d.len() == 36));
         });
         assert_eq!(allocations, 0, "allocations to read one whole event");
+    }
+
+    #[test]
+    fn data_of_whitespace_only_is_skipped_as_text_would_be() {
+        let mut reader = EventReader::default();
+        reader.push(Bytes::from(
+            "data: \t \n\ndata: \u{a0}\u{2003}\n\ndata: \u{a0}x\n\n",
+        ));
+        assert_eq!(reader.next_data().as_deref(), Some("\u{a0}x".as_bytes()));
     }
 }

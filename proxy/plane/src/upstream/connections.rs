@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::locks::Locked;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -30,6 +31,9 @@ pub(crate) struct Pooled {
     conn: Pin<Box<Conn>>,
     /// Held while the connection is in use (an idle one holds none).
     slot: Option<OwnedSemaphorePermit>,
+    /// The body of its last response while that is still ending (an event stream put
+    /// back after its last event), and until when its end is waited for.
+    ending: Option<(Incoming, tokio::time::Instant)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +52,7 @@ pub(crate) enum ConnError {
 pub(crate) struct Connections {
     authority: String,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Pooled>>,
+    idle: Arc<Mutex<Vec<Pooled>>>,
     /// One permit per connection in use. A new connection is opened only when none is
     /// idle, so those in use and those idle together stay within the bound.
     slots: Arc<Semaphore>,
@@ -64,7 +68,7 @@ impl Connections {
         Self {
             authority,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
             slots: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             opened: std::sync::atomic::AtomicU64::new(0),
         }
@@ -88,6 +92,18 @@ impl Connections {
         loop {
             let candidate = self.idle.locked().pop();
             let Some(mut pooled) = candidate else { break };
+            if let Some((mut body, until)) = pooled.ending.take() {
+                use futures::FutureExt as _;
+                match pooled.finish(&mut body).now_or_never() {
+                    Some(true) => {}
+                    Some(false) => continue,
+                    None => {
+                        // Not ended yet: its end is awaited apart, and another one taken.
+                        self.finish_apart(pooled, body, until);
+                        continue;
+                    }
+                }
+            }
             if pooled.sender.is_ready() && pooled.alive() {
                 pooled.slot = Some(slot);
                 return Ok(pooled);
@@ -109,20 +125,49 @@ impl Connections {
             sender,
             conn: Box::pin(conn),
             slot: Some(slot),
+            ending: None,
         })
     }
 
     /// Returns a connection whose last exchange completed.
-    pub(crate) fn checkin(&self, mut pooled: Pooled) {
-        // Idle before its slot is given back: a caller woken by the slot finds it.
-        let slot = pooled.slot.take();
-        let mut idle = self.idle.locked();
-        if idle.len() < MAX_IDLE {
-            idle.push(pooled);
-        }
-        drop(idle);
-        drop(slot);
+    pub(crate) fn checkin(&self, pooled: Pooled) {
+        put_back(&self.idle, pooled);
     }
+
+    /// Returns a connection whose last response (an event stream) has not quite ended:
+    /// the next checkout reads its end first, which has usually arrived by then; a
+    /// stream still open then is awaited apart, up to `within` from now.
+    pub(crate) fn checkin_ending(&self, mut pooled: Pooled, body: Incoming, within: Duration) {
+        pooled.ending = Some((body, tokio::time::Instant::now() + within));
+        put_back(&self.idle, pooled);
+    }
+
+    /// Awaits the end of a connection's last response in a task of its own, then puts it
+    /// back; it counts as in use meanwhile (without a free slot it is closed instead).
+    fn finish_apart(&self, mut pooled: Pooled, mut body: Incoming, until: tokio::time::Instant) {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return;
+        };
+        pooled.slot = Some(slot);
+        let idle = self.idle.clone();
+        tokio::spawn(async move {
+            if let Ok(true) = tokio::time::timeout_at(until, pooled.finish(&mut body)).await {
+                put_back(&idle, pooled);
+            }
+        });
+    }
+}
+
+/// Puts a connection among the idle ones (at most [`MAX_IDLE`]) and gives back its slot.
+fn put_back(idle: &Mutex<Vec<Pooled>>, mut pooled: Pooled) {
+    // Idle before its slot is given back: a caller woken by the slot finds it.
+    let slot = pooled.slot.take();
+    let mut idle = idle.locked();
+    if idle.len() < MAX_IDLE {
+        idle.push(pooled);
+    }
+    drop(idle);
+    drop(slot);
 }
 
 impl Pooled {
@@ -143,7 +188,9 @@ impl Pooled {
             }
             match conn.as_mut().poll(cx) {
                 Poll::Ready(_) => Poll::Ready(Err(ConnError::Closed)),
-                Poll::Pending => Poll::Pending,
+                // What the connection just read (a response, a body's frame or its end)
+                // is taken at once, not after a round through the scheduler.
+                Poll::Pending => future.as_mut().poll(cx).map(Ok),
             }
         })
         .await
@@ -161,7 +208,7 @@ impl Pooled {
 
     /// Reads what is left of a response body (the end of an event stream after its last
     /// event), so that the connection can carry the next request; true once it ended.
-    pub(crate) async fn finish(&mut self, body: &mut hyper::body::Incoming) -> bool {
+    pub(crate) async fn finish(&mut self, body: &mut Incoming) -> bool {
         loop {
             match self.frame(body).await {
                 Ok(None) => return true,
@@ -172,10 +219,7 @@ impl Pooled {
     }
 
     /// The next data chunk of a response body, `None` at its end.
-    pub(crate) async fn frame(
-        &mut self,
-        body: &mut hyper::body::Incoming,
-    ) -> Result<Option<Bytes>, ConnError> {
+    pub(crate) async fn frame(&mut self, body: &mut Incoming) -> Result<Option<Bytes>, ConnError> {
         loop {
             match self.drive(body.frame()).await? {
                 None => return Ok(None),
