@@ -8,6 +8,7 @@ pub mod client;
 pub mod connect;
 pub mod connections;
 pub mod direct;
+pub mod direct_wire;
 pub mod inflight;
 pub mod lane;
 pub mod legacy_sse;

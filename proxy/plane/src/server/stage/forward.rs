@@ -22,7 +22,8 @@ use crate::protocol::message::{CallParams, Incoming};
 use crate::protocol::redact::Redactions;
 use crate::server::gateway::Gateway;
 use crate::upstream::bridge::can_be_asked;
-use crate::upstream::direct::{Downstream, is_answer_to_forwarded, joined};
+use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
+use crate::upstream::direct_wire::joined;
 
 /// The session id of a request (`""` without one).
 fn session_of(parts: &http::request::Parts) -> &str {
