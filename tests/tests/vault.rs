@@ -127,3 +127,107 @@ async fn a_new_vault_key_rewraps_every_record_and_a_wrong_one_stops_the_start() 
     );
     gw.stop().await;
 }
+
+/// `warrant vault ARGS` on the gateway's data with `stdin` on its standard input.
+async fn vault_cli(gw: &TestGateway, args: &[&str], stdin: &str) -> (bool, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
+    command
+        .arg("vault")
+        .args(args)
+        .arg("--data-dir")
+        .arg(gw.data_dir.path())
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("WARRANT_DATABASE_URL")
+        .env_remove("WARRANT_DATA_DIR")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(url) = &gw.database_url {
+        command.arg("--database-url").arg(url);
+    }
+    let mut child = command.spawn().expect("warrant runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).await.expect("write");
+    drop(input);
+    text(&child.wait_with_output().await.expect("output"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_set_from_standard_input_listed_by_email_and_removed() {
+    use warrant_idp::users::{NewUser, Role, Status};
+    let gw = TestGateway::start("", Backend::current()).await;
+    let alice = gw
+        .running
+        .idp
+        .users
+        .create(NewUser {
+            email: "alice@example.com".into(),
+            display_name: "Alice".into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("a person");
+
+    let (ok, out) = vault_cli(&gw, &["set", "github", "api_key"], "ghp_from_stdin_0001\n").await;
+    assert!(ok && out.contains("shared by everyone"), "{out}");
+    let (ok, out) = vault_cli(
+        &gw,
+        &["set", "linear", "api_key", "--person", "alice@example.com"],
+        "lin_alice_from_stdin_0002",
+    )
+    .await;
+    assert!(ok && out.contains("alice@example.com's own"), "{out}");
+    let (ok, out) = vault_cli(
+        &gw,
+        &["set", "linear", "api_key", "--person", "nobody@example.com"],
+        "x",
+    )
+    .await;
+    assert!(
+        !ok && out.contains("nobody with the email nobody@example.com"),
+        "{out}"
+    );
+    let (ok, out) = vault_cli(&gw, &["set", "linear", "api_key"], "\n").await;
+    assert!(!ok && out.contains("no value on standard input"), "{out}");
+
+    // What the running gateway reads: the values, without the newline.
+    let vault = &gw.running.vault;
+    let shared = vault.get(SHARED, "github", "api_key").await.expect("get");
+    assert_eq!(
+        shared.map(|v| v.to_vec()),
+        Some(b"ghp_from_stdin_0001".to_vec())
+    );
+    let own = vault
+        .get(&alice.id, "linear", "api_key")
+        .await
+        .expect("get");
+    assert_eq!(
+        own.map(|v| v.to_vec()),
+        Some(b"lin_alice_from_stdin_0002".to_vec())
+    );
+
+    // Listed by whose they are, never with a value.
+    let (ok, list) = vault_cli(&gw, &["list"], "").await;
+    assert!(ok, "{list}");
+    assert!(list.contains("github") && list.contains("shared"), "{list}");
+    assert!(
+        list.contains("linear") && list.contains("alice@example.com"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("from_stdin") && !list.contains(&alice.id),
+        "{list}"
+    );
+
+    let (ok, out) = vault_cli(&gw, &["remove", "github", "api_key"], "").await;
+    assert!(ok && out.contains("removed api_key"), "{out}");
+    let (ok, out) = vault_cli(&gw, &["remove", "github", "api_key"], "").await;
+    assert!(
+        !ok && out.contains("no api_key is stored for upstream github"),
+        "{out}"
+    );
+    gw.stop().await;
+}

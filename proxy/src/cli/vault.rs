@@ -1,12 +1,15 @@
-//! `warrant vault status | rotate-key [--config FILE] [--data-dir DIR]
-//! [--database-url URL]`: the credential vault's key-encryption keys.
+//! `warrant vault status | rotate-key | set | list | remove [--config FILE]
+//! [--data-dir DIR] [--database-url URL]`: the credential vault's keys, and its records
+//! (values read from standard input, never shown).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use warrant_consent::vault::{KeyUse, Vault};
+use warrant_consent::vault::{KeyUse, SHARED, Vault};
 use warrant_idp::SystemClock;
+use warrant_idp::db::Db;
+use warrant_idp::users::Users;
 
 use super::keys::{Place, load_config, open_db};
 
@@ -26,12 +29,44 @@ pub(super) enum VaultCommand {
         #[command(flatten)]
         place: Place,
     },
+    /// Store a credential for an upstream, read from standard input (a trailing newline
+    /// is dropped): shared by everyone, or a person's own with --person. Replaces what
+    /// was stored; the value is never shown again.
+    Set {
+        /// The upstream's name (`[upstreams.NAME]`).
+        upstream: String,
+        /// What the value is, e.g. `api_key`.
+        kind: String,
+        /// The person (by email) whose own credential it is.
+        #[arg(long)]
+        person: Option<String>,
+        #[command(flatten)]
+        place: Place,
+    },
+    /// List the stored credentials: upstream, kind, whose, key, version (never values).
+    List {
+        #[command(flatten)]
+        place: Place,
+    },
+    /// Remove a stored credential.
+    Remove {
+        upstream: String,
+        kind: String,
+        #[arg(long)]
+        person: Option<String>,
+        #[command(flatten)]
+        place: Place,
+    },
 }
 
 pub(super) fn run(command: VaultCommand) -> ExitCode {
     super::run_async(1, async move {
         let place = match &command {
-            VaultCommand::Status { place } | VaultCommand::RotateKey { place } => place,
+            VaultCommand::Status { place }
+            | VaultCommand::RotateKey { place }
+            | VaultCommand::Set { place, .. }
+            | VaultCommand::List { place }
+            | VaultCommand::Remove { place, .. } => place,
         };
         let config = load_config(place)?;
         let db = open_db(&config).await?;
@@ -57,6 +92,66 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                 );
                 print_uses(&current, &vault.check_keys().await?);
             }
+            VaultCommand::Set {
+                upstream,
+                kind,
+                person,
+                ..
+            } => {
+                let owner = owner(&db, person.as_deref()).await?;
+                let value = read_value()?;
+                vault
+                    .put(&owner, &upstream, &kind, value.as_bytes())
+                    .await?;
+                println!(
+                    "stored {kind} for upstream {upstream} ({})",
+                    whose(person.as_deref())
+                );
+            }
+            VaultCommand::List { .. } => {
+                let emails: std::collections::HashMap<String, String> =
+                    Users::new(db.clone(), Arc::new(SystemClock))
+                        .emails()
+                        .await?
+                        .into_iter()
+                        .collect();
+                let entries = vault.list().await?;
+                if entries.is_empty() {
+                    println!("the vault holds no credentials");
+                }
+                for entry in entries {
+                    let whose = if entry.owner == SHARED {
+                        "shared".to_owned()
+                    } else {
+                        emails
+                            .get(&entry.owner)
+                            .cloned()
+                            .unwrap_or_else(|| "a removed person".to_owned())
+                    };
+                    println!(
+                        "{:<20} {:<16} {:<32} key {} version {}",
+                        entry.upstream, entry.kind, whose, entry.kek_id, entry.version
+                    );
+                }
+            }
+            VaultCommand::Remove {
+                upstream,
+                kind,
+                person,
+                ..
+            } => {
+                let owner = owner(&db, person.as_deref()).await?;
+                if !vault.remove(&owner, &upstream, &kind).await? {
+                    anyhow::bail!(
+                        "no {kind} is stored for upstream {upstream} ({})",
+                        whose(person.as_deref())
+                    );
+                }
+                println!(
+                    "removed {kind} for upstream {upstream} ({})",
+                    whose(person.as_deref())
+                );
+            }
         }
         db.close().await;
         Ok(ExitCode::SUCCESS)
@@ -72,4 +167,40 @@ fn print_uses(current: &str, uses: &[KeyUse]) {
         let role = if key.current { "current" } else { "previous" };
         println!("{:<18} {:<9} {} records", key.kek_id, role, key.records);
     }
+}
+
+/// The vault owner of `person` (an email), or the shared owner.
+async fn owner(db: &Db, person: Option<&str>) -> anyhow::Result<String> {
+    let Some(email) = person else {
+        return Ok(SHARED.to_owned());
+    };
+    let users = Users::new(db.clone(), Arc::new(SystemClock));
+    let user = users
+        .by_email(email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("nobody with the email {email} is known to Warrant"))?;
+    Ok(user.id)
+}
+
+fn whose(person: Option<&str>) -> String {
+    person.map_or_else(
+        || "shared by everyone".to_owned(),
+        |email| format!("{email}'s own"),
+    )
+}
+
+/// The value on standard input, without its trailing newline; never empty.
+fn read_value() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    use std::io::Read as _;
+    let mut value = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("cannot read the value from standard input")?;
+    let trimmed = value.trim_end_matches(['\r', '\n']).len();
+    value.truncate(trimmed);
+    anyhow::ensure!(
+        !value.is_empty(),
+        "no value on standard input: pipe it in, e.g. `warrant vault set NAME api_key < key.txt`"
+    );
+    Ok(value)
 }
