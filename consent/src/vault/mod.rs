@@ -22,6 +22,7 @@ use std::time::Instant;
 use warrant_idp::Clock;
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
+use zeroize::Zeroizing;
 
 pub use cache::Plain;
 pub use seal::Kek;
@@ -124,7 +125,7 @@ pub struct Vault {
     inner: Arc<Inner>,
 }
 
-type Row = (String, String, String, String); // id, owner, kek_id, data_key
+type Row = (String, String, String, String, String, String); // id, owner, upstream, kind, kek_id, data_key
 type SealedRow = (String, String, String, String, i64); // id, kek_id, data_key, value, version
 
 const USE_BY_KEY: &str =
@@ -140,7 +141,7 @@ const DELETE: &str = "DELETE FROM consent_vault WHERE owner = $1 AND upstream = 
 const DELETE_OWNER: &str = "DELETE FROM consent_vault WHERE owner = $1";
 const LIST: &str = "SELECT owner, upstream, kind, kek_id, version, created_at, updated_at \
     FROM consent_vault ORDER BY owner, upstream, kind";
-const NOT_CURRENT: &str = "SELECT id, owner, kek_id, data_key FROM consent_vault \
+const NOT_CURRENT: &str = "SELECT id, owner, upstream, kind, kek_id, data_key FROM consent_vault \
     WHERE kek_id <> $1 ORDER BY id LIMIT 500";
 /// Re-wraps one data key, unless the row changed since it was read.
 const REWRAP: &str = "UPDATE consent_vault SET kek_id = $2, data_key = $3 \
@@ -242,26 +243,8 @@ impl Vault {
         let Some((id, kek_id, data_key, sealed, _)) = row else {
             return Ok(None);
         };
-        let undecryptable = || VaultError::Undecryptable {
-            kind: kind.to_owned(),
-            upstream: upstream.to_owned(),
-            whose: whose(owner),
-        };
-        let kek = self
-            .inner
-            .keys
-            .find(&kek_id)
-            .ok_or_else(|| VaultError::MissingKey {
-                kek_id: kek_id.clone(),
-                count: 1,
-            })?;
-        let dek = seal::open(
-            kek.key(),
-            &seal::bound_to("data key", &id, owner, &kek_id),
-            &data_key,
-        )
-        .and_then(|bytes| seal::as_key(&bytes))
-        .ok_or_else(undecryptable)?;
+        let undecryptable = || undecryptable(owner, upstream, kind);
+        let dek = self.unwrap(&id, owner, &kek_id, &data_key, undecryptable)?;
         let value = seal::open(&dek, &seal::bound_to("value", &id, owner, ""), &sealed)
             .ok_or_else(undecryptable)?;
         let value: Plain = Arc::new(value);
@@ -331,30 +314,11 @@ impl Vault {
                 break;
             }
             let mut progressed = false;
-            for (id, owner, kek_id, wrapped) in rows {
-                let kek = self
-                    .inner
-                    .keys
-                    .find(&kek_id)
-                    .ok_or_else(|| VaultError::MissingKey {
-                        kek_id: kek_id.clone(),
-                        count: 1,
-                    })?;
-                let dek = seal::open(
-                    kek.key(),
-                    &seal::bound_to("data key", &id, &owner, &kek_id),
-                    &wrapped,
-                )
-                .ok_or_else(|| VaultError::Undecryptable {
-                    kind: "a data key".into(),
-                    upstream: String::new(),
-                    whose: whose(&owner),
+            for (id, owner, upstream, kind, kek_id, wrapped) in rows {
+                let dek = self.unwrap(&id, &owner, &kek_id, &wrapped, || {
+                    undecryptable(&owner, &upstream, &kind)
                 })?;
-                let rewrapped = seal::seal(
-                    current.key(),
-                    &seal::bound_to("data key", &id, &owner, current.id()),
-                    &dek,
-                );
+                let rewrapped = wrap(current, &id, &owner, &dek);
                 let done = on_pool!(&self.inner.db, pool => {
                     sqlx::query(REWRAP).bind(&id).bind(current.id()).bind(&rewrapped)
                         .bind(&kek_id).bind(&wrapped).execute(pool).await
@@ -389,12 +353,51 @@ impl Vault {
         let kek = &self.inner.keys.current;
         let dek = seal::data_key();
         let sealed = seal::seal(&dek, &seal::bound_to("value", id, owner, ""), value);
-        let wrapped = seal::seal(
+        (kek.id().to_owned(), wrap(kek, id, owner, &dek), sealed)
+    }
+
+    /// The data key of the record `id` of `owner`, unwrapped with the key `kek_id` names.
+    fn unwrap(
+        &self,
+        id: &str,
+        owner: &str,
+        kek_id: &str,
+        wrapped: &str,
+        undecryptable: impl Fn() -> VaultError,
+    ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        let kek = self
+            .inner
+            .keys
+            .find(kek_id)
+            .ok_or_else(|| VaultError::MissingKey {
+                kek_id: kek_id.to_owned(),
+                count: 1,
+            })?;
+        seal::open(
             kek.key(),
-            &seal::bound_to("data key", id, owner, kek.id()),
-            &*dek,
-        );
-        (kek.id().to_owned(), wrapped, sealed)
+            &seal::bound_to("data key", id, owner, kek_id),
+            wrapped,
+        )
+        .and_then(|bytes| seal::as_key(&bytes))
+        .ok_or_else(undecryptable)
+    }
+}
+
+/// The data key `dek` of the record `id` of `owner`, wrapped by `kek`.
+fn wrap(kek: &Kek, id: &str, owner: &str, dek: &[u8; 32]) -> String {
+    seal::seal(
+        kek.key(),
+        &seal::bound_to("data key", id, owner, kek.id()),
+        dek,
+    )
+}
+
+/// The error for a record of `owner`'s `kind` for `upstream` that does not decrypt.
+fn undecryptable(owner: &str, upstream: &str, kind: &str) -> VaultError {
+    VaultError::Undecryptable {
+        kind: kind.to_owned(),
+        upstream: upstream.to_owned(),
+        whose: whose(owner),
     }
 }
 
