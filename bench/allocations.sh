@@ -21,6 +21,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/lib.sh"
 cd "$ROOT"
 
 MODES=${ALLOC_UPSTREAM_MODES:-sse,stateless}
@@ -51,50 +52,12 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-allocations.XXXXXX")
 PIDS=()
-stop() {
-    local pid
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
 cleanup() {
-    stop "${PIDS[@]}"
+    stop_pids "${PIDS[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_for_url() {
-    local file=$1 pid=$2 url
-    for _ in $(seq 300); do
-        url=$(grep -o -m1 'http://[^[:space:]"]*' "$file" 2>/dev/null || true)
-        if [[ -n $url ]]; then
-            printf '%s\n' "$url"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-# free_port: a loopback TCP port nobody listens on right now.
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        # Below the ephemeral range (32768 and up on Linux): a port there may still be held
-        # by a connection of an earlier run, in TIME_WAIT.
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            printf '%s\n' "$port"
-            return 0
-        fi
-    done
-    return 1
-}
 
 # count MODE: one kind, one Markdown row on stdout.
 count() {
@@ -104,7 +67,7 @@ count() {
     "$UPSTREAM" --listen 127.0.0.1:0 --mode "$mode" >"$dir/upstream.log" 2>&1 &
     upstream_pid=$!
     PIDS+=("$upstream_pid")
-    upstream_url=$(wait_for_url "$dir/upstream.log" "$upstream_pid") || {
+    upstream_url=$(wait_for_url "$dir/upstream.log" "$upstream_pid" 30) || {
         cat "$dir/upstream.log" >&2
         return 1
     }
@@ -135,7 +98,7 @@ count() {
         tail -n 20 "$dir/warrant.log" >&2
         return 1
     }
-    stop "$warrant_pid" "$upstream_pid"
+    stop_pids "$warrant_pid" "$upstream_pid"
     field() { grep -o "\"$1\": *[0-9.e+-]*" "$dir/report.json" | head -1 | sed 's/.*: *//'; }
     awk -v m="$mode" -v c="$(field calls)" -v a="$(field allocations_per_call)" \
         -v r="$(field reallocations_per_call)" -v b="$(field bytes_per_call)" \

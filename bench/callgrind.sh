@@ -26,6 +26,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/lib.sh"
 cd "$ROOT"
 
 GATEWAY=${CG_GATEWAY:-token}
@@ -54,35 +55,15 @@ command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-callgrind.XXXXXX")
 PIDS=()
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for_url() {
-    local file=$1 pid=$2 url
-    for _ in $(seq 600); do
-        url=$(grep -o -m1 'http://[^[:space:]"]*' "$file" 2>/dev/null || true)
-        if [[ -n $url ]]; then
-            printf '%s\n' "$url"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
 "$UPSTREAM" --listen 127.0.0.1:0 --mode "$UPSTREAM_MODE" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
-UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}") || {
+UPSTREAM_URL=$(wait_for_url "$WORK/upstream.log" "${PIDS[0]}" 60) || {
     cat "$WORK/upstream.log" >&2
     exit 1
 }

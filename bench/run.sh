@@ -50,6 +50,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/bench/lib.sh"
 cd "$ROOT"
 
 CONCURRENCY=${BENCH_CONCURRENCY:-1,8,64}
@@ -80,18 +81,7 @@ cleanup() {
         kill -TERM "$BENCH_PID" 2>/dev/null || true
         wait "$BENCH_PID" 2>/dev/null || true
     fi
-    for pid in "${STARTED_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED_PIDS[@]}"; do
-        # Up to 5 s for a graceful exit, then SIGKILL.
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${STARTED_PIDS[@]}"
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         log "work directory kept: $WORK"
     else
@@ -101,39 +91,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_for_url LOGFILE PID SECONDS: prints the first http:// URL the process logs.
-wait_for_url() {
-    local file=$1 pid=$2 seconds=$3 url
-    for _ in $(seq $((seconds * 10))); do
-        url=$(grep -o -m1 'http://[^[:space:]"]*' "$file" 2>/dev/null || true)
-        if [[ -n $url ]]; then
-            printf '%s\n' "$url"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
 # http_status URL: the HTTP status of a GET, or 000.
 http_status() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || echo 000
-}
-
-# free_port: a loopback TCP port nobody listens on right now.
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        # Below the ephemeral range (32768 and up on Linux): a port there may still be held
-        # by a connection of an earlier run, in TIME_WAIT.
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            printf '%s\n' "$port"
-            return 0
-        fi
-    done
-    return 1
 }
 
 # bench LABEL URL TOOL PID OUT [ARGS...]: one warrant_bench run, JSON report saved
@@ -183,22 +143,6 @@ for name in ${GATEWAY_NAMES//,/ }; do
         *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token)" ;;
     esac
 done
-
-# stop_pids PID...: SIGTERM, up to 5 s for a graceful exit, then SIGKILL.
-stop_pids() {
-    local pid
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-}
 
 declare -A MODE_TITLE=(
     [sse]='rmcp with sessions, answers as SSE (`bench_upstream --mode sse`)'
