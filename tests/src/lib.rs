@@ -209,6 +209,50 @@ impl TestGateway {
     pub async fn stop(self) {
         self.running.stop().await.expect("Warrant stops cleanly");
     }
+
+    /// `warrant ARGS` as an operator runs it against this gateway: on its data directory
+    /// and database, without Warrant's own environment variables. Not run yet: add what
+    /// the command needs, then [`run_cli`].
+    pub fn cli(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(workspace_bin("warrant"));
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env_remove("WARRANT_CONFIG")
+            .env_remove("WARRANT_DATABASE_URL")
+            .env_remove("WARRANT_DATA_DIR")
+            .env("RUST_LOG", "warn");
+        if let Some(url) = &self.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        command
+    }
+
+    /// `warrant ARGS` against this gateway ([`Self::cli`]) with `stdin` piped in.
+    pub async fn warrant(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        run_cli(self.cli(args), stdin).await
+    }
+}
+
+/// Runs a `warrant` command with `stdin` piped in (never a terminal), without blocking
+/// the test's runtime (a gateway running on it may be holding a write the command
+/// waits for): its output.
+pub async fn run_cli(mut command: tokio::process::Command, stdin: &str) -> std::process::Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("warrant runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    child.wait_with_output().await.expect("warrant ends")
 }
 
 /// The Python of the test virtualenv (tests/python/.venv: the MCP SDK, the SMTP server,

@@ -7,8 +7,7 @@
 //! first, so its classes are known: `list_notes` and `read_note` low, `write_note`
 //! medium, `send_payment` and `delete_all_notes` high.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use rmcp::ServiceExt;
@@ -18,42 +17,7 @@ use serde_json::{Value, json};
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_e2e::agent::{AdminAgent, admin_approves_agent};
 use warrant_e2e::raw::Reply;
-use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream, workspace_bin};
-
-/// `warrant ARGS` against `gw`'s data directory and database, with `stdin` piped in
-/// (never a terminal), off the test's runtime (the gateway runs on it: a write it has
-/// begun must be able to end while the command waits for the database).
-async fn warrant(gw: &TestGateway, args: &[&str], stdin: &str) -> Output {
-    let mut command = Command::new(workspace_bin("warrant"));
-    command.args(args).arg("--data-dir").arg(gw.data_dir.path());
-    if let Some(url) = &gw.database_url {
-        command.args(["--database-url", url]);
-    }
-    let stdin = stdin.to_owned();
-    tokio::task::spawn_blocking(move || run(command, &stdin))
-        .await
-        .expect("warrant runs")
-}
-
-fn run(mut command: Command, stdin: &str) -> Output {
-    let mut child = command
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env_remove("WARRANT_DATA_DIR")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run warrant");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("warrant ends")
-}
+use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
 
 /// Standard output of a run that exited with `code`.
 fn exits(output: &Output, code: i32) -> String {
@@ -99,7 +63,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let session = handler.clone().serve(session).await.expect("a session");
 
     // Export: the trusted upstream, its tools (none reviewed yet), no ceilings.
-    let exported = exits(&warrant(&gw, &["policy", "export"], "").await, 0);
+    let exported = exits(&gw.warrant(&["policy", "export"], "").await, 0);
     assert!(
         exported.contains("[upstreams.demo]\ntrust_annotations = true\n"),
         "{exported}"
@@ -120,7 +84,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     )
     .expect("write");
     let bad = bad.display().to_string();
-    let output = warrant(&gw, &["policy", "apply", &bad, "--yes"], "").await;
+    let output = gw.warrant(&["policy", "apply", &bad, "--yes"], "").await;
     exits(&output, 1);
     let text = stderr(&output);
     assert!(text.contains("nothing was applied"), "{text}");
@@ -135,7 +99,8 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let file = file.display().to_string();
 
     let dry = exits(
-        &warrant(&gw, &["policy", "apply", &file, "--dry-run"], "").await,
+        &gw.warrant(&["policy", "apply", &file, "--dry-run"], "")
+            .await,
         0,
     );
     assert!(dry.contains("2 changes to apply"), "{dry}");
@@ -160,7 +125,9 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     )
     .expect("write");
     let distrust = distrust.display().to_string();
-    let output = warrant(&gw, &["policy", "apply", &distrust, "--dry-run"], "").await;
+    let output = gw
+        .warrant(&["policy", "apply", &distrust, "--dry-run"], "")
+        .await;
     let shown = exits(&output, 0);
     assert!(
         shown.contains("~ upstreams.demo.trust_annotations: true → false"),
@@ -175,7 +142,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
 
     // Without --yes and with no terminal to ask on: refused, exit 2, even when the
     // piped answer is yes.
-    let output = warrant(&gw, &["policy", "apply", &file], "y\n").await;
+    let output = gw.warrant(&["policy", "apply", &file], "y\n").await;
     let shown = exits(&output, 2);
     assert!(
         shown.contains("2 changes to apply"),
@@ -195,7 +162,7 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     let heard_before = handler.seen().tool_list_changed;
 
     let applied = exits(
-        &warrant(&gw, &["policy", "apply", &file, "--yes"], "").await,
+        &gw.warrant(&["policy", "apply", &file, "--yes"], "").await,
         0,
     );
     assert!(applied.contains("applied 2 changes"), "{applied}");
@@ -258,12 +225,13 @@ async fn a_policy_file_exported_edited_and_applied_reaches_the_running_gateway()
     );
 
     // Applied again: nothing to do; exported again (to a file): the file's policy.
-    let again = exits(&warrant(&gw, &["policy", "apply", &file], "").await, 0);
+    let again = exits(&gw.warrant(&["policy", "apply", &file], "").await, 0);
     assert!(again.contains("no changes"), "{again}");
     let output = dir.path().join("exported.toml");
     let output = output.display().to_string();
     let printed = exits(
-        &warrant(&gw, &["policy", "export", "--output", &output], "").await,
+        &gw.warrant(&["policy", "export", "--output", &output], "")
+            .await,
         0,
     );
     assert_eq!(printed, "", "the policy goes to the file only");

@@ -12,7 +12,7 @@ use warrant_consent::approvals::{self, Approvals, CallKey};
 use warrant_consent::token::{KeyRing, KeySettings};
 use warrant_e2e::agent::{self, Tokens, register_public, token_for_grant};
 use warrant_e2e::raw::Reply;
-use warrant_e2e::{Backend, TestGateway, demo_upstream, workspace_bin};
+use warrant_e2e::{Backend, TestGateway, demo_upstream};
 use warrant_idp::SystemClock;
 use warrant_idp::users::{NewUser, Role, Status, User};
 
@@ -264,25 +264,6 @@ async fn a_reused_refresh_token_revokes_the_access_tokens_of_its_family() {
     }
     gw.stop().await;
 }
-/// `warrant ARGS` against the gateway's data directory and database, without blocking
-/// the test's runtime (the gateway runs on it: a write it has begun must be able to end
-/// while the command waits for the database).
-async fn warrant(gw: &TestGateway, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-    command
-        .args(args)
-        .arg("--data-dir")
-        .arg(gw.data_dir.path())
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env_remove("WARRANT_DATA_DIR")
-        .env("RUST_LOG", "warn");
-    if let Some(url) = &gw.database_url {
-        command.arg("--database-url").arg(url);
-    }
-    command.output().await.expect("warrant runs")
-}
-
 fn stdout_of(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -301,7 +282,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
     assert_eq!(call(&gw, &tokens.access).await.status, 200);
     let kid = gw.running.keys.active_kid().expect("an active key");
 
-    let out = stdout_of(&warrant(&gw, &["keys", "revoke", &kid.to_string()]).await);
+    let out = stdout_of(&gw.warrant(&["keys", "revoke", &kid.to_string()], "").await);
     assert!(out.contains(&format!("key {kid} is revoked")), "{out}");
     let (reply, took) = refused_within(&gw, &tokens.access, Duration::from_secs(5)).await;
     assert_refused(&reply, &format!("token signing key {kid} was revoked"));
@@ -315,7 +296,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
     assert_ne!(gw.running.keys.active_kid(), Some(kid));
 
     // The list says so, and the key is no longer published.
-    let list = stdout_of(&warrant(&gw, &["keys", "list"]).await);
+    let list = stdout_of(&gw.warrant(&["keys", "list"], "").await);
     assert!(
         list.lines()
             .any(|l| l.starts_with(&kid.to_string()) && l.contains("revoked")),
@@ -335,7 +316,7 @@ async fn warrant_keys_revoke_refuses_the_tokens_of_a_key_within_a_second() {
         "a revoked key is not published"
     );
     // An unknown key id is refused with words.
-    let unknown = warrant(&gw, &["keys", "revoke", "999"]).await;
+    let unknown = gw.warrant(&["keys", "revoke", "999"], "").await;
     assert!(!unknown.status.success());
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no token signing key 999"),

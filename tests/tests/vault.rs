@@ -5,31 +5,21 @@ use std::path::Path;
 use std::process::Output;
 
 use warrant_consent::vault::SHARED;
-use warrant_e2e::{Backend, TestGateway, workspace_bin};
+use warrant_e2e::{Backend, TestGateway, run_cli};
 
 /// 32 bytes in base64: the new vault key, and a wrong one.
 const NEW_KEY: &str = "bmV3IHZhdWx0IGtleSBmb3IgdGhlIHRlc3QgISEhISE=";
 const WRONG_KEY: &str = "YW5vdGhlciBrZXkgdGhhdCBpcyBub3QgdGhlIG9uZSE=";
 
-/// `warrant ARGS` on the gateway's data directory and database, with `config` as its
-/// configuration file and the vault key `key` in `WARRANT_TEST_VAULT_KEY`.
+/// `warrant ARGS` against the gateway with `config` as its configuration file and the
+/// vault key `key` in `WARRANT_TEST_VAULT_KEY`.
 async fn warrant(gw: &TestGateway, config: &Path, key: &str, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
+    let mut command = gw.cli(args);
     command
-        .args(args)
         .arg("--config")
         .arg(config)
-        .arg("--data-dir")
-        .arg(gw.data_dir.path())
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env_remove("WARRANT_DATA_DIR")
-        .env("WARRANT_TEST_VAULT_KEY", key)
-        .env("RUST_LOG", "warn");
-    if let Some(url) = &gw.database_url {
-        command.arg("--database-url").arg(url);
-    }
-    command.output().await.expect("warrant runs")
+        .env("WARRANT_TEST_VAULT_KEY", key);
+    run_cli(command, "").await
 }
 
 fn text(output: &Output) -> (bool, String) {
@@ -128,30 +118,12 @@ async fn a_new_vault_key_rewraps_every_record_and_a_wrong_one_stops_the_start() 
     gw.stop().await;
 }
 
-/// `warrant vault ARGS` on the gateway's data with `stdin` on its standard input.
+/// `warrant vault ARGS` against the gateway with `stdin` on its standard input.
 async fn vault_cli(gw: &TestGateway, args: &[&str], stdin: &str) -> (bool, String) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-    command
-        .arg("vault")
-        .args(args)
-        .arg("--data-dir")
-        .arg(gw.data_dir.path())
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env_remove("WARRANT_DATA_DIR")
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    if let Some(url) = &gw.database_url {
-        command.arg("--database-url").arg(url);
-    }
-    let mut child = command.spawn().expect("warrant runs");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.as_bytes()).await.expect("write");
-    drop(input);
-    text(&child.wait_with_output().await.expect("output"))
+    let args: Vec<&str> = std::iter::once("vault")
+        .chain(args.iter().copied())
+        .collect();
+    text(&gw.warrant(&args, stdin).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
