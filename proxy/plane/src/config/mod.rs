@@ -14,6 +14,7 @@ mod policy;
 mod raw;
 mod report;
 mod upstream;
+mod upstream_auth;
 mod value;
 mod vault;
 
@@ -31,6 +32,7 @@ pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream};
 pub use report::{Problem, Report};
 pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig};
 use upstream::{is_name_char, validate_upstream};
+pub use upstream_auth::{API_KEY, AuthMode, KeyPlace, RawUpstreamAuth, UpstreamAuth};
 use value::duration;
 pub use value::{Secret, ValueRef, decode_key_32, resolve};
 pub use vault::{RawVault, VaultConfig};
@@ -232,6 +234,13 @@ pub fn validate(
                         upstream.prefix
                     ),
                 ));
+        }
+        if upstream.auth.mode.per_person() && mcp.authorization == McpAuthorization::None {
+            problems.push(Problem::new(
+                format!("{path}.auth.mode"),
+                "a per-person key needs to know the person: calls without Warrant tokens \
+                 (mcp.authorization = \"none\") have none",
+            ));
         }
         upstreams.push(upstream);
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::upstream_auth::RawUpstreamAuth;
 use super::value::ValueRef;
 
 /// The whole file.
@@ -149,4 +150,6 @@ pub struct RawUpstream {
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_annotations: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawUpstreamAuth>,
 }

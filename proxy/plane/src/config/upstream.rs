@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::raw::RawUpstream;
 use super::report::Problem;
+use super::upstream_auth::{UpstreamAuth, validate_auth};
 use super::value::{ValueRef, duration, resolve};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +37,8 @@ pub struct UpstreamConfig {
     /// Whether the upstream's MCP annotations set its tools' risk classes (`Some`: as
     /// configured, applied at every start; `None`: as an admin sets it on the pages).
     pub trust_annotations: Option<bool>,
+    /// Whose credential the upstream is given, and where it goes.
+    pub auth: UpstreamAuth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +259,8 @@ pub(super) fn validate_upstream(
         None => DEFAULT_MAX_CONNECTIONS,
     };
     let sessions = sessions(raw.sessions, transport.as_ref(), &path, problems);
+    let stdio = matches!(transport, Some(Transport::Stdio { .. }));
+    let auth = validate_auth(raw.auth, stdio, &path, problems);
     if raw.enabled == Some(false) || problems.len() > before {
         return None;
     }
@@ -272,6 +277,7 @@ pub(super) fn validate_upstream(
         call_timeout,
         restart_backoff_max,
         trust_annotations: raw.trust_annotations,
+        auth,
     })
 }
 

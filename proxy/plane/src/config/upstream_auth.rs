@@ -1,0 +1,348 @@
+//! `[upstreams.NAME.auth]`: how an upstream learns who calls, and where the credential
+//! Warrant injects comes from.
+//!
+//! ```toml
+//! [upstreams.linear.auth]
+//! mode = "person_key"        # none | shared | person_key
+//! header = "Authorization"   # HTTP upstreams: the header the key is sent in
+//! scheme = "Bearer"          # written before the key, with a space ("" for none)
+//! # env = "LINEAR_API_KEY"   # stdio upstreams: the environment variable instead
+//! # value = { env = "KEY" }  # `shared` only: the key by reference, else from the vault
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use super::report::Problem;
+use super::value::{ValueRef, resolve};
+
+/// The vault record kind an upstream's API key is kept under (shared or a person's).
+pub const API_KEY: &str = "api_key";
+/// The most per-person connections one upstream keeps open at once, unless configured.
+const DEFAULT_MAX_PEOPLE: usize = 64;
+/// How long a person's connection may stay unused before it is closed, unless configured.
+const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `[upstreams.NAME.auth]` as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_people: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+}
+
+/// Whose credential an upstream is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// None from Warrant (whatever `headers` or `env` the upstream is configured with).
+    None,
+    /// One key for everyone: `value` by reference, or the vault's shared record.
+    Shared,
+    /// Each person's own key, from the vault; a connection per person.
+    PersonKey,
+}
+
+impl AuthMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Shared => "shared",
+            Self::PersonKey => "person_key",
+        }
+    }
+
+    /// Whether each person has a credential (and a connection) of their own.
+    pub fn per_person(self) -> bool {
+        matches!(self, Self::PersonKey)
+    }
+}
+
+/// Where the key goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlace {
+    /// An HTTP header: `scheme` (if any), a space, and the key.
+    Header { name: String, scheme: String },
+    /// An environment variable of a stdio upstream's process.
+    Env { name: String },
+}
+
+impl KeyPlace {
+    /// The header or variable's value for `key`.
+    pub fn value_for(&self, key: &str) -> String {
+        match self {
+            Self::Header { scheme, .. } if !scheme.is_empty() => format!("{scheme} {key}"),
+            _ => key.to_owned(),
+        }
+    }
+
+    /// The header or variable's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Header { name, .. } | Self::Env { name } => name,
+        }
+    }
+}
+
+/// `[upstreams.NAME.auth]`, checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamAuth {
+    pub mode: AuthMode,
+    /// Where the key goes (`None` for mode `none`).
+    pub place: Option<KeyPlace>,
+    /// `shared`: the key by reference; `None` reads the vault's shared record.
+    pub value: Option<ValueRef>,
+    /// Per-person modes: connections open at once, at most.
+    pub max_people: usize,
+    /// Per-person modes: a connection unused this long is closed.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for UpstreamAuth {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            place: None,
+            value: None,
+            max_people: DEFAULT_MAX_PEOPLE,
+            idle_timeout: DEFAULT_IDLE,
+        }
+    }
+}
+
+/// Checks `auth` of an upstream that is `stdio` or not (HTTP).
+pub(super) fn validate_auth(
+    raw: Option<RawUpstreamAuth>,
+    stdio: bool,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> UpstreamAuth {
+    let Some(raw) = raw else {
+        return UpstreamAuth::default();
+    };
+    let path = format!("{path}.auth");
+    let mode = match raw.mode.as_deref() {
+        None | Some("none") => AuthMode::None,
+        Some("shared") => AuthMode::Shared,
+        Some("person_key") => AuthMode::PersonKey,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{path}.mode"),
+                format!("{other:?} is not one of \"none\", \"shared\", \"person_key\""),
+            ));
+            AuthMode::None
+        }
+    };
+    let mut auth = UpstreamAuth {
+        mode,
+        ..UpstreamAuth::default()
+    };
+    if mode == AuthMode::None {
+        if raw.header.is_some() || raw.scheme.is_some() || raw.env.is_some() || raw.value.is_some()
+        {
+            problems.push(Problem::new(
+                &path,
+                "`header`, `scheme`, `env` and `value` need a mode that injects a key \
+                 (\"shared\" or \"person_key\")",
+            ));
+        }
+        return auth;
+    }
+    auth.place = place(&raw, stdio, &path, problems);
+    match (&raw.value, mode) {
+        (Some(_), AuthMode::PersonKey) => problems.push(Problem::new(
+            format!("{path}.value"),
+            "a per-person key comes from each person's connections page, not the file",
+        )),
+        (Some(value), _) => {
+            if let ValueRef::Literal(text) = value
+                && !text.contains("${")
+            {
+                problems.push(Problem::secret(
+                    format!("{path}.value"),
+                    "write secrets by reference, not inline: { env = \"VAR\" }, \
+                     { file = \"/path\" } or \"${VAR}\" (or leave it out and store the key \
+                     with `warrant vault set`)",
+                ));
+            } else if let Err(e) = resolve(value) {
+                problems.push(Problem::new(format!("{path}.value"), e));
+            }
+            auth.value = Some(value.clone());
+        }
+        (None, _) => {}
+    }
+    if let Some(n) = raw.max_people {
+        if n == 0 {
+            problems.push(Problem::new(
+                format!("{path}.max_people"),
+                "must be at least 1",
+            ));
+        } else {
+            auth.max_people = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
+    auth.idle_timeout = super::value::duration(
+        raw.idle_timeout,
+        &format!("{path}.idle_timeout"),
+        DEFAULT_IDLE,
+        problems,
+    );
+    auth
+}
+
+fn place(
+    raw: &RawUpstreamAuth,
+    stdio: bool,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<KeyPlace> {
+    if stdio {
+        if raw.header.is_some() || raw.scheme.is_some() {
+            problems.push(Problem::new(
+                path,
+                "a stdio upstream gets its key in an environment variable: set `env`, \
+                 not `header` or `scheme`",
+            ));
+        }
+        let Some(name) = raw.env.clone() else {
+            problems.push(Problem::new(
+                format!("{path}.env"),
+                "required for a stdio upstream: the environment variable the key goes in",
+            ));
+            return None;
+        };
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            problems.push(Problem::new(
+                format!("{path}.env"),
+                format!("{name:?} is not an environment variable name"),
+            ));
+            return None;
+        }
+        return Some(KeyPlace::Env { name });
+    }
+    if raw.env.is_some() {
+        problems.push(Problem::new(
+            format!("{path}.env"),
+            "an HTTP upstream gets its key in a header: set `header` (default \
+             \"Authorization\"), not `env`",
+        ));
+    }
+    let name = raw
+        .header
+        .clone()
+        .unwrap_or_else(|| "Authorization".to_owned());
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        problems.push(Problem::new(
+            format!("{path}.header"),
+            format!("{name:?} is not a header name"),
+        ));
+        return None;
+    }
+    let scheme = raw.scheme.clone().unwrap_or_else(|| {
+        if name.eq_ignore_ascii_case("authorization") {
+            "Bearer".to_owned()
+        } else {
+            String::new()
+        }
+    });
+    if scheme.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        problems.push(Problem::new(
+            format!("{path}.scheme"),
+            format!("{scheme:?} must be one word, such as \"Bearer\""),
+        ));
+    }
+    Some(KeyPlace::Header { name, scheme })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: RawUpstreamAuth, stdio: bool) -> (UpstreamAuth, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let auth = validate_auth(Some(raw), stdio, "upstreams.x", &mut problems);
+        (auth, problems)
+    }
+
+    #[test]
+    fn person_key_over_http_defaults_to_a_bearer_authorization_header() {
+        let (auth, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_key".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(auth.mode, AuthMode::PersonKey);
+        let place = auth.place.expect("a place");
+        assert_eq!(place.value_for("k1"), "Bearer k1");
+        assert_eq!(place.name(), "Authorization");
+    }
+
+    #[test]
+    fn another_header_takes_the_key_as_it_is() {
+        let (auth, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("shared".into()),
+                header: Some("X-Api-Key".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(auth.place.expect("a place").value_for("k1"), "k1");
+    }
+
+    #[test]
+    fn stdio_needs_env_and_refuses_headers() {
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_key".into()),
+                header: Some("X-Api-Key".into()),
+                ..Default::default()
+            },
+            true,
+        );
+        let fields: Vec<_> = problems.iter().map(|p| p.path.clone()).collect();
+        assert!(
+            fields.contains(&"upstreams.x.auth".to_owned()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"upstreams.x.auth.env".to_owned()),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn an_inline_shared_key_and_an_unknown_mode_are_refused() {
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("shared".into()),
+                value: Some(ValueRef::Literal("sk-live-123".into())),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("oauth".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems[0].message.contains("person_key"), "{problems:?}");
+    }
+}
