@@ -27,7 +27,10 @@
 #   BENCH_DURATION=10s         measured window per level
 #   BENCH_WARMUP=2s            warm-up per level
 #   BENCH_ROUNDS=3             rounds of direct + gateway runs (medians are taken over them)
-#   BENCH_GATEWAYS=none,token  which Warrants to measure
+#   BENCH_GATEWAYS=none,token,keyed  which Warrants to measure ("keyed": as "token", with
+#                              the upstream's `auth.mode = "person_key"`: every call goes
+#                              on the benchmark person's own connection, with their key
+#                              from the vault injected)
 #   BENCH_BUILD=1              0 skips `cargo build --release`
 #   BENCH_AUTHORIZATION=       Authorization header value for the "token" gateway instead
 #                              of a minted token (e.g. "Bearer <token>")
@@ -66,7 +69,7 @@ WARRANT=${WARRANT_BIN:-$RELEASE_DIR/warrant}
 BENCH=$RELEASE_DIR/warrant_bench
 UPSTREAM=$RELEASE_DIR/bench_upstream
 TOKEN_TOOL=$RELEASE_DIR/bench_token
-GATEWAY_NAMES=${BENCH_GATEWAYS:-none,token}
+GATEWAY_NAMES=${BENCH_GATEWAYS:-none,token,keyed}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/warrant-bench.XXXXXX")
 STARTED_PIDS=() # servers, stopped on exit
@@ -139,8 +142,8 @@ for mode in ${UPSTREAM_MODES//,/ }; do
 done
 for name in ${GATEWAY_NAMES//,/ }; do
     case $name in
-        none | token) ;;
-        *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token)" ;;
+        none | token | keyed) ;;
+        *) die "BENCH_GATEWAYS: unknown gateway '$name' (none, token, keyed)" ;;
     esac
 done
 
@@ -152,6 +155,7 @@ declare -A MODE_TITLE=(
 declare -A TITLE=(
     [none]='Warrant without tokens (`mcp.authorization = "none"`: the proxy alone)'
     [token]='Warrant with tokens (the default: verify, revocation and the decision on every call)'
+    [keyed]='Warrant with tokens and a per-person key (`auth.mode = "person_key"`: the person'"'"'s own connection, their key injected)'
 )
 
 # measure_kind MODE: starts an upstream of that kind and its gateways, runs the rounds,
@@ -182,7 +186,7 @@ measure_kind() {
 
     # --- runs ----------------------------------------------------------------
     local -a direct_reports=()
-    local -A via_reports=([none]="" [token]="")
+    local -A via_reports=([none]="" [token]="" [keyed]="")
     for round in $(seq "$ROUNDS"); do
         log "$mode: round $round/$ROUNDS: direct"
         bench "$mode-direct-$round" "$UPSTREAM_URL" echo "$UPSTREAM_PID" \
@@ -232,6 +236,12 @@ measure_kind() {
             # shellcheck disable=SC2086
             "$BENCH" cost ${via_reports[none]//--via/--without} ${via_reports[token]//--via/--with}
         fi
+        if [[ -n ${via_reports[token]} && -n ${via_reports[keyed]} ]]; then
+            printf '\n### What a per-person key adds — %s upstream (with the key minus tokens alone, medians)\n\n' \
+                "$mode"
+            # shellcheck disable=SC2086
+            "$BENCH" cost ${via_reports[token]//--via/--without} ${via_reports[keyed]//--via/--with}
+        fi
     } >>"$WORK/report-body.md"
 
     stop_pids "${kind_pids[@]}"
@@ -261,6 +271,9 @@ start_gateway() {
         # tool would be critical, above the default ceiling, and every call refused).
         printf '[upstreams.bench]\nurl = "%s"\ntrust_annotations = true\nsessions = %s\n' \
             "$UPSTREAM_URL" "${BENCH_UPSTREAM_SESSIONS:-1}"
+        if [[ $name == keyed ]]; then
+            printf '\n[upstreams.bench.auth]\nmode = "person_key"\n'
+        fi
         if [[ $name == none ]]; then
             printf '\n[mcp]\nauthorization = "none"\n'
         fi
@@ -293,8 +306,11 @@ start_gateway() {
     GW_URL[$name]=$base/mcp
     log "Warrant ($name): ${GW_URL[$name]} (pid $pid)"
 
-    if [[ $name == token ]]; then
+    if [[ $name == token || $name == keyed ]]; then
         local token="" cmd=${BENCH_TOKEN_CMD:-}
+        if [[ $name == keyed && ( -n $AUTHORIZATION || -n $cmd ) ]]; then
+            gateway_note "$name" "its person's key is stored by the default token tool only" || return 1
+        fi
         if [[ -n $AUTHORIZATION ]]; then
             GW_AUTH[$name]=$AUTHORIZATION
             return 0
@@ -302,6 +318,9 @@ start_gateway() {
         if [[ -z $cmd ]]; then
             [[ -x $TOKEN_TOOL ]] || gateway_note "$name" "no $TOKEN_TOOL to mint a token" || return 1
             cmd='"$BENCH_TOKEN_TOOL"'
+            if [[ $name == keyed ]]; then
+                cmd+=' --person-key bench=bench-person-key-3f9a7c2e'
+            fi
         fi
         token=$(BENCH_TOKEN_TOOL=$TOKEN_TOOL WARRANT_BENCH_CONFIG=$config \
             WARRANT_BENCH_DATA_DIR=$data WARRANT_BENCH_URL=${GW_URL[$name]} \

@@ -25,9 +25,11 @@ use warrant_idp::clock::Clock;
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
-use crate::config::{Config, McpAuthorization};
+use crate::config::{API_KEY, AuthMode, Config, McpAuthorization, Secret, ValueRef};
 use crate::store::UpstreamEvents;
+use warrant_consent::vault::{SHARED, Vault};
 use warrant_plane::periodic::Periodic;
+use warrant_plane::server::stage::credentials::KeySource;
 use warrant_plane::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +229,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     spawn_catalog_refresher(&catalog, shutdown.child_token());
-    let gateway = Gateway::new(&config, auth, catalog.clone(), shutdown.child_token());
+    let upstreams_config = with_vault_shared_keys(&config, &vault).await;
+    let gateway = Gateway::new(
+        &upstreams_config,
+        auth,
+        catalog.clone(),
+        shutdown.child_token(),
+    );
+    gateway.set_key_source(KeySource {
+        vault: vault.clone(),
+        public_url: public_url.clone(),
+    });
     gateway.follow_catalog();
     gateway.follow_revocations(revoked.clone());
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
@@ -235,6 +247,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog: spawn_catalog_recorder(&catalog, clock.clone()),
         events: UpstreamEvents::new(db.clone()),
     });
+    connect_one_key_each(&gateway, &upstreams_config, &vault).await;
     let collisions = gateway.settle().await;
     if !collisions.is_empty() {
         shutdown.cancel();
@@ -349,6 +362,69 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// The URL people use: the configured `server.public_url`, else this listener on
 /// `localhost` (a name, not an IP: WebAuthn needs a domain as its relying-party id).
+/// Opens, for each upstream that takes each person's own key, the connection of the
+/// key set last: an upstream that lists what it offers only to a caller with a key is
+/// then listed from the start (see `Gateway::connect_keyed`).
+async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Vault) {
+    let keyed: Vec<&str> = config
+        .upstreams
+        .iter()
+        .filter(|u| u.auth.mode == AuthMode::PersonKey)
+        .map(|u| u.name.as_str())
+        .collect();
+    if keyed.is_empty() {
+        return;
+    }
+    let entries = match vault.list().await {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the vault's keys");
+            return;
+        }
+    };
+    for upstream in keyed {
+        let latest = entries
+            .iter()
+            .filter(|e| e.upstream == upstream && e.kind == API_KEY && e.owner != SHARED)
+            .max_by_key(|e| e.updated_at);
+        if let Some(entry) = latest {
+            gateway.connect_keyed(&entry.owner, upstream);
+        }
+    }
+}
+
+/// `config` with the shared keys kept in the vault filled in, for the upstreams' own
+/// connections (listing what they offer); their calls read the vault themselves (see
+/// `warrant_plane::upstream::keyed`). A key not set yet is reported, and the upstream
+/// connects without one.
+async fn with_vault_shared_keys(config: &Config, vault: &Vault) -> Config {
+    let mut config = config.clone();
+    for upstream in &mut config.upstreams {
+        if !upstream.auth.from_vault {
+            continue;
+        }
+        match vault.get(SHARED, &upstream.name, API_KEY).await {
+            Ok(Some(key)) => match std::str::from_utf8(&key) {
+                Ok(key) => {
+                    upstream.auth.value = Some(ValueRef::Given(Secret::new(key.to_owned())));
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = %upstream.name, "its shared key in the vault is not text")
+                }
+            },
+            Ok(None) => tracing::warn!(
+                upstream = %upstream.name,
+                "its shared key is not set: set it on the server's admin page or with `warrant vault set {} {API_KEY}`",
+                upstream.name
+            ),
+            Err(e) => {
+                tracing::warn!(upstream = %upstream.name, error = %e, "cannot read its shared key from the vault")
+            }
+        }
+    }
+    config
+}
+
 fn public_url_of(config: &Config, local_addr: SocketAddr) -> url::Url {
     if let Some(url) = &config.server.public_url {
         return url.clone();

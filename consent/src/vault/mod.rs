@@ -132,6 +132,8 @@ const USE_BY_KEY: &str =
     "SELECT kek_id, COUNT(*) FROM consent_vault GROUP BY kek_id ORDER BY kek_id";
 const FIND: &str = "SELECT id, kek_id, data_key, value, version FROM consent_vault \
     WHERE owner = $1 AND upstream = $2 AND kind = $3";
+const VERSION: &str =
+    "SELECT version FROM consent_vault WHERE owner = $1 AND upstream = $2 AND kind = $3";
 const INSERT: &str = "INSERT INTO consent_vault \
     (id, owner, upstream, kind, kek_id, data_key, value, version, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)";
@@ -236,20 +238,49 @@ impl Vault {
         if let Some(value) = self.inner.cache.get(&key, Instant::now()) {
             return Ok(Some(value));
         }
+        let Some((value, _)) = self.fetch(owner, upstream, kind).await? else {
+            return Ok(None);
+        };
+        self.inner.cache.put(key, value.clone(), Instant::now());
+        Ok(Some(value))
+    }
+
+    /// `owner`'s `kind` for `upstream` as stored now, decrypted, with its version (which
+    /// every write raises), past the cache: for a caller that keeps the value itself and
+    /// asks again now and then whether it changed (see [`Self::version`]).
+    pub async fn fetch(
+        &self,
+        owner: &str,
+        upstream: &str,
+        kind: &str,
+    ) -> Result<Option<(Plain, i64)>, VaultError> {
         let row: Option<SealedRow> = on_pool!(&self.inner.db, pool => {
             sqlx::query_as(FIND).bind(owner).bind(upstream).bind(kind)
                 .fetch_optional(pool).await
         })?;
-        let Some((id, kek_id, data_key, sealed, _)) = row else {
+        let Some((id, kek_id, data_key, sealed, version)) = row else {
             return Ok(None);
         };
         let undecryptable = || undecryptable(owner, upstream, kind);
         let dek = self.unwrap(&id, owner, &kek_id, &data_key, undecryptable)?;
         let value = seal::open(&dek, &seal::bound_to("value", &id, owner, ""), &sealed)
             .ok_or_else(undecryptable)?;
-        let value: Plain = Arc::new(value);
-        self.inner.cache.put(key, value.clone(), Instant::now());
-        Ok(Some(value))
+        Ok(Some((Arc::new(value), version)))
+    }
+
+    /// The version of `owner`'s `kind` for `upstream` (`None`: there is none), without
+    /// decrypting anything.
+    pub async fn version(
+        &self,
+        owner: &str,
+        upstream: &str,
+        kind: &str,
+    ) -> Result<Option<i64>, VaultError> {
+        let version: Option<(i64,)> = on_pool!(&self.inner.db, pool => {
+            sqlx::query_as(VERSION).bind(owner).bind(upstream).bind(kind)
+                .fetch_optional(pool).await
+        })?;
+        Ok(version.map(|(v,)| v))
     }
 
     /// Removes `owner`'s `kind` for `upstream`; whether there was one.

@@ -30,7 +30,7 @@ pub use oauth::OAuthConfig;
 pub use policy::{DEFAULT_CEILING, PolicyConfig};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream};
 pub use report::{Problem, Report};
-pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig};
+pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig, with_key};
 use upstream::{is_name_char, validate_upstream};
 pub use upstream_auth::{API_KEY, AuthMode, KeyPlace, RawUpstreamAuth, UpstreamAuth};
 use value::duration;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::raw::RawUpstream;
 use super::report::Problem;
-use super::upstream_auth::{UpstreamAuth, validate_auth};
-use super::value::{ValueRef, duration, resolve};
+use super::upstream_auth::{AuthMode, KeyPlace, UpstreamAuth, validate_auth};
+use super::value::{Secret, ValueRef, duration, resolve};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -320,4 +320,40 @@ fn check_values(values: &BTreeMap<String, ValueRef>, path: &str, problems: &mut 
 
 pub(super) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
+/// `config` with `key` put where its `auth` says (a header replacing any of the same
+/// name, whatever its case, or an environment variable): the configuration of a
+/// connection that carries that key. The result injects nothing more by itself (its mode
+/// is `none`).
+pub fn with_key(config: &UpstreamConfig, key: &str) -> UpstreamConfig {
+    let mut keyed = config.clone();
+    keyed.auth = UpstreamAuth {
+        mode: AuthMode::None,
+        ..config.auth.clone()
+    };
+    keyed.auth.place = None;
+    keyed.auth.value = None;
+    keyed.auth.from_vault = false;
+    let Some(place) = &config.auth.place else {
+        return keyed;
+    };
+    let name = place.name();
+    let values = match &mut keyed.transport {
+        Transport::Stdio { env, .. } => env,
+        Transport::StreamableHttp { headers, .. } | Transport::Sse { headers, .. } => headers,
+    };
+    let case_insensitive = matches!(place, KeyPlace::Header { .. });
+    values.retain(|k, _| {
+        if case_insensitive {
+            !k.eq_ignore_ascii_case(name)
+        } else {
+            k != name
+        }
+    });
+    values.insert(
+        name.to_owned(),
+        ValueRef::Given(Secret::new(place.value_for(key))),
+    );
+    keyed
 }

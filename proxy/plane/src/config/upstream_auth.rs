@@ -68,6 +68,14 @@ impl AuthMode {
     }
 }
 
+impl UpstreamAuth {
+    /// Whether calls go through a connection per key read from the vault (a person's
+    /// own, or a shared one kept there), rather than the upstream's one connection.
+    pub fn keyed(&self) -> bool {
+        self.mode == AuthMode::PersonKey || self.from_vault
+    }
+}
+
 /// Where the key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlace {
@@ -102,6 +110,9 @@ pub struct UpstreamAuth {
     pub place: Option<KeyPlace>,
     /// `shared`: the key by reference; `None` reads the vault's shared record.
     pub value: Option<ValueRef>,
+    /// `shared` with no `value` in the file: the key is the vault's shared record (then
+    /// `value` may hold what the vault held at start, for listing).
+    pub from_vault: bool,
     /// Per-person modes: connections open at once, at most.
     pub max_people: usize,
     /// Per-person modes: a connection unused this long is closed.
@@ -114,6 +125,7 @@ impl Default for UpstreamAuth {
             mode: AuthMode::None,
             place: None,
             value: None,
+            from_vault: false,
             max_people: DEFAULT_MAX_PEOPLE,
             idle_timeout: DEFAULT_IDLE,
         }
@@ -159,6 +171,7 @@ pub(super) fn validate_auth(
         return auth;
     }
     auth.place = place(&raw, stdio, &path, problems);
+    auth.from_vault = mode == AuthMode::Shared && raw.value.is_none();
     match (&raw.value, mode) {
         (Some(_), AuthMode::PersonKey) => problems.push(Problem::new(
             format!("{path}.value"),

@@ -60,6 +60,7 @@ pub fn resolve(value: &ValueRef) -> Result<Secret, String> {
         ValueRef::File { file } => std::fs::read_to_string(file)
             .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
             .map_err(|e| format!("cannot read secret file {}: {e}", file.display())),
+        ValueRef::Given(secret) => Ok(secret.clone()),
     }
 }
 
@@ -107,8 +108,16 @@ fn expand(text: &str) -> Result<String, String> {
 #[serde(untagged)]
 pub enum ValueRef {
     Literal(String),
-    Env { env: String },
-    File { file: PathBuf },
+    Env {
+        env: String,
+    },
+    File {
+        file: PathBuf,
+    },
+    /// A value Warrant itself puts in (a key from the vault): taken as it is, never
+    /// expanded, never read from or written to a file.
+    #[serde(skip)]
+    Given(Secret),
 }
 
 /// A secret written by reference (`{ env = … }`, `{ file = … }`, `"${VAR}"`), resolved.

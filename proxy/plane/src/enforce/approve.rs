@@ -402,7 +402,7 @@ fn url_params(url: &str, message: &str, id: &str) -> Result<ElicitRequestParams,
 
 /// Whether the client declared URL-mode elicitation: in the request's `_meta`
 /// (2026-07-28) or at `initialize` (a session).
-fn declares_url_elicitation(context: &RequestContext<RoleServer>, era: Era) -> bool {
+pub(crate) fn declares_url_elicitation(context: &RequestContext<RoleServer>, era: Era) -> bool {
     let capabilities = match era {
         Era::Modern => context.meta.client_capabilities(),
         Era::Legacy => context.peer.peer_info().map(|i| i.capabilities.clone()),

@@ -40,6 +40,12 @@ pub const APPROVAL_REQUIRED: ErrorCode = ErrorCode(-32012);
 pub const APPROVAL_REFUSED: ErrorCode = ErrorCode(-32013);
 /// The grant's call budget for this hour is used up.
 pub const BUDGET_EXHAUSTED: ErrorCode = ErrorCode(-32014);
+/// The upstream takes each person's own key and the caller's person has connected none:
+/// the message names the page where they connect it.
+pub const CONNECTION_REQUIRED: ErrorCode = ErrorCode(-32015);
+/// The same, to a client that declared URL-mode elicitation: `data.elicitations` holds
+/// the page's URL (the MCP specification's `URLElicitationRequiredError`).
+pub const URL_ELICITATION_REQUIRED: ErrorCode = ErrorCode(-32042);
 /// A tool, prompt or resource template quarantined because its definition changed
 /// since an admin approved it.
 pub const TOOL_QUARANTINED: ErrorCode = ErrorCode(-32020);
@@ -64,8 +70,10 @@ pub const CODES: &[ErrorCode] = &[
     APPROVAL_REQUIRED,
     APPROVAL_REFUSED,
     BUDGET_EXHAUSTED,
+    CONNECTION_REQUIRED,
     TOOL_QUARANTINED,
     UNSUPPORTED_PROTOCOL_VERSION,
+    URL_ELICITATION_REQUIRED,
     REQUEST_CANCELLED,
 ];
 

@@ -7,7 +7,8 @@ use rmcp::ErrorData;
 use serde_json::json;
 
 use super::codes::{
-    METHOD_NOT_FOUND, REQUEST_CANCELLED, REQUEST_TIMEOUT, TOOL_QUARANTINED, UPSTREAM_UNAVAILABLE,
+    CONNECTION_REQUIRED, METHOD_NOT_FOUND, REQUEST_CANCELLED, REQUEST_TIMEOUT, TOOL_QUARANTINED,
+    UPSTREAM_UNAVAILABLE, URL_ELICITATION_REQUIRED,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,6 +69,17 @@ pub enum GatewayError {
     /// A retry lacks a well-formed answer to one of the call's input requests.
     #[error("inputResponses[{key:?}]: {reason}; answer every request of inputRequests")]
     InputResponse { key: String, reason: String },
+    /// The upstream takes each person's own key, and this person has not connected one.
+    /// `elicit`: the client declared URL-mode elicitation (it gets `-32042` with `url`).
+    #[error(
+        "upstream {upstream:?} needs your own key, and you have not connected one: open {url} \
+         to connect it, then call again"
+    )]
+    ConnectionRequired {
+        upstream: String,
+        url: String,
+        elicit: bool,
+    },
 }
 
 impl From<GatewayError> for ErrorData {
@@ -120,6 +132,25 @@ impl From<GatewayError> for ErrorData {
                 ErrorData::invalid_params(message, Some(json!({ "inputResponse": key })))
             }
             GatewayError::NotSupported(_) => ErrorData::new(METHOD_NOT_FOUND, message, None),
+            GatewayError::ConnectionRequired {
+                upstream,
+                url,
+                elicit: true,
+            } => ErrorData::new(
+                URL_ELICITATION_REQUIRED,
+                message.clone(),
+                Some(json!({ "elicitations": [{
+                    "mode": "url",
+                    "elicitationId": format!("connect-{upstream}"),
+                    "url": url,
+                    "message": message,
+                }] })),
+            ),
+            GatewayError::ConnectionRequired { upstream, url, .. } => ErrorData::new(
+                CONNECTION_REQUIRED,
+                message,
+                Some(json!({ "upstream": upstream, "url": url })),
+            ),
         }
     }
 }

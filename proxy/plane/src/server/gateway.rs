@@ -18,6 +18,7 @@ use warrant_consent::oauth::RevokedSet;
 
 use super::clients::{ClientSessions, concerns};
 use super::park::Park;
+use super::stage::credentials::{self, Credentials, KeySource};
 use crate::config::{Config, StartMode};
 use crate::enforce::approve::ApprovalDesk;
 use crate::enforce::audience::Audience;
@@ -28,6 +29,7 @@ use crate::protocol::error::GatewayError;
 use crate::protocol::headers::MCP_SESSION_ID;
 use crate::upstream::direct::Direct;
 use crate::upstream::inflight::{Inflight, LogLevel};
+use crate::upstream::keyed::Keyed;
 use crate::upstream::remote::Upstream;
 use crate::upstream::state::{Change, Changes, Health};
 use crate::view::aggregate::Aggregate;
@@ -35,6 +37,9 @@ use crate::view::records::{
     Observer, entry_lists_changed, observe_entries, reclassified, tool_record,
 };
 use crate::view::views::Views;
+
+/// How often per-key connections unused for their `auth.idle_timeout` are closed.
+const KEYED_REAP: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The aggregating MCP server. Cheap to clone: rmcp makes one per session.
 #[derive(Clone)]
@@ -56,6 +61,10 @@ struct Inner {
     park: Arc<Park>,
     /// Holds critical calls for a person's approval (set once at start).
     approvals: std::sync::OnceLock<Arc<ApprovalDesk>>,
+    /// Per upstream whose calls go on a connection per key: those connections.
+    keyed: HashMap<String, Arc<Keyed>>,
+    /// The vault those keys come from (set once at start).
+    keys: std::sync::OnceLock<KeySource>,
     shutdown: CancellationToken,
 }
 
@@ -82,11 +91,21 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Self {
         let changes = Changes::new();
-        let upstreams = config
+        let upstreams: Vec<Arc<Upstream>> = config
             .upstreams
             .iter()
             .map(|u| Upstream::new(u.clone(), changes.clone(), shutdown.child_token()))
             .collect();
+        let mut keyed = HashMap::new();
+        for upstream in upstreams.iter().filter(|u| u.config.auth.keyed()) {
+            let connections = Arc::new(Keyed::new(
+                upstream.config.clone(),
+                changes.clone(),
+                shutdown.child_token(),
+            ));
+            upstream.lend_from(connections.clone());
+            keyed.insert(upstream.name().to_owned(), connections);
+        }
         let versions = config
             .mcp
             .protocol_versions
@@ -108,6 +127,8 @@ impl Gateway {
                 auth,
                 park: Arc::default(),
                 approvals: std::sync::OnceLock::new(),
+                keyed,
+                keys: std::sync::OnceLock::new(),
                 shutdown,
             }),
         }
@@ -122,6 +143,22 @@ impl Gateway {
             if upstream.config.start == StartMode::Eager {
                 upstream.start();
             }
+        }
+        if !self.inner.keyed.is_empty() {
+            let keyed: Vec<_> = self.inner.keyed.values().cloned().collect();
+            Periodic::every(
+                KEYED_REAP,
+                "cannot close idle per-key connections",
+                "idle per-key connections closed again",
+            )
+            .first_after_a_period()
+            .spawn(self.inner.shutdown.clone(), move || {
+                let now = std::time::Instant::now();
+                for keyed in &keyed {
+                    keyed.reap(now);
+                }
+                std::future::ready(Ok::<(), std::convert::Infallible>(()))
+            });
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
@@ -236,6 +273,86 @@ impl Gateway {
     /// (see `mcp/approve.rs`); set once, before clients arrive.
     pub fn set_approvals(&self, desk: ApprovalDesk) {
         let _ = self.inner.approvals.set(Arc::new(desk));
+    }
+
+    /// Where keys of upstreams that take one per person, or keep a shared one in the
+    /// vault, come from; set once, before clients arrive.
+    pub fn set_key_source(&self, source: KeySource) {
+        let _ = self.inner.keys.set(source);
+    }
+
+    /// A key of `owner` (a person's user id, or the vault's `SHARED` owner) for
+    /// `upstream` was set, replaced or removed: the connections built with the old one
+    /// end once their calls are done, and one with the new key, if any, connects now (so
+    /// that what the upstream offers is known before the first call).
+    pub fn credential_changed(&self, owner: &str, upstream: &str) {
+        let Some(keyed) = self.inner.keyed.get(upstream) else {
+            return;
+        };
+        if owner == warrant_consent::vault::SHARED {
+            keyed.forget_all();
+        } else {
+            keyed.forget(owner);
+        }
+        self.connect_keyed(owner, upstream);
+    }
+
+    /// Opens the connection of `upstream` with `owner`'s key now, in the background:
+    /// after a key changed, and at start for one key of each upstream that lists what
+    /// it offers only to a caller with a key.
+    pub fn connect_keyed(&self, owner: &str, upstream: &str) {
+        let Some(main) = self
+            .inner
+            .views
+            .upstreams()
+            .iter()
+            .find(|u| u.name() == upstream && u.config.auth.keyed())
+            .cloned()
+        else {
+            return;
+        };
+        let (gateway, owner) = (self.clone(), owner.to_owned());
+        tokio::spawn(async move {
+            match gateway.keyed_credentials(&main, &owner, false).await {
+                Ok(credentials) => {
+                    if let Some(connection) = credentials.keyed() {
+                        connection.start();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %main.name(), "no connection with the new key: {e}")
+                }
+            }
+        });
+    }
+
+    /// How many connections per key `upstream` has open.
+    pub fn keyed_connections(&self, upstream: &str) -> usize {
+        self.inner.keyed.get(upstream).map_or(0, |k| k.open())
+    }
+
+    /// Stage 5: the connection that carries the right key for a call of `upstream`.
+    pub(super) async fn credentials(
+        &self,
+        upstream: &Upstream,
+        caller: Option<&Caller>,
+        elicit: bool,
+    ) -> Result<Credentials, GatewayError> {
+        if !upstream.config.auth.keyed() {
+            return Ok(Credentials::CONFIGURED);
+        }
+        let owner = credentials::owner_of(upstream, caller)?;
+        self.keyed_credentials(upstream, owner, elicit).await
+    }
+
+    async fn keyed_credentials(
+        &self,
+        upstream: &Upstream,
+        owner: &str,
+        elicit: bool,
+    ) -> Result<Credentials, GatewayError> {
+        let keyed = self.inner.keyed.get(upstream.name()).map(|k| &**k);
+        credentials::for_call(keyed, self.inner.keys.get(), upstream, owner, elicit).await
     }
 
     /// The approvals store, when critical calls are held.

@@ -30,9 +30,12 @@ use rmcp::{ErrorData, RoleServer};
 use warrant_consent::token::call_args;
 
 use super::gateway::Gateway;
+use super::stage::authenticate::token_caller;
+use super::stage::credentials::Credentials;
 use super::stage::decide::Verdict;
 use super::stage::hold::Hold;
-use super::stage::{credentials, decide, forward, forward_rmcp, hold, inspect, outcome, record};
+use super::stage::{decide, forward, forward_rmcp, hold, inspect, outcome, record};
+use crate::enforce::approve::declares_url_elicitation;
 use crate::enforce::auth::{Authorized, Caller};
 use crate::protocol::era::{Era, era_of};
 use crate::protocol::error::GatewayError;
@@ -102,8 +105,20 @@ async fn stages(
         }
         *allowed = Some(decided);
     }
-    // 5. Credentials.
-    let _credentials = credentials::for_call(allowed.as_ref());
+    // 5. Credentials: the connection that carries the right key. A call that cannot have
+    // one goes to the handler, which words why in the client's protocol.
+    let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
+        Era::Legacy
+    } else {
+        Era::Modern
+    };
+    let credentials = match gateway.view(era).tool(&call.name) {
+        Some(route) => match gateway.credentials(&route.upstream, caller, false).await {
+            Ok(credentials) => credentials,
+            Err(_) => return Step::Rmcp,
+        },
+        None => Credentials::CONFIGURED,
+    };
     // 6. Record the decision.
     record::allowed(allowed.as_ref());
     // 7. Forward.
@@ -111,7 +126,8 @@ async fn stages(
         return Step::Rmcp;
     };
     let who = (caller, allowed.as_ref());
-    let Some((answer, redactions)) = forward::call(gateway, parts, manager, who, id, call).await
+    let Some((answer, redactions)) =
+        forward::call(gateway, parts, manager, who, &credentials, id, call).await
     else {
         return Step::Rmcp;
     };
@@ -161,17 +177,22 @@ pub(crate) async fn tools_call_handled(
         .extensions
         .get::<http::request::Parts>()
         .and_then(|p| p.extensions.get::<Authorized>());
-    // 5. Credentials.
-    let _credentials = credentials::for_call(allowed);
+    // 5. Credentials: the connection that carries the right key.
+    let caller = token_caller(context);
+    let elicit = declares_url_elicitation(context, era);
+    let credentials = gateway
+        .credentials(&route.upstream, caller.as_ref(), elicit)
+        .await?;
+    let upstream = credentials.upstream(&route.upstream);
     // 6. Record the decision.
     record::allowed(allowed);
     // 7. Forward, through rmcp.
-    let response = forward_rmcp::call(gateway, &name, route, request, context).await;
+    let response = forward_rmcp::call(gateway, &name, route, upstream, request, context).await;
     if let (Some(key), Some(desk)) = (&held, gateway.approval_desk()) {
         desk.note(key, &response);
     }
     // 8. Inspect the answer.
-    let response = inspect::result(response, route.upstream.redactions());
+    let response = inspect::result(response, upstream.redactions());
     // 9. Record the outcome.
     outcome::recorded_result(&response);
     response

@@ -42,6 +42,16 @@ pub(crate) struct Offer {
     pub(crate) capabilities: Option<ServerCapabilities>,
 }
 
+impl Offer {
+    /// Whether it offers nothing at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+            && self.prompts.is_empty()
+            && self.resources.is_empty()
+            && self.templates.is_empty()
+    }
+}
+
 pub(crate) struct Lane {
     pub(crate) era: Era,
     pub(crate) shared: Arc<Shared>,

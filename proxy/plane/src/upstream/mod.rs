@@ -10,6 +10,7 @@ pub mod connections;
 pub mod direct;
 pub mod direct_wire;
 pub mod inflight;
+pub mod keyed;
 pub mod lane;
 pub mod legacy_sse;
 pub mod remote;

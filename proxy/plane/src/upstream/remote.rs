@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::lane::{Lane, Offer};
 use super::shared::Shared;
 use super::state::{Changes, Health, LaneError};
-use crate::config::UpstreamConfig;
+use crate::config::{AuthMode, UpstreamConfig, resolve, with_key};
 use crate::protocol::era::Era;
 use crate::protocol::error::GatewayError;
 use crate::protocol::redact::Redactions;
@@ -30,6 +30,15 @@ pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
     shared: Arc<Shared>,
     lanes: [Arc<Lane>; 2],
+    /// Where to learn what the upstream offers when its own connection cannot list it
+    /// (an upstream that serves only callers with a key: see `upstream::keyed`).
+    lender: std::sync::OnceLock<Arc<dyn Lender>>,
+}
+
+/// Lends what another connection to the same upstream lists.
+pub(crate) trait Lender: Send + Sync {
+    /// What a ready connection of `era` offers, if one has listed anything.
+    fn offer(&self, era: Era) -> Option<Arc<Offer>>;
 }
 
 impl Upstream {
@@ -38,6 +47,7 @@ impl Upstream {
         changes: Changes,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let config = with_shared_key(config);
         let shared = Arc::new(Shared::new(config.clone(), changes, shutdown));
         let lanes = [
             Lane::new(Era::Legacy, shared.clone()),
@@ -52,6 +62,7 @@ impl Upstream {
             config,
             shared,
             lanes,
+            lender: std::sync::OnceLock::new(),
         })
     }
 
@@ -103,9 +114,21 @@ impl Upstream {
         self.primary().health()
     }
 
-    /// What the upstream offers to clients of `era` (empty while not ready).
+    /// What the upstream offers to clients of `era` (empty while not ready): as its own
+    /// connection lists it, or, while that one lists nothing, as its lender's do.
     pub(crate) fn offer(&self, era: Era) -> Arc<Offer> {
-        self.lane(era).offer()
+        let own = self.lane(era).offer();
+        if own.is_empty()
+            && let Some(lent) = self.lender.get().and_then(|l| l.offer(era))
+        {
+            return lent;
+        }
+        own
+    }
+
+    /// Sets where to learn what the upstream offers when its own connection cannot list it.
+    pub(crate) fn lend_from(&self, lender: Arc<dyn Lender>) {
+        let _ = self.lender.set(lender);
     }
 
     /// The negotiated protocol revision of the primary lane, once connected.
@@ -147,5 +170,25 @@ impl Upstream {
     /// Forgets a subscription; true when nobody else is subscribed to `uri`.
     pub(crate) fn unsubscribe(&self, uri: &str, session: &str) -> bool {
         self.shared.unsubscribe(uri, session)
+    }
+}
+
+/// An upstream with a shared key (`auth.mode = "shared"`) connects with it: the key
+/// written by reference, or the one the vault held at start. (Calls of an upstream
+/// whose shared key is kept in the vault go through a connection per key version, so
+/// that a new key serves from the next call: see `upstream::keyed`.)
+fn with_shared_key(config: UpstreamConfig) -> UpstreamConfig {
+    if config.auth.mode != AuthMode::Shared {
+        return config;
+    }
+    let Some(value) = &config.auth.value else {
+        return config;
+    };
+    match resolve(value) {
+        Ok(key) => with_key(&config, key.expose()),
+        Err(e) => {
+            tracing::warn!(upstream = %config.name, "its shared key is not available: {e}");
+            config
+        }
     }
 }

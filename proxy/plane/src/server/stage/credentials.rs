@@ -1,16 +1,157 @@
-//! Stage 5, credentials: what the upstream is given to know who calls. Today every
-//! upstream gets the headers (or environment) of its configuration, resolved at start
-//! and the same for every person (`upstream::target`, `upstream::connect`), so this
-//! stage adds nothing yet; the vault puts a person's own key or OAuth token here.
+//! Stage 5, credentials: the connection that carries the right key. An upstream without
+//! a key of Warrant's, or with a shared key written by reference, is called on its one
+//! connection, configured at start (nothing to do per call). An upstream that takes each
+//! person's own key (`auth.mode = "person_key"`), or whose shared key is kept in the
+//! vault, is called on a connection built with that key (`upstream::keyed`): the
+//! person's own, found by the token's person, so one person's key never serves another
+//! person's call. A person who has connected no key gets the page where they connect
+//! it (`-32042` URL elicitation where the client declared it).
 
-use crate::enforce::auth::Authorized;
+use std::sync::Arc;
+use std::time::Instant;
 
-/// The credentials that go with one call, beyond the upstream's configured ones.
-#[derive(Debug, Default)]
-pub(crate) struct Credentials {}
+use warrant_consent::vault::{SHARED, Vault};
 
-/// The credentials for an allowed call (none beyond the configured ones yet; `None`
-/// without tokens).
-pub(crate) fn for_call(_call: Option<&Authorized>) -> Credentials {
-    Credentials::default()
+use crate::config::{API_KEY, AuthMode};
+use crate::enforce::auth::Caller;
+use crate::protocol::error::GatewayError;
+use crate::upstream::keyed::{Current, Full, Keyed};
+use crate::upstream::remote::Upstream;
+
+/// Where a person connects their key: `{base}/account/connections?upstream=NAME`.
+pub(crate) const CONNECT_PATH: &str = "/account/connections";
+
+/// What the credentials stage needs: the vault and the gateway's public URL.
+pub struct KeySource {
+    pub vault: Vault,
+    /// The URL people use (`server.public_url`, or the local one), for the connect link.
+    pub public_url: url::Url,
+}
+
+impl KeySource {
+    /// The page where a person connects their key for `upstream`.
+    pub(crate) fn connect_url(&self, upstream: &str) -> String {
+        let mut url = self.public_url.clone();
+        url.set_path(CONNECT_PATH);
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("upstream", upstream);
+        url.to_string()
+    }
+}
+
+/// The connection a call goes on: `None` for the upstream's own.
+pub(crate) struct Credentials(Option<Arc<Upstream>>);
+
+impl Credentials {
+    /// The upstream's own connection.
+    pub(crate) const CONFIGURED: Self = Self(None);
+
+    /// The connection built with the key, if the upstream has one per key.
+    pub(crate) fn keyed(&self) -> Option<&Arc<Upstream>> {
+        self.0.as_ref()
+    }
+
+    /// The upstream to call: the keyed connection, or `upstream` itself.
+    pub(crate) fn upstream<'a>(&'a self, upstream: &'a Arc<Upstream>) -> &'a Arc<Upstream> {
+        self.0.as_ref().unwrap_or(upstream)
+    }
+}
+
+/// Whose key a call of `upstream` by `caller` (the token's; `None` without tokens)
+/// goes with: the person's, or the shared one.
+pub(crate) fn owner_of<'a>(
+    upstream: &Upstream,
+    caller: Option<&'a Caller>,
+) -> Result<&'a str, GatewayError> {
+    if upstream.config.auth.mode != AuthMode::PersonKey {
+        return Ok(SHARED);
+    }
+    caller
+        .map(|c| c.token.identity.user.as_str())
+        .ok_or_else(|| GatewayError::UpstreamUnavailable {
+            upstream: upstream.name().to_owned(),
+            reason: "it takes each person's own key, and this call comes with no person's token"
+                .into(),
+        })
+}
+
+/// The connection for a call of `upstream` with `owner`'s key (see [`owner_of`]).
+/// `keyed` is the upstream's key connections, if its mode has them. `elicit`: the
+/// client declared URL-mode elicitation.
+pub(crate) async fn for_call(
+    keyed: Option<&Keyed>,
+    source: Option<&KeySource>,
+    upstream: &Upstream,
+    owner: &str,
+    elicit: bool,
+) -> Result<Credentials, GatewayError> {
+    let Some(keyed) = keyed else {
+        return Ok(Credentials::CONFIGURED);
+    };
+    let name = upstream.name();
+    let unavailable = |reason: String| GatewayError::UpstreamUnavailable {
+        upstream: name.to_owned(),
+        reason,
+    };
+    let person = owner != SHARED;
+    let now = Instant::now();
+    let checked = match keyed.current(owner, now) {
+        Current::Fresh(upstream) => return Ok(Credentials(Some(upstream))),
+        Current::Recheck(version) => Some(version),
+        Current::None => None,
+    };
+    let Some(source) = source else {
+        return Err(unavailable("the credential vault is not open".into()));
+    };
+    let vault_error = |e: warrant_consent::vault::VaultError| {
+        tracing::warn!(upstream = %name, error = %e, "cannot read a key from the vault");
+        unavailable("its key cannot be read from the vault (see the gateway's log)".into())
+    };
+    if let Some(version) = checked {
+        let now_stored = source
+            .vault
+            .version(owner, name, API_KEY)
+            .await
+            .map_err(vault_error)?;
+        if now_stored == Some(version)
+            && let Some(upstream) = keyed.confirm(owner, version, now)
+        {
+            return Ok(Credentials(Some(upstream)));
+        }
+    }
+    let Some((key, version)) = source
+        .vault
+        .fetch(owner, name, API_KEY)
+        .await
+        .map_err(vault_error)?
+    else {
+        keyed.forget(owner);
+        return Err(if person {
+            GatewayError::ConnectionRequired {
+                upstream: name.to_owned(),
+                url: source.connect_url(name),
+                elicit,
+            }
+        } else {
+            unavailable(format!(
+                "its shared key is not set: an admin sets it on the server's page or with \
+                 `warrant vault set {name} {API_KEY}`"
+            ))
+        });
+    };
+    let Ok(key) = std::str::from_utf8(&key) else {
+        return Err(unavailable(
+            "its stored key is not text; connect it again".into(),
+        ));
+    };
+    keyed
+        .install(owner, key, version, now)
+        .map(|upstream| Credentials(Some(upstream)))
+        .map_err(|Full { max }| {
+            unavailable(format!(
+                "it has {max} people's connections open, as many as its `auth.max_people` \
+                 allows, all of them in use; try again shortly"
+            ))
+        })
 }

@@ -21,6 +21,7 @@ use crate::protocol::headers::{self, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION}
 use crate::protocol::message::{CallParams, Incoming};
 use crate::protocol::redact::Redactions;
 use crate::server::gateway::Gateway;
+use crate::server::stage::credentials::Credentials;
 use crate::upstream::bridge::can_be_asked;
 use crate::upstream::direct::{Downstream, is_answer_to_forwarded};
 use crate::upstream::direct_wire::joined;
@@ -63,6 +64,7 @@ pub(crate) async fn call(
     parts: &http::request::Parts,
     manager: &LocalSessionManager,
     (token, authorized): (Option<&Caller>, Option<&Authorized>),
+    credentials: &Credentials,
     id: &RawValue,
     call: CallParams<'_>,
 ) -> Option<(Response, Arc<Redactions>)> {
@@ -97,7 +99,8 @@ pub(crate) async fn call(
     {
         return None;
     }
-    let lane = route.upstream.lane(caller.era).clone();
+    let upstream = credentials.upstream(&route.upstream);
+    let lane = upstream.lane(caller.era).clone();
     // On the lane of the caller's own era; and a session client on the lane of an
     // upstream that speaks only 2026-07-28 when the upstream cannot ask it for input
     // (`upstream::bridge`). A 2026-07-28 caller of an upstream that speaks only the
@@ -110,7 +113,7 @@ pub(crate) async fn call(
     if lane.era != caller.era && !bridged {
         return None;
     }
-    let redactions = route.upstream.redactions().clone();
+    let redactions = upstream.redactions().clone();
     let answer = gateway
         .direct()
         .call(caller, lane, &route.original, id, call)

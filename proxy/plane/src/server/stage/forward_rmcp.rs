@@ -20,6 +20,7 @@ use crate::server::park::{self, Call, Step};
 use crate::server::relay::{self, complete};
 use crate::upstream::inflight::Inflight;
 use crate::upstream::lane::Lane;
+use crate::upstream::remote::Upstream;
 use crate::view::aggregate::Route;
 
 /// Forwards a `tools/call` the caller may make to the upstream that serves it, through
@@ -28,18 +29,19 @@ pub(crate) async fn call(
     gateway: &Gateway,
     name: &str,
     route: &Route,
+    upstream: &Arc<Upstream>,
     mut request: CallToolRequestParams,
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
     let era = era_of(context);
     request.name = route.original.to_string().into();
     if era == Era::Modern && (request.request_state.is_some() || can_be_asked(context)) {
-        let lane = route.upstream.ready(era).await?;
+        let lane = upstream.ready(era).await?;
         if lane.era == Era::Legacy {
             return call_parking(gateway, name, lane, request, context).await;
         }
     }
-    let sent = relay::send_answering(gateway, &route.upstream, context, |answers| {
+    let sent = relay::send_answering(gateway, upstream, context, |answers| {
         let mut call = request.clone();
         if let Some((responses, state)) = answers {
             call.input_responses = Some(responses);
@@ -48,7 +50,7 @@ pub(crate) async fn call(
         ClientRequest::CallToolRequest(CallToolRequest::new(call))
     })
     .await?;
-    tool_response(route.upstream.name(), sent)
+    tool_response(upstream.name(), sent)
 }
 
 /// A `tools/call` of a 2026-07-28 client to an upstream served on its legacy lane.

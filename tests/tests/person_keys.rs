@@ -1,0 +1,246 @@
+//! Each person's own key for an upstream (`auth.mode = "person_key"`), injected by
+//! Warrant on every call and never seen by the agent: an upstream that serves only
+//! callers with a key it knows (`keyed_upstream`) is reached through Warrant with the
+//! right person's key, over Streamable HTTP (a connection per person, the direct path
+//! included) and over stdio (a process per person). A person without a key gets the page
+//! where they connect one (`-32042` where the client declared URL elicitation); a key
+//! replaced serves from the next call, a key removed stops serving.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use warrant_consent::token::Risk;
+use warrant_e2e::peers::fixture_with;
+use warrant_e2e::raw::{Raw, Reply, modern_call, modern_meta, modern_tool_names};
+use warrant_e2e::{Backend, TestGateway, workspace_bin};
+
+const ALICE_KEY: &str = "alice-key-7c1d9e2f4b";
+const ALICE_NEW_KEY: &str = "alice-new-key-0a8b3c";
+const BOB_KEY: &str = "bob-key-5e6f7a8b9c";
+const KEYS: &str = "alice=alice-key-7c1d9e2f4b,alice2=alice-new-key-0a8b3c,bob=bob-key-5e6f7a8b9c";
+const REDACTED: &str = "[redacted by Warrant]";
+
+/// A person with an agent allowed every tool of `keyed`: their user id and token.
+async fn person(gw: &TestGateway, email: &str) -> (String, String) {
+    use warrant_idp::users::{NewUser, Role, Status};
+    let user = gw
+        .running
+        .idp
+        .users
+        .create(NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("a person")
+        .id;
+    let agent = warrant_e2e::agent::register_public(gw, &format!("{email}'s agent")).await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let token =
+        warrant_e2e::agent::token_for_grant(gw, &user, &agent, &resource, &["keyed.*"], &[])
+            .await
+            .access;
+    (user, token)
+}
+
+/// Stores `key` as `user`'s for `keyed`, as the connections page does.
+async fn connect(gw: &TestGateway, user: &str, key: &str) {
+    gw.running
+        .vault
+        .put(user, "keyed", "api_key", key.as_bytes())
+        .await
+        .expect("store the key");
+    gw.running.gateway.credential_changed(user, "keyed");
+}
+
+/// Waits until `token`'s agent sees `keyed__whoami`, and classes the tools low.
+async fn wait_for_tools(gw: &TestGateway, token: &str) {
+    let catalog = gw.running.catalog.clone();
+    let now = warrant_e2e::agent::unix_now();
+    for _ in 0..200 {
+        if catalog
+            .catalog()
+            .tools_of("keyed")
+            .await
+            .is_ok_and(|t| t.len() == 3)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for tool in ["whoami", "echo_key", "requests"] {
+        catalog
+            .review("keyed", tool, Some(Risk::Low), "admin@example.com", now)
+            .await
+            .expect("review");
+    }
+    for _ in 0..200 {
+        if modern_tool_names(&gw.url(), Some(token))
+            .await
+            .iter()
+            .any(|n| n == "keyed__whoami")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("keyed__whoami was never listed");
+}
+
+/// The text of a successful call's result, or the whole response.
+fn text_of(reply: &Reply) -> String {
+    let response = reply.response(7);
+    response["result"]["content"][0]["text"]
+        .as_str()
+        .map_or_else(|| response.to_string(), str::to_owned)
+}
+
+async fn whoami(gw: &TestGateway, token: &str) -> String {
+    text_of(&modern_call(&gw.url(), Some(token), "keyed__whoami", json!({})).await)
+}
+
+/// A 2026-07-28 `tools/call` from a client that declared URL-mode elicitation.
+async fn call_declaring_url_elicitation(gw: &TestGateway, token: &str) -> Value {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token.to_owned());
+    let mut meta = modern_meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {"url": {}}});
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "keyed__whoami", "arguments": {}, "_meta": meta}});
+    raw.post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "keyed__whoami"),
+        ],
+    )
+    .await
+    .response(7)
+}
+
+fn person_key_config(upstream: &str) -> String {
+    format!("{upstream}[upstreams.keyed.auth]\nmode = \"person_key\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_connect_one() {
+    let (_upstream, url) = fixture_with(
+        "keyed_upstream",
+        &["--keys", KEYS, "http", "--listen", "127.0.0.1:0"],
+    )
+    .await;
+    let config = person_key_config(&format!("[upstreams.keyed]\nurl = {url:?}\n"));
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (alice, alice_token) = person(&gw, "alice@example.com").await;
+    let (bob, bob_token) = person(&gw, "bob@example.com").await;
+
+    // Without any person's key, the upstream serves nobody: nothing is listed yet.
+    let names = modern_tool_names(&gw.url(), Some(&alice_token)).await;
+    assert!(!names.iter().any(|n| n.starts_with("keyed__")), "{names:?}");
+
+    // Alice connects her key: the upstream is listed through her connection.
+    connect(&gw, &alice, ALICE_KEY).await;
+    wait_for_tools(&gw, &alice_token).await;
+    assert!(whoami(&gw, &alice_token).await.starts_with("alice ("));
+
+    // Bob has no key: he is sent to the page, by a client without URL elicitation...
+    let reply = modern_call(&gw.url(), Some(&bob_token), "keyed__whoami", json!({})).await;
+    let error = &reply.response(7)["error"];
+    assert_eq!(error["code"], -32015, "{error}");
+    let page = format!("{}/account/connections?upstream=keyed", gw.public_url());
+    assert_eq!(error["data"]["url"], page.as_str(), "{error}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| m.contains(&page)),
+        "{error}"
+    );
+    // ... and with -32042 by one that declared it.
+    let response = call_declaring_url_elicitation(&gw, &bob_token).await;
+    let error = &response["error"];
+    assert_eq!(error["code"], -32042, "{response}");
+    let elicitation = &error["data"]["elicitations"][0];
+    assert_eq!(elicitation["mode"], "url", "{response}");
+    assert_eq!(elicitation["url"], page.as_str(), "{response}");
+    assert!(elicitation["elicitationId"].is_string(), "{response}");
+
+    // Once Bob connects, the same call works, with his key.
+    connect(&gw, &bob, BOB_KEY).await;
+    assert!(whoami(&gw, &bob_token).await.starts_with("bob ("));
+
+    // Concurrent calls of both: nobody ever gets the other's answer.
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let (token, expected) = if i % 2 == 0 {
+            (alice_token.clone(), "alice (")
+        } else {
+            (bob_token.clone(), "bob (")
+        };
+        let mcp = gw.url();
+        calls.push(tokio::spawn(async move {
+            let reply = modern_call(&mcp, Some(&token), "keyed__whoami", json!({})).await;
+            (text_of(&reply), expected)
+        }));
+    }
+    for call in calls {
+        let (answer, expected) = call.await.expect("the call");
+        assert!(answer.starts_with(expected), "{expected}: {answer}");
+    }
+    assert!(
+        gw.running.gateway.direct_calls() > 0,
+        "the calls with keys take the direct path"
+    );
+    assert_eq!(gw.running.gateway.keyed_connections("keyed"), 2);
+
+    // A key the upstream echoes never reaches the agent.
+    let echoed =
+        text_of(&modern_call(&gw.url(), Some(&alice_token), "keyed__echo_key", json!({})).await);
+    assert!(!echoed.contains(ALICE_KEY), "{echoed}");
+    assert!(echoed.contains(REDACTED), "{echoed}");
+
+    // A replaced key serves from the next call; a removed one stops serving.
+    connect(&gw, &alice, ALICE_NEW_KEY).await;
+    assert!(whoami(&gw, &alice_token).await.starts_with("alice2 ("));
+    gw.running
+        .vault
+        .remove(&alice, "keyed", "api_key")
+        .await
+        .expect("remove");
+    gw.running.gateway.credential_changed(&alice, "keyed");
+    let reply = modern_call(&gw.url(), Some(&alice_token), "keyed__whoami", json!({})).await;
+    assert_eq!(reply.response(7)["error"]["code"], -32015, "{reply:?}");
+    // Bob's connection is untouched.
+    assert!(whoami(&gw, &bob_token).await.starts_with("bob ("));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_upstream_runs_one_process_per_person_with_their_key_in_its_environment() {
+    let path = workspace_bin("keyed_upstream");
+    let upstream = format!(
+        "[upstreams.keyed]\ncommand = {:?}\nargs = [\"--keys\", {KEYS:?}]\n",
+        path.display().to_string()
+    );
+    let config = format!(
+        "{upstream}[upstreams.keyed.auth]\nmode = \"person_key\"\nenv = \"KEYED_API_KEY\"\n"
+    );
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (alice, alice_token) = person(&gw, "alice@example.com").await;
+    let (bob, bob_token) = person(&gw, "bob@example.com").await;
+    connect(&gw, &alice, ALICE_KEY).await;
+    wait_for_tools(&gw, &alice_token).await;
+    connect(&gw, &bob, BOB_KEY).await;
+    let pid = |answer: &str| answer.rsplit("pid ").next().unwrap_or_default().to_owned();
+    let alices = whoami(&gw, &alice_token).await;
+    let bobs = whoami(&gw, &bob_token).await;
+    assert!(alices.starts_with("alice ("), "{alices}");
+    assert!(bobs.starts_with("bob ("), "{bobs}");
+    assert_ne!(pid(&alices), pid(&bobs), "one process per person");
+    // The key in the process's environment, echoed, is redacted too.
+    let echoed =
+        text_of(&modern_call(&gw.url(), Some(&bob_token), "keyed__echo_key", json!({})).await);
+    assert!(!echoed.contains(BOB_KEY), "{echoed}");
+    assert!(echoed.contains(REDACTED), "{echoed}");
+    gw.stop().await;
+}
