@@ -645,7 +645,7 @@ fn tool_url(server: &str, tool: &str) -> String {
 }
 
 /// A name as one URL path segment (tool names may hold `/`, `?`, spaces…).
-fn path_segment(name: &str) -> String {
+pub(crate) fn path_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -243,6 +243,13 @@ impl Gateway {
         self.approval_desk().map(|d| d.approvals())
     }
 
+    /// `owner`'s credential for `upstream` was set, replaced or removed (`owner` is a
+    /// user id, or the vault's shared owner): connections built with the old one are to
+    /// be dropped.
+    pub fn credential_changed(&self, owner: &str, upstream: &str) {
+        tracing::debug!(upstream, shared = owner.is_empty(), "a credential changed");
+    }
+
     pub(super) fn approval_desk(&self) -> Option<&Arc<ApprovalDesk>> {
         self.inner.approvals.get()
     }

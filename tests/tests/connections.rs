@@ -1,0 +1,312 @@
+//! "Connected accounts", end to end: a person connects, replaces and removes their own
+//! key for a `person_key` upstream on `/account/connections`. A key is never shown again (no page holds it), is stored in the vault under its
+//! person (listed by email), is not in the database in clear, and nobody sees another
+//! person's state. People sign in with email links through a real SMTP server.
+
+use warrant_e2e::smtp::{SmtpSink, sign_in};
+use warrant_e2e::web::{Browser, Page, encode};
+use warrant_e2e::{Backend, TestGateway, fixture_http};
+use warrant_idp::users::{NewUser, Role, Status, User};
+
+const KIND: &str = "api_key";
+/// Keys as a person would paste them; each test's are its own.
+const ALICE_KEY: &str = "lin_api_alice_first_key_7d1c";
+const ALICE_NEW_KEY: &str = "lin_api_alice_second_key_93b0";
+
+/// A gateway whose upstreams are the flaky fixture three times: `linear` takes each
+/// person's key, `github` a shared key set on its page, `fixed` a shared key written in
+/// the file by reference.
+async fn gateway(sink: &SmtpSink) -> (TestGateway, warrant_e2e::peers::ChildGuard) {
+    let (upstream, url) = fixture_http("flaky_upstream").await;
+    let toml = format!(
+        "[upstreams.linear]\nurl = {url:?}\nauth = {{ mode = \"person_key\" }}\n\
+         [upstreams.github]\nurl = {url:?}\n\
+         auth = {{ mode = \"shared\", header = \"X-Api-Key\" }}\n\
+         [upstreams.fixed]\nurl = {url:?}\n\
+         auth = {{ mode = \"shared\", value = \"${{WARRANT_TEST_UNSET_FIXED_KEY:-fixed-key}}\" }}\n\
+         {}",
+        sink.auth_toml("per_address_limit = 50")
+    );
+    (
+        TestGateway::start(&toml, Backend::current()).await,
+        upstream,
+    )
+}
+
+async fn person(gw: &TestGateway, email: &str, role: Role) -> User {
+    gw.running
+        .idp
+        .users
+        .create(NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role,
+            status: Status::Active,
+        })
+        .await
+        .expect("create a person")
+}
+
+/// `browser` signed in as `email`.
+async fn signed_in(gw: &TestGateway, sink: &SmtpSink, email: &str) -> Browser {
+    let browser = gw.browser();
+    sign_in(&browser, sink, email).await;
+    browser
+}
+
+/// Posts `key` for `upstream` from the connections page (its CSRF token); the page the
+/// redirect leads to (or the refusal).
+async fn connect(browser: &Browser, upstream: &str, key: &str) -> Page {
+    let csrf = browser
+        .get("/account/connections")
+        .await
+        .csrf()
+        .expect("a CSRF token");
+    let done = browser
+        .post_form(
+            &format!("/account/connections/{upstream}"),
+            &[("csrf", &csrf), ("key", key)],
+        )
+        .await;
+    browser.follow(done).await
+}
+
+async fn remove(browser: &Browser, upstream: &str) -> Page {
+    let csrf = browser
+        .get("/account/connections")
+        .await
+        .csrf()
+        .expect("a CSRF token");
+    let done = browser
+        .post_form(
+            &format!("/account/connections/{upstream}/remove"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    browser.follow(done).await
+}
+
+async fn stored(gw: &TestGateway, owner: &str, upstream: &str) -> Option<String> {
+    gw.running
+        .vault
+        .get(owner, upstream, KIND)
+        .await
+        .expect("the vault reads")
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Every byte of the data directory (the SQLite database and its WAL).
+fn data_dir_bytes(gw: &TestGateway) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(gw.data_dir.path())
+        .expect("the data directory")
+        .flatten()
+    {
+        if entry.path().is_file() {
+            bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    bytes
+}
+
+fn in_clear(bytes: &[u8], key: &str) -> bool {
+    bytes.windows(key.len()).any(|w| w == key.as_bytes())
+}
+
+/// `warrant vault list` against the gateway's database.
+async fn vault_list(gw: &TestGateway) -> String {
+    let output = gw.warrant(&["vault", "list"], "").await;
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_connects_replaces_and_removes_their_key_and_never_sees_it_again() {
+    let sink = SmtpSink::start().await;
+    let (gw, _upstream) = gateway(&sink).await;
+    let alice = person(&gw, "alice@example.com", Role::Member).await;
+    let browser = signed_in(&gw, &sink, "alice@example.com").await;
+
+    let account = browser.get("/account").await;
+    assert!(
+        account.contains("href=\"/account/connections\""),
+        "the account page links to the connections: {}",
+        account.body
+    );
+    let empty = browser.get("/account/connections").await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert!(
+        empty.contains("linear") && empty.contains("not connected"),
+        "{}",
+        empty.body
+    );
+    assert!(
+        !empty.contains("github") && !empty.contains("fixed"),
+        "shared upstreams take no key of a person's own: {}",
+        empty.body
+    );
+    assert!(
+        empty.contains("type=\"password\"") && empty.contains("autocomplete=\"off\""),
+        "{}",
+        empty.body
+    );
+    // The link the gateway gives an agent: that upstream first, its field focused.
+    let asked = browser.get("/account/connections?upstream=linear").await;
+    assert!(
+        asked.contains("An agent asked to use linear for you: connect your key to continue."),
+        "{}",
+        asked.body
+    );
+    assert!(asked.contains("autofocus"), "{}", asked.body);
+    assert!(!empty.contains("autofocus"), "{}", empty.body);
+
+    let connected = connect(&browser, "linear", ALICE_KEY).await;
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    assert!(
+        connected.contains("Your key for linear is connected"),
+        "a message names the upstream: {}",
+        connected.body
+    );
+    assert!(
+        connected.contains(">connected</span> connected on"),
+        "{}",
+        connected.body
+    );
+    assert!(!connected.contains(ALICE_KEY), "{}", connected.body);
+    assert_eq!(
+        stored(&gw, &alice.id, "linear").await.as_deref(),
+        Some(ALICE_KEY)
+    );
+    let list = vault_list(&gw).await;
+    assert!(
+        list.lines()
+            .any(|l| l.contains("linear") && l.contains("alice@example.com")),
+        "{list}"
+    );
+    // The message is shown once.
+    let again = browser.get("/account/connections").await;
+    assert!(!again.contains("is connected."), "{}", again.body);
+
+    let replaced = connect(&browser, "linear", &format!("  {ALICE_NEW_KEY}\n")).await;
+    assert!(
+        replaced.contains("Your key for linear was replaced"),
+        "{}",
+        replaced.body
+    );
+    assert!(replaced.contains("key replaced on"), "{}", replaced.body);
+    assert!(
+        !replaced.contains(ALICE_KEY) && !replaced.contains(ALICE_NEW_KEY),
+        "{}",
+        replaced.body
+    );
+    assert_eq!(
+        stored(&gw, &alice.id, "linear").await.as_deref(),
+        Some(ALICE_NEW_KEY),
+        "the key as pasted, without the surrounding whitespace"
+    );
+    if gw.backend == Backend::Sqlite {
+        let bytes = data_dir_bytes(&gw);
+        assert!(
+            !in_clear(&bytes, ALICE_KEY) && !in_clear(&bytes, ALICE_NEW_KEY),
+            "a key is in clear in the database or its WAL"
+        );
+    }
+
+    let removed = remove(&browser, "linear").await;
+    assert!(
+        removed.contains("Your key for linear was removed"),
+        "{}",
+        removed.body
+    );
+    assert!(removed.contains("not connected"), "{}", removed.body);
+    assert_eq!(stored(&gw, &alice.id, "linear").await, None);
+    assert!(!vault_list(&gw).await.contains("alice@example.com"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_each_persons_own_and_every_change_needs_the_form_and_a_sane_key() {
+    let sink = SmtpSink::start().await;
+    let (gw, _upstream) = gateway(&sink).await;
+    let alice = person(&gw, "alice@example.com", Role::Member).await;
+    let bob = person(&gw, "bob@example.com", Role::Member).await;
+
+    // Signed out: to the sign-in page, which brings the person back.
+    let anonymous = gw
+        .browser()
+        .get("/account/connections?upstream=linear")
+        .await;
+    assert_eq!(anonymous.status, 303, "{}", anonymous.body);
+    assert_eq!(
+        anonymous.location().as_deref(),
+        Some(
+            format!(
+                "/signin?next={}",
+                encode("/account/connections?upstream=linear")
+            )
+            .as_str()
+        )
+    );
+
+    let alice_browser = signed_in(&gw, &sink, "alice@example.com").await;
+    let bob_browser = signed_in(&gw, &sink, "bob@example.com").await;
+    connect(&alice_browser, "linear", ALICE_KEY).await;
+
+    // Bob sees his own state only, and cannot remove Alice's key.
+    let bobs = bob_browser.get("/account/connections").await;
+    assert!(bobs.contains("not connected"), "{}", bobs.body);
+    assert!(!bobs.contains("connected on"), "{}", bobs.body);
+    let nothing = remove(&bob_browser, "linear").await;
+    assert!(
+        nothing.contains("No key of yours for linear was stored"),
+        "{}",
+        nothing.body
+    );
+    assert_eq!(
+        stored(&gw, &alice.id, "linear").await.as_deref(),
+        Some(ALICE_KEY)
+    );
+    assert_eq!(stored(&gw, &bob.id, "linear").await, None);
+
+    // Without the session's CSRF token: refused, nothing stored or removed.
+    let forged = bob_browser
+        .post_form("/account/connections/linear", &[("key", "forged-key-1")])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let forged = bob_browser
+        .post_form(
+            "/account/connections/linear",
+            &[("csrf", "not-the-token"), ("key", "forged-key-2")],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(stored(&gw, &bob.id, "linear").await, None);
+    let forged = alice_browser
+        .post_form("/account/connections/linear/remove", &[])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(stored(&gw, &alice.id, "linear").await.is_some());
+
+    // Empty, too long: refused in plain words naming the upstream; nothing replaced.
+    let empty = connect(&alice_browser, "linear", "   ").await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert!(
+        empty.contains("The key for linear was empty: nothing was saved."),
+        "{}",
+        empty.body
+    );
+    let long = connect(&alice_browser, "linear", &"k".repeat(4097)).await;
+    assert_eq!(long.status, 400, "{}", long.body);
+    assert!(long.contains("longer than 4 KiB"), "{}", long.body);
+    assert!(!long.contains("kkkkkkkk"), "the key is not echoed back");
+    assert_eq!(
+        stored(&gw, &alice.id, "linear").await.as_deref(),
+        Some(ALICE_KEY)
+    );
+
+    // A shared upstream takes no person's key, from this page or a crafted form.
+    let shared = connect(&alice_browser, "github", "mine-for-github").await;
+    assert_eq!(shared.status, 404, "{}", shared.body);
+    assert_eq!(stored(&gw, &alice.id, "github").await, None);
+    gw.stop().await;
+}
