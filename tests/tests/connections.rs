@@ -1,8 +1,11 @@
-//! "Connected accounts", end to end: a person connects, replaces and removes their own
-//! key for a `person_key` upstream on `/account/connections`. A key is never shown again (no page holds it), is stored in the vault under its
+//! "Connected accounts" and the admin's shared key, end to end: a person connects,
+//! replaces and removes their own key for a `person_key` upstream on
+//! `/account/connections`; an admin sets a `shared` upstream's key on its server page.
+//! A key is never shown again (no page holds it), is stored in the vault under its
 //! person (listed by email), is not in the database in clear, and nobody sees another
 //! person's state. People sign in with email links through a real SMTP server.
 
+use warrant_consent::vault::SHARED;
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::{Browser, Page, encode};
 use warrant_e2e::{Backend, TestGateway, fixture_http};
@@ -12,6 +15,7 @@ const KIND: &str = "api_key";
 /// Keys as a person would paste them; each test's are its own.
 const ALICE_KEY: &str = "lin_api_alice_first_key_7d1c";
 const ALICE_NEW_KEY: &str = "lin_api_alice_second_key_93b0";
+const SHARED_KEY: &str = "ghp_shared_admin_key_5e2a";
 
 /// A gateway whose upstreams are the flaky fixture three times: `linear` takes each
 /// person's key, `github` a shared key set on its page, `fixed` a shared key written in
@@ -308,5 +312,131 @@ async fn keys_are_each_persons_own_and_every_change_needs_the_form_and_a_sane_ke
     let shared = connect(&alice_browser, "github", "mine-for-github").await;
     assert_eq!(shared.status, 404, "{}", shared.body);
     assert_eq!(stored(&gw, &alice.id, "github").await, None);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_sets_a_shared_key_and_sees_only_when_and_how_many_connected() {
+    let sink = SmtpSink::start().await;
+    let (gw, _upstream) = gateway(&sink).await;
+    person(&gw, "root@example.com", Role::Admin).await;
+    person(&gw, "alice@example.com", Role::Member).await;
+    let admin = signed_in(&gw, &sink, "root@example.com").await;
+    let alice = signed_in(&gw, &sink, "alice@example.com").await;
+
+    let page = admin.get("/admin/servers/github").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.contains("Mode <code>shared</code>") && page.contains("header X-Api-Key"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.contains("No shared key is stored yet"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf().expect("a CSRF token");
+
+    // Without the token, or by a member: refused.
+    let forged = admin
+        .post_form("/admin/servers/github/shared-key", &[("key", SHARED_KEY)])
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let alice_csrf = alice
+        .get("/account/connections")
+        .await
+        .csrf()
+        .expect("csrf");
+    let member = alice
+        .post_form(
+            "/admin/servers/github/shared-key",
+            &[("csrf", &alice_csrf), ("key", SHARED_KEY)],
+        )
+        .await;
+    assert_eq!(member.status, 403, "{}", member.body);
+    assert_eq!(stored(&gw, SHARED, "github").await, None);
+
+    let done = admin
+        .post_form(
+            "/admin/servers/github/shared-key",
+            &[("csrf", &csrf), ("key", SHARED_KEY)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let after = admin.follow(done).await;
+    assert!(
+        after.contains("The shared key for github was saved"),
+        "{}",
+        after.body
+    );
+    assert!(
+        after.contains("The shared key was set on 20"),
+        "{}",
+        after.body
+    );
+    assert!(!after.contains(SHARED_KEY), "{}", after.body);
+    assert_eq!(
+        stored(&gw, SHARED, "github").await.as_deref(),
+        Some(SHARED_KEY)
+    );
+    let list = vault_list(&gw).await;
+    assert!(
+        list.lines()
+            .any(|l| l.contains("github") && l.contains("shared")),
+        "{list}"
+    );
+    if gw.backend == Backend::Sqlite {
+        assert!(
+            !in_clear(&data_dir_bytes(&gw), SHARED_KEY),
+            "the shared key is in clear in the database or its WAL"
+        );
+    }
+    let empty = admin
+        .post_form(
+            "/admin/servers/github/shared-key",
+            &[("csrf", &csrf), ("key", "")],
+        )
+        .await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    assert!(empty.contains("was empty"), "{}", empty.body);
+
+    // A key written in the file by reference: said so, no form, nothing set here.
+    let fixed = admin.get("/admin/servers/fixed").await;
+    assert!(fixed.contains("by reference"), "{}", fixed.body);
+    assert!(!fixed.contains("shared-key-input"), "{}", fixed.body);
+    let refused = admin
+        .post_form(
+            "/admin/servers/fixed/shared-key",
+            &[("csrf", &csrf), ("key", "another")],
+        )
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(stored(&gw, SHARED, "fixed").await, None);
+
+    // Per person: how many connected, nobody's key or name.
+    let linear = admin.get("/admin/servers/linear").await;
+    assert!(
+        linear.contains("Mode <code>person_key</code>") && linear.contains("0 people have"),
+        "{}",
+        linear.body
+    );
+    assert!(
+        !linear.contains("shared-key-input"),
+        "no shared key for a per-person upstream: {}",
+        linear.body
+    );
+    connect(&alice, "linear", ALICE_KEY).await;
+    let linear = admin.get("/admin/servers/linear").await;
+    assert!(
+        linear.contains("1 person has connected a key"),
+        "{}",
+        linear.body
+    );
+    assert!(
+        !linear.contains("alice@example.com") && !linear.contains(ALICE_KEY),
+        "{}",
+        linear.body
+    );
     gw.stop().await;
 }

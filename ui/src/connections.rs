@@ -1,7 +1,8 @@
 //! "Connected accounts" (`/account/connections`): the keys a person gives Warrant for
 //! the upstreams that take each person's own key (`person_key`), stored in the vault
-//! under the person's id. A key is written once and never shown again: the form is never
-//! pre-filled, the page says only whether a key is stored and since when. After every
+//! under the person's id, and the admin's shared key of an upstream (`shared`, on its
+//! server page). A key is written once and never shown again: the forms are never
+//! pre-filled, the pages say only whether a key is stored and since when. After every
 //! change the binary's callback lets the gateway drop connections built with the old
 //! key. `?upstream=NAME` is the link the gateway gives an agent that needs the person's
 //! key: that upstream comes first, its field focused.
@@ -17,12 +18,12 @@ use axum::{Form, Router};
 use http::StatusCode;
 use serde::Deserialize;
 use tower_sessions::Session;
-use warrant_consent::vault::{Vault, VaultEntry, VaultError};
+use warrant_consent::vault::{SHARED, Vault, VaultEntry, VaultError};
 use warrant_idp::IdpError;
 
 use crate::UiState;
-use crate::extract::SignedIn;
-use crate::page::{PageError, when};
+use crate::extract::{Admin, SignedIn};
+use crate::page::{MessagePage, PageError, when};
 use crate::servers::path_segment;
 
 /// The longest key a page accepts, in bytes.
@@ -100,6 +101,7 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/account/connections", get(page))
         .route("/account/connections/{upstream}", post(connect))
         .route("/account/connections/{upstream}/remove", post(remove))
+        .route("/admin/servers/{server}/shared-key", post(set_shared))
 }
 
 fn ui_of(state: &UiState) -> Result<&ConnectionsUi, PageError> {
@@ -346,6 +348,140 @@ async fn remove(
     };
     set_flash(&person.session, text).await?;
     Ok(Redirect::to("/account/connections").into_response())
+}
+
+/// The authentication part of an upstream's admin page.
+pub(crate) struct ServerAuth {
+    /// `none`, `shared` or `person_key`.
+    pub mode: &'static str,
+    /// What it means, in words.
+    pub summary: String,
+    /// Where the key goes ("" for none).
+    pub place: String,
+    /// `shared` from the vault: the form to set or replace the key is shown.
+    pub settable: bool,
+    /// `shared` from the vault: "set on …", or empty when none is stored.
+    pub set_on: String,
+    /// `person_key`: how many people have connected a key.
+    pub people: usize,
+}
+
+/// What the server page says about `server`'s key (`None`: the pages have no vault).
+pub(crate) async fn server_auth(
+    state: &UiState,
+    server: &str,
+) -> Result<Option<ServerAuth>, PageError> {
+    let Some(ui) = state.connections.as_ref() else {
+        return Ok(None);
+    };
+    let Some(upstream) = ui.upstream(server) else {
+        return Ok(Some(ServerAuth {
+            mode: "none",
+            summary: "Warrant gives this server no key of its own: it gets only the headers \
+                      or environment written in its configuration."
+                .into(),
+            place: String::new(),
+            settable: false,
+            set_on: String::new(),
+            people: 0,
+        }));
+    };
+    let entries: Vec<VaultEntry> = ui
+        .vault
+        .list()
+        .await
+        .map_err(vault_error)?
+        .into_iter()
+        .filter(|e| e.upstream == upstream.name && e.kind == ui.kind)
+        .collect();
+    let auth = match (upstream.mode, upstream.by_reference) {
+        (KeyMode::Shared, true) => ServerAuth {
+            mode: "shared",
+            summary: "One key for everyone, written in the configuration file by reference: \
+                      change it there."
+                .into(),
+            place: upstream.place.clone(),
+            settable: false,
+            set_on: String::new(),
+            people: 0,
+        },
+        (KeyMode::Shared, false) => ServerAuth {
+            mode: "shared",
+            summary: "One key for everyone, kept in the vault and set here. It is never \
+                      shown again once saved."
+                .into(),
+            place: upstream.place.clone(),
+            settable: true,
+            set_on: entries
+                .iter()
+                .find(|e| e.owner == SHARED)
+                .map(|e| format!("set on {}", when(e.updated_at)))
+                .unwrap_or_default(),
+            people: 0,
+        },
+        (KeyMode::PersonKey, _) => {
+            let mut owners: Vec<&str> = entries
+                .iter()
+                .filter(|e| e.owner != SHARED)
+                .map(|e| e.owner.as_str())
+                .collect();
+            owners.sort_unstable();
+            owners.dedup();
+            ServerAuth {
+                mode: "person_key",
+                summary: "Each person's own key, which they connect on their \"Connected \
+                          accounts\" page."
+                    .into(),
+                place: upstream.place.clone(),
+                settable: false,
+                set_on: String::new(),
+                people: owners.len(),
+            }
+        }
+    };
+    Ok(Some(auth))
+}
+
+async fn set_shared(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(server): Path<String>,
+    Form(form): Form<KeyForm>,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    let ui = ui_of(&state)?;
+    let Some(target) = ui
+        .upstream(&server)
+        .filter(|u| u.mode == KeyMode::Shared && !u.by_reference)
+    else {
+        return Err(IdpError::Invalid(format!(
+            "{server} does not take a shared key set on this page: its configuration \
+             gives it none, each person's own, or one written in the file."
+        ))
+        .into());
+    };
+    let name = target.name.clone();
+    let back = format!("/admin/servers/{}", path_segment(&name));
+    let typed = form.key.unwrap_or_default();
+    let key = match checked_key(&typed, &name) {
+        Ok(key) => key,
+        Err(refusal) => {
+            let page = MessagePage::new("Nothing was saved", refusal).with_link(back, name);
+            return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        }
+    };
+    ui.put(SHARED, &name, key).await?;
+    tracing::info!(admin = %admin.user.id, upstream = %name, "admin set an upstream's shared key");
+    set_flash(
+        &admin.session,
+        format!("The shared key for {name} was saved. Calls use it from the next one."),
+    )
+    .await?;
+    Ok(Redirect::to(&back).into_response())
 }
 
 #[cfg(test)]

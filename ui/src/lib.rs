@@ -6,7 +6,8 @@
 //! sessions), "Connected accounts" (the keys a person gives for upstreams that take
 //! their own), the consent screen (`/authorize`), approvals of critical calls, and the
 //! admin pages: users (roles, groups, ceilings, status, their agents), groups' ceilings,
-//! servers with their tools, prompts and templates (risk review, trust, quarantine).
+//! servers with their tools, prompts and templates (risk review, trust, quarantine) and
+//! how each is given a key (an upstream's shared key is set there).
 //! Coming: "My agents" and the rest of the console.
 //!
 //! Handlers call the services of `warrant-idp` and `warrant-consent`; they hold
