@@ -165,7 +165,7 @@ struct ConnectionView {
     name: String,
     path: String,
     place: String,
-    /// "connected on …" (and "key replaced on …"), or empty when not connected.
+    /// "since …" (and "key replaced on …"), or empty when not connected.
     connected: String,
     /// The agent's link asked for this one: first, focused.
     focus: bool,
@@ -187,12 +187,12 @@ struct ConnectionsPage {
 fn since(entry: &VaultEntry) -> String {
     if entry.version > 1 {
         format!(
-            "connected on {}, key replaced on {}",
+            "since {}, key replaced on {}",
             when(entry.created_at),
             when(entry.updated_at)
         )
     } else {
-        format!("connected on {}", when(entry.created_at))
+        format!("since {}", when(entry.created_at))
     }
 }
 
@@ -303,7 +303,7 @@ async fn connect(
     ui.put(&person.user.id, &name, key).await?;
     tracing::info!(user = %person.user.id, upstream = %name, replaced = had, "a person stored their key for an upstream");
     let text = if had {
-        format!("Your key for {name} was replaced. Agents use the new one from their next call.")
+        format!("Your key for {name} was replaced.")
     } else {
         format!("Your key for {name} is connected. Agents acting for you can now use {name}.")
     };
@@ -397,7 +397,7 @@ pub(crate) async fn server_auth(
     let auth = match (upstream.mode, upstream.by_reference) {
         (KeyMode::Shared, true) => ServerAuth {
             mode: "shared",
-            summary: "One key for everyone, written in the configuration file by reference: \
+            summary: "one key for everyone, written in the configuration file by reference: \
                       change it there."
                 .into(),
             place: upstream.place.clone(),
@@ -407,8 +407,8 @@ pub(crate) async fn server_auth(
         },
         (KeyMode::Shared, false) => ServerAuth {
             mode: "shared",
-            summary: "One key for everyone, kept in the vault and set here. It is never \
-                      shown again once saved."
+            summary: "one key for everyone, kept in the vault and set here (never shown \
+                      again once saved)."
                 .into(),
             place: upstream.place.clone(),
             settable: true,
@@ -429,7 +429,7 @@ pub(crate) async fn server_auth(
             owners.dedup();
             ServerAuth {
                 mode: "person_key",
-                summary: "Each person's own key, which they connect on their \"Connected \
+                summary: "each person's own key, which they connect on their \"Connected \
                           accounts\" page."
                     .into(),
                 place: upstream.place.clone(),
@@ -478,7 +478,7 @@ async fn set_shared(
     tracing::info!(admin = %admin.user.id, upstream = %name, "admin set an upstream's shared key");
     set_flash(
         &admin.session,
-        format!("The shared key for {name} was saved. Calls use it from the next one."),
+        format!("The shared key for {name} was saved."),
     )
     .await?;
     Ok(Redirect::to(&back).into_response())
