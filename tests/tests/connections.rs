@@ -301,6 +301,16 @@ async fn keys_are_each_persons_own_and_every_change_needs_the_form_and_a_sane_ke
         "{}",
         empty.body
     );
+    assert!(
+        !empty.contains("An agent asked"),
+        "a refusal is not an agent's request: {}",
+        empty.body
+    );
+    assert!(
+        empty.contains("autofocus"),
+        "the refused field is focused again: {}",
+        empty.body
+    );
     let long = connect(&alice_browser, "linear", &"k".repeat(4097)).await;
     assert_eq!(long.status, 400, "{}", long.body);
     assert!(long.contains("longer than 4 KiB"), "{}", long.body);

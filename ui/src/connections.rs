@@ -207,7 +207,17 @@ async fn page(
     Query(query): Query<PageQuery>,
 ) -> Result<Response, PageError> {
     let flash = take_flash(&person.session).await?;
-    render(&state, &person, query.upstream.as_deref(), flash, None).await
+    let focus = query.upstream.as_deref().map(Focus::Asked);
+    render(&state, &person, focus, flash, None).await
+}
+
+/// The upstream a page puts first, its field focused.
+#[derive(Clone, Copy)]
+enum Focus<'a> {
+    /// The link an agent was given: the page says the agent asked.
+    Asked(&'a str),
+    /// The one whose key was just refused.
+    Refused(&'a str),
 }
 
 /// The person's page, with `focus` first (when it takes a person's key), a message
@@ -215,15 +225,21 @@ async fn page(
 async fn render(
     state: &UiState,
     person: &SignedIn,
-    focus: Option<&str>,
+    focus: Option<Focus<'_>>,
     flash: Option<String>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let ui = ui_of(state)?;
     let csrf = state.idp.sessions.csrf_token(&person.session).await?;
-    let asked = focus
+    let (focus, by_agent) = match focus {
+        Some(Focus::Asked(name)) => (Some(name), true),
+        Some(Focus::Refused(name)) => (Some(name), false),
+        None => (None, false),
+    };
+    let focused = focus
         .and_then(|name| ui.person_key(name))
         .map(|u| u.name.clone());
+    let asked = focused.clone().filter(|_| by_agent);
     let mine: Vec<VaultEntry> = ui
         .vault
         .list()
@@ -245,7 +261,7 @@ async fn render(
                 .find(|e| e.upstream == u.name)
                 .map(since)
                 .unwrap_or_default(),
-            focus: asked.as_deref() == Some(u.name.as_str()),
+            focus: focused.as_deref() == Some(u.name.as_str()),
         })
         .collect();
     // The one asked for first; the others in the configuration's order.
@@ -291,7 +307,10 @@ async fn connect(
     let typed = form.key.unwrap_or_default();
     let key = match checked_key(&typed, &name) {
         Ok(key) => key,
-        Err(refusal) => return render(&state, &person, Some(&name), None, Some(refusal)).await,
+        Err(refusal) => {
+            let focus = Some(Focus::Refused(&name));
+            return render(&state, &person, focus, None, Some(refusal)).await;
+        }
     };
     let had = ui
         .vault
