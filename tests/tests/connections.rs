@@ -5,6 +5,9 @@
 //! person (listed by email), is not in the database in clear, and nobody sees another
 //! person's state. People sign in with email links through a real SMTP server.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use warrant_consent::vault::SHARED;
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::{Browser, Page, encode};
@@ -505,4 +508,72 @@ async fn the_pages_work_in_chromium() {
         Some("shared-key-typed-in-chromium-9a7d2b")
     );
     gw.stop().await;
+}
+
+/// Every log line of this test process.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// With every log event at debug captured (each test is a process of its own under
+/// nextest): keys connected, replaced, refused and set by an admin never reach the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_key_typed_on_a_page_reaches_the_log() {
+    let log = Captured::default();
+    let _ = tracing_subscriber::fmt()
+        // The test browser's own cookie jar (a crate Warrant does not use) logs cookies.
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug,cookie_store=off"))
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .try_init();
+    let sink = SmtpSink::start().await;
+    let (gw, _upstream) = gateway(&sink).await;
+    person(&gw, "root@example.com", Role::Admin).await;
+    person(&gw, "alice@example.com", Role::Member).await;
+    let admin = signed_in(&gw, &sink, "root@example.com").await;
+    let alice = signed_in(&gw, &sink, "alice@example.com").await;
+    connect(&alice, "linear", ALICE_KEY).await;
+    connect(&alice, "linear", ALICE_NEW_KEY).await;
+    let too_long = format!("{ALICE_KEY}{}", "x".repeat(4096));
+    let refused = connect(&alice, "notion", &too_long).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let csrf = admin
+        .get("/admin/servers/github")
+        .await
+        .csrf()
+        .expect("a CSRF token");
+    let done = admin
+        .post_form(
+            "/admin/servers/github/shared-key",
+            &[("csrf", &csrf), ("key", SHARED_KEY)],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    gw.stop().await;
+
+    let text = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    assert!(
+        text.contains("a person stored their key for an upstream")
+            && text.contains("admin set an upstream's shared key"),
+        "the log was captured: {text}"
+    );
+    for key in [ALICE_KEY, ALICE_NEW_KEY, SHARED_KEY] {
+        assert!(!text.contains(key), "{key} is in the log");
+    }
 }
