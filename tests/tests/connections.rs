@@ -2,8 +2,9 @@
 //! replaces and removes their own key for a `person_key` upstream on
 //! `/account/connections`; an admin sets a `shared` upstream's key on its server page.
 //! A key is never shown again (no page holds it), is stored in the vault under its
-//! person (listed by email), is not in the database in clear, and nobody sees another
-//! person's state. People sign in with email links through a real SMTP server.
+//! person (listed by email), is not in the database in clear (the SQLite file and its WAL,
+//! or every PostgreSQL row), and nobody sees another person's state. People sign in with
+//! email links through a real SMTP server.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -104,17 +105,46 @@ async fn stored(gw: &TestGateway, owner: &str, upstream: &str) -> Option<String>
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// Every byte of the data directory (the SQLite database and its WAL).
-fn data_dir_bytes(gw: &TestGateway) -> Vec<u8> {
+/// What the database holds at rest: every byte of the data directory (the SQLite file
+/// and its WAL), or every row of every PostgreSQL table as text.
+async fn at_rest(gw: &TestGateway) -> Vec<u8> {
+    use sqlx::Row;
     let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(gw.data_dir.path())
-        .expect("the data directory")
-        .flatten()
-    {
-        if entry.path().is_file() {
-            bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+    match &gw.running.db {
+        warrant_idp::db::Db::Sqlite(_) => {
+            for entry in std::fs::read_dir(gw.data_dir.path())
+                .expect("the data directory")
+                .flatten()
+            {
+                if entry.path().is_file() {
+                    bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        warrant_idp::db::Db::Postgres(pool) => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = 'public'",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("tables");
+            for table in tables {
+                let rows = sqlx::query(&format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t"))
+                    .fetch_all(pool)
+                    .await
+                    .expect("rows");
+                for row in rows {
+                    bytes.extend(row.get::<String, _>(0).into_bytes());
+                    bytes.push(b'\n');
+                }
+            }
         }
     }
+    assert!(
+        in_clear(&bytes, "consent_vault") || in_clear(&bytes, "api_key"),
+        "the database was read"
+    );
     bytes
 }
 
@@ -213,13 +243,11 @@ async fn a_person_connects_replaces_and_removes_their_key_and_never_sees_it_agai
         Some(ALICE_NEW_KEY),
         "the key as pasted, without the surrounding whitespace"
     );
-    if gw.backend == Backend::Sqlite {
-        let bytes = data_dir_bytes(&gw);
-        assert!(
-            !in_clear(&bytes, ALICE_KEY) && !in_clear(&bytes, ALICE_NEW_KEY),
-            "a key is in clear in the database or its WAL"
-        );
-    }
+    let bytes = at_rest(&gw).await;
+    assert!(
+        !in_clear(&bytes, ALICE_KEY) && !in_clear(&bytes, ALICE_NEW_KEY),
+        "a key is in clear in the database (or its WAL)"
+    );
 
     let removed = remove(&browser, "linear").await;
     assert!(
@@ -401,12 +429,10 @@ async fn the_admin_sets_a_shared_key_and_sees_only_when_and_how_many_connected()
             .any(|l| l.contains("github") && l.contains("shared")),
         "{list}"
     );
-    if gw.backend == Backend::Sqlite {
-        assert!(
-            !in_clear(&data_dir_bytes(&gw), SHARED_KEY),
-            "the shared key is in clear in the database or its WAL"
-        );
-    }
+    assert!(
+        !in_clear(&at_rest(&gw).await, SHARED_KEY),
+        "the shared key is in clear in the database (or its WAL)"
+    );
     let empty = admin
         .post_form(
             "/admin/servers/github/shared-key",
