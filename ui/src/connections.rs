@@ -22,7 +22,7 @@ use warrant_consent::vault::{SHARED, Vault, VaultEntry, VaultError};
 use warrant_idp::IdpError;
 
 use crate::UiState;
-use crate::extract::{Admin, SignedIn};
+use crate::extract::{Admin, CsrfForm, SignedIn};
 use crate::page::{MessagePage, PageError, when};
 use crate::servers::path_segment;
 
@@ -330,16 +330,11 @@ async fn connect(
     Ok(Redirect::to("/account/connections").into_response())
 }
 
-#[derive(Deserialize)]
-struct RemoveForm {
-    csrf: Option<String>,
-}
-
 async fn remove(
     State(state): State<UiState>,
     person: SignedIn,
     Path(upstream): Path<String>,
-    Form(form): Form<RemoveForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     state
         .idp
