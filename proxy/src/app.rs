@@ -296,9 +296,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
                 ),
             ))
-            .merge(warrant_ui::router_with_pages(
-                idp.clone(),
-                Some(warrant_ui::ConsentUi {
+            .merge(warrant_ui::router_for(warrant_ui::UiState {
+                idp: idp.clone(),
+                consent: Some(warrant_ui::ConsentUi {
                     db: db.clone(),
                     issuer: issuer.clone(),
                     resource: warrant_consent::oauth::Resource::new(&public_url),
@@ -307,11 +307,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     ceilings: Some(ceilings.clone()),
                     catalog: Some(catalog.clone()),
                 }),
-                Some(warrant_ui::ApprovalsUi {
+                approvals: Some(warrant_ui::ApprovalsUi {
                     approvals,
                     clients: warrant_consent::oauth::Clients::new(db.clone()),
                 }),
-            ));
+                connections: Some(connections_ui(&config, &vault, &gateway)),
+            }));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {
         router
@@ -695,6 +696,51 @@ fn spawn_catalog_recorder(
         }
     });
     tx
+}
+
+/// The connection pages: every upstream Warrant gives a key (auth mode not `none`), the
+/// vault, and the gateway told of each change so it drops connections built with the
+/// old key.
+fn connections_ui(
+    config: &Config,
+    vault: &warrant_consent::vault::Vault,
+    gateway: &Gateway,
+) -> warrant_ui::ConnectionsUi {
+    use crate::config::{AuthMode, KeyPlace};
+    let upstreams = config
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            let mode = match u.auth.mode {
+                AuthMode::None => return None,
+                AuthMode::Shared => warrant_ui::KeyMode::Shared,
+                AuthMode::PersonKey => warrant_ui::KeyMode::PersonKey,
+            };
+            let place = match &u.auth.place {
+                Some(KeyPlace::Header { name, scheme }) if scheme.is_empty() => {
+                    format!("header {name}")
+                }
+                Some(KeyPlace::Header { name, scheme }) => format!("header {name} ({scheme})"),
+                Some(KeyPlace::Env { name }) => format!("environment variable {name}"),
+                None => String::from("place its configuration names"),
+            };
+            Some(warrant_ui::KeyedUpstream {
+                name: u.name.clone(),
+                mode,
+                place,
+                by_reference: u.auth.value.is_some(),
+            })
+        })
+        .collect();
+    let gateway = gateway.clone();
+    warrant_ui::ConnectionsUi {
+        vault: vault.clone(),
+        kind: crate::config::API_KEY,
+        upstreams,
+        changed: Arc::new(move |owner: &str, upstream: &str| {
+            gateway.credential_changed(owner, upstream);
+        }),
+    }
 }
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.

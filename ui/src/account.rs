@@ -1,4 +1,5 @@
-//! The account page: who you are, your passkeys, your sessions (each revocable).
+//! The account page: who you are, your passkeys, your sessions (each revocable), and the
+//! way to your connected accounts.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -65,6 +66,8 @@ struct AccountPage {
     groups: Vec<String>,
     method: String,
     is_admin: bool,
+    /// "Connected accounts" is on.
+    connections: bool,
     passkeys: Vec<PasskeyView>,
     sessions: Vec<SessionView>,
 }
@@ -96,6 +99,7 @@ async fn page(State(state): State<UiState>, person: SignedIn) -> Result<Response
         role: person.user.role.as_str(),
         method: person.login.method.clone(),
         is_admin: person.user.is_admin(),
+        connections: state.connections.is_some(),
         passkeys,
         sessions,
     };

@@ -3,9 +3,11 @@
 //! Server-rendered pages (askama templates in `ui/templates/`, one base layout, plain and
 //! accessible HTML, assets embedded in the binary, no CDN): sign-in (one button per OIDC
 //! provider, passkey, email link), first-admin setup, the account page (passkeys,
-//! sessions), the consent screen (`/authorize`), approvals of critical calls, and the
+//! sessions), "Connected accounts" (the keys a person gives for upstreams that take
+//! their own), the consent screen (`/authorize`), approvals of critical calls, and the
 //! admin pages: users (roles, groups, ceilings, status, their agents), groups' ceilings,
-//! servers with their tools, prompts and templates (risk review, trust, quarantine).
+//! servers with their tools, prompts and templates (risk review, trust, quarantine) and
+//! how each is given a key (an upstream's shared key is set there).
 //! Coming: "My agents" and the rest of the console.
 //!
 //! Handlers call the services of `warrant-idp` and `warrant-consent`; they hold
@@ -18,6 +20,7 @@ mod admin;
 mod approvals;
 mod assets;
 mod ceilings;
+mod connections;
 mod consent;
 mod email;
 mod extract;
@@ -35,6 +38,7 @@ use axum::routing::get;
 use warrant_idp::Idp;
 
 pub use approvals::ApprovalsUi;
+pub use connections::{ConnectionsUi, CredentialChanged, KeyMode, KeyedUpstream};
 pub use consent::ConsentUi;
 pub use extract::{Admin, SignedIn};
 pub use page::PageError;
@@ -47,6 +51,9 @@ pub struct UiState {
     pub consent: Option<ConsentUi>,
     /// "Pending approvals" of critical calls; `None` leaves them off.
     pub approvals: Option<ApprovalsUi>,
+    /// "Connected accounts" and the shared keys on the server pages; `None` leaves
+    /// them off.
+    pub connections: Option<ConnectionsUi>,
 }
 
 /// Forms and ceremony payloads are small; anything bigger is refused before parsing.
@@ -69,7 +76,17 @@ pub fn router_with_pages(
     consent: Option<ConsentUi>,
     approvals: Option<ApprovalsUi>,
 ) -> Router {
-    let sessions = idp.sessions.layer();
+    router_for(UiState {
+        idp,
+        consent,
+        approvals,
+        connections: None,
+    })
+}
+
+/// Every page `state` turns on, with the session layer.
+pub fn router_for(state: UiState) -> Router {
+    let sessions = state.idp.sessions.layer();
     Router::new()
         .route("/", get(|| async { Redirect::to("/account") }))
         .merge(signin::routes())
@@ -83,14 +100,11 @@ pub fn router_with_pages(
         .merge(setup::routes())
         .merge(consent::routes())
         .merge(approvals::routes())
+        .merge(connections::routes())
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(sessions)
         // Assets need no session: outside the layer they neither load nor save one.
         .merge(assets::routes())
         .layer(axum::middleware::from_fn(page::security_headers))
-        .with_state(UiState {
-            idp,
-            consent,
-            approvals,
-        })
+        .with_state(state)
 }

@@ -17,6 +17,7 @@ use warrant_consent::token::Risk;
 use warrant_idp::IdpError;
 
 use crate::UiState;
+use crate::connections::{ServerAuth, server_auth, take_flash};
 use crate::extract::Admin;
 use crate::page::{PageError, when};
 
@@ -181,6 +182,10 @@ struct ServerPage {
     tools: Vec<ToolRow>,
     /// Prompts, then resource templates.
     sections: Vec<EntrySection>,
+    /// How the server is given a key (`None`: the pages have no vault).
+    auth: Option<ServerAuth>,
+    /// The message after a change made on the page.
+    flash: Option<String>,
 }
 
 /// The prompts or the resource templates of a server.
@@ -281,8 +286,12 @@ async fn server(
         })
         .collect();
     let entries = catalog.entries_of(&name).await.map_err(storage)?;
+    let auth = server_auth(&state, &name).await?;
+    let flash = take_flash(&admin.session).await?;
     Ok(ServerPage {
         csrf,
+        auth,
+        flash,
         trusted: trust.map(|(by, at)| format!("{by}, {}", when(at))),
         path: path_segment(&name),
         name,
@@ -645,7 +654,7 @@ fn tool_url(server: &str, tool: &str) -> String {
 }
 
 /// A name as one URL path segment (tool names may hold `/`, `?`, spaces…).
-fn path_segment(name: &str) -> String {
+pub(crate) fn path_segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
