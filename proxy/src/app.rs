@@ -25,7 +25,9 @@ use warrant_idp::clock::Clock;
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
-use crate::config::{API_KEY, AuthMode, Config, McpAuthorization, Secret, ValueRef};
+use crate::config::{
+    API_KEY, AuthMode, Config, McpAuthorization, Secret, ValueRef, fill_vault_refs, vault_kinds,
+};
 use crate::store::UpstreamEvents;
 use warrant_consent::vault::{SHARED, Vault};
 use warrant_plane::periodic::Periodic;
@@ -64,6 +66,12 @@ pub enum StartError {
     Ceilings(#[from] CeilingError),
     #[error("cannot open the credential vault: {0}")]
     Vault(#[from] warrant_consent::vault::VaultError),
+    #[error("upstreams.{upstream} takes `{kind}` from the vault, but {reason}")]
+    VaultValue {
+        upstream: String,
+        kind: String,
+        reason: String,
+    },
 }
 
 /// A started gateway.
@@ -229,7 +237,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     spawn_catalog_refresher(&catalog, shutdown.child_token());
-    let upstreams_config = with_vault_shared_keys(&config, &vault).await;
+    let upstreams_config = with_vault_values(&config, &vault).await?;
     let gateway = Gateway::new(
         &upstreams_config,
         auth,
@@ -394,12 +402,39 @@ async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Vault)
     }
 }
 
-/// `config` with the shared keys kept in the vault filled in, for the upstreams' own
-/// connections (listing what they offer); their calls read the vault themselves (see
-/// `warrant_plane::upstream::keyed`). A key not set yet is reported, and the upstream
-/// connects without one.
-async fn with_vault_shared_keys(config: &Config, vault: &Vault) -> Config {
+/// `config` with what its upstreams take from the vault filled in: the values written
+/// `{ vault = "KIND" }` or `${vault:KIND}` (a start whose vault lacks one is refused,
+/// naming it), and the shared keys kept in the vault, for the upstreams' own connections
+/// (listing what they offer; their calls read the vault themselves, see
+/// `warrant_plane::upstream::keyed`: a shared key not set yet is reported, and the
+/// upstream connects without one).
+async fn with_vault_values(config: &Config, vault: &Vault) -> Result<Config, StartError> {
     let mut config = config.clone();
+    for upstream in &mut config.upstreams {
+        let mut values = std::collections::HashMap::new();
+        for kind in vault_kinds(upstream) {
+            if let Some(value) = vault.get(SHARED, &upstream.name, &kind).await? {
+                let text =
+                    String::from_utf8(value.to_vec()).map_err(|_| StartError::VaultValue {
+                        upstream: upstream.name.clone(),
+                        kind: kind.clone(),
+                        reason: "it is not text".into(),
+                    })?;
+                values.insert(kind, Secret::new(text));
+            }
+        }
+        if let Err(missing) = fill_vault_refs(upstream, &values) {
+            return Err(StartError::VaultValue {
+                upstream: upstream.name.clone(),
+                kind: missing.join("`, `"),
+                reason: format!(
+                    "the vault has no such value for it: set it with `warrant vault set {} KIND` \
+                     (or import the file it came from again with the same data directory)",
+                    upstream.name
+                ),
+            });
+        }
+    }
     for upstream in &mut config.upstreams {
         if !upstream.auth.from_vault {
             continue;
@@ -423,7 +458,7 @@ async fn with_vault_shared_keys(config: &Config, vault: &Vault) -> Config {
             }
         }
     }
-    config
+    Ok(config)
 }
 
 fn public_url_of(config: &Config, local_addr: SocketAddr) -> url::Url {

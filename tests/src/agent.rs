@@ -228,6 +228,35 @@ pub async fn admin_approves_agent(gw: &TestGateway, name: &str) -> AdminAgent {
     }
 }
 
+/// A member `email` (active), as an admin creates one: their user id.
+pub async fn member(gw: &TestGateway, email: &str) -> String {
+    use warrant_idp::users::{NewUser, Role, Status};
+    gw.running
+        .idp
+        .users
+        .create(NewUser {
+            email: email.into(),
+            display_name: email.into(),
+            role: Role::Member,
+            status: Status::Active,
+        })
+        .await
+        .expect("a member")
+        .id
+}
+
+/// A member `email` with an agent ("EMAIL's agent") granted `allow` for an hour: their
+/// user id and the agent's access token.
+pub async fn member_with_agent(gw: &TestGateway, email: &str, allow: &[&str]) -> (String, String) {
+    let user = member(gw, email).await;
+    let agent = register_public(gw, &format!("{email}'s agent")).await;
+    let resource = format!("{}/mcp", gw.public_url());
+    let token = token_for_grant(gw, &user, &agent, &resource, allow, &[])
+        .await
+        .access;
+    (user, token)
+}
+
 /// A grant as the consent screen would store it (any patterns), and a token for it
 /// from the real `/token`.
 pub async fn token_for_grant(

@@ -12,6 +12,7 @@
 //! databases (the test script starts one); each gateway gets a database of its own.
 
 pub mod agent;
+pub mod at_rest;
 pub mod client;
 pub mod oidc;
 pub mod passkey;

@@ -6,10 +6,8 @@
 //! or every PostgreSQL row), and nobody sees another person's state. People sign in with
 //! email links through a real SMTP server.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use warrant_consent::vault::SHARED;
+use warrant_e2e::at_rest::{CapturedLog, database_bytes, in_clear};
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::{Browser, Page, encode};
 use warrant_e2e::{Backend, TestGateway, fixture_http, node_modules, repo_root};
@@ -105,51 +103,14 @@ async fn stored(gw: &TestGateway, owner: &str, upstream: &str) -> Option<String>
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// What the database holds at rest: every byte of the data directory (the SQLite file
-/// and its WAL), or every row of every PostgreSQL table as text.
+/// What the database holds at rest, checked to have been read.
 async fn at_rest(gw: &TestGateway) -> Vec<u8> {
-    use sqlx::Row;
-    let mut bytes = Vec::new();
-    match &gw.running.db {
-        warrant_idp::db::Db::Sqlite(_) => {
-            for entry in std::fs::read_dir(gw.data_dir.path())
-                .expect("the data directory")
-                .flatten()
-            {
-                if entry.path().is_file() {
-                    bytes.extend(std::fs::read(entry.path()).unwrap_or_default());
-                }
-            }
-        }
-        warrant_idp::db::Db::Postgres(pool) => {
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = 'public'",
-            )
-            .fetch_all(pool)
-            .await
-            .expect("tables");
-            for table in tables {
-                let rows = sqlx::query(&format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t"))
-                    .fetch_all(pool)
-                    .await
-                    .expect("rows");
-                for row in rows {
-                    bytes.extend(row.get::<String, _>(0).into_bytes());
-                    bytes.push(b'\n');
-                }
-            }
-        }
-    }
+    let bytes = database_bytes(gw).await;
     assert!(
         in_clear(&bytes, "consent_vault") || in_clear(&bytes, "api_key"),
         "the database was read"
     );
     bytes
-}
-
-fn in_clear(bytes: &[u8], key: &str) -> bool {
-    bytes.windows(key.len()).any(|w| w == key.as_bytes())
 }
 
 /// `warrant vault list` against the gateway's database.
@@ -546,32 +507,11 @@ async fn the_pages_work_in_chromium() {
     gw.stop().await;
 }
 
-/// Every log line of this test process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// With every log event at debug captured (each test is a process of its own under
 /// nextest): keys connected, replaced, refused and set by an admin never reach the log.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_key_typed_on_a_page_reaches_the_log() {
-    let log = Captured::default();
+    let log = CapturedLog::default();
     let _ = tracing_subscriber::fmt()
         // The test browser's own cookie jar (a crate Warrant does not use) logs cookies.
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug,cookie_store=off"))
@@ -603,7 +543,7 @@ async fn no_key_typed_on_a_page_reaches_the_log() {
     assert_eq!(done.status, 303, "{}", done.body);
     gw.stop().await;
 
-    let text = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    let text = String::from_utf8_lossy(&log.bytes()).into_owned();
     assert!(
         text.contains("a person stored their key for an upstream")
             && text.contains("admin set an upstream's shared key"),

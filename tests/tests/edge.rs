@@ -268,25 +268,9 @@ async fn an_idle_session_expires_and_its_id_gets_404() {
 
 /// A person with an agent allowed every `flaky` tool: their access token.
 async fn person_with_agent(gateway: &TestGateway, email: &str) -> String {
-    use warrant_idp::users::{NewUser, Role, Status};
-    let user = gateway
-        .running
-        .idp
-        .users
-        .create(NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role: Role::Member,
-            status: Status::Active,
-        })
+    warrant_e2e::agent::member_with_agent(gateway, email, &["flaky.*"])
         .await
-        .expect("a person")
-        .id;
-    let agent = warrant_e2e::agent::register_public(gateway, &format!("{email}'s agent")).await;
-    let resource = format!("{}/mcp", gateway.public_url());
-    warrant_e2e::agent::token_for_grant(gateway, &user, &agent, &resource, &["flaky.*"], &[])
-        .await
-        .access
+        .1
 }
 
 /// A stateless `notifications/cancelled` of request 7 with `token`: the HTTP status.

@@ -9,12 +9,11 @@ use std::time::Duration;
 use warrant_consent::ceilings::{Ceilings, SubjectKind};
 use warrant_consent::token::Risk;
 use warrant_e2e::agent::{
-    AdminAgent, Tokens, admin_approves_agent, register_public, token_for_grant, unix_now,
+    AdminAgent, Tokens, admin_approves_agent, member, register_public, token_for_grant, unix_now,
 };
 use warrant_e2e::client::{ToolChanges, connect_with_token, heard_more, tool_names};
 use warrant_e2e::web::Browser;
 use warrant_e2e::{Backend, TestClient, TestGateway, demo_upstream};
-use warrant_idp::users::{NewUser, Role, Status};
 
 /// How long a notification that should not come is given to arrive anyway.
 const QUIET: Duration = Duration::from_millis(1500);
@@ -71,21 +70,6 @@ impl Listener {
         drop(self.stream);
         self.client.cancel().await.expect("close");
     }
-}
-
-async fn member(gw: &TestGateway, email: &str) -> String {
-    gw.running
-        .idp
-        .users
-        .create(NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role: Role::Member,
-            status: Status::Active,
-        })
-        .await
-        .expect("a member")
-        .id
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,27 +22,7 @@ const REDACTED: &str = "[redacted by Warrant]";
 
 /// A person with an agent allowed every tool of `keyed`: their user id and token.
 async fn person(gw: &TestGateway, email: &str) -> (String, String) {
-    use warrant_idp::users::{NewUser, Role, Status};
-    let user = gw
-        .running
-        .idp
-        .users
-        .create(NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role: Role::Member,
-            status: Status::Active,
-        })
-        .await
-        .expect("a person")
-        .id;
-    let agent = warrant_e2e::agent::register_public(gw, &format!("{email}'s agent")).await;
-    let resource = format!("{}/mcp", gw.public_url());
-    let token =
-        warrant_e2e::agent::token_for_grant(gw, &user, &agent, &resource, &["keyed.*"], &[])
-            .await
-            .access;
-    (user, token)
+    warrant_e2e::agent::member_with_agent(gw, email, &["keyed.*"]).await
 }
 
 /// Stores `key` as `user`'s for `keyed`, as the connections page does.

@@ -4,80 +4,18 @@
 //! every secret the run used is looked for in the log text and in the database (the
 //! SQLite file and its write-ahead log, or every row of every PostgreSQL table).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 use warrant_e2e::agent::{
     CHALLENGE, REDIRECT, VERIFIER, authorize_path, consent_fields, http, json_of, query_of,
     token_request,
 };
+use warrant_e2e::at_rest::{CapturedLog, database_bytes};
 use warrant_e2e::raw::modern_call;
 use warrant_e2e::{Backend, TestGateway, demo_upstream};
 
-/// Every log line of this test process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// Every row of every table, as text.
-async fn database_text(gw: &TestGateway) -> String {
-    use sqlx::Row;
-    match &gw.running.db {
-        warrant_idp::db::Db::Sqlite(_) => {
-            let mut text = String::new();
-            for name in ["warrant.db", "warrant.db-wal"] {
-                if let Ok(bytes) = std::fs::read(gw.data_dir.path().join(name)) {
-                    text.push_str(&String::from_utf8_lossy(&bytes));
-                }
-            }
-            assert!(text.contains("idp_users"), "the database file was read");
-            text
-        }
-        warrant_idp::db::Db::Postgres(pool) => {
-            let tables: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = 'public'",
-            )
-            .fetch_all(pool)
-            .await
-            .expect("tables");
-            let mut text = String::new();
-            for table in tables {
-                let rows = sqlx::query(&format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t"))
-                    .fetch_all(pool)
-                    .await
-                    .expect("rows");
-                for row in rows {
-                    text.push_str(&row.get::<String, _>(0));
-                    text.push('\n');
-                }
-            }
-            assert!(text.contains("admin@example.com"), "the tables were read");
-            text
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_of_a_run_is_in_the_log_or_the_database() {
-    let log = Captured::default();
+    let log = CapturedLog::default();
     let _ = tracing_subscriber::fmt()
         // Everything at debug but the test browser's own cookie jar (a crate Warrant
         // does not use), which logs the cookies it is given.
@@ -197,8 +135,12 @@ async fn no_secret_of_a_run_is_in_the_log_or_the_database() {
 
     // Let the periodic writers (budgets, sessions) run once more, then look.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let database = database_text(&gw).await;
-    let logged = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    let database = String::from_utf8_lossy(&database_bytes(&gw).await).into_owned();
+    assert!(
+        database.contains("idp_users") || database.contains("admin@example.com"),
+        "the database was read"
+    );
+    let logged = String::from_utf8_lossy(&log.bytes()).into_owned();
     assert!(
         logged.contains("DEBUG") || logged.contains("INFO"),
         "the log was captured"

@@ -23,8 +23,7 @@ use warrant_idp::IdpError;
 
 use crate::UiState;
 use crate::extract::{Admin, CsrfForm, SignedIn};
-use crate::page::{MessagePage, PageError, when};
-use crate::servers::path_segment;
+use crate::page::{MessagePage, PageError, path_segment, when};
 
 /// The longest key a page accepts, in bytes.
 const MAX_KEY_BYTES: usize = 4 * 1024;

@@ -162,6 +162,19 @@ pub(crate) fn when(unix: i64) -> String {
     )
 }
 
+/// A name as one URL path segment (tool names may hold `/`, `?`, spaces…).
+pub(crate) fn path_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

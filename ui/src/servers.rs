@@ -19,7 +19,7 @@ use warrant_idp::IdpError;
 use crate::UiState;
 use crate::connections::{ServerAuth, server_auth, take_flash};
 use crate::extract::Admin;
-use crate::page::{PageError, when};
+use crate::page::{PageError, path_segment, when};
 
 pub(crate) fn routes() -> Router<UiState> {
     Router::new()
@@ -651,17 +651,4 @@ fn tool_url(server: &str, tool: &str) -> String {
         path_segment(server),
         path_segment(tool)
     )
-}
-
-/// A name as one URL path segment (tool names may hold `/`, `?`, spaces…).
-pub(crate) fn path_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

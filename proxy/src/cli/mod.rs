@@ -39,6 +39,9 @@ enum Command {
         /// Write the TOML here instead of standard output (an existing file is kept).
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Where the secrets found go: the vault of this data directory or database.
+        #[command(flatten)]
+        place: keys::Place,
     },
     /// Manage the root keys that sign access tokens.
     Keys {
@@ -71,7 +74,11 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Check { config } => check::run(config),
-        Command::Import { file, output } => import::run(&file, output.as_deref()),
+        Command::Import {
+            file,
+            output,
+            place,
+        } => import::run(&file, output.as_deref(), &place),
         Command::Serve(args) => serve::run(args),
         Command::Keys { command } => keys::run(command),
         Command::Policy { command } => policy::run(command),

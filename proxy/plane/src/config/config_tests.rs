@@ -226,19 +226,81 @@ fn import_converts_mcp_servers_json() {
         "everything": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"]},
         "my remote": {"type": "http", "url": "https://h/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}},
         "legacy": {"type": "sse", "url": "http://h/sse", "autoApprove": []},
-        "keys": {"command": "srv", "env": {"API_KEY": "literal"}, "disabled": true}
+        "keys": {"command": "srv", "env": {"API_KEY": "literal", "MODE": "fast"}, "disabled": true}
     }}"#;
-    let (raw, text) = import_mcp_servers(json).expect("import");
-    assert_eq!(raw.upstreams.len(), 4);
+    let imported = import_mcp_servers(json).expect("import");
+    let text = &imported.text;
+    assert_eq!(imported.config.upstreams.len(), 4);
     assert!(text.contains("[upstreams.my-remote]"), "{text}");
     assert!(text.contains("type = \"sse\""), "{text}");
+    // A reference stays a reference; a literal secret goes to the vault.
+    assert!(text.contains("Bearer ${TOKEN}"), "{text}");
+    assert!(!text.contains("literal"), "{text}");
     assert!(
-        text.contains("# upstreams.keys: API_KEY holds a literal secret"),
+        text.contains("[upstreams.keys.env.API_KEY]\nvault = \"env.API_KEY\""),
         "{text}"
     );
+    assert!(text.contains("MODE = \"fast\""), "{text}");
+    let moved: Vec<_> = imported
+        .moved
+        .iter()
+        .map(|m| (m.upstream.as_str(), m.kind.as_str(), m.value.expose()))
+        .collect();
+    assert_eq!(moved, [("keys", "env.API_KEY", "literal")]);
     // The output is itself a valid configuration (given the referenced variable).
-    let reparsed: RawConfig = toml::from_str(&text).expect("valid TOML");
+    let reparsed: RawConfig = toml::from_str(text).expect("valid TOML");
     assert_eq!(reparsed.upstreams.len(), 4);
+}
+
+#[test]
+fn import_moves_secrets_out_of_urls_and_arguments() {
+    let json = r#"{"mcpServers": {
+        "search": {"url": "https://u:p%40ss@h.example/mcp?region=eu&apiKey=k%2B1"},
+        "gh": {"command": "srv", "args": ["--token", "t-123", "--org=acme", "--api-key=zz9", "ghp_abc"],
+               "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_def", "LOG": "sk-looks-like-a-key"}}
+    }}"#;
+    let imported = import_mcp_servers(json).expect("import");
+    let text = &imported.text;
+    for secret in [
+        "p%40ss", "p@ss", "k%2B1", "t-123", "zz9", "ghp_abc", "ghp_def", "sk-looks",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(
+        text.contains("https://h.example/mcp?region=eu&apiKey=${vault:url.apiKey}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"--token\", \"${vault:arg.1}\", \"--org=acme\", \"--api-key=${vault:arg.3}\", \"${vault:arg.4}\""),
+        "{text}"
+    );
+    let value = |kind: &str| {
+        imported
+            .moved
+            .iter()
+            .find(|m| m.kind == kind)
+            .map(|m| m.value.expose().to_owned())
+    };
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("u:p@ss");
+    assert_eq!(
+        value("header.Authorization"),
+        Some(format!("Basic {basic}"))
+    );
+    assert_eq!(value("url.apiKey").as_deref(), Some("k+1"));
+    assert_eq!(value("arg.1").as_deref(), Some("t-123"));
+    assert_eq!(value("arg.3").as_deref(), Some("zz9"));
+    assert_eq!(value("arg.4").as_deref(), Some("ghp_abc"));
+    assert_eq!(value("env.LOG").as_deref(), Some("sk-looks-like-a-key"));
+    // What the configuration refers to is what was moved, and it validates.
+    let mut problems = Vec::new();
+    let config = validate(&imported.config, &Overrides::default(), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    for upstream in &config.expect("valid").upstreams {
+        for kind in super::vault_kinds(upstream) {
+            assert!(value(&kind).is_some(), "{kind} was moved");
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::raw::{RawConfig, RawUpstream};
-use super::value::ValueRef;
+use super::value::{Secret, ValueRef};
+use super::vault_refs::placeholder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -42,11 +43,37 @@ struct JsonServer {
     disabled: bool,
 }
 
-/// Converts `mcpServers` JSON text into a configuration, returned as TOML text with
-/// the server names made valid (`my server` becomes `my-server`). Secrets stay as the
-/// `${VAR}` references the file had; a literal that looks like a secret is kept but
-/// flagged in a comment so the operator moves it to the environment.
-pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError> {
+/// What `warrant import` made of an `mcpServers` file.
+#[derive(Debug)]
+pub struct Imported {
+    pub config: RawConfig,
+    /// The configuration as TOML: references only, never a secret.
+    pub text: String,
+    /// The secrets found, to be stored in the vault as the named upstream's shared
+    /// records of their kind (the configuration refers to them).
+    pub moved: Vec<MovedSecret>,
+}
+
+/// A secret `warrant import` took out of the file.
+#[derive(Debug)]
+pub struct MovedSecret {
+    /// The upstream's name in the configuration.
+    pub upstream: String,
+    /// The vault record kind the configuration refers to (`env.GITHUB_TOKEN`).
+    pub kind: String,
+    /// Where it was, for the operator (`env GITHUB_TOKEN`, `URL query api_key`).
+    pub found_in: String,
+    pub value: Secret,
+}
+
+/// Converts `mcpServers` JSON text into a configuration, with the server names made
+/// valid (`my server` becomes `my-server`). `${VAR}` references stay as they are; every
+/// literal secret found (a value of an environment variable or header whose name or
+/// value looks like one, a password or secret query parameter in a URL, the value of a
+/// secret-named flag in the arguments) is taken out: the configuration refers to the
+/// vault instead (`{ vault = "KIND" }`, or `${vault:KIND}` inside a URL or argument), and
+/// the secret is returned to be stored there.
+pub fn import_mcp_servers(json: &str) -> Result<Imported, ImportError> {
     let value: serde_json::Value = serde_json::from_str(json)?;
     let servers = value
         .get("mcpServers")
@@ -54,7 +81,7 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
         .and_then(|v| v.as_object())
         .ok_or(ImportError::NoServers)?;
     let mut config = RawConfig::default();
-    let mut warnings = Vec::new();
+    let mut moved = Vec::new();
     for (original, entry) in servers {
         let server: JsonServer =
             serde_json::from_value(entry.clone()).map_err(|e| ImportError::Server {
@@ -81,29 +108,22 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
                 });
             }
         };
-        for (key, value) in server.env.iter().chain(server.headers.iter()) {
-            if !value.contains("${") && looks_secret(key) {
-                warnings.push(format!(
-                    "# upstreams.{name}: {key} holds a literal secret; replace it with \"${{VAR}}\" and set VAR in the environment"
-                ));
-            }
-        }
+        let mut found = Found {
+            upstream: name.clone(),
+            moved: &mut moved,
+        };
+        let env = found.values("env", server.env);
+        let mut headers = found.values("header", server.headers);
+        let url = url.map(|u| found.url(&u, &mut headers));
+        let args = found.args(server.args);
         let upstream = RawUpstream {
             kind,
             command: server.command,
-            args: server.args,
-            env: server
-                .env
-                .into_iter()
-                .map(|(k, v)| (k, ValueRef::Literal(v)))
-                .collect(),
+            args,
+            env,
             cwd: server.cwd.map(Into::into),
             url,
-            headers: server
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k, ValueRef::Literal(v)))
-                .collect(),
+            headers,
             enabled: server.disabled.then_some(false),
             ..RawUpstream::default()
         };
@@ -116,13 +136,154 @@ pub fn import_mcp_servers(json: &str) -> Result<(RawConfig, String), ImportError
         }
     }
     let mut text = String::from("# Imported from mcpServers JSON by `warrant import`.\n");
-    for warning in warnings {
-        text.push_str(&warning);
-        text.push('\n');
+    if !moved.is_empty() {
+        text.push_str(
+            "# Secrets found in the file were moved to Warrant's vault (run Warrant with the\n\
+             # same data directory); this file only refers to them:\n",
+        );
+        for secret in &moved {
+            text.push_str(&format!(
+                "#   upstreams.{}: {} -> vault `{}`\n",
+                secret.upstream, secret.found_in, secret.kind
+            ));
+        }
     }
     text.push('\n');
     text.push_str(&toml::to_string(&config)?);
-    Ok((config, text))
+    Ok(Imported {
+        config,
+        text,
+        moved,
+    })
+}
+
+/// The secrets found in one server's entry.
+struct Found<'a> {
+    upstream: String,
+    moved: &'a mut Vec<MovedSecret>,
+}
+
+impl Found<'_> {
+    /// Moves `value` to the vault as `kind`; what the configuration writes instead.
+    fn take(&mut self, kind: String, found_in: String, value: String) -> String {
+        self.moved.push(MovedSecret {
+            upstream: self.upstream.clone(),
+            kind: kind.clone(),
+            found_in,
+            value: Secret::new(value),
+        });
+        kind
+    }
+
+    /// Environment variables or headers (`what`): a literal secret becomes a vault
+    /// reference.
+    fn values(
+        &mut self,
+        what: &str,
+        values: BTreeMap<String, String>,
+    ) -> BTreeMap<String, ValueRef> {
+        values
+            .into_iter()
+            .map(|(key, value)| {
+                let secret = !value.contains("${")
+                    && !value.is_empty()
+                    && (looks_secret(&key) || looks_like_token(&value));
+                let value = if secret {
+                    let kind = self.take(format!("{what}.{key}"), format!("{what} {key}"), value);
+                    ValueRef::Vault { vault: kind }
+                } else {
+                    ValueRef::Literal(value)
+                };
+                (key, value)
+            })
+            .collect()
+    }
+
+    /// A URL: a password in it becomes a `Basic` authorization header from the vault
+    /// (what an HTTP client sends for it), a secret query parameter `${vault:KIND}`.
+    fn url(&mut self, text: &str, headers: &mut BTreeMap<String, ValueRef>) -> String {
+        let Ok(mut url) = url::Url::parse(text) else {
+            return text.to_owned();
+        };
+        let has_authorization = headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("authorization"));
+        if let Some(password) = url.password().map(str::to_owned)
+            && !has_authorization
+        {
+            use base64::Engine;
+            let decode = |s: &str| percent_decoded(&s.replace('+', "%2B"));
+            let user = decode(url.username());
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", decode(&password)));
+            let kind = self.take(
+                "header.Authorization".into(),
+                "URL password".into(),
+                format!("Basic {basic}"),
+            );
+            headers.insert("Authorization".into(), ValueRef::Vault { vault: kind });
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        if let Some(query) = url.query().map(str::to_owned) {
+            let mut changed = false;
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, value))
+                        if !value.is_empty()
+                            && !value.contains("${")
+                            && (looks_secret(name) || looks_like_token(value)) =>
+                    {
+                        let value = percent_decoded(value);
+                        let kind =
+                            self.take(format!("url.{name}"), format!("URL query {name}"), value);
+                        changed = true;
+                        format!("{name}={}", placeholder(&kind))
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            if changed {
+                url.set_query(Some(&pairs.join("&")));
+            }
+        }
+        url.to_string()
+    }
+
+    /// Arguments: the value after a secret-named flag (`--api-key VALUE`,
+    /// `--token=VALUE`), or one that looks like a token, becomes `${vault:arg.N}`.
+    fn args(&mut self, args: Vec<String>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(args.len());
+        for (i, arg) in args.into_iter().enumerate() {
+            let after_flag = out.last().is_some_and(|prev| {
+                prev.starts_with('-') && !prev.contains('=') && looks_secret(prev)
+            });
+            if let Some((flag, value)) = arg.split_once('=')
+                && flag.starts_with('-')
+                && looks_secret(flag)
+                && !value.is_empty()
+                && !value.contains("${")
+            {
+                let kind = self.take(
+                    format!("arg.{i}"),
+                    format!("argument {flag}"),
+                    value.to_owned(),
+                );
+                out.push(format!("{flag}={}", placeholder(&kind)));
+            } else if !arg.starts_with('-')
+                && !arg.contains("${")
+                && !arg.is_empty()
+                && (after_flag || looks_like_token(&arg))
+            {
+                let kind = self.take(format!("arg.{i}"), format!("argument {}", i + 1), arg);
+                out.push(placeholder(&kind));
+            } else {
+                out.push(arg);
+            }
+        }
+        out
+    }
 }
 
 fn sanitize(name: &str) -> String {
@@ -143,6 +304,15 @@ fn sanitize(name: &str) -> String {
     }
 }
 
+/// A query value decoded (`%XX` escapes, `+` as a space).
+fn percent_decoded(text: &str) -> String {
+    url::form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether a name (of a variable, header, query parameter or flag) says it holds a secret.
 fn looks_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     [
@@ -150,9 +320,39 @@ fn looks_secret(key: &str) -> bool {
         "secret",
         "key",
         "password",
-        "authorization",
+        "passwd",
+        "auth",
         "credential",
+        "cookie",
+        "session",
     ]
     .iter()
     .any(|word| key.contains(word))
+}
+
+/// Whether a value looks like a well-known kind of token, whatever its name.
+fn looks_like_token(value: &str) -> bool {
+    [
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "github_pat_",
+        "glpat-",
+        "sk-",
+        "sk_live_",
+        "sk_test_",
+        "rk_live_",
+        "xoxb-",
+        "xoxp-",
+        "xapp-",
+        "lin_api_",
+        "ntn_",
+        "AKIA",
+        "AIza",
+        "Bearer ",
+        "Basic ",
+    ]
+    .iter()
+    .any(|prefix| value.starts_with(prefix))
 }

@@ -17,6 +17,7 @@ mod upstream;
 mod upstream_auth;
 mod value;
 mod vault;
+mod vault_refs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use auth::AuthConfig;
-pub use import::{ImportError, import_mcp_servers};
+pub use import::{ImportError, Imported, MovedSecret, import_mcp_servers};
 pub use limits::McpLimits;
 pub use oauth::OAuthConfig;
 pub use policy::{DEFAULT_CEILING, PolicyConfig};
@@ -36,6 +37,7 @@ pub use upstream_auth::{API_KEY, AuthMode, KeyPlace, RawUpstreamAuth, UpstreamAu
 use value::duration;
 pub use value::{Secret, ValueRef, decode_key_32, resolve};
 pub use vault::{RawVault, VaultConfig};
+pub use vault_refs::{fill_vault_refs, placeholder, vault_kinds};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

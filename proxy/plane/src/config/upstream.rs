@@ -39,6 +39,9 @@ pub struct UpstreamConfig {
     pub trust_annotations: Option<bool>,
     /// Whose credential the upstream is given, and where it goes.
     pub auth: UpstreamAuth,
+    /// Values from the vault written into its `url` or `args` (see `vault_refs`), filled
+    /// in at start: redacted from its answers like its credentials.
+    pub inline_secrets: Vec<Secret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,6 +281,7 @@ pub(super) fn validate_upstream(
         restart_backoff_max,
         trust_annotations: raw.trust_annotations,
         auth,
+        inline_secrets: Vec::new(),
     })
 }
 
@@ -312,6 +316,10 @@ fn sessions(
 
 fn check_values(values: &BTreeMap<String, ValueRef>, path: &str, problems: &mut Vec<Problem>) {
     for (key, value) in values {
+        // A vault reference is read at start, from the database.
+        if matches!(value, ValueRef::Vault { .. }) {
+            continue;
+        }
         if let Err(e) = resolve(value) {
             problems.push(Problem::new(format!("{path}.{key}"), e));
         }

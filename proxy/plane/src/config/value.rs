@@ -61,6 +61,10 @@ pub fn resolve(value: &ValueRef) -> Result<Secret, String> {
             .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
             .map_err(|e| format!("cannot read secret file {}: {e}", file.display())),
         ValueRef::Given(secret) => Ok(secret.clone()),
+        ValueRef::Vault { vault } => Err(format!(
+            "the vault's `{vault}` is read when Warrant starts (and only for an upstream's \
+             `headers` and `env`)"
+        )),
     }
 }
 
@@ -113,6 +117,11 @@ pub enum ValueRef {
     },
     File {
         file: PathBuf,
+    },
+    /// The upstream's shared record of this kind in the vault (`{ vault = "env.TOKEN" }`),
+    /// read at start (`warrant import` writes these).
+    Vault {
+        vault: String,
     },
     /// A value Warrant itself puts in (a key from the vault): taken as it is, never
     /// expanded, never read from or written to a file.

@@ -121,6 +121,7 @@ fn redactions_of(config: &UpstreamConfig) -> Redactions {
         .values()
         .filter(|value| !matches!(value, ValueRef::Literal(text) if !text.contains("${")))
         .filter_map(|value| resolve(value).ok())
+        .chain(config.inline_secrets.iter().cloned())
         .collect();
     Redactions::of(secrets.iter().map(|s| s.expose()))
 }
