@@ -18,7 +18,9 @@
 #                          answers as SSE), stateless (JSON, no session id) or json
 #   CG_GATEWAY=token       token: the default config, every call with a real access token
 #                          minted by target/release/bench_token (verify, revocation and the
-#                          decision are counted); none: mcp.authorization = "none"
+#                          decision are counted); none: mcp.authorization = "none"; keyed:
+#                          as token, the upstream with `auth.mode = "person_key"` (the
+#                          person's own connection, their key from the vault injected)
 #   CG_DURATION=10s        how long to drive calls (under callgrind)
 #   CG_CONCURRENCY=1       workers
 #   CG_OUT=                keep the callgrind profile at this path (for callgrind_annotate)
@@ -39,14 +41,14 @@ BENCH=$RELEASE_DIR/warrant_bench
 UPSTREAM=$RELEASE_DIR/bench_upstream
 TOKEN_TOOL=$RELEASE_DIR/bench_token
 case $GATEWAY in
-    none | token) ;;
-    *) echo "CG_GATEWAY must be none or token" >&2; exit 2 ;;
+    none | token | keyed) ;;
+    *) echo "CG_GATEWAY must be none, token or keyed" >&2; exit 2 ;;
 esac
 case $UPSTREAM_MODE in
     sse | stateless | json) ;;
     *) echo "CG_UPSTREAM_MODE must be sse, stateless or json" >&2; exit 2 ;;
 esac
-if [[ $GATEWAY == token && ! -x $TOKEN_TOOL ]]; then
+if [[ $GATEWAY != none && ! -x $TOKEN_TOOL ]]; then
     echo "missing $TOKEN_TOOL: cargo build --release -p warrant-fixtures --features token --bin bench_token" >&2
     exit 1
 fi
@@ -74,6 +76,9 @@ mkdir -p "$WORK/data"
     if [[ $GATEWAY == none ]]; then
         printf '\n[mcp]\nauthorization = "none"\n'
     fi
+    if [[ $GATEWAY == keyed ]]; then
+        printf '\n[upstreams.bench.auth]\nmode = "person_key"\n'
+    fi
 } >"$WORK/warrant.toml"
 # Below the ephemeral range (32768 and up on Linux), where connections of earlier runs linger.
 port=$((20000 + RANDOM % 12000))
@@ -90,8 +95,13 @@ for _ in $(seq 600); do
 done
 
 HEADERS=()
-if [[ $GATEWAY == token ]]; then
-    token=$("$TOKEN_TOOL" --config "$WORK/warrant.toml" --data-dir "$WORK/data" --url "$base/mcp")
+if [[ $GATEWAY != none ]]; then
+    person_key=()
+    if [[ $GATEWAY == keyed ]]; then
+        person_key=(--person-key bench=bench-person-key-3f9a7c2e)
+    fi
+    token=$("$TOKEN_TOOL" --config "$WORK/warrant.toml" --data-dir "$WORK/data" --url "$base/mcp" \
+        "${person_key[@]}")
     HEADERS+=(--header "Authorization: Bearer $token")
     # One call before counting: the token's first verification (signatures, identity)
     # and its first decision are a cost per token, not per call.

@@ -81,6 +81,20 @@ async fn whoami(gw: &TestGateway, token: &str) -> String {
     text_of(&modern_call(&gw.url(), Some(token), "keyed__whoami", json!({})).await)
 }
 
+/// `resources/read` of `keyed://whoami` in a session with `token`: the text read.
+async fn read_whoami(gw: &TestGateway, token: &str) -> String {
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token.to_owned());
+    raw.initialize("2025-11-25").await;
+    let reply = raw
+        .request(5, "resources/read", json!({"uri": "keyed://whoami"}))
+        .await;
+    let response = reply.response(5);
+    response["result"]["contents"][0]["text"]
+        .as_str()
+        .map_or_else(|| response.to_string(), str::to_owned)
+}
+
 /// A 2026-07-28 `tools/call` from a client that declared URL-mode elicitation.
 async fn call_declaring_url_elicitation(gw: &TestGateway, token: &str) -> Value {
     let mut raw = Raw::new(&gw.url());
@@ -148,6 +162,9 @@ async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_c
     // Once Bob connects, the same call works, with his key.
     connect(&gw, &bob, BOB_KEY).await;
     assert!(whoami(&gw, &bob_token).await.starts_with("bob ("));
+    // Resources are read on each person's own connection too.
+    assert_eq!(read_whoami(&gw, &alice_token).await, "alice");
+    assert_eq!(read_whoami(&gw, &bob_token).await, "bob");
 
     // Concurrent calls of both: nobody ever gets the other's answer.
     let mut calls = Vec::new();
@@ -192,6 +209,70 @@ async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_c
     assert_eq!(reply.response(7)["error"]["code"], -32015, "{reply:?}");
     // Bob's connection is untouched.
     assert!(whoami(&gw, &bob_token).await.starts_with("bob ("));
+    // A person disabled: the connection with their key ends.
+    gw.running
+        .idp
+        .users
+        .set_status(&bob, warrant_idp::users::Status::Disabled)
+        .await
+        .expect("disable bob");
+    let mut open = usize::MAX;
+    for _ in 0..100 {
+        open = gw.running.gateway.keyed_connections("keyed");
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "bob's connection ended");
+    gw.stop().await;
+}
+
+/// A key replaced elsewhere (another replica, or `warrant vault set`: this gateway is not
+/// told) serves within the 10 seconds a connection keeps its key before asking the vault
+/// again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_replaced_on_another_replica_serves_within_ten_seconds() {
+    let (_upstream, url) = fixture_with(
+        "keyed_upstream",
+        &["--keys", KEYS, "http", "--listen", "127.0.0.1:0"],
+    )
+    .await;
+    let config = person_key_config(&format!("[upstreams.keyed]\nurl = {url:?}\n"));
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (alice, alice_token) = person(&gw, "alice@example.com").await;
+    connect(&gw, &alice, ALICE_KEY).await;
+    wait_for_tools(&gw, &alice_token).await;
+    assert!(whoami(&gw, &alice_token).await.starts_with("alice ("));
+    let set = gw
+        .warrant(
+            &[
+                "vault",
+                "set",
+                "keyed",
+                "api_key",
+                "--person",
+                "alice@example.com",
+            ],
+            ALICE_NEW_KEY,
+        )
+        .await;
+    assert!(set.status.success(), "{set:?}");
+    let replaced = std::time::Instant::now();
+    let mut answer = String::new();
+    while replaced.elapsed() < Duration::from_secs(12) {
+        answer = whoami(&gw, &alice_token).await;
+        if answer.starts_with("alice2 (") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answer.starts_with("alice2 ("), "{answer}");
+    assert!(
+        replaced.elapsed() <= Duration::from_secs(11),
+        "served after {:?}",
+        replaced.elapsed()
+    );
     gw.stop().await;
 }
 

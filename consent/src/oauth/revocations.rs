@@ -161,6 +161,11 @@ impl RevokedSet {
         self.ids.load_full()
     }
 
+    /// The disabled people now (user id → email).
+    pub fn disabled(&self) -> Arc<HashMap<String, String>> {
+        self.disabled.load_full()
+    }
+
     /// What a token is checked against: the revoked ids and the disabled people, as
     /// they are now (two `Arc`s).
     pub fn view(&self) -> RevokedView {

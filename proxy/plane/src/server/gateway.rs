@@ -18,9 +18,10 @@ use warrant_consent::oauth::RevokedSet;
 
 use super::clients::{ClientSessions, concerns};
 use super::park::Park;
+use super::stage::authenticate::token_caller;
 use super::stage::credentials::{self, Credentials, KeySource};
 use crate::config::{Config, StartMode};
-use crate::enforce::approve::ApprovalDesk;
+use crate::enforce::approve::{ApprovalDesk, declares_url_elicitation};
 use crate::enforce::audience::Audience;
 use crate::enforce::auth::{Caller, McpAuth};
 use crate::periodic::Periodic;
@@ -345,6 +346,23 @@ impl Gateway {
         self.keyed_credentials(upstream, owner, elicit).await
     }
 
+    /// The connection a request of the MCP handler (`prompts/get`, `resources/read`) to
+    /// `upstream` goes on: the one with the caller's key where the upstream takes one
+    /// per person (or a shared key from the vault), else `upstream` itself.
+    pub(super) async fn connection_for(
+        &self,
+        upstream: &Arc<Upstream>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Arc<Upstream>, GatewayError> {
+        if !upstream.config.auth.keyed() {
+            return Ok(upstream.clone());
+        }
+        let caller = token_caller(context);
+        let elicit = declares_url_elicitation(context, era_of(context));
+        let credentials = self.credentials(upstream, caller.as_ref(), elicit).await?;
+        Ok(credentials.upstream(upstream).clone())
+    }
+
     async fn keyed_credentials(
         &self,
         upstream: &Upstream,
@@ -599,13 +617,15 @@ impl Gateway {
     }
 
     /// Follows the revocation set (refreshed elsewhere every second, updated at once by
-    /// revocations made here): the clients of a grant that was just revoked are told.
+    /// revocations made here): the clients of a grant that was just revoked are told,
+    /// and the connections built with the keys of a person just disabled end.
     pub fn follow_revocations(&self, revoked: RevokedSet) {
         if self.auth().is_none() {
             return;
         }
         let gateway = self.clone();
         let mut seen = revoked.current();
+        let mut seen_disabled = revoked.disabled();
         Periodic::every(
             REVOCATION_WATCH,
             "cannot follow the revocations",
@@ -621,6 +641,15 @@ impl Gateway {
                     // that have clients here match anything.
                     gateway.tools_changed_for(Audience::Grants(fresh));
                 }
+            }
+            let disabled = revoked.disabled();
+            if !Arc::ptr_eq(&disabled, &seen_disabled) {
+                for person in disabled.keys().filter(|p| !seen_disabled.contains_key(*p)) {
+                    for keyed in gateway.inner.keyed.values() {
+                        keyed.forget(person);
+                    }
+                }
+                seen_disabled = disabled;
             }
             std::future::ready(Ok::<(), std::convert::Infallible>(()))
         });

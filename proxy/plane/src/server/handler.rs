@@ -191,7 +191,9 @@ impl ServerHandler for Gateway {
             CallArgs::new(),
         )?;
         request.name = route.original.to_string();
-        let sent = relay::send_answering(self, &route.upstream, &context, |answers| {
+        // Credentials: the person's own connection where the upstream takes their key.
+        let upstream = self.connection_for(&route.upstream, &context).await?;
+        let sent = relay::send_answering(self, &upstream, &context, |answers| {
             let mut get = request.clone();
             if let Some((responses, state)) = answers {
                 get.input_responses = Some(responses);
@@ -203,14 +205,14 @@ impl ServerHandler for Gateway {
         match sent {
             ServerResult::GetPromptResult(mut r) => {
                 complete(&mut r.result_type);
-                let r = inspect::value(r, route.upstream.redactions())?;
+                let r = inspect::value(r, upstream.redactions())?;
                 Ok(GetPromptResponse::Complete(r))
             }
             ServerResult::InputRequiredResult(r) => {
-                let r = inspect::value(r, route.upstream.redactions())?;
+                let r = inspect::value(r, upstream.redactions())?;
                 Ok(GetPromptResponse::InputRequired(r))
             }
-            _ => Err(unexpected(route.upstream.name(), "prompts/get")),
+            _ => Err(unexpected(upstream.name(), "prompts/get")),
         }
     }
 
@@ -273,6 +275,8 @@ impl ServerHandler for Gateway {
             Risk::Low,
             CallArgs::new(),
         )?;
+        // Credentials: the person's own connection where the upstream takes their key.
+        let upstream = self.connection_for(&upstream, &context).await?;
         let sent = relay::send_answering(self, &upstream, &context, |answers| {
             let mut read = request.clone();
             if let Some((responses, state)) = answers {
