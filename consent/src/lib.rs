@@ -22,6 +22,7 @@ pub mod oauth;
 pub mod people;
 pub mod policy;
 pub mod token;
+pub mod upstream_oauth;
 pub mod vault;
 
 #[cfg(test)]

@@ -123,7 +123,14 @@ fn person_key_config(upstream: &str) -> String {
 async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_connect_one() {
     let (_upstream, url) = fixture_with(
         "keyed_upstream",
-        &["--keys", KEYS, "http", "--listen", "127.0.0.1:0"],
+        &[
+            "--keys",
+            KEYS,
+            "--resources",
+            "http",
+            "--listen",
+            "127.0.0.1:0",
+        ],
     )
     .await;
     let config = person_key_config(&format!("[upstreams.keyed]\nurl = {url:?}\n"));
@@ -273,6 +280,83 @@ async fn a_key_replaced_on_another_replica_serves_within_ten_seconds() {
         "served after {:?}",
         replaced.elapsed()
     );
+    gw.stop().await;
+}
+
+/// `warrant vault rotate-key` while calls with a person's key go on, each of them reading
+/// the key afresh from the vault as it is being re-wrapped: no call fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_the_vault_key_while_calls_read_keys_loses_no_call() {
+    const NEW_VAULT_KEY: &str = "bmV3IHZhdWx0IGtleSBmb3IgdGhlIHRlc3QgISEhISE=";
+    let (_upstream, url) = fixture_with(
+        "keyed_upstream",
+        &["--keys", KEYS, "http", "--listen", "127.0.0.1:0"],
+    )
+    .await;
+    // The gateway writes with the key derived from its secret key and can read with the
+    // new one too (a previous key), as every replica must before the rotation to it.
+    let config = format!(
+        "{}[vault]\nprevious_keys = [\"${{WARRANT_TEST_UNSET_VAULT_KEY:-{NEW_VAULT_KEY}}}\"]\n",
+        person_key_config(&format!("[upstreams.keyed]\nurl = {url:?}\n"))
+    );
+    let gw = TestGateway::start_protected(&config, Backend::current()).await;
+    let (alice, alice_token) = person(&gw, "alice@example.com").await;
+    // Alice's key and 300 others under the derived key, so the rotation takes a while.
+    gw.running
+        .vault
+        .put(&alice, "keyed", "api_key", ALICE_KEY.as_bytes())
+        .await
+        .expect("put");
+    for i in 0..300 {
+        gw.running
+            .vault
+            .put(
+                &format!("someone-{i}"),
+                "other",
+                "api_key",
+                b"filler-key-value",
+            )
+            .await
+            .expect("put");
+    }
+    gw.running.gateway.credential_changed(&alice, "keyed");
+    wait_for_tools(&gw, &alice_token).await;
+    assert!(whoami(&gw, &alice_token).await.starts_with("alice ("));
+
+    // A new connection for the key (as after every change of it) never takes the tools
+    // out of the lists while it connects: the next call finds them and is served.
+    for i in 0..10 {
+        gw.running.gateway.credential_changed(&alice, "keyed");
+        let answer = whoami(&gw, &alice_token).await;
+        assert!(
+            answer.starts_with("alice ("),
+            "call {i} after a change: {answer}"
+        );
+    }
+    let configs = tempfile::tempdir().expect("tempdir");
+    let rotate_config = configs.path().join("warrant.toml");
+    std::fs::write(
+        &rotate_config,
+        format!("[vault]\nkey = \"{NEW_VAULT_KEY}\"\n"),
+    )
+    .expect("write");
+    let mut rotate = gw.cli(&["vault", "rotate-key"]);
+    rotate.arg("--config").arg(&rotate_config);
+    let rotation = tokio::spawn(warrant_e2e::run_cli(rotate, ""));
+    let mut calls = 0;
+    while !rotation.is_finished() || calls < 20 {
+        // The key is read afresh from the vault for the next call.
+        gw.running.gateway.credential_changed(&alice, "keyed");
+        let answer = whoami(&gw, &alice_token).await;
+        assert!(answer.starts_with("alice ("), "call {calls}: {answer}");
+        calls += 1;
+    }
+    let rotated = rotation.await.expect("the rotation ran");
+    let printed = String::from_utf8_lossy(&rotated.stdout).into_owned()
+        + &String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{printed}");
+    assert!(printed.contains("re-wrapped 301 data keys"), "{printed}");
+    assert!(whoami(&gw, &alice_token).await.starts_with("alice ("));
     gw.stop().await;
 }
 

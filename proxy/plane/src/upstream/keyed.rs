@@ -38,6 +38,10 @@ pub(crate) struct Keyed {
     entries: Mutex<HashMap<Arc<str>, Entry>>,
     /// Connections replaced or closed while calls may still use them.
     retired: Mutex<Vec<Retired>>,
+    /// What a connection listed last, per era: lent while none is up (between a key's
+    /// replacement and its new connection, or after the last one closed idle), so the
+    /// upstream's tools do not vanish from the lists meanwhile.
+    listed: Mutex<[Option<Arc<Offer>>; 2]>,
 }
 
 struct Entry {
@@ -78,6 +82,7 @@ impl Keyed {
             shutdown,
             entries: Mutex::new(HashMap::new()),
             retired: Mutex::new(Vec::new()),
+            listed: Mutex::new([None, None]),
         }
     }
 
@@ -221,19 +226,32 @@ impl Keyed {
 /// without one: what it offers is learned from a person's (or the shared key's)
 /// connection that is up.
 impl Lender for Keyed {
-    /// What a ready connection lists to clients of `era`, else what one lists to the
-    /// other era (a connection opens the era of its first call only).
+    /// What a ready connection lists to clients of `era` (else what one lists to the
+    /// other era: a connection opens the era of its first call only), remembered; while
+    /// none is up, what was listed last.
     fn offer(&self, era: Era) -> Option<Arc<Offer>> {
-        let entries = self.entries.locked();
-        let listed = |era: Era| {
-            entries
-                .values()
-                .map(|e| e.upstream.lane(era))
-                .filter(|lane| lane.health() == Health::Ready)
-                .map(|lane| lane.offer())
-                .find(|offer| !offer.is_empty())
+        let now_listed = {
+            let entries = self.entries.locked();
+            let listed = |era: Era| {
+                entries
+                    .values()
+                    .map(|e| e.upstream.lane(era))
+                    .filter(|lane| lane.health() == Health::Ready)
+                    .map(|lane| lane.offer())
+                    .find(|offer| !offer.is_empty())
+            };
+            listed(era).or_else(|| listed(era.other()))
         };
-        listed(era).or_else(|| listed(era.other()))
+        let mut last = self.listed.locked();
+        match now_listed {
+            Some(offer) => {
+                last[era.index()] = Some(offer.clone());
+                Some(offer)
+            }
+            None => last[era.index()]
+                .clone()
+                .or_else(|| last[era.other().index()].clone()),
+        }
     }
 }
 
