@@ -92,6 +92,32 @@ fn sessions_are_one_unless_set_and_more_only_for_streamable_http() {
 }
 
 #[test]
+fn a_key_per_person_needs_a_person_behind_each_call() {
+    let upstream = "[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\n\
+                    auth = { mode = \"person_key\" }\n";
+    let config = check(upstream).expect("valid with tokens (the default)");
+    assert!(config.upstreams[0].auth.keyed());
+    let report = check(&format!("{upstream}[mcp]\nauthorization = \"none\"\n"))
+        .expect_err("invalid without tokens");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.path == "upstreams.a.auth.mode" && p.message.contains("no")),
+        "{report}"
+    );
+    // A shared key by reference is no connection per key; one from the vault is.
+    let shared = check(
+        "[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\n\
+         auth = { mode = \"shared\", value = { env = \"HOME\" } }\n\
+         [upstreams.b]\nurl = \"http://127.0.0.1:9/mcp\"\nauth = { mode = \"shared\" }\n",
+    )
+    .expect("valid");
+    assert!(!shared.upstreams[0].auth.keyed());
+    assert!(shared.upstreams[1].auth.keyed());
+}
+
+#[test]
 fn max_connections_is_at_least_one() {
     let config = check("[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\nmax_connections = 3\n")
         .expect("valid");
