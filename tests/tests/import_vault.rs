@@ -16,6 +16,8 @@ const HEADER_KEY: &str = "imp-header-key-4d2a9c";
 const QUERY_KEY: &str = "imp-query-key-8b1e7f";
 const STDIO_KEY: &str = "imp-stdio-key-3c6d0a";
 const OTHER_KEY: &str = "imp-other-key-9e5b21";
+/// In the URL of a server that is not there: its connection errors quote that URL.
+const DOWN_KEY: &str = "imp-down-key-6a0f3d";
 
 /// Calls `tool` without a token (the imported configuration is served on loopback with
 /// `mcp.authorization = "none"`): the text of its result, or the whole response.
@@ -46,11 +48,14 @@ fn bytes_under(dir: &std::path::Path) -> Vec<u8> {
 }
 
 fn assert_no_secret(what: &str, bytes: &[u8]) {
-    for secret in [HEADER_KEY, QUERY_KEY, STDIO_KEY, OTHER_KEY] {
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "{secret} is in {what}"
-        );
+    for secret in [HEADER_KEY, QUERY_KEY, STDIO_KEY, OTHER_KEY, DOWN_KEY] {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(secret))
+            .take(3)
+            .collect();
+        assert!(lines.is_empty(), "{secret} is in {what}: {lines:#?}");
     }
 }
 
@@ -70,7 +75,8 @@ async fn imported_secrets_live_in_the_vault_only_and_the_servers_work_with_them(
         "by header": {"type": "http", "url": url, "headers": {"Authorization": format!("Bearer {HEADER_KEY}")}},
         "by query": {"type": "http", "url": format!("{url}?key={QUERY_KEY}")},
         "by env": {"command": workspace_bin("keyed_upstream"), "args": ["--keys", stdio_keys],
-                   "env": {"KEYED_API_KEY": STDIO_KEY}}
+                   "env": {"KEYED_API_KEY": STDIO_KEY}},
+        "down": {"type": "http", "url": format!("http://127.0.0.1:{}/mcp?token={DOWN_KEY}", warrant_e2e::agent::free_port())}
     }});
     let file = dir.path().join(".mcp.json");
     std::fs::write(&file, servers.to_string()).expect("write");
@@ -178,6 +184,15 @@ async fn imported_secrets_live_in_the_vault_only_and_the_servers_work_with_them(
         assert!(answer.contains("[redacted by Warrant]"), "{tool}: {answer}");
         assert_no_secret(tool, answer.as_bytes());
     }
+    // The server that is not there: what Warrant says of it quotes no secret.
+    let ready = reqwest::get(mcp.replace("/mcp", "/readyz"))
+        .await
+        .expect("readyz")
+        .text()
+        .await
+        .expect("body");
+    assert!(ready.contains("\"down\""), "{ready}");
+    assert_no_secret("/readyz", ready.as_bytes());
     let report = served.report();
     drop(served);
     assert_no_secret("the log of `warrant serve`", report.as_bytes());

@@ -168,7 +168,8 @@ impl StreamableHttpClient for SessionRecorder {
         let response = self
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
-            .await?;
+            .await
+            .map_err(without_url)?;
         match &response {
             StreamableHttpPostResponse::Json(_, Some(id))
             | StreamableHttpPostResponse::Sse(_, Some(id)) => self.session.record(id),
@@ -194,6 +195,7 @@ impl StreamableHttpClient for SessionRecorder {
         self.inner
             .delete_session(uri, session_id, auth_header, custom_headers)
             .await
+            .map_err(without_url)
     }
 
     async fn get_stream(
@@ -207,6 +209,16 @@ impl StreamableHttpClient for SessionRecorder {
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
+            .map_err(without_url)
+    }
+}
+
+/// An HTTP client error without the URL it was for: an upstream's URL may carry a
+/// credential (`${vault:…}` in its query), and these errors are logged and shown.
+fn without_url(error: StreamableHttpError<reqwest::Error>) -> StreamableHttpError<reqwest::Error> {
+    match error {
+        StreamableHttpError::Client(e) => StreamableHttpError::Client(e.without_url()),
+        other => other,
     }
 }
 

@@ -465,6 +465,7 @@ impl Lane {
     }
 
     fn went_down(&self, reason: String) {
+        let reason = self.shared.redacted(reason);
         {
             let mut peer = self.peer.writing();
             *peer = None;
@@ -609,7 +610,7 @@ impl Lane {
             },
             other => GatewayError::UpstreamFailed {
                 upstream,
-                reason: other.to_string(),
+                reason: self.shared.redacted(other.to_string()),
             },
         }
     }

@@ -56,6 +56,18 @@ impl Shared {
         }
     }
 
+    /// `text` (an error about this upstream: a transport's message may quote its URL)
+    /// with its credentials replaced.
+    pub(crate) fn redacted(&self, text: String) -> String {
+        if self.redactions.is_empty() {
+            return text;
+        }
+        match self.redactions.bytes(text.as_bytes()) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
     /// Whether the upstream does not speak `era` (learned, or pinned by configuration).
     pub(crate) fn is_unsupported(&self, era: Era) -> bool {
         self.unsupported[era.index()].load(Ordering::Acquire)
