@@ -79,6 +79,16 @@ async fn connect(browser: &Browser, upstream: &str, key: &str) -> Page {
     browser.follow(done).await
 }
 
+/// Posts `key` as `upstream`'s shared key from its admin page, with `csrf`.
+async fn post_shared_key(browser: &Browser, upstream: &str, csrf: &str, key: &str) -> Page {
+    browser
+        .post_form(
+            &format!("/admin/servers/{upstream}/shared-key"),
+            &[("csrf", csrf), ("key", key)],
+        )
+        .await
+}
+
 async fn remove(browser: &Browser, upstream: &str) -> Page {
     let csrf = browser
         .get("/account/connections")
@@ -362,21 +372,11 @@ async fn the_admin_sets_a_shared_key_and_sees_only_when_and_how_many_connected()
         .await
         .csrf()
         .expect("csrf");
-    let member = alice
-        .post_form(
-            "/admin/servers/github/shared-key",
-            &[("csrf", &alice_csrf), ("key", SHARED_KEY)],
-        )
-        .await;
+    let member = post_shared_key(&alice, "github", &alice_csrf, SHARED_KEY).await;
     assert_eq!(member.status, 403, "{}", member.body);
     assert_eq!(stored(&gw, SHARED, "github").await, None);
 
-    let done = admin
-        .post_form(
-            "/admin/servers/github/shared-key",
-            &[("csrf", &csrf), ("key", SHARED_KEY)],
-        )
-        .await;
+    let done = post_shared_key(&admin, "github", &csrf, SHARED_KEY).await;
     assert_eq!(done.status, 303, "{}", done.body);
     let after = admin.follow(done).await;
     assert!(
@@ -404,12 +404,7 @@ async fn the_admin_sets_a_shared_key_and_sees_only_when_and_how_many_connected()
         !in_clear(&at_rest(&gw).await, SHARED_KEY),
         "the shared key is in clear in the database (or its WAL)"
     );
-    let empty = admin
-        .post_form(
-            "/admin/servers/github/shared-key",
-            &[("csrf", &csrf), ("key", "")],
-        )
-        .await;
+    let empty = post_shared_key(&admin, "github", &csrf, "").await;
     assert_eq!(empty.status, 400, "{}", empty.body);
     assert!(empty.contains("was empty"), "{}", empty.body);
 
@@ -417,12 +412,7 @@ async fn the_admin_sets_a_shared_key_and_sees_only_when_and_how_many_connected()
     let fixed = admin.get("/admin/servers/fixed").await;
     assert!(fixed.contains("by reference"), "{}", fixed.body);
     assert!(!fixed.contains("shared-key-input"), "{}", fixed.body);
-    let refused = admin
-        .post_form(
-            "/admin/servers/fixed/shared-key",
-            &[("csrf", &csrf), ("key", "another")],
-        )
-        .await;
+    let refused = post_shared_key(&admin, "fixed", &csrf, "another").await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert_eq!(stored(&gw, SHARED, "fixed").await, None);
 
@@ -534,12 +524,7 @@ async fn no_key_typed_on_a_page_reaches_the_log() {
         .await
         .csrf()
         .expect("a CSRF token");
-    let done = admin
-        .post_form(
-            "/admin/servers/github/shared-key",
-            &[("csrf", &csrf), ("key", SHARED_KEY)],
-        )
-        .await;
+    let done = post_shared_key(&admin, "github", &csrf, SHARED_KEY).await;
     assert_eq!(done.status, 303, "{}", done.body);
     gw.stop().await;
 
