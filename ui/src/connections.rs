@@ -103,6 +103,22 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/admin/servers/{server}/shared-key", post(set_shared))
 }
 
+/// A form of `person` about their own key for `upstream`: its CSRF token checked, the
+/// upstream one that takes a person's key; the pages' part and the upstream's name.
+async fn own_key_upstream<'a>(
+    state: &'a UiState,
+    person: &SignedIn,
+    upstream: &str,
+    csrf: Option<&str>,
+) -> Result<(&'a ConnectionsUi, String), PageError> {
+    state.idp.sessions.check_csrf(&person.session, csrf).await?;
+    let ui = ui_of(state)?;
+    let Some(target) = ui.person_key(upstream) else {
+        return Err(IdpError::NotFound("server taking your own key").into());
+    };
+    Ok((ui, target.name.clone()))
+}
+
 fn ui_of(state: &UiState) -> Result<&ConnectionsUi, PageError> {
     state
         .connections
@@ -293,16 +309,7 @@ async fn connect(
     Path(upstream): Path<String>,
     Form(form): Form<KeyForm>,
 ) -> Result<Response, PageError> {
-    state
-        .idp
-        .sessions
-        .check_csrf(&person.session, form.csrf.as_deref())
-        .await?;
-    let ui = ui_of(&state)?;
-    let Some(target) = ui.person_key(&upstream) else {
-        return Err(IdpError::NotFound("server taking your own key").into());
-    };
-    let name = target.name.clone();
+    let (ui, name) = own_key_upstream(&state, &person, &upstream, form.csrf.as_deref()).await?;
     let typed = form.key.unwrap_or_default();
     let key = match checked_key(&typed, &name) {
         Ok(key) => key,
@@ -335,16 +342,7 @@ async fn remove(
     Path(upstream): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
-    state
-        .idp
-        .sessions
-        .check_csrf(&person.session, form.csrf.as_deref())
-        .await?;
-    let ui = ui_of(&state)?;
-    let Some(target) = ui.person_key(&upstream) else {
-        return Err(IdpError::NotFound("server taking your own key").into());
-    };
-    let name = target.name.clone();
+    let (ui, name) = own_key_upstream(&state, &person, &upstream, form.csrf.as_deref()).await?;
     let removed = ui
         .vault
         .remove(&person.user.id, &name, ui.kind)
