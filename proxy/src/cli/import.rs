@@ -1,16 +1,14 @@
 //! `warrant import FILE [--output F] [--data-dir DIR | --database-url URL]`: an
 //! `mcpServers` file as `[upstreams.NAME]` tables, its secrets moved to the vault.
 
+use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use warrant_consent::vault::SHARED;
 
-use anyhow::Context;
-use warrant_consent::vault::{SHARED, Vault};
-use warrant_idp::SystemClock;
-
-use super::keys::{Place, load_config, open_db};
+use super::keys::Place;
+use super::vault::{Opened, open_vault};
 use crate::config::{self, Imported, Overrides};
 
 pub(super) fn run(file: &Path, output: Option<&Path>, place: &Place) -> ExitCode {
@@ -89,14 +87,9 @@ pub(super) fn run(file: &Path, output: Option<&Path>, place: &Place) -> ExitCode
 /// Stores every secret found in the vault of the data directory (or database) given, as
 /// its upstream's shared record, and lists what was moved (never a value).
 async fn store(imported: &Imported, place: &Place) -> anyhow::Result<()> {
-    let config = load_config(place)?;
-    let db = open_db(&config).await?;
-    let secret_key = crate::secret_key::load_or_create(&config)?;
-    let keys = crate::vault_keys::of(&config, &secret_key);
-    drop(secret_key);
-    let vault = Vault::open(db.clone(), keys, Arc::new(SystemClock))
-        .await
-        .context("cannot open the credential vault")?;
+    let Opened {
+        config, db, vault, ..
+    } = open_vault(place).await?;
     for secret in &imported.moved {
         vault
             .put(

@@ -33,13 +33,8 @@ pub(super) enum VaultCommand {
     /// is dropped): shared by everyone, or a person's own with --person. Replaces what
     /// was stored; the value is never shown again.
     Set {
-        /// The upstream's name (`[upstreams.NAME]`).
-        upstream: String,
-        /// What the value is, e.g. `api_key`.
-        kind: String,
-        /// The person (by email) whose own credential it is.
-        #[arg(long)]
-        person: Option<String>,
+        #[command(flatten)]
+        record: Record,
         #[command(flatten)]
         place: Place,
     },
@@ -50,13 +45,51 @@ pub(super) enum VaultCommand {
     },
     /// Remove a stored credential.
     Remove {
-        upstream: String,
-        kind: String,
-        #[arg(long)]
-        person: Option<String>,
+        #[command(flatten)]
+        record: Record,
         #[command(flatten)]
         place: Place,
     },
+}
+
+/// One record of the vault, as `set` and `remove` name it.
+#[derive(Debug, clap::Args)]
+pub(super) struct Record {
+    /// The upstream's name (`[upstreams.NAME]`).
+    upstream: String,
+    /// What the value is, e.g. `api_key`.
+    kind: String,
+    /// The person (by email) whose own credential it is.
+    #[arg(long)]
+    person: Option<String>,
+}
+
+/// The vault of a data directory or database, opened as `warrant serve` opens it.
+pub(super) struct Opened {
+    pub(super) config: crate::config::Config,
+    pub(super) db: Db,
+    pub(super) vault: Vault,
+    /// The id of the key-encryption key new records are wrapped by.
+    pub(super) current: String,
+}
+
+/// Opens the vault `place` names (its configuration, database and secret key).
+pub(super) async fn open_vault(place: &Place) -> anyhow::Result<Opened> {
+    let config = load_config(place)?;
+    let db = open_db(&config).await?;
+    let secret_key = crate::secret_key::load_or_create(&config)?;
+    let keys = crate::vault_keys::of(&config, &secret_key);
+    drop(secret_key);
+    let current = keys.current_id().to_owned();
+    let vault = Vault::open(db.clone(), keys, Arc::new(SystemClock))
+        .await
+        .context("cannot open the credential vault")?;
+    Ok(Opened {
+        config,
+        db,
+        vault,
+        current,
+    })
 }
 
 pub(super) fn run(command: VaultCommand) -> ExitCode {
@@ -68,15 +101,9 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
             | VaultCommand::List { place }
             | VaultCommand::Remove { place, .. } => place,
         };
-        let config = load_config(place)?;
-        let db = open_db(&config).await?;
-        let secret_key = crate::secret_key::load_or_create(&config)?;
-        let keys = crate::vault_keys::of(&config, &secret_key);
-        drop(secret_key);
-        let current = keys.current_id().to_owned();
-        let vault = Vault::open(db.clone(), keys, Arc::new(SystemClock))
-            .await
-            .context("cannot open the credential vault")?;
+        let Opened {
+            db, vault, current, ..
+        } = open_vault(place).await?;
         match command {
             VaultCommand::Status { .. } => {
                 print_uses(&current, &vault.check_keys().await?);
@@ -93,9 +120,12 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                 print_uses(&current, &vault.check_keys().await?);
             }
             VaultCommand::Set {
-                upstream,
-                kind,
-                person,
+                record:
+                    Record {
+                        upstream,
+                        kind,
+                        person,
+                    },
                 ..
             } => {
                 let owner = owner(&db, person.as_deref()).await?;
@@ -135,9 +165,12 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                 }
             }
             VaultCommand::Remove {
-                upstream,
-                kind,
-                person,
+                record:
+                    Record {
+                        upstream,
+                        kind,
+                        person,
+                    },
                 ..
             } => {
                 let owner = owner(&db, person.as_deref()).await?;
