@@ -25,11 +25,9 @@ use warrant_idp::clock::Clock;
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
-use crate::config::{
-    API_KEY, AuthMode, Config, McpAuthorization, Secret, ValueRef, fill_vault_refs, vault_kinds,
-};
+use crate::config::{Config, McpAuthorization};
 use crate::store::UpstreamEvents;
-use warrant_consent::vault::{SHARED, Vault};
+use crate::upstream_keys;
 use warrant_plane::periodic::Periodic;
 use warrant_plane::server::stage::credentials::KeySource;
 use warrant_plane::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
@@ -66,12 +64,8 @@ pub enum StartError {
     Ceilings(#[from] CeilingError),
     #[error("cannot open the credential vault: {0}")]
     Vault(#[from] warrant_consent::vault::VaultError),
-    #[error("upstreams.{upstream} takes `{kind}` from the vault, but {reason}")]
-    VaultValue {
-        upstream: String,
-        kind: String,
-        reason: String,
-    },
+    #[error(transparent)]
+    VaultValue(#[from] crate::upstream_keys::VaultValueError),
 }
 
 /// A started gateway.
@@ -237,7 +231,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     }
     spawn_catalog_refresher(&catalog, shutdown.child_token());
-    let upstreams_config = with_vault_values(&config, &vault).await?;
+    let upstreams_config = upstream_keys::with_vault_values(&config, &vault).await?;
     let gateway = Gateway::new(
         &upstreams_config,
         auth,
@@ -255,7 +249,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog: spawn_catalog_recorder(&catalog, clock.clone()),
         events: UpstreamEvents::new(db.clone()),
     });
-    connect_one_key_each(&gateway, &upstreams_config, &vault).await;
+    upstream_keys::connect_one_key_each(&gateway, &upstreams_config, &vault).await;
     let collisions = gateway.settle().await;
     if !collisions.is_empty() {
         shutdown.cancel();
@@ -319,7 +313,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     approvals,
                     clients: warrant_consent::oauth::Clients::new(db.clone()),
                 }),
-                connections: Some(connections_ui(&config, &vault, &gateway)),
+                connections: Some(upstream_keys::connections_ui(&config, &vault, &gateway)),
             }));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {
@@ -371,96 +365,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
 /// The URL people use: the configured `server.public_url`, else this listener on
 /// `localhost` (a name, not an IP: WebAuthn needs a domain as its relying-party id).
-/// Opens, for each upstream that takes each person's own key, the connection of the
-/// key set last: an upstream that lists what it offers only to a caller with a key is
-/// then listed from the start (see `Gateway::connect_keyed`).
-async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Vault) {
-    let keyed: Vec<&str> = config
-        .upstreams
-        .iter()
-        .filter(|u| u.auth.mode == AuthMode::PersonKey)
-        .map(|u| u.name.as_str())
-        .collect();
-    if keyed.is_empty() {
-        return;
-    }
-    let entries = match vault.list().await {
-        Ok(entries) => entries,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the vault's keys");
-            return;
-        }
-    };
-    for upstream in keyed {
-        let latest = entries
-            .iter()
-            .filter(|e| e.upstream == upstream && e.kind == API_KEY && e.owner != SHARED)
-            .max_by_key(|e| e.updated_at);
-        if let Some(entry) = latest {
-            gateway.connect_keyed(&entry.owner, upstream);
-        }
-    }
-}
-
-/// `config` with what its upstreams take from the vault filled in: the values written
-/// `{ vault = "KIND" }` or `${vault:KIND}` (a start whose vault lacks one is refused,
-/// naming it), and the shared keys kept in the vault, for the upstreams' own connections
-/// (listing what they offer; their calls read the vault themselves, see
-/// `warrant_plane::upstream::keyed`: a shared key not set yet is reported, and the
-/// upstream connects without one).
-async fn with_vault_values(config: &Config, vault: &Vault) -> Result<Config, StartError> {
-    let mut config = config.clone();
-    for upstream in &mut config.upstreams {
-        let mut values = std::collections::HashMap::new();
-        for kind in vault_kinds(upstream) {
-            if let Some(value) = vault.get(SHARED, &upstream.name, &kind).await? {
-                let text =
-                    String::from_utf8(value.to_vec()).map_err(|_| StartError::VaultValue {
-                        upstream: upstream.name.clone(),
-                        kind: kind.clone(),
-                        reason: "it is not text".into(),
-                    })?;
-                values.insert(kind, Secret::new(text));
-            }
-        }
-        if let Err(missing) = fill_vault_refs(upstream, &values) {
-            return Err(StartError::VaultValue {
-                upstream: upstream.name.clone(),
-                kind: missing.join("`, `"),
-                reason: format!(
-                    "the vault has no such value for it: set it with `warrant vault set {} KIND` \
-                     (or import the file it came from again with the same data directory)",
-                    upstream.name
-                ),
-            });
-        }
-    }
-    for upstream in &mut config.upstreams {
-        if !upstream.auth.from_vault {
-            continue;
-        }
-        match vault.get(SHARED, &upstream.name, API_KEY).await {
-            Ok(Some(key)) => match std::str::from_utf8(&key) {
-                Ok(key) => {
-                    upstream.auth.value = Some(ValueRef::Given(Secret::new(key.to_owned())));
-                }
-                Err(_) => {
-                    tracing::warn!(upstream = %upstream.name, "its shared key in the vault is not text")
-                }
-            },
-            Ok(None) => tracing::warn!(
-                upstream = %upstream.name,
-                "its shared key is not set: set it on the server's admin page or with `warrant vault set {} {API_KEY}`",
-                upstream.name
-            ),
-            Err(e) => {
-                tracing::warn!(upstream = %upstream.name, error = %e, "cannot read its shared key from the vault")
-            }
-        }
-    }
-    Ok(config)
-}
-
 fn public_url_of(config: &Config, local_addr: SocketAddr) -> url::Url {
     if let Some(url) = &config.server.public_url {
         return url.clone();
@@ -731,51 +635,6 @@ fn spawn_catalog_recorder(
         }
     });
     tx
-}
-
-/// The connection pages: every upstream Warrant gives a key (auth mode not `none`), the
-/// vault, and the gateway told of each change so it drops connections built with the
-/// old key.
-fn connections_ui(
-    config: &Config,
-    vault: &warrant_consent::vault::Vault,
-    gateway: &Gateway,
-) -> warrant_ui::ConnectionsUi {
-    use crate::config::{AuthMode, KeyPlace};
-    let upstreams = config
-        .upstreams
-        .iter()
-        .filter_map(|u| {
-            let mode = match u.auth.mode {
-                AuthMode::None => return None,
-                AuthMode::Shared => warrant_ui::KeyMode::Shared,
-                AuthMode::PersonKey => warrant_ui::KeyMode::PersonKey,
-            };
-            let place = match &u.auth.place {
-                Some(KeyPlace::Header { name, scheme }) if scheme.is_empty() => {
-                    format!("header {name}")
-                }
-                Some(KeyPlace::Header { name, scheme }) => format!("header {name} ({scheme})"),
-                Some(KeyPlace::Env { name }) => format!("environment variable {name}"),
-                None => String::from("place its configuration names"),
-            };
-            Some(warrant_ui::KeyedUpstream {
-                name: u.name.clone(),
-                mode,
-                place,
-                by_reference: u.auth.value.is_some(),
-            })
-        })
-        .collect();
-    let gateway = gateway.clone();
-    warrant_ui::ConnectionsUi {
-        vault: vault.clone(),
-        kind: crate::config::API_KEY,
-        upstreams,
-        changed: Arc::new(move |owner: &str, upstream: &str| {
-            gateway.credential_changed(owner, upstream);
-        }),
-    }
 }
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.

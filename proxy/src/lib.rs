@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod secret_key;
 pub mod store;
+pub mod upstream_keys;
 pub mod vault_keys;
 
 /// The configuration (owned by the data plane, which reads most of it).
