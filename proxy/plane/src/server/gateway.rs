@@ -346,6 +346,23 @@ impl Gateway {
         self.keyed_credentials(upstream, owner, elicit).await
     }
 
+    /// Stage 5 on the direct path: the connection for a call of the tool exposed as
+    /// `name` to clients of `era`. Nothing to find when no upstream takes keys.
+    pub(super) async fn credentials_for_tool(
+        &self,
+        era: Era,
+        name: &str,
+        caller: Option<&Caller>,
+    ) -> Result<Credentials, GatewayError> {
+        if self.inner.keyed.is_empty() {
+            return Ok(Credentials::CONFIGURED);
+        }
+        match self.view(era).tool(name) {
+            Some(route) => self.credentials(&route.upstream, caller, false).await,
+            None => Ok(Credentials::CONFIGURED),
+        }
+    }
+
     /// The connection a request of the MCP handler (`prompts/get`, `resources/read`) to
     /// `upstream` goes on: the one with the caller's key where the upstream takes one
     /// per person (or a shared key from the vault), else `upstream` itself.

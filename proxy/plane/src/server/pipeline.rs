@@ -31,7 +31,6 @@ use warrant_consent::token::call_args;
 
 use super::gateway::Gateway;
 use super::stage::authenticate::token_caller;
-use super::stage::credentials::Credentials;
 use super::stage::decide::Verdict;
 use super::stage::hold::Hold;
 use super::stage::{decide, forward, forward_rmcp, hold, inspect, outcome, record};
@@ -78,14 +77,14 @@ async fn stages(
     call: CallParams<'_>,
     allowed: &mut Option<Authorized>,
 ) -> Step {
+    // A request without a session is a 2026-07-28 one.
+    let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
+        Era::Legacy
+    } else {
+        Era::Modern
+    };
     // 3. Decide (with tokens; without, every tool is open on loopback).
     if let (Some(auth), Some(caller)) = (gateway.auth(), caller) {
-        // A request without a session is a 2026-07-28 one.
-        let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
-            Era::Legacy
-        } else {
-            Era::Modern
-        };
         let decided = match decide::decide(gateway, auth, caller, era, &call).await {
             Verdict::Allowed(decided) => decided,
             Verdict::Later => return Step::Rmcp,
@@ -107,17 +106,8 @@ async fn stages(
     }
     // 5. Credentials: the connection that carries the right key. A call that cannot have
     // one goes to the handler, which words why in the client's protocol.
-    let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
-        Era::Legacy
-    } else {
-        Era::Modern
-    };
-    let credentials = match gateway.view(era).tool(&call.name) {
-        Some(route) => match gateway.credentials(&route.upstream, caller, false).await {
-            Ok(credentials) => credentials,
-            Err(_) => return Step::Rmcp,
-        },
-        None => Credentials::CONFIGURED,
+    let Ok(credentials) = gateway.credentials_for_tool(era, &call.name, caller).await else {
+        return Step::Rmcp;
     };
     // 6. Record the decision.
     record::allowed(allowed.as_ref());
