@@ -228,21 +228,29 @@ pub async fn admin_approves_agent(gw: &TestGateway, name: &str) -> AdminAgent {
     }
 }
 
-/// A member `email` (active), as an admin creates one: their user id.
-pub async fn member(gw: &TestGateway, email: &str) -> String {
-    use warrant_idp::users::{NewUser, Role, Status};
+/// A person `email` (active) with `role`, as an admin creates one.
+pub async fn person(
+    gw: &TestGateway,
+    email: &str,
+    role: warrant_idp::users::Role,
+) -> warrant_idp::users::User {
+    use warrant_idp::users::{NewUser, Status};
     gw.running
         .idp
         .users
         .create(NewUser {
             email: email.into(),
             display_name: email.into(),
-            role: Role::Member,
+            role,
             status: Status::Active,
         })
         .await
-        .expect("a member")
-        .id
+        .expect("create a person")
+}
+
+/// A member `email` (active), as an admin creates one: their user id.
+pub async fn member(gw: &TestGateway, email: &str) -> String {
+    person(gw, email, warrant_idp::users::Role::Member).await.id
 }
 
 /// A member `email` with an agent ("EMAIL's agent") granted `allow` for an hour: their

@@ -11,6 +11,19 @@ use crate::TestGateway;
 pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
 impl CapturedLog {
+    /// Captures every event of this test process at debug (each test is a process of
+    /// its own under nextest), but the test browser's own cookie jar (a crate Warrant
+    /// does not use), which logs the cookies it is given.
+    pub fn at_debug() -> Self {
+        let log = Self::default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,cookie_store=off"))
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .try_init();
+        log
+    }
+
     /// What was logged so far.
     pub fn bytes(&self) -> Vec<u8> {
         self.0.lock().map(|b| b.clone()).unwrap_or_default()

@@ -7,11 +7,12 @@
 //! email links through a real SMTP server.
 
 use warrant_consent::vault::SHARED;
+use warrant_e2e::agent::person;
 use warrant_e2e::at_rest::{CapturedLog, database_bytes, in_clear};
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::{Browser, Page, encode};
 use warrant_e2e::{Backend, TestGateway, fixture_http, node_modules, repo_root};
-use warrant_idp::users::{NewUser, Role, Status, User};
+use warrant_idp::users::Role;
 
 const KIND: &str = "api_key";
 /// Keys as a person would paste them; each test's are its own.
@@ -39,20 +40,6 @@ async fn gateway(sink: &SmtpSink) -> (TestGateway, warrant_e2e::peers::ChildGuar
         TestGateway::start(&toml, Backend::current()).await,
         upstream,
     )
-}
-
-async fn person(gw: &TestGateway, email: &str, role: Role) -> User {
-    gw.running
-        .idp
-        .users
-        .create(NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role,
-            status: Status::Active,
-        })
-        .await
-        .expect("create a person")
 }
 
 /// `browser` signed in as `email`.
@@ -501,13 +488,7 @@ async fn the_pages_work_in_chromium() {
 /// nextest): keys connected, replaced, refused and set by an admin never reach the log.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_key_typed_on_a_page_reaches_the_log() {
-    let log = CapturedLog::default();
-    let _ = tracing_subscriber::fmt()
-        // The test browser's own cookie jar (a crate Warrant does not use) logs cookies.
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug,cookie_store=off"))
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .try_init();
+    let log = CapturedLog::at_debug();
     let sink = SmtpSink::start().await;
     let (gw, _upstream) = gateway(&sink).await;
     person(&gw, "root@example.com", Role::Admin).await;

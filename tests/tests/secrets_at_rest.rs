@@ -15,14 +15,7 @@ use warrant_e2e::{Backend, TestGateway, demo_upstream};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_of_a_run_is_in_the_log_or_the_database() {
-    let log = CapturedLog::default();
-    let _ = tracing_subscriber::fmt()
-        // Everything at debug but the test browser's own cookie jar (a crate Warrant
-        // does not use), which logs the cookies it is given.
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug,cookie_store=off"))
-        .with_writer(log.clone())
-        .with_ansi(false)
-        .try_init();
+    let log = CapturedLog::at_debug();
 
     let gw = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
     gw.trust_annotations("demo").await;

@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
+use warrant_e2e::agent::person;
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::Browser;
 use warrant_e2e::{Backend, TestGateway, demo_upstream};
-use warrant_idp::users::{NewUser, Role, Status, User};
+use warrant_idp::users::{Role, Status};
 
 async fn gateway(sink: &SmtpSink, auth: &str) -> TestGateway {
     let toml = format!(
@@ -17,20 +18,6 @@ async fn gateway(sink: &SmtpSink, auth: &str) -> TestGateway {
         sink.auth_toml("per_address_limit = 50")
     );
     TestGateway::start(&toml, Backend::current()).await
-}
-
-async fn add_user(gw: &TestGateway, email: &str, role: Role) -> User {
-    gw.running
-        .idp
-        .users
-        .create(NewUser {
-            email: email.into(),
-            display_name: email.into(),
-            role,
-            status: Status::Active,
-        })
-        .await
-        .expect("create a user")
 }
 
 fn signed_out(page: &warrant_e2e::web::Page) -> bool {
@@ -44,8 +31,8 @@ fn signed_out(page: &warrant_e2e::web::Page) -> bool {
 async fn disabling_a_user_ends_all_their_sessions_at_once() {
     let sink = SmtpSink::start().await;
     let gw = gateway(&sink, "").await;
-    add_user(&gw, "root@example.com", Role::Admin).await;
-    let bob = add_user(&gw, "bob@example.com", Role::Member).await;
+    person(&gw, "root@example.com", Role::Admin).await;
+    let bob = person(&gw, "bob@example.com", Role::Member).await;
     let admin = gw.browser();
     sign_in(&admin, &sink, "root@example.com").await;
     let laptop = gw.browser();
@@ -120,7 +107,7 @@ fn other_session_handle(account: &str) -> Option<String> {
 async fn a_person_ends_another_of_their_sessions() {
     let sink = SmtpSink::start().await;
     let gw = gateway(&sink, "").await;
-    add_user(&gw, "carol@example.com", Role::Member).await;
+    person(&gw, "carol@example.com", Role::Member).await;
     let here = gw.browser();
     let there = gw.browser();
     sign_in(&here, &sink, "carol@example.com").await;
@@ -138,7 +125,7 @@ async fn a_person_ends_another_of_their_sessions() {
     let csrf = account.csrf().expect("csrf");
 
     // Another person cannot end it.
-    add_user(&gw, "mallory@example.com", Role::Member).await;
+    person(&gw, "mallory@example.com", Role::Member).await;
     let mallory = gw.browser();
     sign_in(&mallory, &sink, "mallory@example.com").await;
     let mcsrf = mallory.get("/account").await.csrf().expect("csrf");
@@ -182,7 +169,7 @@ async fn an_unused_session_ends_after_the_idle_time() {
         "[auth]\nsession_idle = \"2s\"\nsession_absolute = \"1h\"",
     )
     .await;
-    add_user(&gw, "dora@example.com", Role::Member).await;
+    person(&gw, "dora@example.com", Role::Member).await;
     let browser = gw.browser();
     sign_in(&browser, &sink, "dora@example.com").await;
     // Each use extends the session (instants are whole seconds, so a 2 s idle time
@@ -229,7 +216,7 @@ async fn a_session_ends_at_its_absolute_lifetime_even_in_use() {
         "[auth]\nsession_idle = \"2s\"\nsession_absolute = \"3s\"",
     )
     .await;
-    add_user(&gw, "eve@example.com", Role::Member).await;
+    person(&gw, "eve@example.com", Role::Member).await;
     let browser = Browser::new(&gw.public_url());
     sign_in(&browser, &sink, "eve@example.com").await;
     let signed_in_at = Instant::now();
