@@ -80,6 +80,33 @@ pub fn node_modules() -> PathBuf {
     dir
 }
 
+/// Runs the Chromium script `tests/node/SCRIPT` with `args` (at most 90 s): the JSON
+/// result it prints as its last line, and its standard error; panics, showing both
+/// streams, when it prints none.
+pub async fn browser_script(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> (serde_json::Value, String) {
+    let path = node_modules().parent().expect("tests/node").join(script);
+    let run = tokio::process::Command::new("node")
+        .arg(&path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
+        .await
+        .expect("the browser run ends within 90 s")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let line = stdout.lines().last().unwrap_or_default();
+    let result = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("no result line ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    (result, stderr)
+}
+
 /// A storage backend for one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {

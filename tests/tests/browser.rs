@@ -5,10 +5,7 @@
 //! pages' real content security policy. Screenshots land in `target/screenshots/` for
 //! people to look at.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use warrant_e2e::{Backend, TestGateway, demo_upstream, node_modules, repo_root};
+use warrant_e2e::{Backend, TestGateway, demo_upstream, repo_root};
 
 #[tokio::test]
 async fn setup_signout_and_passkey_signin_in_chromium() {
@@ -51,28 +48,11 @@ async fn setup_signout_and_passkey_signin_in_chromium() {
         .append_pair("state", "browser-state");
     let authorize = format!("{}/authorize?{}", gw.public_url(), query.finish());
 
-    let script = node_modules()
-        .parent()
-        .expect("tests/node")
-        .join("browser_pages.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(&link)
-        .arg(&out)
-        .arg(&authorize)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the browser run ends within 90 s")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout.lines().last().unwrap_or_default();
-    let result: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("no result line ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    let (result, stderr) = warrant_e2e::browser_script(
+        "browser_pages.mjs",
+        &[link.as_ref(), out.as_os_str(), authorize.as_ref()],
+    )
+    .await;
     assert_eq!(result["ok"], true, "{result:#}\nstderr: {stderr}");
     assert_eq!(
         result["steps"],

@@ -11,7 +11,7 @@ use warrant_e2e::agent::person;
 use warrant_e2e::at_rest::{CapturedLog, database_bytes, in_clear};
 use warrant_e2e::smtp::{SmtpSink, sign_in};
 use warrant_e2e::web::{Browser, Page, encode};
-use warrant_e2e::{Backend, TestGateway, fixture_http, node_modules, repo_root};
+use warrant_e2e::{Backend, TestGateway, fixture_http, repo_root};
 use warrant_idp::users::Role;
 
 const KIND: &str = "api_key";
@@ -446,29 +446,16 @@ async fn the_pages_work_in_chromium() {
     let out = repo_root()
         .join("target/screenshots/connections")
         .join(format!("{:?}", gw.backend).to_lowercase());
-    let script = node_modules()
-        .parent()
-        .expect("tests/node")
-        .join("browser_connections.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(gw.public_url())
-        .arg(&out)
-        .arg(person_browser.cookies())
-        .arg(admin.cookies())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
-        .await
-        .expect("the browser run ends within 90 s")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stdout.lines().last().unwrap_or_default();
-    let result: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("no result line ({e}); stdout: {stdout}\nstderr: {stderr}"));
+    let (result, stderr) = warrant_e2e::browser_script(
+        "browser_connections.mjs",
+        &[
+            gw.public_url().as_ref(),
+            out.as_os_str(),
+            person_browser.cookies().as_ref(),
+            admin.cookies().as_ref(),
+        ],
+    )
+    .await;
     assert_eq!(result["ok"], true, "{result:#}\nstderr: {stderr}");
     let shots = result["screenshots"].as_array().expect("screenshots");
     assert_eq!(shots.len(), 7, "{result:#}");
