@@ -9,7 +9,10 @@
 //! **OAuth 2.1 authorization server** (`oauth`): client registration, codes, refresh
 //! tokens, revocation, and its HTTP endpoints (`/authorize` itself is a page of the UI);
 //! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
-//! applied in one transaction. Coming here: the credential vault and the audit ledger.
+//! applied in one transaction; the **credential vault** (`vault`), and Warrant as the
+//! OAuth client of upstreams' authorization servers (`upstream_oauth` finds and
+//! registers, `person_oauth` keeps each person's connection). Coming here: the audit
+//! ledger.
 //!
 //! Tables owned here are prefixed `consent_`.
 
@@ -20,6 +23,7 @@ pub mod ceilings;
 pub mod grants;
 pub mod oauth;
 pub mod people;
+pub mod person_oauth;
 pub mod policy;
 pub mod token;
 pub mod upstream_oauth;

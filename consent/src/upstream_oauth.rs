@@ -11,7 +11,7 @@
 //! the MCP authorization specification requires.
 //!
 //! Per-person connections through this client (the authorization code flow, tokens kept
-//! in the vault and refreshed) are built on it; today it discovers and registers.
+//! in the vault and refreshed) are [`crate::person_oauth`].
 
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ pub struct ServerMetadata {
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub scopes_supported: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
     pub client_id_metadata_document_supported: bool,
 }
@@ -476,6 +478,7 @@ mod tests {
             revocation_endpoint: None,
             code_challenge_methods_supported: vec!["plain".into()],
             scopes_supported: Vec::new(),
+            token_endpoint_auth_methods_supported: Vec::new(),
             client_id_metadata_document_supported: false,
         };
         assert!(check_server(&server, "https://as.example/", false).is_err());

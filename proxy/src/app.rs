@@ -64,6 +64,8 @@ pub enum StartError {
     Ceilings(#[from] CeilingError),
     #[error("cannot open the credential vault: {0}")]
     Vault(#[from] warrant_consent::vault::VaultError),
+    #[error("cannot set up people's OAuth connections: {0}")]
+    PersonOAuth(#[from] warrant_consent::person_oauth::PersonOAuthError),
     #[error(transparent)]
     VaultValue(#[from] crate::upstream_keys::VaultValueError),
 }
@@ -238,8 +240,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog.clone(),
         shutdown.child_token(),
     );
+    let person_oauth = upstream_keys::person_oauth(&config, &vault, clock.clone(), &public_url)?;
     gateway.set_key_source(KeySource {
         vault: vault.clone(),
+        oauth: person_oauth.clone(),
         public_url: public_url.clone(),
     });
     gateway.follow_catalog();
@@ -313,7 +317,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     approvals,
                     clients: warrant_consent::oauth::Clients::new(db.clone()),
                 }),
-                connections: Some(upstream_keys::connections_ui(&config, &vault, &gateway)),
+                connections: Some(upstream_keys::connections_ui(
+                    &config,
+                    &vault,
+                    person_oauth,
+                    &gateway,
+                )),
             }));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {

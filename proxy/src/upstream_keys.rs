@@ -6,12 +6,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use warrant_consent::person_oauth::{OAUTH_TOKEN, OAuthUpstream, PersonOAuth, PersonOAuthError};
 use warrant_consent::vault::{SHARED, Vault, VaultError};
+use warrant_idp::Clock;
 use warrant_plane::Gateway;
+use zeroize::Zeroizing;
 
 use crate::config::{
-    API_KEY, AuthMode, Config, KeyPlace, Secret, UpstreamConfig, ValueRef, fill_vault_refs,
-    vault_kinds,
+    API_KEY, AuthMode, Config, KeyPlace, Secret, Transport, UpstreamConfig, ValueRef,
+    fill_vault_refs, resolve, vault_kinds,
 };
 
 /// An upstream takes a value from the vault that the vault does not have (or cannot give).
@@ -89,15 +92,66 @@ async fn shared_text(
         .transpose()
 }
 
-/// Opens, for each upstream that takes each person's own key, the connection of the
-/// key set last: an upstream that lists what it offers only to a caller with a key is
-/// then listed from the start (see `Gateway::connect_keyed`).
+/// The upstreams people connect with OAuth (`auth.mode = "person_oauth"`), their
+/// registrations and tokens kept in `vault`; `None` when there are none.
+pub fn person_oauth(
+    config: &Config,
+    vault: &Vault,
+    clock: Arc<dyn Clock>,
+    public_url: &url::Url,
+) -> Result<Option<Arc<PersonOAuth>>, PersonOAuthError> {
+    let mut upstreams = Vec::new();
+    for upstream in &config.upstreams {
+        if upstream.auth.mode != AuthMode::PersonOAuth {
+            continue;
+        }
+        let (Transport::StreamableHttp { url, .. } | Transport::Sse { url, .. }) =
+            &upstream.transport
+        else {
+            // Refused by the configuration's checks.
+            continue;
+        };
+        let client_secret = match &upstream.auth.client_secret {
+            Some(value) => Some(Zeroizing::new(
+                resolve(value)
+                    .map_err(|e| {
+                        PersonOAuthError::Flow(format!(
+                            "upstreams.{}.auth.client_secret: {e}",
+                            upstream.name
+                        ))
+                    })?
+                    .expose()
+                    .to_owned(),
+            )),
+            None => None,
+        };
+        upstreams.push(OAuthUpstream {
+            name: upstream.name.clone(),
+            url: url.clone(),
+            client_id: upstream.auth.client_id.clone(),
+            client_secret,
+            scopes: upstream.auth.scopes.clone(),
+        });
+    }
+    if upstreams.is_empty() {
+        return Ok(None);
+    }
+    PersonOAuth::new(vault.clone(), clock, public_url, "Warrant", upstreams)
+        .map(|p| Some(Arc::new(p)))
+}
+
+/// Opens, for each upstream that takes each person's own key or account, the
+/// connection of the one set last: an upstream that lists what it offers only to a
+/// caller with a key is then listed from the start (see `Gateway::connect_keyed`).
 pub async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Vault) {
-    let keyed: Vec<&str> = config
+    let keyed: Vec<(&str, &str)> = config
         .upstreams
         .iter()
-        .filter(|u| u.auth.mode == AuthMode::PersonKey)
-        .map(|u| u.name.as_str())
+        .filter_map(|u| match u.auth.mode {
+            AuthMode::PersonKey => Some((u.name.as_str(), API_KEY)),
+            AuthMode::PersonOAuth => Some((u.name.as_str(), OAUTH_TOKEN)),
+            AuthMode::None | AuthMode::Shared => None,
+        })
         .collect();
     if keyed.is_empty() {
         return;
@@ -109,10 +163,10 @@ pub async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Va
             return;
         }
     };
-    for upstream in keyed {
+    for (upstream, kind) in keyed {
         let latest = entries
             .iter()
-            .filter(|e| e.upstream == upstream && e.kind == API_KEY && e.owner != SHARED)
+            .filter(|e| e.upstream == upstream && e.kind == kind && e.owner != SHARED)
             .max_by_key(|e| e.updated_at);
         if let Some(entry) = latest {
             gateway.connect_keyed(&entry.owner, upstream);
@@ -126,6 +180,7 @@ pub async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Va
 pub fn connections_ui(
     config: &Config,
     vault: &Vault,
+    oauth: Option<Arc<PersonOAuth>>,
     gateway: &Gateway,
 ) -> warrant_ui::ConnectionsUi {
     let upstreams = config
@@ -136,6 +191,7 @@ pub fn connections_ui(
                 AuthMode::None => return None,
                 AuthMode::Shared => warrant_ui::KeyMode::Shared,
                 AuthMode::PersonKey => warrant_ui::KeyMode::PersonKey,
+                AuthMode::PersonOAuth => warrant_ui::KeyMode::PersonOAuth,
             };
             let place = match &u.auth.place {
                 Some(KeyPlace::Header { name, scheme }) if scheme.is_empty() => {
@@ -161,5 +217,6 @@ pub fn connections_ui(
         changed: Arc::new(move |owner: &str, upstream: &str| {
             gateway.credential_changed(owner, upstream);
         }),
+        oauth,
     }
 }

@@ -6,6 +6,12 @@
 //! change the binary's callback lets the gateway drop connections built with the old
 //! key. `?upstream=NAME` is the link the gateway gives an agent that needs the person's
 //! key: that upstream comes first, its field focused.
+//!
+//! An upstream people connect with OAuth (`person_oauth`) has a "Connect your account"
+//! button instead of a field: it sends the person to the upstream's authorization
+//! server (the attempt, with its PKCE verifier and `state`, kept in their session for
+//! ten minutes) and back to `/account/connections/oauth/callback`, where the code is
+//! exchanged and the tokens kept in the vault (`warrant_consent::person_oauth`).
 
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ use axum::{Form, Router};
 use http::StatusCode;
 use serde::Deserialize;
 use tower_sessions::Session;
+use warrant_consent::person_oauth::{CALLBACK_PATH, Flow, OAUTH_TOKEN, PersonOAuth, Status};
 use warrant_consent::vault::{SHARED, Vault, VaultEntry, VaultError};
 use warrant_idp::IdpError;
 
@@ -35,6 +42,8 @@ pub enum KeyMode {
     Shared,
     /// Each person's own key, from their "Connected accounts" page.
     PersonKey,
+    /// Each person's own account, connected with OAuth on their "Connected accounts" page.
+    PersonOAuth,
 }
 
 /// An upstream that is given a key by Warrant, as the pages describe it.
@@ -63,6 +72,8 @@ pub struct ConnectionsUi {
     /// Every upstream whose auth mode is not `none`.
     pub upstreams: Vec<KeyedUpstream>,
     pub changed: CredentialChanged,
+    /// The people's OAuth connections (`None`: no upstream is connected that way).
+    pub oauth: Option<Arc<PersonOAuth>>,
 }
 
 impl std::fmt::Debug for ConnectionsUi {
@@ -84,6 +95,20 @@ impl ConnectionsUi {
         self.upstream(name).filter(|u| u.mode == KeyMode::PersonKey)
     }
 
+    /// The upstream `name` if each person connects their own key or account there.
+    fn per_person(&self, name: &str) -> Option<&KeyedUpstream> {
+        self.upstream(name)
+            .filter(|u| matches!(u.mode, KeyMode::PersonKey | KeyMode::PersonOAuth))
+    }
+
+    /// The OAuth connections, and `name` if people connect it with OAuth.
+    fn person_oauth(&self, name: &str) -> Option<(&Arc<PersonOAuth>, String)> {
+        let oauth = self.oauth.as_ref()?;
+        self.upstream(name)
+            .filter(|u| u.mode == KeyMode::PersonOAuth)
+            .map(|u| (oauth, u.name.clone()))
+    }
+
     /// Stores `key` as `owner`'s for `upstream`, then tells the gateway.
     async fn put(&self, owner: &str, upstream: &str, key: &[u8]) -> Result<(), PageError> {
         self.vault
@@ -100,6 +125,8 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/account/connections", get(page))
         .route("/account/connections/{upstream}", post(connect))
         .route("/account/connections/{upstream}/remove", post(remove))
+        .route("/account/connections/{upstream}/oauth", post(connect_oauth))
+        .route(CALLBACK_PATH, get(oauth_callback))
         .route("/admin/servers/{server}/shared-key", post(set_shared))
 }
 
@@ -180,6 +207,10 @@ struct ConnectionView {
     name: String,
     path: String,
     place: String,
+    /// Connected with OAuth (a button, no field).
+    oauth: bool,
+    /// An OAuth connection no longer accepted: why (it must be made again).
+    dead: String,
     /// "since …" (and "key replaced on …"), or empty when not connected.
     connected: String,
     /// The agent's link asked for this one: first, focused.
@@ -191,11 +222,23 @@ struct ConnectionView {
 struct ConnectionsPage {
     csrf: String,
     is_admin: bool,
-    /// The upstream an agent asked for, when it takes a person's key.
+    /// The upstream an agent asked for, when it takes a person's key or account.
     asked: Option<String>,
+    /// It is connected with an account (OAuth), not a key.
+    asked_account: bool,
     flash: Option<String>,
     error: Option<String>,
     connections: Vec<ConnectionView>,
+}
+
+/// How a stored record reads on a page; an OAuth connection's record changes with every
+/// refresh, so only when it was made.
+fn since_oauth(entry: &VaultEntry, oauth: bool) -> String {
+    if oauth {
+        format!("since {}", when(entry.created_at))
+    } else {
+        since(entry)
+    }
 }
 
 /// How a stored record reads on a page: when it was set, and replaced.
@@ -252,33 +295,52 @@ async fn render(
         None => (None, false),
     };
     let focused = focus
-        .and_then(|name| ui.person_key(name))
+        .and_then(|name| ui.per_person(name))
         .map(|u| u.name.clone());
     let asked = focused.clone().filter(|_| by_agent);
+    let asked_account = asked
+        .as_deref()
+        .is_some_and(|name| ui.person_oauth(name).is_some());
     let mine: Vec<VaultEntry> = ui
         .vault
         .list()
         .await
         .map_err(vault_error)?
         .into_iter()
-        .filter(|e| e.owner == person.user.id && e.kind == ui.kind)
+        .filter(|e| e.owner == person.user.id && (e.kind == ui.kind || e.kind == OAUTH_TOKEN))
         .collect();
-    let mut connections: Vec<ConnectionView> = ui
+    let mut connections = Vec::new();
+    for u in ui
         .upstreams
         .iter()
-        .filter(|u| u.mode == KeyMode::PersonKey)
-        .map(|u| ConnectionView {
+        .filter(|u| matches!(u.mode, KeyMode::PersonKey | KeyMode::PersonOAuth))
+    {
+        let oauth = u.mode == KeyMode::PersonOAuth;
+        let kind = if oauth { OAUTH_TOKEN } else { ui.kind };
+        let entry = mine.iter().find(|e| e.upstream == u.name && e.kind == kind);
+        let dead = match (oauth, entry, ui.person_oauth(&u.name)) {
+            (true, Some(_), Some((connections, _))) => {
+                match connections.status(&person.user.id, &u.name).await {
+                    Ok(Status::Dead(reason)) => reason,
+                    Ok(_) => String::new(),
+                    Err(e) => {
+                        tracing::warn!(upstream = %u.name, error = %e, "cannot read a person's OAuth connection");
+                        "it cannot be read".into()
+                    }
+                }
+            }
+            _ => String::new(),
+        };
+        connections.push(ConnectionView {
             name: u.name.clone(),
             path: path_segment(&u.name),
             place: u.place.clone(),
-            connected: mine
-                .iter()
-                .find(|e| e.upstream == u.name)
-                .map(since)
-                .unwrap_or_default(),
+            oauth,
+            dead,
+            connected: entry.map(|e| since_oauth(e, oauth)).unwrap_or_default(),
             focus: focused.as_deref() == Some(u.name.as_str()),
-        })
-        .collect();
+        });
+    }
     // The one asked for first; the others in the configuration's order.
     connections.sort_by_key(|c| !c.focus);
     let status = if error.is_some() {
@@ -290,6 +352,7 @@ async fn render(
         csrf,
         is_admin: person.user.is_admin(),
         asked,
+        asked_account,
         flash,
         error,
         connections,
@@ -342,6 +405,9 @@ async fn remove(
     Path(upstream): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
+    if let Some((oauth, name)) = ui_of(&state)?.person_oauth(&upstream) {
+        return disconnect_oauth(&state, &person, oauth, &name, form.csrf.as_deref()).await;
+    }
     let (ui, name) = own_key_upstream(&state, &person, &upstream, form.csrf.as_deref()).await?;
     let removed = ui
         .vault
@@ -356,6 +422,181 @@ async fn remove(
         )
     } else {
         format!("No key of yours for {name} was stored: nothing to remove.")
+    };
+    set_flash(&person.session, text).await?;
+    Ok(Redirect::to("/account/connections").into_response())
+}
+
+/// The session key of the OAuth connection attempts under way.
+const FLOWS_KEY: &str = "warrant.oauth_flows";
+/// At most this many attempts are kept per session (the oldest goes first).
+const MAX_FLOWS: usize = 4;
+
+fn session_error(e: impl std::fmt::Display) -> PageError {
+    PageError(IdpError::Session(e.to_string()))
+}
+
+/// "Connect your account": starts the OAuth connection to `upstream` and sends the
+/// person to its authorization server.
+async fn connect_oauth(
+    State(state): State<UiState>,
+    person: SignedIn,
+    Path(upstream): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    state
+        .idp
+        .sessions
+        .check_csrf(&person.session, form.csrf.as_deref())
+        .await?;
+    let Some((oauth, name)) = ui_of(&state)?.person_oauth(&upstream) else {
+        return Err(IdpError::NotFound("server connected with your own account").into());
+    };
+    let (url, flow) = match oauth.begin(&name).await {
+        Ok(begun) => begun,
+        Err(e) => {
+            tracing::warn!(upstream = %name, error = %e, "cannot start a person's OAuth connection");
+            let refusal = format!(
+                "Warrant cannot reach the sign-in of {name} now, so nothing changed: {e}. \
+                 Try again later, or tell an admin."
+            );
+            return render(
+                &state,
+                &person,
+                Some(Focus::Refused(&name)),
+                None,
+                Some(refusal),
+            )
+            .await;
+        }
+    };
+    let mut flows: Vec<Flow> = person
+        .session
+        .get(FLOWS_KEY)
+        .await
+        .map_err(session_error)?
+        .unwrap_or_default();
+    let now = state.idp.clock.unix();
+    flows.retain(|f| !f.expired(now));
+    if flows.len() >= MAX_FLOWS {
+        flows.remove(0);
+    }
+    flows.push(flow);
+    person
+        .session
+        .insert(FLOWS_KEY, flows)
+        .await
+        .map_err(session_error)?;
+    tracing::info!(user = %person.user.id, upstream = %name, "a person started connecting their account");
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Where the authorization server sends the person back: the attempt their session
+/// holds for `state` (used once) is finished with the code.
+async fn oauth_callback(
+    State(state): State<UiState>,
+    person: SignedIn,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    let Some(oauth) = ui.oauth.as_ref() else {
+        return Err(IdpError::NotFound("page").into());
+    };
+    let mut flows: Vec<Flow> = person
+        .session
+        .get(FLOWS_KEY)
+        .await
+        .map_err(session_error)?
+        .unwrap_or_default();
+    let given = query.state.unwrap_or_default();
+    let found = flows.iter().position(|f| {
+        use subtle::ConstantTimeEq as _;
+        bool::from(f.state().as_bytes().ct_eq(given.as_bytes()))
+    });
+    let Some(index) = found else {
+        let page = MessagePage::new(
+            "This connection cannot be finished",
+            "It was not started in this browser session, or it was finished already. Open \
+             Connected accounts and connect again."
+                .to_owned(),
+        )
+        .with_link("/account/connections", "Connected accounts");
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    };
+    // One use: whatever happens next, the attempt is spent.
+    let flow = flows.remove(index);
+    person
+        .session
+        .insert(FLOWS_KEY, flows)
+        .await
+        .map_err(session_error)?;
+    let name = flow.upstream.clone();
+    let text = match (query.code, query.error) {
+        (_, Some(error)) => {
+            let detail = query
+                .error_description
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            format!(
+                "{name} did not connect your account ({error}{detail}). Nothing changed; \
+                 connect again when you are ready."
+            )
+        }
+        (Some(code), None) => match oauth.finish(&person.user.id, &flow, &code).await {
+            Ok(()) => {
+                (ui.changed)(&person.user.id, &name);
+                tracing::info!(user = %person.user.id, upstream = %name, "a person connected their account");
+                format!(
+                    "Your account at {name} is connected. Agents acting for you can now use \
+                     {name}."
+                )
+            }
+            Err(e) => {
+                tracing::warn!(user = %person.user.id, upstream = %name, error = %e, "a person's OAuth connection did not finish");
+                format!("Your account at {name} was not connected: {e}.")
+            }
+        },
+        (None, None) => {
+            format!("{name} sent you back without an answer: nothing changed. Connect again.")
+        }
+    };
+    set_flash(&person.session, text).await?;
+    Ok(Redirect::to("/account/connections").into_response())
+}
+
+/// Removes `person`'s OAuth connection to `name`, revoking its tokens where the
+/// authorization server offers it.
+async fn disconnect_oauth(
+    state: &UiState,
+    person: &SignedIn,
+    oauth: &Arc<PersonOAuth>,
+    name: &str,
+    csrf: Option<&str>,
+) -> Result<Response, PageError> {
+    state.idp.sessions.check_csrf(&person.session, csrf).await?;
+    let removed = oauth
+        .disconnect(&person.user.id, name)
+        .await
+        .map_err(|e| PageError(IdpError::Session(format!("vault: {e}"))))?;
+    if let Some(ui) = state.connections.as_ref() {
+        (ui.changed)(&person.user.id, name);
+    }
+    tracing::info!(user = %person.user.id, upstream = %name, removed, "a person disconnected their account");
+    let text = if removed {
+        format!(
+            "Your account at {name} was disconnected. Agents acting for you cannot use {name} \
+             until you connect it again."
+        )
+    } else {
+        format!("No account of yours at {name} was connected: nothing to remove.")
     };
     set_flash(&person.session, text).await?;
     Ok(Redirect::to("/account/connections").into_response())
@@ -403,7 +644,7 @@ pub(crate) async fn server_auth(
         .await
         .map_err(vault_error)?
         .into_iter()
-        .filter(|e| e.upstream == upstream.name && e.kind == ui.kind)
+        .filter(|e| e.upstream == upstream.name && (e.kind == ui.kind || e.kind == OAUTH_TOKEN))
         .collect();
     let auth = match (upstream.mode, upstream.by_reference) {
         (KeyMode::Shared, true) => ServerAuth {
@@ -430,7 +671,7 @@ pub(crate) async fn server_auth(
                 .unwrap_or_default(),
             people: 0,
         },
-        (KeyMode::PersonKey, _) => {
+        (mode @ (KeyMode::PersonKey | KeyMode::PersonOAuth), _) => {
             let mut owners: Vec<&str> = entries
                 .iter()
                 .filter(|e| e.owner != SHARED)
@@ -438,11 +679,23 @@ pub(crate) async fn server_auth(
                 .collect();
             owners.sort_unstable();
             owners.dedup();
+            let (mode, summary) = if mode == KeyMode::PersonOAuth {
+                (
+                    "person_oauth",
+                    "each person's own account, which they connect with OAuth on their \
+                     \"Connected accounts\" page (Warrant is the OAuth client, keeps the \
+                     tokens and refreshes them).",
+                )
+            } else {
+                (
+                    "person_key",
+                    "each person's own key, which they connect on their \"Connected \
+                     accounts\" page.",
+                )
+            };
             ServerAuth {
-                mode: "person_key",
-                summary: "each person's own key, which they connect on their \"Connected \
-                          accounts\" page."
-                    .into(),
+                mode,
+                summary: summary.into(),
                 place: upstream.place.clone(),
                 settable: false,
                 set_on: String::new(),

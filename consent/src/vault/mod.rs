@@ -139,6 +139,9 @@ const INSERT: &str = "INSERT INTO consent_vault \
     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)";
 const REPLACE: &str = "UPDATE consent_vault SET kek_id = $2, data_key = $3, value = $4, \
     version = version + 1, updated_at = $5 WHERE id = $1";
+/// Replaces a record only if no one else wrote it since it was read.
+const REPLACE_IF: &str = "UPDATE consent_vault SET kek_id = $2, data_key = $3, value = $4, \
+    version = version + 1, updated_at = $5 WHERE id = $1 AND version = $6";
 const DELETE: &str = "DELETE FROM consent_vault WHERE owner = $1 AND upstream = $2 AND kind = $3";
 const DELETE_OWNER: &str = "DELETE FROM consent_vault WHERE owner = $1";
 const LIST: &str = "SELECT owner, upstream, kind, kek_id, version, created_at, updated_at \
@@ -225,6 +228,35 @@ impl Vault {
         }
         self.inner.cache.forget(Some(owner), Some(upstream));
         Ok(())
+    }
+
+    /// Replaces `owner`'s `kind` for `upstream` with `value` only if it is still at
+    /// `version` (as [`Self::fetch`] gave it): whether it was replaced. Two writers that
+    /// read the same version (two replicas refreshing one token) cannot both win.
+    pub async fn replace_if(
+        &self,
+        owner: &str,
+        upstream: &str,
+        kind: &str,
+        value: &[u8],
+        version: i64,
+    ) -> Result<bool, VaultError> {
+        let now = self.inner.clock.unix();
+        let existing: Option<SealedRow> = on_pool!(&self.inner.db, pool => {
+            sqlx::query_as(FIND).bind(owner).bind(upstream).bind(kind)
+                .fetch_optional(pool).await
+        })?;
+        let Some((id, ..)) = existing else {
+            return Ok(false);
+        };
+        let (kek_id, data_key, sealed) = self.seal(&id, owner, value);
+        let done = on_pool!(&self.inner.db, pool => {
+            sqlx::query(REPLACE_IF).bind(&id).bind(&kek_id).bind(&data_key).bind(&sealed)
+                .bind(now).bind(version).execute(pool).await
+            .map(|r| r.rows_affected())
+        })?;
+        self.inner.cache.forget(Some(owner), Some(upstream));
+        Ok(done > 0)
     }
 
     /// `owner`'s `kind` for `upstream`, decrypted (cached briefly), or `None`.

@@ -263,3 +263,46 @@ async fn a_missing_or_wrong_key_stops_the_open_and_rotation_rewraps_while_reads_
     ));
     db.close().await;
 }
+
+#[tokio::test]
+async fn a_conditional_replace_loses_to_a_write_it_did_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path()).await;
+    let vault = vault(&db, 1, &[]).await.expect("open");
+    assert!(
+        !vault
+            .replace_if("alice", "linear", "oauth_token", b"t0", 1)
+            .await
+            .expect("replace nothing"),
+        "nothing stored: nothing replaced"
+    );
+    vault
+        .put("alice", "linear", "oauth_token", b"t1")
+        .await
+        .expect("put");
+    let (_, read) = vault
+        .fetch("alice", "linear", "oauth_token")
+        .await
+        .expect("fetch")
+        .expect("stored");
+    // Two writers read the same version; the first wins, the second is told.
+    assert!(
+        vault
+            .replace_if("alice", "linear", "oauth_token", b"t2", read)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !vault
+            .replace_if("alice", "linear", "oauth_token", b"t3", read)
+            .await
+            .expect("second")
+    );
+    let (value, version) = vault
+        .fetch("alice", "linear", "oauth_token")
+        .await
+        .expect("fetch")
+        .expect("stored");
+    assert_eq!(&value[..], b"t2");
+    assert_eq!(version, read + 1);
+}

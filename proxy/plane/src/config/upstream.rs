@@ -343,6 +343,7 @@ pub fn with_key(config: &UpstreamConfig, key: &str) -> UpstreamConfig {
     keyed.auth.place = None;
     keyed.auth.value = None;
     keyed.auth.from_vault = false;
+    keyed.auth.carries_key = true;
     let Some(place) = &config.auth.place else {
         return keyed;
     };

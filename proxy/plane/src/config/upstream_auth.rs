@@ -3,11 +3,17 @@
 //!
 //! ```toml
 //! [upstreams.linear.auth]
-//! mode = "person_key"        # none | shared | person_key
+//! mode = "person_key"        # none | shared | person_key | person_oauth
 //! header = "Authorization"   # HTTP upstreams: the header the key is sent in
 //! scheme = "Bearer"          # written before the key, with a space ("" for none)
 //! # env = "LINEAR_API_KEY"   # stdio upstreams: the environment variable instead
 //! # value = { env = "KEY" }  # `shared` only: the key by reference, else from the vault
+//!
+//! [upstreams.tracker.auth]
+//! mode = "person_oauth"      # each person connects their account; Warrant is the client
+//! # client_id = "…"          # registered by an admin, else Warrant registers itself
+//! # client_secret = { env = "TRACKER_CLIENT_SECRET" }
+//! # scopes = ["read", "write"]
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +46,12 @@ pub struct RawUpstreamAuth {
     pub max_people: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ValueRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Whose credential an upstream is given.
@@ -51,6 +63,10 @@ pub enum AuthMode {
     Shared,
     /// Each person's own key, from the vault; a connection per person.
     PersonKey,
+    /// Each person's own OAuth connection, made once on their connections page with
+    /// Warrant as the OAuth client; the access token (kept in the vault, refreshed) is
+    /// the key. HTTP upstreams only.
+    PersonOAuth,
 }
 
 impl AuthMode {
@@ -59,12 +75,13 @@ impl AuthMode {
             Self::None => "none",
             Self::Shared => "shared",
             Self::PersonKey => "person_key",
+            Self::PersonOAuth => "person_oauth",
         }
     }
 
     /// Whether each person has a credential (and a connection) of their own.
     pub fn per_person(self) -> bool {
-        matches!(self, Self::PersonKey)
+        matches!(self, Self::PersonKey | Self::PersonOAuth)
     }
 }
 
@@ -72,7 +89,7 @@ impl UpstreamAuth {
     /// Whether calls go through a connection per key read from the vault (a person's
     /// own, or a shared one kept there), rather than the upstream's one connection.
     pub fn keyed(&self) -> bool {
-        self.mode == AuthMode::PersonKey || self.from_vault
+        self.mode.per_person() || self.from_vault
     }
 }
 
@@ -117,6 +134,16 @@ pub struct UpstreamAuth {
     pub max_people: usize,
     /// Per-person modes: a connection unused this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// `person_oauth`: the client an admin registered at the authorization server
+    /// (`None`: Warrant registers itself there).
+    pub client_id: Option<String>,
+    /// `person_oauth`: the secret of `client_id`, by reference.
+    pub client_secret: Option<ValueRef>,
+    /// `person_oauth`: the scopes asked for.
+    pub scopes: Vec<String>,
+    /// A connection the credentials stage built with one key (see
+    /// [`super::with_key`]): a key the upstream refuses is replaced or reported there.
+    pub carries_key: bool,
 }
 
 impl Default for UpstreamAuth {
@@ -128,6 +155,10 @@ impl Default for UpstreamAuth {
             from_vault: false,
             max_people: DEFAULT_MAX_PEOPLE,
             idle_timeout: DEFAULT_IDLE,
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+            carries_key: false,
         }
     }
 }
@@ -147,10 +178,14 @@ pub(super) fn validate_auth(
         None | Some("none") => AuthMode::None,
         Some("shared") => AuthMode::Shared,
         Some("person_key") => AuthMode::PersonKey,
+        Some("person_oauth") => AuthMode::PersonOAuth,
         Some(other) => {
             problems.push(Problem::new(
                 format!("{path}.mode"),
-                format!("{other:?} is not one of \"none\", \"shared\", \"person_key\""),
+                format!(
+                    "{other:?} is not one of \"none\", \"shared\", \"person_key\", \
+                     \"person_oauth\""
+                ),
             ));
             AuthMode::None
         }
@@ -168,6 +203,10 @@ pub(super) fn validate_auth(
                  (\"shared\" or \"person_key\")",
             ));
         }
+        return auth;
+    }
+    oauth_client(&raw, mode, stdio, &path, &mut auth, problems);
+    if mode == AuthMode::PersonOAuth {
         return auth;
     }
     auth.place = place(&raw, stdio, &path, problems);
@@ -211,6 +250,82 @@ pub(super) fn validate_auth(
         problems,
     );
     auth
+}
+
+/// `person_oauth`'s settings (the token goes as `Authorization: Bearer`), and none of
+/// them with another mode.
+fn oauth_client(
+    raw: &RawUpstreamAuth,
+    mode: AuthMode,
+    stdio: bool,
+    path: &str,
+    auth: &mut UpstreamAuth,
+    problems: &mut Vec<Problem>,
+) {
+    let oauth_fields =
+        raw.client_id.is_some() || raw.client_secret.is_some() || raw.scopes.is_some();
+    if mode != AuthMode::PersonOAuth {
+        if oauth_fields {
+            problems.push(Problem::new(
+                path,
+                "`client_id`, `client_secret` and `scopes` belong to mode \"person_oauth\"",
+            ));
+        }
+        return;
+    }
+    if stdio {
+        problems.push(Problem::new(
+            format!("{path}.mode"),
+            "\"person_oauth\" needs an HTTP upstream (a `url`): OAuth tokens go in a \
+             header",
+        ));
+    }
+    if raw.header.is_some() || raw.scheme.is_some() || raw.env.is_some() || raw.value.is_some() {
+        problems.push(Problem::new(
+            path,
+            "with \"person_oauth\" the person's access token goes as `Authorization: \
+             Bearer`: `header`, `scheme`, `env` and `value` do not apply",
+        ));
+    }
+    auth.place = Some(KeyPlace::Header {
+        name: "Authorization".into(),
+        scheme: "Bearer".into(),
+    });
+    auth.client_id = raw.client_id.clone();
+    if auth.client_id.as_deref().is_some_and(str::is_empty) {
+        problems.push(Problem::new(format!("{path}.client_id"), "is empty"));
+    }
+    if let Some(secret) = &raw.client_secret {
+        if raw.client_id.is_none() {
+            problems.push(Problem::new(
+                format!("{path}.client_secret"),
+                "needs the `client_id` it belongs to",
+            ));
+        }
+        if let ValueRef::Literal(text) = secret
+            && !text.contains("${")
+        {
+            problems.push(Problem::secret(
+                format!("{path}.client_secret"),
+                "write secrets by reference, not inline: { env = \"VAR\" }, \
+                 { file = \"/path\" } or \"${VAR}\"",
+            ));
+        } else if let Err(e) = resolve(secret) {
+            problems.push(Problem::new(format!("{path}.client_secret"), e));
+        }
+        auth.client_secret = Some(secret.clone());
+    }
+    auth.scopes = raw.scopes.clone().unwrap_or_default();
+    if let Some(bad) = auth
+        .scopes
+        .iter()
+        .find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        problems.push(Problem::new(
+            format!("{path}.scopes"),
+            format!("{bad:?} is not one scope (no spaces)"),
+        ));
+    }
 }
 
 fn place(
@@ -357,5 +472,57 @@ mod tests {
             false,
         );
         assert!(problems[0].message.contains("person_key"), "{problems:?}");
+    }
+
+    #[test]
+    fn person_oauth_sends_a_bearer_token_over_http_only() {
+        let (auth, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                scopes: Some(vec!["read".into()]),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(auth.mode.per_person() && auth.keyed());
+        assert_eq!(auth.place.expect("a place").value_for("t"), "Bearer t");
+        assert_eq!(auth.scopes, ["read"]);
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                env: Some("TOKEN".into()),
+                ..Default::default()
+            },
+            true,
+        );
+        let fields: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["upstreams.x.auth.mode", "upstreams.x.auth"],
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_oauth_client_secret_is_by_reference_with_its_client_id() {
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                client_secret: Some(ValueRef::Literal("s3cr3t".into())),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_key".into()),
+                client_id: Some("warrant".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems[0].message.contains("person_oauth"), "{problems:?}");
     }
 }

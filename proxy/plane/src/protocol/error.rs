@@ -72,12 +72,23 @@ pub enum GatewayError {
     /// The upstream takes each person's own key, and this person has not connected one.
     /// `elicit`: the client declared URL-mode elicitation (it gets `-32042` with `url`).
     #[error(
-        "upstream {upstream:?} needs your own key, and you have not connected one: open {url} \
-         to connect it, then call again"
+        "upstream {upstream:?} needs your own key or account, and you have not connected \
+         one: open {url} to connect it, then call again"
     )]
     ConnectionRequired {
         upstream: String,
         url: String,
+        elicit: bool,
+    },
+    /// A person's connection the upstream's side no longer accepts (revoked, expired).
+    #[error(
+        "your connection to upstream {upstream:?} must be made again ({reason}): open {url} \
+         to reconnect, then call again"
+    )]
+    Reconnect {
+        upstream: String,
+        url: String,
+        reason: String,
         elicit: bool,
     },
 }
@@ -136,6 +147,12 @@ impl From<GatewayError> for ErrorData {
                 upstream,
                 url,
                 elicit: true,
+            }
+            | GatewayError::Reconnect {
+                upstream,
+                url,
+                elicit: true,
+                ..
             } => ErrorData::new(
                 URL_ELICITATION_REQUIRED,
                 message.clone(),
@@ -150,6 +167,11 @@ impl From<GatewayError> for ErrorData {
                 CONNECTION_REQUIRED,
                 message,
                 Some(json!({ "upstream": upstream, "url": url })),
+            ),
+            GatewayError::Reconnect { upstream, url, .. } => ErrorData::new(
+                CONNECTION_REQUIRED,
+                message,
+                Some(json!({ "upstream": upstream, "url": url, "reconnect": true })),
             ),
         }
     }

@@ -342,6 +342,31 @@ impl Direct {
             Ok(Err(e)) => return Some(failure(&lane, client_id, &e.to_string())),
             Ok(Ok(head)) => head,
         };
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // The upstream refused Warrant's credential before running anything. Its 401
+            // or 403 is never the client's: a client told 401 would think its own token
+            // bad. A connection built with a person's token or key is replaced or
+            // reported by the credentials stage, on the handler's way.
+            guard.disarm();
+            if answer.is_ok() {
+                // Read to its end: the connection serves again.
+                target.connections.checkin(conn);
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                lane.shared.refuse_credentials();
+                if lane.shared.config.auth.carries_key {
+                    return None;
+                }
+            }
+            return Some(failure(
+                &lane,
+                client_id,
+                &format!(
+                    "it refused the credential Warrant gives it (HTTP {status}): an admin \
+                     must check its `auth` or `headers`"
+                ),
+            ));
+        }
         let mut body = match answer {
             Ok(bytes) => {
                 guard.settle().await;

@@ -50,6 +50,9 @@ struct Entry {
     version: i64,
     checked: Instant,
     last_used: Instant,
+    /// When the key must be renewed before another use (an OAuth access token's
+    /// refresh time); `None`: it does not expire.
+    valid_until: Option<Instant>,
 }
 
 struct Retired {
@@ -63,6 +66,8 @@ pub(crate) enum Current {
     Fresh(Arc<Upstream>),
     /// A connection built with key version `version`: ask the vault whether it changed.
     Recheck(i64),
+    /// The upstream refused key version `version` (HTTP 401).
+    Refused(i64),
     None,
 }
 
@@ -92,7 +97,12 @@ impl Keyed {
         let Some(entry) = entries.get_mut(owner) else {
             return Current::None;
         };
-        if now.duration_since(entry.checked) >= RECHECK {
+        if entry.upstream.credentials_refused() {
+            return Current::Refused(entry.version);
+        }
+        if now.duration_since(entry.checked) >= RECHECK
+            || entry.valid_until.is_some_and(|until| now >= until)
+        {
             return Current::Recheck(entry.version);
         }
         entry.last_used = now;
@@ -109,19 +119,25 @@ impl Keyed {
         Some(entry.upstream.clone())
     }
 
-    /// A connection for `owner` with `key` (version `version`), replacing the one before.
+    /// A connection for `owner` with `key` (version `version`, to be renewed at
+    /// `valid_until` if it expires), replacing the one before.
     pub(crate) fn install(
         &self,
         owner: &str,
         key: &str,
         version: i64,
+        valid_until: Option<Instant>,
         now: Instant,
     ) -> Result<Arc<Upstream>, Full> {
         let mut entries = self.entries.locked();
-        if let Some(entry) = entries.get(owner)
+        if let Some(entry) = entries.get_mut(owner)
             && entry.version == version
         {
-            // Another call installed it meanwhile.
+            // Installed already (by another call meanwhile, or the key was read again
+            // unchanged): it serves for another while.
+            entry.checked = now;
+            entry.last_used = now;
+            entry.valid_until = valid_until;
             return Ok(entry.upstream.clone());
         }
         let max = self.base.auth.max_people;
@@ -151,6 +167,7 @@ impl Keyed {
             version,
             checked: now,
             last_used: now,
+            valid_until,
         };
         if let Some(old) = entries.insert(owner.into(), entry) {
             self.retire(old);
@@ -285,8 +302,8 @@ mod tests {
     fn each_owner_gets_a_connection_with_their_own_key() {
         let keyed = keyed(4);
         let now = Instant::now();
-        let a = keyed.install("alice", "ka", 1, now).expect("room");
-        let b = keyed.install("bob", "kb", 1, now).expect("room");
+        let a = keyed.install("alice", "ka", 1, None, now).expect("room");
+        let b = keyed.install("bob", "kb", 1, None, now).expect("room");
         assert_eq!(header_of(&a), "Bearer ka");
         assert_eq!(header_of(&b), "Bearer kb");
         assert!(matches!(keyed.current("alice", now), Current::Fresh(u) if Arc::ptr_eq(&u, &a)));
@@ -301,11 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_expires_is_read_again_at_its_renewal_time() {
+        let keyed = keyed(4);
+        let now = Instant::now();
+        let until = now + Duration::from_secs(3);
+        let a = keyed
+            .install("alice", "t1", 1, Some(until), now)
+            .expect("room");
+        assert!(matches!(keyed.current("alice", now), Current::Fresh(_)));
+        assert!(matches!(keyed.current("alice", until), Current::Recheck(1)));
+        // Read again unchanged (not yet renewed): the same connection, until later.
+        let later = until + Duration::from_secs(5);
+        let same = keyed
+            .install("alice", "t1", 1, Some(later), until)
+            .expect("room");
+        assert!(Arc::ptr_eq(&a, &same));
+        assert!(matches!(keyed.current("alice", until), Current::Fresh(_)));
+        assert!(matches!(keyed.current("alice", later), Current::Recheck(1)));
+    }
+
+    #[test]
     fn a_new_key_replaces_the_connection_and_the_old_one_ends_after_its_calls() {
         let keyed = keyed(4);
         let now = Instant::now();
-        let old = keyed.install("alice", "ka", 1, now).expect("room");
-        let new = keyed.install("alice", "ka2", 2, now).expect("room");
+        let old = keyed.install("alice", "ka", 1, None, now).expect("room");
+        let new = keyed.install("alice", "ka2", 2, None, now).expect("room");
         assert_eq!(header_of(&new), "Bearer ka2");
         // The old one is still in use by a call (`old`): retired, not yet closed.
         assert_eq!(keyed.open(), 2);
@@ -318,17 +355,17 @@ mod tests {
     fn at_the_cap_the_idle_one_unused_longest_makes_room_and_busy_ones_refuse() {
         let keyed = keyed(2);
         let now = Instant::now();
-        let a = keyed.install("alice", "ka", 1, now).expect("room");
+        let a = keyed.install("alice", "ka", 1, None, now).expect("room");
         let b = keyed
-            .install("bob", "kb", 1, now + Duration::from_secs(1))
+            .install("bob", "kb", 1, None, now + Duration::from_secs(1))
             .expect("room");
         // Both in use: no room for a third person.
-        let full = keyed.install("carol", "kc", 1, now + Duration::from_secs(2));
+        let full = keyed.install("carol", "kc", 1, None, now + Duration::from_secs(2));
         assert!(matches!(full, Err(Full { max: 2 })));
         // Alice's call ends: her connection, unused longest, makes room.
         drop(a);
         keyed
-            .install("carol", "kc", 1, now + Duration::from_secs(3))
+            .install("carol", "kc", 1, None, now + Duration::from_secs(3))
             .expect("room once alice's is idle");
         assert!(matches!(keyed.current("alice", now), Current::None));
         drop(b);

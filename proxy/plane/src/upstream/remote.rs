@@ -70,6 +70,11 @@ impl Upstream {
         &self.config.name
     }
 
+    /// Whether the upstream refused the credential this connection gives it (HTTP 401).
+    pub(crate) fn credentials_refused(&self) -> bool {
+        self.shared.credentials_refused()
+    }
+
     /// The credentials this upstream is given, to be redacted from its answers.
     pub(crate) fn redactions(&self) -> &Arc<Redactions> {
         &self.shared.redactions

@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     /// Per era: the upstream does not speak it (learned when its lane cannot connect
     /// while the other lane can, or pinned by configuration).
     unsupported: [AtomicBool; 2],
+    /// The upstream answered `401` to the credential it was given: a connection built
+    /// with a key is then replaced (a renewed token) or reported (a key to replace).
+    credentials_refused: AtomicBool,
 }
 
 impl Shared {
@@ -53,7 +56,20 @@ impl Shared {
             redactions,
             subscribers: Mutex::new(HashMap::new()),
             unsupported,
+            credentials_refused: AtomicBool::new(false),
         }
+    }
+
+    /// Records that the upstream refused the credential it was given (HTTP 401).
+    pub(crate) fn refuse_credentials(&self) {
+        if !self.credentials_refused.swap(true, Ordering::AcqRel) {
+            tracing::info!(upstream = %self.config.name, "the upstream refused the credential it was given (HTTP 401)");
+        }
+    }
+
+    /// Whether the upstream refused the credential it was given.
+    pub(crate) fn credentials_refused(&self) -> bool {
+        self.credentials_refused.load(Ordering::Acquire)
     }
 
     /// `text` (an error about this upstream: a transport's message may quote its URL)

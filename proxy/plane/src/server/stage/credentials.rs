@@ -4,12 +4,17 @@
 //! person's own key (`auth.mode = "person_key"`), or whose shared key is kept in the
 //! vault, is called on a connection built with that key (`upstream::keyed`): the
 //! person's own, found by the token's person, so one person's key never serves another
-//! person's call. A person who has connected no key gets the page where they connect
-//! it (`-32042` URL elicitation where the client declared it).
+//! person's call. For an upstream people connect with OAuth (`person_oauth`), the key is
+//! the person's access token, renewed before it expires
+//! (`warrant_consent::person_oauth`). A person who has connected no key or account gets
+//! the page where they connect it, and one whose connection is no longer accepted the
+//! page where they make it again (`-32042` URL elicitation where the client declared
+//! it).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use warrant_consent::person_oauth::{PersonOAuth, PersonOAuthError};
 use warrant_consent::vault::{SHARED, Vault};
 
 use crate::config::{API_KEY, AuthMode};
@@ -21,9 +26,12 @@ use crate::upstream::remote::Upstream;
 /// Where a person connects their key: `{base}/account/connections?upstream=NAME`.
 pub(crate) const CONNECT_PATH: &str = "/account/connections";
 
-/// What the credentials stage needs: the vault and the gateway's public URL.
+/// What the credentials stage needs: the vault, the people's OAuth connections, and the
+/// gateway's public URL.
 pub struct KeySource {
     pub vault: Vault,
+    /// The upstreams people connect with OAuth (`None`: there are none).
+    pub oauth: Option<Arc<PersonOAuth>>,
     /// The URL people use (`server.public_url`, or the local one), for the connect link.
     pub public_url: url::Url,
 }
@@ -64,7 +72,7 @@ pub(crate) fn owner_of<'a>(
     upstream: &Upstream,
     caller: Option<&'a Caller>,
 ) -> Result<&'a str, GatewayError> {
-    if upstream.config.auth.mode != AuthMode::PersonKey {
+    if !upstream.config.auth.mode.per_person() {
         return Ok(SHARED);
     }
     caller
@@ -96,14 +104,45 @@ pub(crate) async fn for_call(
     };
     let person = owner != SHARED;
     let now = Instant::now();
+    let mut refused = None;
     let checked = match keyed.current(owner, now) {
         Current::Fresh(upstream) => return Ok(Credentials(Some(upstream))),
         Current::Recheck(version) => Some(version),
+        Current::Refused(version) => {
+            refused = Some(version);
+            None
+        }
         Current::None => None,
     };
     let Some(source) = source else {
         return Err(unavailable("the credential vault is not open".into()));
     };
+    if upstream.config.auth.mode == AuthMode::PersonOAuth {
+        if let (Some(version), Some(oauth)) = (refused, &source.oauth) {
+            // Renewed before this call goes again; a renewal refused asks to reconnect.
+            if let Err(e) = oauth.refused(owner, name, version).await {
+                tracing::warn!(upstream = %name, error = %e, "cannot mark a refused token");
+            }
+        }
+        return with_access_token(keyed, source, name, owner, elicit, now).await;
+    }
+    if refused.is_some() {
+        // A key the upstream refuses is not tried on and on: its owner replaces it.
+        keyed.forget(owner);
+        return Err(if person {
+            GatewayError::Reconnect {
+                upstream: name.to_owned(),
+                url: source.connect_url(name),
+                reason: "it refused your key (HTTP 401); connect a valid one".into(),
+                elicit,
+            }
+        } else {
+            unavailable(format!(
+                "it refused its shared key (HTTP 401): an admin replaces it on the server's \
+                 page or with `warrant vault set {name} {API_KEY}`"
+            ))
+        });
+    }
     let vault_error = |e: warrant_consent::vault::VaultError| {
         tracing::warn!(upstream = %name, error = %e, "cannot read a key from the vault");
         unavailable("its key cannot be read from the vault (see the gateway's log)".into())
@@ -145,13 +184,90 @@ pub(crate) async fn for_call(
             "its stored key is not text; connect it again".into(),
         ));
     };
+    install(keyed, name, owner, key, version, None, now)
+}
+
+/// The connection with `owner`'s OAuth access token for upstream `name`, renewed first
+/// when it is about to expire.
+async fn with_access_token(
+    keyed: &Keyed,
+    source: &KeySource,
+    name: &str,
+    owner: &str,
+    elicit: bool,
+    now: Instant,
+) -> Result<Credentials, GatewayError> {
+    let unavailable = |reason: String| GatewayError::UpstreamUnavailable {
+        upstream: name.to_owned(),
+        reason,
+    };
+    let Some(oauth) = &source.oauth else {
+        return Err(unavailable(
+            "people's OAuth connections are not set up".into(),
+        ));
+    };
+    match oauth.access_token(owner, name).await {
+        Ok(Some(access)) => {
+            // Renewed on the first call past its refresh time.
+            let valid_until = access.refresh_in.map(|left| now + left);
+            install(
+                keyed,
+                name,
+                owner,
+                &access.token,
+                access.version,
+                valid_until,
+                now,
+            )
+        }
+        Ok(None) => {
+            keyed.forget(owner);
+            Err(GatewayError::ConnectionRequired {
+                upstream: name.to_owned(),
+                url: source.connect_url(name),
+                elicit,
+            })
+        }
+        Err(PersonOAuthError::Reconnect { reason, .. }) => {
+            keyed.forget(owner);
+            Err(GatewayError::Reconnect {
+                upstream: name.to_owned(),
+                url: source.connect_url(name),
+                reason,
+                elicit,
+            })
+        }
+        Err(PersonOAuthError::Unavailable { reason, .. }) => Err(unavailable(format!(
+            "its authorization server cannot renew your connection now ({reason}); try again \
+             shortly"
+        ))),
+        Err(e) => {
+            tracing::warn!(upstream = %name, error = %e, "cannot read a person's OAuth connection");
+            Err(unavailable(
+                "your connection to it cannot be read (see the gateway's log)".into(),
+            ))
+        }
+    }
+}
+
+/// `keyed`'s connection for `owner` with `key`, made now unless it is up.
+fn install(
+    keyed: &Keyed,
+    name: &str,
+    owner: &str,
+    key: &str,
+    version: i64,
+    valid_until: Option<Instant>,
+    now: Instant,
+) -> Result<Credentials, GatewayError> {
     keyed
-        .install(owner, key, version, now)
+        .install(owner, key, version, valid_until, now)
         .map(|upstream| Credentials(Some(upstream)))
-        .map_err(|Full { max }| {
-            unavailable(format!(
+        .map_err(|Full { max }| GatewayError::UpstreamUnavailable {
+            upstream: name.to_owned(),
+            reason: format!(
                 "it has {max} people's connections open, as many as its `auth.max_people` \
                  allows, all of them in use; try again shortly"
-            ))
+            ),
         })
 }
