@@ -24,6 +24,7 @@ pub mod grants;
 pub mod oauth;
 pub mod people;
 pub mod person_oauth;
+pub mod person_sso;
 pub mod policy;
 pub mod token;
 pub mod upstream_oauth;

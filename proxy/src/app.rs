@@ -240,10 +240,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog.clone(),
         shutdown.child_token(),
     );
+    let idp = Idp::new(
+        db.clone(),
+        idp_config(&config, public_url.clone()),
+        Arc::new(SystemClock),
+    )?;
     let person_oauth = upstream_keys::person_oauth(&config, &vault, clock.clone(), &public_url)?;
+    let person_sso = upstream_keys::person_sso(&config, &vault, clock.clone(), &idp.oidc);
     gateway.set_key_source(KeySource {
         vault: vault.clone(),
         oauth: person_oauth.clone(),
+        sso: person_sso.clone(),
         public_url: public_url.clone(),
     });
     gateway.follow_catalog();
@@ -260,11 +267,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         return Err(StartError::Collisions(collisions));
     }
 
-    let idp = Idp::new(
-        db.clone(),
-        idp_config(&config, public_url.clone()),
-        Arc::new(SystemClock),
-    )?;
     spawn_session_sweeper(&idp, shutdown.child_token());
     let approvals = Approvals::new(db.clone(), clock.clone(), config.policy.approval_timeout);
     gateway.set_approvals(
@@ -321,6 +323,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     &config,
                     &vault,
                     person_oauth,
+                    person_sso,
                     &gateway,
                 )),
             }));

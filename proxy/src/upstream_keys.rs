@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use warrant_consent::person_oauth::{OAUTH_TOKEN, OAuthUpstream, PersonOAuth, PersonOAuthError};
+use warrant_consent::person_sso::{PersonSso, SIGN_IN_TOKEN, SsoUpstream, sign_in_record};
 use warrant_consent::vault::{SHARED, Vault, VaultError};
 use warrant_idp::Clock;
 use warrant_plane::Gateway;
@@ -140,16 +141,60 @@ pub fn person_oauth(
         .map(|p| Some(Arc::new(p)))
 }
 
+/// The upstreams that take the person's own sign-in identity (`auth.mode =
+/// "person_sso"`), their sign-in tokens kept in `vault`; `None` when there are none.
+pub fn person_sso(
+    config: &Config,
+    vault: &Vault,
+    clock: Arc<dyn Clock>,
+    federation: &warrant_idp::oidc::Federation,
+) -> Option<Arc<PersonSso>> {
+    let upstreams: Vec<SsoUpstream> = config
+        .upstreams
+        .iter()
+        .filter(|u| u.auth.mode == AuthMode::PersonSso)
+        .filter_map(|u| {
+            // The configuration's checks named the provider (or the only one).
+            let provider = u.auth.provider.clone()?;
+            let provider_label = federation
+                .display_name(&provider)
+                .unwrap_or(&provider)
+                .to_owned();
+            Some(SsoUpstream {
+                name: u.name.clone(),
+                provider,
+                provider_label,
+                audience: u.auth.audience.clone(),
+                forward_sign_in_token: u.auth.forward_sign_in_token,
+            })
+        })
+        .collect();
+    if upstreams.is_empty() {
+        return None;
+    }
+    Some(Arc::new(PersonSso::new(
+        vault.clone(),
+        clock,
+        federation.clone(),
+        upstreams,
+    )))
+}
+
 /// Opens, for each upstream that takes each person's own key or account, the
 /// connection of the one set last: an upstream that lists what it offers only to a
 /// caller with a key is then listed from the start (see `Gateway::connect_keyed`).
 pub async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Vault) {
-    let keyed: Vec<(&str, &str)> = config
+    let keyed: Vec<(&str, &str, String)> = config
         .upstreams
         .iter()
         .filter_map(|u| match u.auth.mode {
-            AuthMode::PersonKey => Some((u.name.as_str(), API_KEY)),
-            AuthMode::PersonOAuth => Some((u.name.as_str(), OAUTH_TOKEN)),
+            AuthMode::PersonKey => Some((u.name.as_str(), API_KEY, u.name.clone())),
+            AuthMode::PersonOAuth => Some((u.name.as_str(), OAUTH_TOKEN, u.name.clone())),
+            AuthMode::PersonSso => u
+                .auth
+                .provider
+                .as_deref()
+                .map(|p| (u.name.as_str(), SIGN_IN_TOKEN, sign_in_record(p))),
             AuthMode::None | AuthMode::Shared => None,
         })
         .collect();
@@ -163,10 +208,10 @@ pub async fn connect_one_key_each(gateway: &Gateway, config: &Config, vault: &Va
             return;
         }
     };
-    for (upstream, kind) in keyed {
+    for (upstream, kind, record) in keyed {
         let latest = entries
             .iter()
-            .filter(|e| e.upstream == upstream && e.kind == kind && e.owner != SHARED)
+            .filter(|e| e.upstream == record && e.kind == kind && e.owner != SHARED)
             .max_by_key(|e| e.updated_at);
         if let Some(entry) = latest {
             gateway.connect_keyed(&entry.owner, upstream);
@@ -181,6 +226,7 @@ pub fn connections_ui(
     config: &Config,
     vault: &Vault,
     oauth: Option<Arc<PersonOAuth>>,
+    sso: Option<Arc<PersonSso>>,
     gateway: &Gateway,
 ) -> warrant_ui::ConnectionsUi {
     let upstreams = config
@@ -192,6 +238,7 @@ pub fn connections_ui(
                 AuthMode::Shared => warrant_ui::KeyMode::Shared,
                 AuthMode::PersonKey => warrant_ui::KeyMode::PersonKey,
                 AuthMode::PersonOAuth => warrant_ui::KeyMode::PersonOAuth,
+                AuthMode::PersonSso => warrant_ui::KeyMode::PersonSso,
             };
             let place = match &u.auth.place {
                 Some(KeyPlace::Header { name, scheme }) if scheme.is_empty() => {
@@ -218,5 +265,6 @@ pub fn connections_ui(
             gateway.credential_changed(owner, upstream);
         }),
         oauth,
+        sso,
     }
 }

@@ -18,6 +18,12 @@
 //   OIDC_ID_TOKEN_CLAIMS  "full": the ID token carries every granted claim (email, name,
 //                  groups); default "minimal": those claims come from userinfo only.
 //   OIDC_NO_LOGOUT  "1": no RP-initiated logout (no end_session_endpoint published).
+//   OIDC_TOKEN_EXCHANGE  "1": the token endpoint also takes RFC 8693 token exchange from
+//                  the registered client: `subject_token` (an access token this provider
+//                  issued to that client, still valid) and `audience` give a JWT signed
+//                  with the provider's key: iss, sub, aud = audience, email, client_id,
+//                  iat, exp (5 minutes), as `issued_token_type` access_token. An unknown or
+//                  expired subject token is `invalid_grant`.
 //   OIDC_MISBEHAVE  test-only switch that rewrites the ID token the token endpoint returns:
 //                  "wrong-audience" (aud = another client, re-signed with the provider's own
 //                  key), "wrong-nonce" (nonce changed, re-signed), "bad-signature" (signed
@@ -30,7 +36,7 @@
 //   POST /interaction/:uid/confirm               -> consent granted, back again
 //   POST /interaction/:uid/abort                 -> error=access_denied to the client
 import { createServer } from 'node:http';
-import { generateKeyPairSync, sign as rsaSign } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, sign as rsaSign } from 'node:crypto';
 
 import Provider from 'oidc-provider';
 
@@ -127,7 +133,9 @@ function buildProvider(issuer, client) {
       token_endpoint_auth_method: client.client_secret ? 'client_secret_basic' : 'none',
       redirect_uris: client.redirect_uris,
       post_logout_redirect_uris: client.post_logout_redirect_uris || [],
-      grant_types: ['authorization_code'],
+      grant_types: env.OIDC_TOKEN_EXCHANGE === '1'
+        ? ['authorization_code', TOKEN_EXCHANGE]
+        : ['authorization_code'],
       response_types: ['code'],
     }],
     jwks: { keys: [signingJwk] },
@@ -165,6 +173,11 @@ function buildProvider(issuer, client) {
     },
   });
   provider.proxy = false;
+  if (env.OIDC_TOKEN_EXCHANGE === '1') {
+    provider.registerGrantType(TOKEN_EXCHANGE, exchangeHandler(provider, issuer), [
+      'subject_token', 'subject_token_type', 'audience', 'requested_token_type', 'resource',
+    ]);
+  }
 
   // The minimal interactions.
   provider.use(async (ctx, next) => {
@@ -232,6 +245,55 @@ function buildProvider(issuer, client) {
     }
   });
   return provider;
+}
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+// RFC 8693: a valid access token this provider issued to the calling client, for a JWT
+// meant for `audience`.
+function exchangeHandler(provider, issuer) {
+  return async (ctx) => {
+    const { params, client } = ctx.oidc;
+    const refuse = (error, description) => {
+      ctx.status = 400;
+      ctx.body = { error, error_description: description };
+    };
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      refuse('invalid_request', 'subject_token_type must be an access token');
+      return;
+    }
+    if (!params.audience) {
+      refuse('invalid_target', 'an audience is required');
+      return;
+    }
+    const subject = await provider.AccessToken.find(params.subject_token);
+    if (!subject || subject.isExpired || subject.clientId !== client.clientId) {
+      refuse('invalid_grant', 'the subject token is not valid');
+      return;
+    }
+    const account = accounts[subject.accountId] || {};
+    const now = Math.floor(Date.now() / 1000);
+    const header = { alg: 'RS256', kid: KID, typ: 'JWT' };
+    const payload = {
+      iss: issuer,
+      sub: subject.accountId,
+      aud: params.audience,
+      email: account.email,
+      client_id: client.clientId,
+      jti: randomUUID(),
+      iat: now,
+      exp: now + 300,
+    };
+    const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+    const jwt = `${input}.${b64url(rsaSign('sha256', Buffer.from(input), privateKey))}`;
+    ctx.body = {
+      access_token: jwt,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: 300,
+    };
+  };
 }
 
 let handler = (req, res) => {

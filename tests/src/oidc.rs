@@ -74,6 +74,8 @@ pub struct ProviderOptions {
     pub misbehave: Option<&'static str>,
     /// Publish no `end_session_endpoint` (no RP-initiated logout).
     pub no_logout: bool,
+    /// The token endpoint also takes RFC 8693 token exchange (a JWT for the audience).
+    pub token_exchange: bool,
 }
 
 /// The provider process (killed on drop) and its issuer URL.
@@ -126,6 +128,10 @@ impl OidcProvider {
                 },
             )
             .env("OIDC_NO_LOGOUT", if options.no_logout { "1" } else { "0" })
+            .env(
+                "OIDC_TOKEN_EXCHANGE",
+                if options.token_exchange { "1" } else { "0" },
+            )
             .env_remove("OIDC_CLIENT")
             .env_remove("OIDC_PORT")
             .stdin(Stdio::piped())
@@ -197,8 +203,25 @@ impl OidcTest {
     }
 
     pub async fn start_on(options: ProviderOptions, extra: &str, backend: Backend) -> Self {
+        let provider = OidcProvider::start(&options).await;
+        Self::launch(provider, extra, &demo_upstream("demo"), backend, false).await
+    }
+
+    /// As [`Self::start`] with `provider` started already (an upstream may need its
+    /// issuer), `upstreams` (TOML tables) instead of the demo, and `/mcp` wanting an
+    /// access token.
+    pub async fn start_protected(provider: OidcProvider, extra: &str, upstreams: &str) -> Self {
+        Self::launch(provider, extra, upstreams, Backend::current(), true).await
+    }
+
+    async fn launch(
+        mut provider: OidcProvider,
+        extra: &str,
+        upstreams: &str,
+        backend: Backend,
+        protected: bool,
+    ) -> Self {
         let name = "corp".to_owned();
-        let mut provider = OidcProvider::start(&options).await;
         let secret_dir = tempfile::tempdir().expect("a temporary directory");
         let secret_file = secret_dir.path().join("client_secret");
         std::fs::write(&secret_file, CLIENT_SECRET).expect("write the client secret");
@@ -206,11 +229,15 @@ impl OidcTest {
             "{upstream}\n[auth.oidc.{name}]\ndisplay_name = \"Corp SSO\"\nissuer = {issuer:?}\n\
              client_id = {CLIENT_ID:?}\nclient_secret = {{ file = {secret:?} }}\n\
              timeout = \"5s\"\n{extra}\n",
-            upstream = demo_upstream("demo"),
+            upstream = upstreams,
             issuer = provider.issuer,
             secret = secret_file.display().to_string(),
         );
-        let gw = TestGateway::start(&toml, backend).await;
+        let gw = if protected {
+            TestGateway::start_protected(&toml, backend).await
+        } else {
+            TestGateway::start(&toml, backend).await
+        };
         provider.register(&gw.public_url(), &name).await;
         Self {
             gw,

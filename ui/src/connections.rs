@@ -12,6 +12,10 @@
 //! server (the attempt, with its PKCE verifier and `state`, kept in their session for
 //! ten minutes) and back to `/account/connections/oauth/callback`, where the code is
 //! exchanged and the tokens kept in the vault (`warrant_consent::person_oauth`).
+//!
+//! An upstream that takes the person's own sign-in (`person_sso`) needs nothing on this
+//! page but a sign-in with its provider: the page says whether the person has one that
+//! still serves, and links to that provider's sign-in.
 
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use tower_sessions::Session;
 use warrant_consent::person_oauth::{CALLBACK_PATH, Flow, OAUTH_TOKEN, PersonOAuth, Status};
+use warrant_consent::person_sso::{PersonSso, SIGN_IN_TOKEN, sign_in_record};
 use warrant_consent::vault::{SHARED, Vault, VaultEntry, VaultError};
 use warrant_idp::IdpError;
 
@@ -44,6 +49,8 @@ pub enum KeyMode {
     PersonKey,
     /// Each person's own account, connected with OAuth on their "Connected accounts" page.
     PersonOAuth,
+    /// The person's own sign-in at an OpenID Connect provider the upstream trusts.
+    PersonSso,
 }
 
 /// An upstream that is given a key by Warrant, as the pages describe it.
@@ -74,6 +81,9 @@ pub struct ConnectionsUi {
     pub changed: CredentialChanged,
     /// The people's OAuth connections (`None`: no upstream is connected that way).
     pub oauth: Option<Arc<PersonOAuth>>,
+    /// The sign-in identities passed through (`None`: no upstream takes one); sign-ins
+    /// with their providers are kept for them.
+    pub sso: Option<Arc<PersonSso>>,
 }
 
 impl std::fmt::Debug for ConnectionsUi {
@@ -97,8 +107,12 @@ impl ConnectionsUi {
 
     /// The upstream `name` if each person connects their own key or account there.
     fn per_person(&self, name: &str) -> Option<&KeyedUpstream> {
-        self.upstream(name)
-            .filter(|u| matches!(u.mode, KeyMode::PersonKey | KeyMode::PersonOAuth))
+        self.upstream(name).filter(|u| {
+            matches!(
+                u.mode,
+                KeyMode::PersonKey | KeyMode::PersonOAuth | KeyMode::PersonSso
+            )
+        })
     }
 
     /// The OAuth connections, and `name` if people connect it with OAuth.
@@ -202,6 +216,14 @@ fn checked_key<'a>(key: &'a str, upstream: &str) -> Result<&'a [u8], String> {
     Ok(key.as_bytes())
 }
 
+/// The provider of an upstream that takes the person's sign-in.
+struct SignInView {
+    /// Its display name.
+    label: String,
+    /// Its sign-in, coming back to this page.
+    link: String,
+}
+
 /// One `person_key` upstream on the person's page.
 struct ConnectionView {
     name: String,
@@ -211,6 +233,8 @@ struct ConnectionView {
     oauth: bool,
     /// An OAuth connection no longer accepted: why (it must be made again).
     dead: String,
+    /// Takes the person's sign-in at a provider.
+    sso: Option<SignInView>,
     /// "since …" (and "key replaced on …"), or empty when not connected.
     connected: String,
     /// The agent's link asked for this one: first, focused.
@@ -307,14 +331,55 @@ async fn render(
         .await
         .map_err(vault_error)?
         .into_iter()
-        .filter(|e| e.owner == person.user.id && (e.kind == ui.kind || e.kind == OAUTH_TOKEN))
+        .filter(|e| {
+            e.owner == person.user.id
+                && (e.kind == ui.kind || e.kind == OAUTH_TOKEN || e.kind == SIGN_IN_TOKEN)
+        })
         .collect();
     let mut connections = Vec::new();
     for u in ui
         .upstreams
         .iter()
-        .filter(|u| matches!(u.mode, KeyMode::PersonKey | KeyMode::PersonOAuth))
+        .filter(|u| ui.per_person(&u.name).is_some())
     {
+        if let (KeyMode::PersonSso, Some(sso)) = (u.mode, ui.sso.as_ref())
+            && let Some(target) = sso.upstream(&u.name)
+        {
+            let record = sign_in_record(&target.provider);
+            let entry = mine
+                .iter()
+                .find(|e| e.upstream == record && e.kind == SIGN_IN_TOKEN);
+            let dead = match sso.status(&person.user.id, &u.name).await {
+                Ok(Status::Dead(reason)) => reason,
+                Ok(_) => String::new(),
+                Err(e) => {
+                    tracing::warn!(upstream = %u.name, error = %e, "cannot read a person's sign-in token");
+                    "it cannot be read".into()
+                }
+            };
+            let back = format!("/account/connections?upstream={}", path_segment(&u.name));
+            let link = format!(
+                "/auth/oidc/{}/start?next={}",
+                path_segment(&target.provider),
+                path_segment(&back)
+            );
+            connections.push(ConnectionView {
+                name: u.name.clone(),
+                path: path_segment(&u.name),
+                place: u.place.clone(),
+                oauth: false,
+                dead,
+                sso: Some(SignInView {
+                    label: target.provider_label.clone(),
+                    link,
+                }),
+                connected: entry
+                    .map(|e| format!("signed in on {}", when(e.updated_at)))
+                    .unwrap_or_default(),
+                focus: focused.as_deref() == Some(u.name.as_str()),
+            });
+            continue;
+        }
         let oauth = u.mode == KeyMode::PersonOAuth;
         let kind = if oauth { OAUTH_TOKEN } else { ui.kind };
         let entry = mine.iter().find(|e| e.upstream == u.name && e.kind == kind);
@@ -337,6 +402,7 @@ async fn render(
             place: u.place.clone(),
             oauth,
             dead,
+            sso: None,
             connected: entry.map(|e| since_oauth(e, oauth)).unwrap_or_default(),
             focus: focused.as_deref() == Some(u.name.as_str()),
         });
@@ -669,6 +735,17 @@ pub(crate) async fn server_auth(
                 .find(|e| e.owner == SHARED)
                 .map(|e| format!("set on {}", when(e.updated_at)))
                 .unwrap_or_default(),
+            people: 0,
+        },
+        (KeyMode::PersonSso, _) => ServerAuth {
+            mode: "person_sso",
+            summary: "each person's own sign-in: the token from their sign-in at the \
+                      identity provider this server trusts, exchanged for one meant for it \
+                      (or, where allowed, passed as it is)."
+                .into(),
+            place: upstream.place.clone(),
+            settable: false,
+            set_on: String::new(),
             people: 0,
         },
         (mode @ (KeyMode::PersonKey | KeyMode::PersonOAuth), _) => {

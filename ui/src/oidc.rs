@@ -99,6 +99,23 @@ async fn callback(
         )
         .await?;
     tracing::info!(%provider, user = %done.user.id, "signed in with OIDC");
+    // Kept for the upstreams that take the person's own sign-in (`person_sso`); dropped
+    // otherwise.
+    if let Some(connections) = state.connections.as_ref()
+        && let Some(sso) = connections.sso.as_ref()
+    {
+        match sso.keep(&done.user.id, &done.tokens).await {
+            Ok(()) => {
+                // Their connections with the old sign-in end; new ones open.
+                for upstream in sso.upstreams_of(&provider) {
+                    (connections.changed)(&done.user.id, &upstream);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%provider, error = %e, "cannot keep the sign-in token for the upstreams that take it");
+            }
+        }
+    }
     Ok(Redirect::to(&done.next).into_response())
 }
 

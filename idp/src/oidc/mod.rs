@@ -50,6 +50,34 @@ use crate::users::{NewUser, Role, Status, User, Users};
 /// replaces it, the callback consumes it).
 pub const FLOW_KEY: &str = "oidc.flow";
 
+/// A token exchange's answer is at most this large.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+/// RFC 8693's grant type and token type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// A token exchange's answer: a token, or an OAuth error.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ExchangeAnswer {
+    Token {
+        access_token: String,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    },
+    Error {
+        error: String,
+        #[serde(default)]
+        error_description: Option<String>,
+    },
+}
+
+/// `application/x-www-form-urlencoded` text of `value` (also what HTTP Basic client
+/// authentication encodes the id and secret with, RFC 6749 section 2.3.1).
+fn form_encoded(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 /// How long a person may take at the provider before the callback is refused.
 const FLOW_TTL_SECS: i64 = 10 * 60;
 
@@ -83,6 +111,54 @@ pub struct OidcSignIn {
     pub login: Login,
     /// The page the person asked for before signing in.
     pub next: String,
+    /// The provider's access token for the person, for upstreams that take the person's
+    /// own identity (`auth.mode = "person_sso"`); whoever does not keep it drops it.
+    pub tokens: SignInTokens,
+}
+
+/// A person's access token from their sign-in at a provider.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SignInTokens {
+    /// The provider (`[auth.oidc.NAME]`) it came from.
+    pub provider: String,
+    pub access_token: String,
+    /// Unix seconds; `None`: the provider did not say.
+    pub expires_at: Option<i64>,
+}
+
+impl Drop for SignInTokens {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.access_token.zeroize();
+    }
+}
+
+impl std::fmt::Debug for SignInTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInTokens")
+            .field("provider", &self.provider)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token the provider issued for another audience in exchange for a sign-in token
+/// (RFC 8693).
+pub struct Exchanged {
+    pub access_token: zeroize::Zeroizing<String>,
+    /// Seconds; `None`: the provider did not say.
+    pub expires_in: Option<u64>,
+}
+
+/// Why a token exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The provider refused the sign-in token (expired, revoked): sign in again.
+    #[error("{provider} no longer accepts your sign-in ({reason})")]
+    Refused { provider: String, reason: String },
+    /// The provider cannot be used for it now, or at all (no token exchange).
+    #[error("{provider}: {reason}")]
+    Unavailable { provider: String, reason: String },
 }
 
 /// The configured OIDC providers.
@@ -201,7 +277,7 @@ impl Federation {
         client_info: ClientInfo,
     ) -> Result<OidcSignIn, IdpError> {
         let p = self.known(provider)?;
-        let (identity, next) = self.verify(p, session, response).await?;
+        let (identity, next, tokens) = self.verify(p, session, response).await?;
         check_access(&p.config, &identity)?;
         let mut user = self.account(users, p, &identity).await?;
         if user.status == Status::Disabled {
@@ -221,7 +297,124 @@ impl Federation {
             .sign_in(session, &user, &source, client_info)
             .await?;
         users.record_login(&user.id).await?;
-        Ok(OidcSignIn { user, login, next })
+        Ok(OidcSignIn {
+            user,
+            login,
+            next,
+            tokens,
+        })
+    }
+
+    /// Exchanges `subject_token` (a person's sign-in access token from `provider`) at the
+    /// provider's token endpoint for a token meant for `audience` (RFC 8693 token
+    /// exchange, Warrant authenticating as the provider's client).
+    pub async fn exchange(
+        &self,
+        provider: &str,
+        subject_token: &str,
+        audience: &str,
+    ) -> Result<Exchanged, ExchangeError> {
+        let unavailable = |reason: String| ExchangeError::Unavailable {
+            provider: provider.to_owned(),
+            reason,
+        };
+        let p = self
+            .provider(provider)
+            .ok_or_else(|| unavailable("no such sign-in provider".into()))?;
+        let discovered = p
+            .discovered(self.clock.as_ref(), false)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let Some(endpoint) = discovered.client.token_uri() else {
+            return Err(unavailable("it publishes no token endpoint".into()));
+        };
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", audience),
+        ];
+        let secret = p.config.client_secret.as_ref().map(|s| s.expose());
+        let mut request = p.http.post(endpoint.url().clone());
+        match (secret, discovered.client.auth_type()) {
+            (Some(secret), openidconnect::AuthType::BasicAuth) => {
+                request = request.basic_auth(
+                    form_encoded(&p.config.client_id),
+                    Some(form_encoded(secret)),
+                );
+            }
+            (Some(secret), _) => {
+                form.push(("client_id", &p.config.client_id));
+                form.push(("client_secret", secret));
+            }
+            (None, _) => form.push(("client_id", &p.config.client_id)),
+        }
+        let body = zeroize::Zeroizing::new(
+            form.iter()
+                .map(|(k, v)| format!("{k}={}", form_encoded(v)))
+                .collect::<Vec<_>>()
+                .join("&"),
+        );
+        let response = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("token exchange: {}", describe(&e.without_url()))))?;
+        let status = response.status();
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unavailable(format!("token exchange: {}", describe(&e.without_url()))))?
+        {
+            if bytes.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                return Err(unavailable(format!(
+                    "token exchange: its answer is larger than {MAX_TOKEN_RESPONSE} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let answer: ExchangeAnswer = serde_json::from_slice(&bytes)
+            .map_err(|_| unavailable(format!("token exchange: not a token response ({status})")))?;
+        match answer {
+            ExchangeAnswer::Token {
+                access_token,
+                expires_in,
+            } if status.is_success() => Ok(Exchanged {
+                access_token: zeroize::Zeroizing::new(access_token),
+                expires_in,
+            }),
+            ExchangeAnswer::Error {
+                error,
+                error_description,
+            } => {
+                let reason = match error_description {
+                    Some(d) => format!("{error}: {}", d.chars().take(200).collect::<String>()),
+                    None => error.clone(),
+                };
+                if error == "invalid_grant" {
+                    Err(ExchangeError::Refused {
+                        provider: p.config.display_name.clone(),
+                        reason,
+                    })
+                } else if error == "unsupported_grant_type" {
+                    Err(unavailable(format!(
+                        "it does not support token exchange ({reason}); an admin may allow \
+                         the sign-in token itself for this upstream instead \
+                         (`forward_sign_in_token`)"
+                    )))
+                } else {
+                    Err(unavailable(format!("token exchange refused: {reason}")))
+                }
+            }
+            ExchangeAnswer::Token { .. } => {
+                Err(unavailable(format!("token exchange answered {status}")))
+            }
+        }
     }
 
     /// The provider's RP-initiated logout URL for a session signed in through it, when
@@ -258,7 +451,7 @@ impl Federation {
         p: &Provider,
         session: &Session,
         response: &AuthResponse,
-    ) -> Result<(Identity, String), IdpError> {
+    ) -> Result<(Identity, String, SignInTokens), IdpError> {
         let fail = |reason: String| IdpError::Oidc {
             provider: p.config.display_name.clone(),
             reason: format!("[{}] {reason}", p.config.name),
@@ -367,6 +560,15 @@ impl Federation {
         } else {
             None
         };
+        let tokens = SignInTokens {
+            provider: p.config.name.clone(),
+            access_token: token.access_token().secret().clone(),
+            expires_at: token.expires_in().map(|d| {
+                self.clock
+                    .unix()
+                    .saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            }),
+        };
         if let Some(why) = missing_groups(&p.config, &from_token, from_userinfo.as_ref()) {
             tracing::warn!(provider = %p.config.name, "{why}");
         }
@@ -376,7 +578,7 @@ impl Federation {
             &from_token,
             from_userinfo.as_ref(),
         )?;
-        Ok((identity, flow.next))
+        Ok((identity, flow.next, tokens))
     }
 
     /// The user for a verified identity: the one linked to this provider's subject, else

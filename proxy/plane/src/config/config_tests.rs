@@ -92,6 +92,56 @@ fn sessions_are_one_unless_set_and_more_only_for_streamable_http() {
 }
 
 #[test]
+fn a_sign_in_passed_through_names_its_provider_and_what_the_token_is_for() {
+    let oidc = "[auth.oidc.corp]\nissuer = \"https://login.example.com/\"\n\
+                client_id = \"warrant\"\nclient_secret = { env = \"PATH\" }\n";
+    let upstream = |auth: &str| {
+        format!(
+            "{oidc}[upstreams.wiki]\nurl = \"https://wiki.example.com/mcp\"\n[upstreams.wiki.auth]\n{auth}"
+        )
+    };
+    // The only provider is the one; the exchanged token's audience is required.
+    let config = check(&upstream(
+        "mode = \"person_sso\"\naudience = \"https://wiki.example.com\"\n",
+    ))
+    .expect("valid");
+    let auth = &config.upstreams[0].auth;
+    assert_eq!(auth.provider.as_deref(), Some("corp"));
+    assert!(auth.keyed() && !auth.forward_sign_in_token);
+    let paths = |source: &str| -> Vec<String> {
+        check(source)
+            .expect_err("invalid")
+            .problems
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
+    };
+    assert_eq!(
+        paths(&upstream("mode = \"person_sso\"\n")),
+        ["upstreams.wiki.auth.audience"]
+    );
+    assert_eq!(
+        paths(&upstream(
+            "mode = \"person_sso\"\nprovider = \"other\"\nforward_sign_in_token = true\n"
+        )),
+        ["upstreams.wiki.auth.provider"]
+    );
+    assert_eq!(
+        paths(&upstream(
+            "mode = \"person_sso\"\naudience = \"a\"\nforward_sign_in_token = true\n"
+        )),
+        ["upstreams.wiki.auth.forward_sign_in_token"]
+    );
+    // Without any sign-in provider there is none to pass through.
+    let report = check(
+        "[upstreams.wiki]\nurl = \"https://wiki.example.com/mcp\"\n\
+         auth = { mode = \"person_sso\", audience = \"a\" }\n",
+    )
+    .expect_err("no provider");
+    assert_eq!(report.problems[0].path, "upstreams.wiki.auth.provider");
+}
+
+#[test]
 fn a_key_per_person_needs_a_person_behind_each_call() {
     let upstream = "[upstreams.a]\nurl = \"http://127.0.0.1:9/mcp\"\n\
                     auth = { mode = \"person_key\" }\n";

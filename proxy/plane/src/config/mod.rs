@@ -223,7 +223,8 @@ pub fn validate(
                 continue;
             }
         };
-        let Some(upstream) = validate_upstream(name, raw_upstream, &mcp.separator, problems) else {
+        let Some(mut upstream) = validate_upstream(name, raw_upstream, &mcp.separator, problems)
+        else {
             continue;
         };
         if !upstream.prefix.is_empty()
@@ -236,6 +237,26 @@ pub fn validate(
                         upstream.prefix
                     ),
                 ));
+        }
+        if upstream.auth.mode == AuthMode::PersonSso {
+            let path = format!("{path}.auth.provider");
+            match &upstream.auth.provider {
+                Some(name) if !auth.oidc.iter().any(|p| &p.name == name) => {
+                    problems.push(Problem::new(
+                        path,
+                        format!("{name:?} is not a sign-in provider (`[auth.oidc.NAME]`)"),
+                    ));
+                }
+                Some(_) => {}
+                None if auth.oidc.len() == 1 => {
+                    upstream.auth.provider = auth.oidc.first().map(|p| p.name.clone());
+                }
+                None => problems.push(Problem::new(
+                    path,
+                    "required: the `[auth.oidc.NAME]` provider whose sign-ins this upstream \
+                     trusts (there is not exactly one)",
+                )),
+            }
         }
         if upstream.auth.mode.per_person() && mcp.authorization == McpAuthorization::None {
             problems.push(Problem::new(

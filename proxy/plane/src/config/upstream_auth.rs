@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [upstreams.linear.auth]
-//! mode = "person_key"        # none | shared | person_key | person_oauth
+//! mode = "person_key"        # none | shared | person_key | person_oauth | person_sso
 //! header = "Authorization"   # HTTP upstreams: the header the key is sent in
 //! scheme = "Bearer"          # written before the key, with a space ("" for none)
 //! # env = "LINEAR_API_KEY"   # stdio upstreams: the environment variable instead
@@ -14,6 +14,12 @@
 //! # client_id = "…"          # registered by an admin, else Warrant registers itself
 //! # client_secret = { env = "TRACKER_CLIENT_SECRET" }
 //! # scopes = ["read", "write"]
+//!
+//! [upstreams.wiki.auth]
+//! mode = "person_sso"        # the person's own sign-in at an [auth.oidc] provider
+//! provider = "corp"          # which one (may be left out when there is one)
+//! audience = "https://wiki.example.com"   # exchanged for a token meant for this
+//! # forward_sign_in_token = true          # instead: the sign-in token as it is
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -52,6 +58,12 @@ pub struct RawUpstreamAuth {
     pub client_secret: Option<ValueRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_sign_in_token: Option<bool>,
 }
 
 /// Whose credential an upstream is given.
@@ -67,6 +79,10 @@ pub enum AuthMode {
     /// Warrant as the OAuth client; the access token (kept in the vault, refreshed) is
     /// the key. HTTP upstreams only.
     PersonOAuth,
+    /// The person's own sign-in at an OpenID Connect provider the upstream trusts: a
+    /// token exchanged for the upstream's audience (or, where the admin allows it, the
+    /// sign-in token itself). HTTP upstreams only.
+    PersonSso,
 }
 
 impl AuthMode {
@@ -76,12 +92,13 @@ impl AuthMode {
             Self::Shared => "shared",
             Self::PersonKey => "person_key",
             Self::PersonOAuth => "person_oauth",
+            Self::PersonSso => "person_sso",
         }
     }
 
     /// Whether each person has a credential (and a connection) of their own.
     pub fn per_person(self) -> bool {
-        matches!(self, Self::PersonKey | Self::PersonOAuth)
+        matches!(self, Self::PersonKey | Self::PersonOAuth | Self::PersonSso)
     }
 }
 
@@ -141,6 +158,13 @@ pub struct UpstreamAuth {
     pub client_secret: Option<ValueRef>,
     /// `person_oauth`: the scopes asked for.
     pub scopes: Vec<String>,
+    /// `person_sso`: the `[auth.oidc]` provider (`None`: the only one; checked with the
+    /// whole configuration).
+    pub provider: Option<String>,
+    /// `person_sso`: the audience of the exchanged token.
+    pub audience: Option<String>,
+    /// `person_sso`: the sign-in token goes as it is, no exchange.
+    pub forward_sign_in_token: bool,
     /// A connection the credentials stage built with one key (see
     /// [`super::with_key`]): a key the upstream refuses is replaced or reported there.
     pub carries_key: bool,
@@ -158,6 +182,9 @@ impl Default for UpstreamAuth {
             client_id: None,
             client_secret: None,
             scopes: Vec::new(),
+            provider: None,
+            audience: None,
+            forward_sign_in_token: false,
             carries_key: false,
         }
     }
@@ -179,12 +206,13 @@ pub(super) fn validate_auth(
         Some("shared") => AuthMode::Shared,
         Some("person_key") => AuthMode::PersonKey,
         Some("person_oauth") => AuthMode::PersonOAuth,
+        Some("person_sso") => AuthMode::PersonSso,
         Some(other) => {
             problems.push(Problem::new(
                 format!("{path}.mode"),
                 format!(
                     "{other:?} is not one of \"none\", \"shared\", \"person_key\", \
-                     \"person_oauth\""
+                     \"person_oauth\", \"person_sso\""
                 ),
             ));
             AuthMode::None
@@ -206,7 +234,8 @@ pub(super) fn validate_auth(
         return auth;
     }
     oauth_client(&raw, mode, stdio, &path, &mut auth, problems);
-    if mode == AuthMode::PersonOAuth {
+    sign_in_identity(&raw, mode, stdio, &path, &mut auth, problems);
+    if matches!(mode, AuthMode::PersonOAuth | AuthMode::PersonSso) {
         return auth;
     }
     auth.place = place(&raw, stdio, &path, problems);
@@ -250,6 +279,70 @@ pub(super) fn validate_auth(
         problems,
     );
     auth
+}
+
+/// `person_sso`'s settings (the token goes as `Authorization: Bearer`), and none of them
+/// with another mode.
+fn sign_in_identity(
+    raw: &RawUpstreamAuth,
+    mode: AuthMode,
+    stdio: bool,
+    path: &str,
+    auth: &mut UpstreamAuth,
+    problems: &mut Vec<Problem>,
+) {
+    let fields =
+        raw.provider.is_some() || raw.audience.is_some() || raw.forward_sign_in_token.is_some();
+    if mode != AuthMode::PersonSso {
+        if fields {
+            problems.push(Problem::new(
+                path,
+                "`provider`, `audience` and `forward_sign_in_token` belong to mode \
+                 \"person_sso\"",
+            ));
+        }
+        return;
+    }
+    if stdio {
+        problems.push(Problem::new(
+            format!("{path}.mode"),
+            "\"person_sso\" needs an HTTP upstream (a `url`): the token goes in a header",
+        ));
+    }
+    if raw.header.is_some()
+        || raw.scheme.is_some()
+        || raw.env.is_some()
+        || raw.value.is_some()
+        || raw.client_id.is_some()
+        || raw.client_secret.is_some()
+        || raw.scopes.is_some()
+    {
+        problems.push(Problem::new(
+            path,
+            "with \"person_sso\" the person's token goes as `Authorization: Bearer`: \
+             `header`, `scheme`, `env`, `value`, `client_id`, `client_secret` and `scopes` \
+             do not apply",
+        ));
+    }
+    auth.place = Some(KeyPlace::Header {
+        name: "Authorization".into(),
+        scheme: "Bearer".into(),
+    });
+    auth.provider = raw.provider.clone();
+    auth.audience = raw.audience.clone().filter(|a| !a.is_empty());
+    auth.forward_sign_in_token = raw.forward_sign_in_token.unwrap_or(false);
+    match (&auth.audience, auth.forward_sign_in_token) {
+        (None, false) => problems.push(Problem::new(
+            format!("{path}.audience"),
+            "required: the audience the provider issues the exchanged token for (or, only \
+             for a provider without token exchange, `forward_sign_in_token = true`)",
+        )),
+        (Some(_), true) => problems.push(Problem::new(
+            format!("{path}.forward_sign_in_token"),
+            "the sign-in token goes as it is: no `audience` to exchange it for",
+        )),
+        _ => {}
+    }
 }
 
 /// `person_oauth`'s settings (the token goes as `Authorization: Bearer`), and none of

@@ -6,7 +6,9 @@
 //! person's own, found by the token's person, so one person's key never serves another
 //! person's call. For an upstream people connect with OAuth (`person_oauth`), the key is
 //! the person's access token, renewed before it expires
-//! (`warrant_consent::person_oauth`). A person who has connected no key or account gets
+//! (`warrant_consent::person_oauth`); for one that takes the person's own sign-in
+//! (`person_sso`), a token exchanged for it from their sign-in token
+//! (`warrant_consent::person_sso`). A person who has connected no key or account gets
 //! the page where they connect it, and one whose connection is no longer accepted the
 //! page where they make it again (`-32042` URL elicitation where the client declared
 //! it).
@@ -14,7 +16,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use warrant_consent::person_oauth::{PersonOAuth, PersonOAuthError};
+use warrant_consent::person_oauth::{Access, PersonOAuth, PersonOAuthError};
+use warrant_consent::person_sso::PersonSso;
 use warrant_consent::vault::{SHARED, Vault};
 
 use crate::config::{API_KEY, AuthMode};
@@ -32,6 +35,8 @@ pub struct KeySource {
     pub vault: Vault,
     /// The upstreams people connect with OAuth (`None`: there are none).
     pub oauth: Option<Arc<PersonOAuth>>,
+    /// The upstreams that take the person's sign-in identity (`None`: there are none).
+    pub sso: Option<Arc<PersonSso>>,
     /// The URL people use (`server.public_url`, or the local one), for the connect link.
     pub public_url: url::Url,
 }
@@ -117,14 +122,23 @@ pub(crate) async fn for_call(
     let Some(source) = source else {
         return Err(unavailable("the credential vault is not open".into()));
     };
-    if upstream.config.auth.mode == AuthMode::PersonOAuth {
-        if let (Some(version), Some(oauth)) = (refused, &source.oauth) {
+    let mode = upstream.config.auth.mode;
+    if matches!(mode, AuthMode::PersonOAuth | AuthMode::PersonSso) {
+        if let Some(version) = refused {
             // Renewed before this call goes again; a renewal refused asks to reconnect.
-            if let Err(e) = oauth.refused(owner, name, version).await {
+            if let Some(oauth) = source
+                .oauth
+                .as_ref()
+                .filter(|_| mode == AuthMode::PersonOAuth)
+                && let Err(e) = oauth.refused(owner, name, version).await
+            {
                 tracing::warn!(upstream = %name, error = %e, "cannot mark a refused token");
             }
+            if let Some(sso) = source.sso.as_ref().filter(|_| mode == AuthMode::PersonSso) {
+                sso.refused(owner, name, version);
+            }
         }
-        return with_access_token(keyed, source, name, owner, elicit, now).await;
+        return with_access_token(keyed, source, mode, name, owner, elicit, now).await;
     }
     if refused.is_some() {
         // A key the upstream refuses is not tried on and on: its owner replaces it.
@@ -187,11 +201,13 @@ pub(crate) async fn for_call(
     install(keyed, name, owner, key, version, None, now)
 }
 
-/// The connection with `owner`'s OAuth access token for upstream `name`, renewed first
-/// when it is about to expire.
+/// The connection with `owner`'s access token for upstream `name` (their OAuth
+/// connection's, or one exchanged from their sign-in, by `mode`), renewed first when it
+/// is about to expire.
 async fn with_access_token(
     keyed: &Keyed,
     source: &KeySource,
+    mode: AuthMode,
     name: &str,
     owner: &str,
     elicit: bool,
@@ -201,12 +217,21 @@ async fn with_access_token(
         upstream: name.to_owned(),
         reason,
     };
-    let Some(oauth) = &source.oauth else {
-        return Err(unavailable(
-            "people's OAuth connections are not set up".into(),
-        ));
+    let token: Result<Option<Access>, PersonOAuthError> = match mode {
+        AuthMode::PersonSso => match &source.sso {
+            Some(sso) => sso.access_token(owner, name).await,
+            None => return Err(unavailable("sign-in pass-through is not set up".into())),
+        },
+        _ => match &source.oauth {
+            Some(oauth) => oauth.access_token(owner, name).await,
+            None => {
+                return Err(unavailable(
+                    "people's OAuth connections are not set up".into(),
+                ));
+            }
+        },
     };
-    match oauth.access_token(owner, name).await {
+    match token {
         Ok(Some(access)) => {
             // Renewed on the first call past its refresh time.
             let valid_until = access.refresh_in.map(|left| now + left);
