@@ -199,7 +199,12 @@ pub struct Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     NotConnected,
-    Connected,
+    /// It serves until `expires_at` (Unix seconds; `None`: not said), or for as long as
+    /// it is `renewed` (Warrant renews it before it expires).
+    Connected {
+        expires_at: Option<i64>,
+        renewed: bool,
+    },
     /// Made once, no longer accepted: the reason.
     Dead(String),
 }
@@ -439,7 +444,10 @@ impl PersonOAuth {
             None => Status::NotConnected,
             Some((record, _)) => match &record.dead {
                 Some(reason) => Status::Dead(reason.clone()),
-                None => Status::Connected,
+                None => Status::Connected {
+                    expires_at: record.expires_at,
+                    renewed: record.refresh_token.is_some(),
+                },
             },
         })
     }

@@ -275,7 +275,10 @@ impl PersonSso {
             Some((tokens, _)) if tokens.expires_at.is_some_and(|at| at <= self.clock.unix()) => {
                 Status::Dead("your sign-in there has expired".into())
             }
-            Some(_) => Status::Connected,
+            Some((tokens, _)) => Status::Connected {
+                expires_at: tokens.expires_at,
+                renewed: false,
+            },
         })
     }
 

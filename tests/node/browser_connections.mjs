@@ -1,7 +1,9 @@
 // "Connected accounts" and the admin's shared key in real headless Chromium (Debian's
 // /usr/bin/chromium through playwright-core), for people signed in by the test (their
 // session cookies given): the person opens the link an agent gets, types a key into the
-// focused field and connects; the admin sets an upstream's shared key. Every page is
+// focused field and connects; they press "Connect your account" for an upstream
+// connected with OAuth whose server does not ask for it, and are told why nothing
+// changed; the admin sets an upstream's shared key. Every page is
 // screenshotted; a console error, a failed script or a CSP violation fails the run, and
 // so does a key found in a page after it was saved.
 //
@@ -20,6 +22,9 @@ if (!base || !outDir || !personCookie || !adminCookie) {
 mkdirSync(outDir, { recursive: true });
 const screenshots = [];
 const problems = [];
+// Console messages a step expects (the browser reports every 4xx answer as an error):
+// set only around that step, and only for the status it asserts.
+let expected = null;
 const PERSON_KEY = 'key-typed-in-chromium-0c4f1e';
 const SHARED_KEY = 'shared-key-typed-in-chromium-9a7d2b';
 
@@ -43,7 +48,9 @@ async function pageFor(cookie) {
   await context.addCookies([{ name: cookie.slice(0, at), value: cookie.slice(at + 1), url: base }]);
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && m.text() !== expected) problems.push(`console: ${m.text()}`);
+  });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   return page;
 }
@@ -73,6 +80,22 @@ try {
   await shot(person, '2-connections-connected', PERSON_KEY);
   await person.goto(`${base}/account`);
   await shot(person, '3-account', PERSON_KEY);
+  await person.goto(`${base}/account/connections?upstream=tracker`);
+  await person.waitForSelector('#asked');
+  await shot(person, '3a-connections-oauth');
+  expected = 'Failed to load resource: the server responded with a status of 400 (Bad Request)';
+  const [answer] = await Promise.all([
+    person.waitForResponse((r) => r.url().endsWith('/account/connections/tracker/oauth')),
+    person.waitForSelector('#error'),
+    person.click('form[action$="/tracker/oauth"] button[type=submit]'),
+  ]);
+  expected = null;
+  if (answer.status() !== 400) throw new Error(`the refusal answered ${answer.status()}`);
+  const refusal = await person.textContent('#error');
+  if (!refusal.includes('Warrant cannot reach the sign-in of tracker now')) {
+    throw new Error(`the refusal says: ${refusal}`);
+  }
+  await shot(person, '3b-connections-oauth-refused');
 
   // The admin: a shared key set on the server's page; a per-person upstream's count.
   const admin = await pageFor(adminCookie);

@@ -20,9 +20,10 @@ const ALICE_KEY: &str = "lin_api_alice_first_key_7d1c";
 const ALICE_NEW_KEY: &str = "lin_api_alice_second_key_93b0";
 const SHARED_KEY: &str = "ghp_shared_admin_key_5e2a";
 
-/// A gateway whose upstreams are the flaky fixture four times: `linear` and `notion` take
+/// A gateway whose upstreams are the flaky fixture five times: `linear` and `notion` take
 /// each person's key, `github` a shared key set on its page, `fixed` a shared key written
-/// in the file by reference.
+/// in the file by reference, and people connect their own account at `tracker` with
+/// OAuth (which the fixture does not ask for: connecting fails, and says why).
 async fn gateway(sink: &SmtpSink) -> (TestGateway, warrant_e2e::peers::ChildGuard) {
     let (upstream, url) = fixture_http("flaky_upstream").await;
     let toml = format!(
@@ -33,6 +34,7 @@ async fn gateway(sink: &SmtpSink) -> (TestGateway, warrant_e2e::peers::ChildGuar
          auth = {{ mode = \"shared\", header = \"X-Api-Key\" }}\n\
          [upstreams.fixed]\nurl = {url:?}\n\
          auth = {{ mode = \"shared\", value = \"${{WARRANT_TEST_UNSET_FIXED_KEY:-fixed-key}}\" }}\n\
+         [upstreams.tracker]\nurl = {url:?}\nauth = {{ mode = \"person_oauth\" }}\n\
          {}",
         sink.auth_toml("per_address_limit = 50")
     );
@@ -458,7 +460,7 @@ async fn the_pages_work_in_chromium() {
     .await;
     assert_eq!(result["ok"], true, "{result:#}\nstderr: {stderr}");
     let shots = result["screenshots"].as_array().expect("screenshots");
-    assert_eq!(shots.len(), 7, "{result:#}");
+    assert_eq!(shots.len(), 9, "{result:#}");
     // What was typed in the browser is what the vault holds, each under its owner.
     assert_eq!(
         stored(&gw, &alice.id, "notion").await.as_deref(),
@@ -505,4 +507,71 @@ async fn no_key_typed_on_a_page_reaches_the_log() {
     for key in [ALICE_KEY, ALICE_NEW_KEY, SHARED_KEY] {
         assert!(!text.contains(key), "{key} is in the log");
     }
+}
+
+/// An admin removing a person deletes every credential that person stored: the user
+/// page lists what is stored (never a value), the removal needs the form's token and the
+/// ticked confirmation, and afterwards the vault holds nothing of theirs, their sessions
+/// are over and the account stays listed as disabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_removing_a_person_deletes_every_credential_they_stored() {
+    let sink = SmtpSink::start().await;
+    let (gw, _upstream) = gateway(&sink).await;
+    person(&gw, "root@example.com", Role::Admin).await;
+    let alice_id = person(&gw, "alice@example.com", Role::Member).await.id;
+    let admin = signed_in(&gw, &sink, "root@example.com").await;
+    let alice = signed_in(&gw, &sink, "alice@example.com").await;
+    connect(&alice, "linear", ALICE_KEY).await;
+    connect(&alice, "notion", ALICE_NEW_KEY).await;
+    assert!(stored(&gw, &alice_id, "linear").await.is_some());
+
+    let page = admin.get(&format!("/admin/users/{alice_id}")).await;
+    assert!(
+        page.contains("linear: their key") && page.contains("notion: their key"),
+        "{}",
+        page.body
+    );
+    assert!(!page.contains(ALICE_KEY) && !page.contains(ALICE_NEW_KEY));
+    let csrf = page.csrf().expect("a CSRF token");
+    let path = format!("/admin/users/{alice_id}/remove");
+
+    // Without the token, or without the ticked confirmation: nothing is removed.
+    let forged = admin.post_form(&path, &[("confirm", "yes")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let unconfirmed = admin.post_form(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(unconfirmed.status, 400, "{}", unconfirmed.body);
+    assert!(stored(&gw, &alice_id, "linear").await.is_some());
+
+    let done = admin
+        .post_form(&path, &[("csrf", &csrf), ("confirm", "yes")])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.contains("alice@example.com can no longer sign in")
+            && done.contains("2 stored credentials deleted"),
+        "{}",
+        done.body
+    );
+    assert_eq!(stored(&gw, &alice_id, "linear").await, None);
+    assert_eq!(stored(&gw, &alice_id, "notion").await, None);
+    assert!(!vault_list(&gw).await.contains("alice@example.com"));
+    let user = gw
+        .running
+        .idp
+        .users
+        .get(&alice_id)
+        .await
+        .expect("lookup")
+        .expect("still listed");
+    assert_eq!(user.status, warrant_idp::users::Status::Disabled);
+    // Her session is over.
+    let after = alice.get("/account/connections").await;
+    assert_ne!(after.status, 200, "{}", after.body);
+    let page = admin.get(&format!("/admin/users/{alice_id}")).await;
+    assert!(
+        page.contains("None: this person has stored no key"),
+        "{}",
+        page.body
+    );
+    gw.stop().await;
 }

@@ -155,6 +155,11 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
         "{}",
         page.body
     );
+    assert!(
+        page.contains("Warrant renews it before it expires"),
+        "{}",
+        page.body
+    );
     // A's registration at B, and the grant Alice gave it there.
     let registered = warrant_consent::oauth::Clients::new(b.running.db.clone())
         .get(&request["client_id"])

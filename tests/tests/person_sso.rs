@@ -153,6 +153,7 @@ async fn a_persons_own_sign_in_reaches_an_upstream_that_trusts_the_same_provider
         "{}",
         page.body
     );
+    assert!(page.contains("It expires on "), "{}", page.body);
 
     // A person who signed in another way has no sign-in there to pass on: sent to the
     // page, which offers the provider's sign-in.

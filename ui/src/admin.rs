@@ -1,5 +1,6 @@
 //! The admin's user list: roles, disabling (which ends every session and stops every
-//! agent at once), revoking all of a person's agents, sessions.
+//! agent at once), revoking all of a person's agents, sessions, and removing a person
+//! (disabled for good, their agents revoked, every credential they stored deleted).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -26,6 +27,7 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/admin/users/{id}/role", post(set_role))
         .route("/admin/users/{id}/groups", post(set_groups))
         .route("/admin/users/{id}/agents/revoke", post(revoke_agents))
+        .route("/admin/users/{id}/remove", post(remove_person))
         .route("/admin/users/{id}/sessions/revoke", post(revoke_all))
         .route(
             "/admin/users/{id}/sessions/{handle}/revoke",
@@ -93,6 +95,8 @@ struct UserPage {
     sessions: Vec<SessionView>,
     is_self: bool,
     ceiling: Option<crate::ceilings::UserCeiling>,
+    /// What the vault holds for them, in words (never a value).
+    credentials: Vec<String>,
 }
 
 async fn user(
@@ -122,6 +126,7 @@ async fn user(
     Ok(UserPage {
         csrf,
         ceiling: crate::ceilings::user_ceiling(&state, &user.id).await?,
+        credentials: crate::connections::credentials_of(&state, &user.id).await?,
         groups: idp.users.groups(&user.id).await?,
         admin_groups,
         is_self: user.id == admin.user.id,
@@ -164,6 +169,65 @@ async fn set_status(
         .map_err(page_error)?;
     tracing::info!(admin = %admin.user.id, user = %id, status = status.as_str(), grants = stopped.grants, approvals = stopped.approvals, "admin set user status");
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveForm {
+    csrf: Option<String>,
+    /// "yes": the admin ticked the confirmation.
+    confirm: Option<String>,
+}
+
+/// Removes a person: their account is disabled (kept as a record, so that every token
+/// minted for them stays refused and what they did stays attributable), every session
+/// ends, every agent grant is revoked, and every credential they stored (keys, OAuth
+/// connections, sign-in tokens) is deleted, OAuth connections revoked at their servers
+/// first.
+async fn remove_person(
+    State(state): State<UiState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    Form(form): Form<RemoveForm>,
+) -> Result<Response, PageError> {
+    let idp = &state.idp;
+    idp.sessions
+        .check_csrf(&admin.session, form.csrf.as_deref())
+        .await?;
+    if form.confirm.as_deref() != Some("yes") {
+        return Err(IdpError::Invalid(
+            "Nothing was removed: tick the box that confirms the removal.".into(),
+        )
+        .into());
+    }
+    if id == admin.user.id {
+        return Err(IdpError::Invalid("You cannot remove your own account.".into()).into());
+    }
+    let person = idp
+        .users
+        .get(&id)
+        .await?
+        .ok_or(IdpError::NotFound("user"))?;
+    let stopped = people(&state)
+        .set_status(&id, Status::Disabled)
+        .await
+        .map_err(page_error)?;
+    let credentials = crate::connections::remove_credentials_of(&state, &id).await?;
+    tracing::info!(admin = %admin.user.id, user = %id, grants = stopped.grants, credentials, "admin removed a person");
+    let stored = match credentials {
+        1 => "1 stored credential".to_owned(),
+        n => format!("{n} stored credentials"),
+    };
+    Ok(MessagePage::new(
+        "Person removed",
+        format!(
+            "{} can no longer sign in, every session ended, {} agent grants were revoked \
+             and {stored} deleted. The account stays listed as disabled, so that tokens \
+             issued for it stay refused.",
+            person.email, stopped.grants
+        ),
+    )
+    .with_link("/admin/users", "Back to the users")
+    .into_response())
 }
 
 /// Revokes every agent of a person (their grants, with the grants' refresh and access

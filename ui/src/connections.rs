@@ -233,6 +233,8 @@ struct ConnectionView {
     oauth: bool,
     /// An OAuth connection no longer accepted: why (it must be made again).
     dead: String,
+    /// How long it serves, in words ("renewed automatically", "until …"), or empty.
+    expires: String,
     /// Takes the person's sign-in at a provider.
     sso: Option<SignInView>,
     /// "since …" (and "key replaced on …"), or empty when not connected.
@@ -253,6 +255,33 @@ struct ConnectionsPage {
     flash: Option<String>,
     error: Option<String>,
     connections: Vec<ConnectionView>,
+}
+
+/// A connection's state in words: why it must be made again (or ""), and how long it
+/// serves (or "").
+fn in_words(
+    status: Result<Status, warrant_consent::person_oauth::PersonOAuthError>,
+    upstream: &str,
+    again: &str,
+) -> (String, String) {
+    match status {
+        Ok(Status::Dead(reason)) => (reason, String::new()),
+        Ok(Status::Connected { renewed: true, .. }) => {
+            (String::new(), "Warrant renews it before it expires".into())
+        }
+        Ok(Status::Connected {
+            expires_at: Some(at),
+            renewed: false,
+        }) => (
+            String::new(),
+            format!("It expires on {}: {again} then", when(at)),
+        ),
+        Ok(_) => (String::new(), String::new()),
+        Err(e) => {
+            tracing::warn!(%upstream, error = %e, "cannot read a person's connection");
+            ("it cannot be read".into(), String::new())
+        }
+    }
 }
 
 /// How a stored record reads on a page; an OAuth connection's record changes with every
@@ -349,14 +378,11 @@ async fn render(
             let entry = mine
                 .iter()
                 .find(|e| e.upstream == record && e.kind == SIGN_IN_TOKEN);
-            let dead = match sso.status(&person.user.id, &u.name).await {
-                Ok(Status::Dead(reason)) => reason,
-                Ok(_) => String::new(),
-                Err(e) => {
-                    tracing::warn!(upstream = %u.name, error = %e, "cannot read a person's sign-in token");
-                    "it cannot be read".into()
-                }
-            };
+            let (dead, expires) = in_words(
+                sso.status(&person.user.id, &u.name).await,
+                &u.name,
+                "sign in again",
+            );
             let back = format!("/account/connections?upstream={}", path_segment(&u.name));
             let link = format!(
                 "/auth/oidc/{}/start?next={}",
@@ -369,6 +395,7 @@ async fn render(
                 place: u.place.clone(),
                 oauth: false,
                 dead,
+                expires,
                 sso: Some(SignInView {
                     label: target.provider_label.clone(),
                     link,
@@ -383,18 +410,13 @@ async fn render(
         let oauth = u.mode == KeyMode::PersonOAuth;
         let kind = if oauth { OAUTH_TOKEN } else { ui.kind };
         let entry = mine.iter().find(|e| e.upstream == u.name && e.kind == kind);
-        let dead = match (oauth, entry, ui.person_oauth(&u.name)) {
-            (true, Some(_), Some((connections, _))) => {
-                match connections.status(&person.user.id, &u.name).await {
-                    Ok(Status::Dead(reason)) => reason,
-                    Ok(_) => String::new(),
-                    Err(e) => {
-                        tracing::warn!(upstream = %u.name, error = %e, "cannot read a person's OAuth connection");
-                        "it cannot be read".into()
-                    }
-                }
-            }
-            _ => String::new(),
+        let (dead, expires) = match (oauth, entry, ui.person_oauth(&u.name)) {
+            (true, Some(_), Some((connections, _))) => in_words(
+                connections.status(&person.user.id, &u.name).await,
+                &u.name,
+                "connect again",
+            ),
+            _ => (String::new(), String::new()),
         };
         connections.push(ConnectionView {
             name: u.name.clone(),
@@ -402,6 +424,7 @@ async fn render(
             place: u.place.clone(),
             oauth,
             dead,
+            expires,
             sso: None,
             connected: entry.map(|e| since_oauth(e, oauth)).unwrap_or_default(),
             focus: focused.as_deref() == Some(u.name.as_str()),
@@ -522,9 +545,10 @@ async fn connect_oauth(
         Ok(begun) => begun,
         Err(e) => {
             tracing::warn!(upstream = %name, error = %e, "cannot start a person's OAuth connection");
+            // The cause names the upstream's address: for the log and the admin only.
             let refusal = format!(
-                "Warrant cannot reach the sign-in of {name} now, so nothing changed: {e}. \
-                 Try again later, or tell an admin."
+                "Warrant cannot reach the sign-in of {name} now, so nothing changed. Try \
+                 again later, or tell an admin (the gateway's log says why)."
             );
             return render(
                 &state,
@@ -627,7 +651,18 @@ async fn oauth_callback(
             }
             Err(e) => {
                 tracing::warn!(user = %person.user.id, upstream = %name, error = %e, "a person's OAuth connection did not finish");
-                format!("Your account at {name} was not connected: {e}.")
+                match e {
+                    // Said for the person (an attempt too old, refused by the server).
+                    warrant_consent::person_oauth::PersonOAuthError::Flow(why) => {
+                        format!("Your account at {name} was not connected: {why}.")
+                    }
+                    // Addresses and causes: for the log.
+                    _ => format!(
+                        "Your account at {name} was not connected: Warrant cannot reach its \
+                         sign-in now. Try again later, or tell an admin (the gateway's log \
+                         says why)."
+                    ),
+                }
             }
         },
         (None, None) => {
@@ -666,6 +701,65 @@ async fn disconnect_oauth(
     };
     set_flash(&person.session, text).await?;
     Ok(Redirect::to("/account/connections").into_response())
+}
+
+/// What is stored for `owner` (keys, OAuth connections, sign-in tokens), in words, as the
+/// admin's user page lists it (never a value).
+pub(crate) async fn credentials_of(state: &UiState, owner: &str) -> Result<Vec<String>, PageError> {
+    let Some(ui) = state.connections.as_ref() else {
+        return Ok(Vec::new());
+    };
+    Ok(ui
+        .vault
+        .list()
+        .await
+        .map_err(vault_error)?
+        .into_iter()
+        .filter(|e| e.owner == owner)
+        .map(|e| match e.kind.as_str() {
+            OAUTH_TOKEN => format!("{}: their account, connected with OAuth", e.upstream),
+            SIGN_IN_TOKEN => format!(
+                "their sign-in token from {}",
+                e.upstream.trim_start_matches("oidc:")
+            ),
+            kind if kind == ui.kind => format!("{}: their key", e.upstream),
+            kind => format!("{}: {kind}", e.upstream),
+        })
+        .collect())
+}
+
+/// Removes everything stored for `owner`: their OAuth connections are revoked at the
+/// servers that offer it, then every record goes, and the gateway ends the connections
+/// built with them. How many records were removed.
+pub(crate) async fn remove_credentials_of(state: &UiState, owner: &str) -> Result<u64, PageError> {
+    let Some(ui) = state.connections.as_ref() else {
+        return Ok(0);
+    };
+    let entries: Vec<VaultEntry> = ui
+        .vault
+        .list()
+        .await
+        .map_err(vault_error)?
+        .into_iter()
+        .filter(|e| e.owner == owner)
+        .collect();
+    let mut removed = 0;
+    if let Some(oauth) = &ui.oauth {
+        for entry in entries.iter().filter(|e| e.kind == OAUTH_TOKEN) {
+            match oauth.disconnect(owner, &entry.upstream).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(upstream = %entry.upstream, error = %e, "cannot disconnect a removed person's account");
+                }
+            }
+        }
+    }
+    removed += ui.vault.remove_owner(owner).await.map_err(vault_error)?;
+    for upstream in &ui.upstreams {
+        (ui.changed)(owner, &upstream.name);
+    }
+    Ok(removed)
 }
 
 /// The authentication part of an upstream's admin page.
