@@ -1,7 +1,8 @@
 //! Each person's own OAuth connection to an upstream (`auth.mode = "person_oauth"`):
-//! Warrant is the OAuth client of the upstream's authorization server (found and
-//! registered with by [`crate::upstream_oauth`], or with the client id an admin
-//! configured), a person connects their account there once (authorization code with
+//! Warrant is the OAuth client of the upstream's authorization server (found by
+//! [`crate::upstream_oauth`]; Warrant names itself there by its client ID metadata
+//! document, registers itself dynamically, or uses the client id an admin configured:
+//! [`Registration`]), a person connects their account there once (authorization code with
 //! PKCE `S256`, `state`, and the upstream as `resource`), and Warrant keeps the tokens in
 //! the vault under the person's id and refreshes them ahead of their expiry.
 //!
@@ -38,6 +39,23 @@ pub const OAUTH_TOKEN: &str = "oauth_token";
 pub const OAUTH_CLIENT: &str = "oauth_client";
 /// Where the authorization server sends the person back (under the public URL).
 pub const CALLBACK_PATH: &str = "/account/connections/oauth/callback";
+/// Warrant's client ID metadata document as the client of upstreams' authorization
+/// servers (under the public URL; the URL is the client id).
+pub const CLIENT_DOCUMENT_PATH: &str = "/oauth/upstream-client.json";
+
+/// How Warrant gets a client id at an upstream's authorization server that the admin
+/// gave none for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Its client ID metadata document where the server takes those and Warrant's
+    /// public URL is `https` (a server elsewhere can fetch it), else dynamic
+    /// registration, else the document.
+    Auto,
+    /// Always the client ID metadata document.
+    MetadataDocument,
+    /// Always dynamic client registration (RFC 7591).
+    Dynamic,
+}
 /// A connection attempt must come back within this.
 pub const FLOW_LIFETIME_SECS: i64 = 600;
 /// A token is refreshed when less than this is left of its life (or less than half of
@@ -61,6 +79,8 @@ pub struct OAuthUpstream {
     pub client_secret: Option<Zeroizing<String>>,
     /// The scopes asked for (none: the server's default).
     pub scopes: Vec<String>,
+    /// How Warrant gets a client id there, when `client_id` is not given.
+    pub registration: Registration,
 }
 
 impl std::fmt::Debug for OAuthUpstream {
@@ -71,6 +91,7 @@ impl std::fmt::Debug for OAuthUpstream {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "…"))
             .field("scopes", &self.scopes)
+            .field("registration", &self.registration)
             .finish()
     }
 }
@@ -218,6 +239,10 @@ pub struct PersonOAuth {
     discovery: UpstreamOAuth,
     http: reqwest::Client,
     redirect_uri: String,
+    /// The URL of Warrant's client ID metadata document.
+    client_document: String,
+    /// Warrant's public URL is `https`.
+    public_https: bool,
     client_name: String,
     upstreams: HashMap<String, OAuthUpstream>,
     /// Registrations read or made, per upstream.
@@ -251,16 +276,21 @@ impl PersonOAuth {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| PersonOAuthError::Flow(format!("cannot build the HTTP client: {e}")))?;
-        let mut callback = public_url.clone();
-        callback.set_path(CALLBACK_PATH);
-        callback.set_query(None);
-        callback.set_fragment(None);
+        let under = |path: &str| {
+            let mut url = public_url.clone();
+            url.set_path(path);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.to_string()
+        };
         Ok(Self {
             vault,
             clock,
             discovery: UpstreamOAuth::new()?,
             http,
-            redirect_uri: callback.to_string(),
+            redirect_uri: under(CALLBACK_PATH),
+            client_document: under(CLIENT_DOCUMENT_PATH),
+            public_https: public_url.scheme() == "https",
             client_name: client_name.to_owned(),
             upstreams: upstreams.into_iter().map(|u| (u.name.clone(), u)).collect(),
             clients: Mutex::new(HashMap::new()),
@@ -271,6 +301,20 @@ impl PersonOAuth {
     /// Where the authorization server sends people back.
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri
+    }
+
+    /// Warrant's client ID metadata document (served at [`CLIENT_DOCUMENT_PATH`]): a
+    /// public client that authenticates with PKCE alone and comes back to
+    /// [`CALLBACK_PATH`].
+    pub fn client_document(&self) -> serde_json::Value {
+        serde_json::json!({
+            "client_id": self.client_document,
+            "client_name": self.client_name,
+            "redirect_uris": [self.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        })
     }
 
     /// Whether `upstream` is connected with OAuth per person.
@@ -612,11 +656,14 @@ impl PersonOAuth {
     /// (discovery, then dynamic registration unless an admin configured a client id).
     async fn client(&self, target: &OAuthUpstream) -> Result<Arc<ClientRecord>, PersonOAuthError> {
         let fits = |c: &ClientRecord| {
+            let by_document = c.client_id == self.client_document;
             c.redirect_uri == self.redirect_uri
-                && target
-                    .client_id
-                    .as_ref()
-                    .is_none_or(|id| *id == c.client_id)
+                && match (&target.client_id, target.registration) {
+                    (Some(id), _) => *id == c.client_id,
+                    (None, Registration::MetadataDocument) => by_document,
+                    (None, Registration::Dynamic) => !by_document,
+                    (None, Registration::Auto) => true,
+                }
         };
         if let Some(client) = self
             .clients
@@ -656,6 +703,9 @@ impl PersonOAuth {
                 id.clone(),
                 target.client_secret.as_ref().map(|s| s.to_string()),
             ),
+            None if self.uses_document(target.registration, &found.server) => {
+                (self.client_document.clone(), None)
+            }
             None => {
                 let registered = self
                     .discovery
@@ -679,6 +729,22 @@ impl PersonOAuth {
             secret_in_body,
             redirect_uri: self.redirect_uri.clone(),
         })
+    }
+
+    /// Whether Warrant names itself by its client ID metadata document at `server`.
+    fn uses_document(
+        &self,
+        registration: Registration,
+        server: &crate::upstream_oauth::ServerMetadata,
+    ) -> bool {
+        let supported = server.client_id_metadata_document_supported;
+        match registration {
+            Registration::MetadataDocument => true,
+            Registration::Dynamic => false,
+            Registration::Auto => {
+                supported && (self.public_https || server.registration_endpoint.is_none())
+            }
+        }
     }
 
     /// Forgets the registration at `upstream`'s authorization server (it no longer knows
@@ -946,6 +1012,7 @@ mod tests {
             client_id: Some("id".into()),
             client_secret: Some(Zeroizing::new("client-secret-value".into())),
             scopes: vec![],
+            registration: Registration::Auto,
         };
         assert!(!format!("{upstream:?}").contains("client-secret-value"));
     }

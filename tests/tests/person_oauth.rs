@@ -350,12 +350,14 @@ async fn connect_account_again(a_browser: &Browser, b_browser: &Browser) {
     assert_eq!(done.location().as_deref(), Some("/account/connections"));
 }
 
-/// A callback that this session did not start, or replayed, changes nothing.
+/// A callback that this session did not start, or replayed, changes nothing. Here
+/// Warrant names itself at B by its client ID metadata document instead of registering.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_callback_this_session_did_not_start_is_refused() {
     let b = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
     let config = format!(
-        "[upstreams.b]\nurl = {:?}\n[upstreams.b.auth]\nmode = \"person_oauth\"\n",
+        "[upstreams.b]\nurl = {:?}\n[upstreams.b.auth]\nmode = \"person_oauth\"\n\
+         registration = \"metadata_document\"\n",
         b.url()
     );
     let a = TestGateway::start_protected(&config, Backend::current()).await;
@@ -373,9 +375,27 @@ async fn a_callback_this_session_did_not_start_is_refused() {
     let sent = a_browser
         .post_form("/account/connections/b/oauth", &[("csrf", &csrf)])
         .await;
+    let authorize = sent.location().expect("sent to B");
+    let document = format!("{}/oauth/upstream-client.json", a.public_url());
+    assert_eq!(
+        agent::query_of(&authorize)["client_id"],
+        document,
+        "{authorize}"
+    );
+    let described = agent::http()
+        .get(&document)
+        .send()
+        .await
+        .expect("the document answers");
+    let described: Value = described.json().await.expect("json");
+    assert_eq!(described["client_id"], document.as_str());
+    assert_eq!(
+        described["redirect_uris"][0],
+        format!("{}/account/connections/oauth/callback", a.public_url())
+    );
     let back = agent::consent_to(
         &b_browser,
-        &sent.location().expect("sent to B"),
+        &authorize,
         &[("servers", "all"), ("duration", "1h")],
     )
     .await;

@@ -28,7 +28,9 @@ use axum::{Form, Router};
 use http::StatusCode;
 use serde::Deserialize;
 use tower_sessions::Session;
-use warrant_consent::person_oauth::{CALLBACK_PATH, Flow, OAUTH_TOKEN, PersonOAuth, Status};
+use warrant_consent::person_oauth::{
+    CALLBACK_PATH, CLIENT_DOCUMENT_PATH, Flow, OAUTH_TOKEN, PersonOAuth, Status,
+};
 use warrant_consent::person_sso::{PersonSso, SIGN_IN_TOKEN, sign_in_record};
 use warrant_consent::vault::{SHARED, Vault, VaultEntry, VaultError};
 use warrant_idp::IdpError;
@@ -141,6 +143,7 @@ pub(crate) fn routes() -> Router<UiState> {
         .route("/account/connections/{upstream}/remove", post(remove))
         .route("/account/connections/{upstream}/oauth", post(connect_oauth))
         .route(CALLBACK_PATH, get(oauth_callback))
+        .route(CLIENT_DOCUMENT_PATH, get(client_document))
         .route("/admin/servers/{server}/shared-key", post(set_shared))
 }
 
@@ -523,6 +526,19 @@ const MAX_FLOWS: usize = 4;
 
 fn session_error(e: impl std::fmt::Display) -> PageError {
     PageError(IdpError::Session(e.to_string()))
+}
+
+/// Warrant's client ID metadata document, for the upstreams' authorization servers that
+/// know Warrant by it (none configured: not found).
+async fn client_document(State(state): State<UiState>) -> Result<Response, PageError> {
+    let Some(oauth) = state.connections.as_ref().and_then(|c| c.oauth.as_ref()) else {
+        return Err(IdpError::NotFound("page").into());
+    };
+    Ok((
+        [(http::header::CACHE_CONTROL, "public, max-age=3600")],
+        axum::Json(oauth.client_document()),
+    )
+        .into_response())
 }
 
 /// "Connect your account": starts the OAuth connection to `upstream` and sends the

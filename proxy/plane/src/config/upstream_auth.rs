@@ -14,6 +14,7 @@
 //! # client_id = "…"          # registered by an admin, else Warrant registers itself
 //! # client_secret = { env = "TRACKER_CLIENT_SECRET" }
 //! # scopes = ["read", "write"]
+//! # registration = "auto"   # without client_id: "metadata_document" | "dynamic"
 //!
 //! [upstreams.wiki.auth]
 //! mode = "person_sso"        # the person's own sign-in at an [auth.oidc] provider
@@ -58,6 +59,8 @@ pub struct RawUpstreamAuth {
     pub client_secret: Option<ValueRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +113,17 @@ impl UpstreamAuth {
     }
 }
 
+/// How Warrant gets a client id at an upstream's authorization server
+/// (`auth.registration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRegistration {
+    /// Its client ID metadata document where the server takes those and Warrant's public
+    /// URL is `https`, else dynamic registration.
+    Auto,
+    MetadataDocument,
+    Dynamic,
+}
+
 /// Where the key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlace {
@@ -158,6 +172,8 @@ pub struct UpstreamAuth {
     pub client_secret: Option<ValueRef>,
     /// `person_oauth`: the scopes asked for.
     pub scopes: Vec<String>,
+    /// `person_oauth` without `client_id`: how Warrant gets one there.
+    pub registration: ClientRegistration,
     /// `person_sso`: the `[auth.oidc]` provider (`None`: the only one; checked with the
     /// whole configuration).
     pub provider: Option<String>,
@@ -182,6 +198,7 @@ impl Default for UpstreamAuth {
             client_id: None,
             client_secret: None,
             scopes: Vec::new(),
+            registration: ClientRegistration::Auto,
             provider: None,
             audience: None,
             forward_sign_in_token: false,
@@ -355,13 +372,16 @@ fn oauth_client(
     auth: &mut UpstreamAuth,
     problems: &mut Vec<Problem>,
 ) {
-    let oauth_fields =
-        raw.client_id.is_some() || raw.client_secret.is_some() || raw.scopes.is_some();
+    let oauth_fields = raw.client_id.is_some()
+        || raw.client_secret.is_some()
+        || raw.scopes.is_some()
+        || raw.registration.is_some();
     if mode != AuthMode::PersonOAuth {
         if oauth_fields {
             problems.push(Problem::new(
                 path,
-                "`client_id`, `client_secret` and `scopes` belong to mode \"person_oauth\"",
+                "`client_id`, `client_secret`, `scopes` and `registration` belong to mode \
+                 \"person_oauth\"",
             ));
         }
         return;
@@ -407,6 +427,24 @@ fn oauth_client(
             problems.push(Problem::new(format!("{path}.client_secret"), e));
         }
         auth.client_secret = Some(secret.clone());
+    }
+    auth.registration = match raw.registration.as_deref() {
+        None | Some("auto") => ClientRegistration::Auto,
+        Some("metadata_document") => ClientRegistration::MetadataDocument,
+        Some("dynamic") => ClientRegistration::Dynamic,
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{path}.registration"),
+                format!("{other:?} is not one of \"auto\", \"metadata_document\", \"dynamic\""),
+            ));
+            ClientRegistration::Auto
+        }
+    };
+    if raw.registration.is_some() && raw.client_id.is_some() {
+        problems.push(Problem::new(
+            format!("{path}.registration"),
+            "with a `client_id` there is nothing to register",
+        ));
     }
     auth.scopes = raw.scopes.clone().unwrap_or_default();
     if let Some(bad) = auth
@@ -595,6 +633,39 @@ mod tests {
             ["upstreams.x.auth.mode", "upstreams.x.auth"],
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn registration_is_chosen_only_where_warrant_registers() {
+        let (auth, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                registration: Some("metadata_document".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(auth.registration, ClientRegistration::MetadataDocument);
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                client_id: Some("warrant".into()),
+                registration: Some("dynamic".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (_, problems) = check(
+            RawUpstreamAuth {
+                mode: Some("person_oauth".into()),
+                registration: Some("manual".into()),
+                ..Default::default()
+            },
+            false,
+        );
+        assert_eq!(problems[0].path, "upstreams.x.auth.registration");
     }
 
     #[test]
