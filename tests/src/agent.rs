@@ -228,6 +228,50 @@ pub async fn admin_approves_agent(gw: &TestGateway, name: &str) -> AdminAgent {
     }
 }
 
+/// Classes `tools` of `upstream` low at `gw`, once its catalog has them all (within
+/// 10 s), as an admin reviewing them would.
+pub async fn review_low<T: AsRef<str>>(gw: &TestGateway, upstream: &str, tools: &[T]) {
+    let catalog = gw.running.catalog.clone();
+    for _ in 0..200 {
+        if catalog
+            .catalog()
+            .tools_of(upstream)
+            .await
+            .is_ok_and(|t| t.len() >= tools.len())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let now = unix_now();
+    for tool in tools {
+        catalog
+            .review(
+                upstream,
+                tool.as_ref(),
+                Some(warrant_consent::token::Risk::Low),
+                "admin@example.com",
+                now,
+            )
+            .await
+            .expect("review");
+    }
+}
+
+/// Waits (at most 10 s) until `token`'s agent sees `tool` in `gw`'s list; panics
+/// otherwise.
+pub async fn wait_until_listed(gw: &TestGateway, token: &str, tool: &str) {
+    let mut names = Vec::new();
+    for _ in 0..200 {
+        names = crate::raw::modern_tool_names(&gw.url(), Some(token)).await;
+        if names.iter().any(|n| n == tool) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{tool} was never listed: {names:?}");
+}
+
 /// A person `email` (active) with `role`, as an admin creates one.
 pub async fn person(
     gw: &TestGateway,

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warrant_consent::token::Risk;
 use warrant_e2e::peers::fixture_with;
 use warrant_e2e::raw::{Raw, Reply, modern_call, modern_meta, modern_tool_names};
 use warrant_e2e::{Backend, TestGateway, workspace_bin};
@@ -37,36 +36,8 @@ async fn connect(gw: &TestGateway, user: &str, key: &str) {
 
 /// Waits until `token`'s agent sees `keyed__whoami`, and classes the tools low.
 async fn wait_for_tools(gw: &TestGateway, token: &str) {
-    let catalog = gw.running.catalog.clone();
-    let now = warrant_e2e::agent::unix_now();
-    for _ in 0..200 {
-        if catalog
-            .catalog()
-            .tools_of("keyed")
-            .await
-            .is_ok_and(|t| t.len() == 3)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for tool in ["whoami", "echo_key", "requests"] {
-        catalog
-            .review("keyed", tool, Some(Risk::Low), "admin@example.com", now)
-            .await
-            .expect("review");
-    }
-    for _ in 0..200 {
-        if modern_tool_names(&gw.url(), Some(token))
-            .await
-            .iter()
-            .any(|n| n == "keyed__whoami")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("keyed__whoami was never listed");
+    warrant_e2e::agent::review_low(gw, "keyed", &["whoami", "echo_key", "requests"]).await;
+    warrant_e2e::agent::wait_until_listed(gw, token, "keyed__whoami").await;
 }
 
 /// The text of a successful call's result, or the whole response.

@@ -10,37 +10,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warrant_consent::token::Risk;
 use warrant_e2e::agent::{self, Tokens};
 use warrant_e2e::at_rest::{database_bytes, in_clear};
-use warrant_e2e::raw::{Reply, modern_call, modern_tool_names};
+use warrant_e2e::raw::{Reply, modern_call};
 use warrant_e2e::web::Browser;
 use warrant_e2e::{Backend, TestGateway, demo_upstream};
 
 const TOOLS: [&str; 2] = ["read_note", "write_note"];
-
-/// Classes `tools` of `upstream` low at `gw`, once its catalog has them.
-async fn review(gw: &TestGateway, upstream: &str, tools: &[String]) {
-    let catalog = gw.running.catalog.clone();
-    for _ in 0..200 {
-        if catalog
-            .catalog()
-            .tools_of(upstream)
-            .await
-            .is_ok_and(|t| t.len() >= tools.len())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let now = agent::unix_now();
-    for tool in tools {
-        catalog
-            .review(upstream, tool, Some(Risk::Low), "admin@example.com", now)
-            .await
-            .expect("review");
-    }
-}
 
 fn text_of(reply: &Reply) -> String {
     let response = reply.response(7);
@@ -51,6 +27,17 @@ fn text_of(reply: &Reply) -> String {
 
 fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
+}
+
+/// `token`'s agent reads the note "plan" through A.
+async fn read_plan(a: &TestGateway, token: &str) -> Reply {
+    modern_call(
+        &a.url(),
+        Some(token),
+        "b__demo__read_note",
+        json!({"title": "plan"}),
+    )
+    .await
 }
 
 /// The tokens A keeps for `user`'s connection to `b`, as stored (JSON), and the record's
@@ -83,11 +70,12 @@ async fn expire(a: &TestGateway, user: &str) {
 }
 
 /// The person signed in to `a_browser` connects their account at B (signed in to
-/// `b_browser`) from A's page: the `Location` A sends them to first.
-async fn connect_account(a_browser: &Browser, b_browser: &Browser) -> String {
+/// `b_browser`) from A's page, with the button labelled `button`: the `Location` A sends
+/// them to first.
+async fn connect_account(a_browser: &Browser, b_browser: &Browser, button: &str) -> String {
     let page = a_browser.get("/account/connections").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.contains("Connect your account at b"), "{}", page.body);
+    assert!(page.contains(button), "{}", page.body);
     let csrf = page.csrf().expect("a CSRF token");
     let sent = a_browser
         .post_form("/account/connections/b/oauth", &[("csrf", &csrf)])
@@ -117,7 +105,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // B: its /mcp takes B's own tokens; the demo server behind it.
     let b = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
     let b_tools: Vec<String> = TOOLS.iter().map(|t| (*t).to_owned()).collect();
-    review(&b, "demo", &b_tools).await;
+    agent::review_low(&b, "demo", &b_tools).await;
     let (b_browser, b_admin) = agent::first_admin_signed_in(&b).await;
 
     // A: upstream `b` is B; each person connects their own account there.
@@ -137,7 +125,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     let (_bob, bob_token) = agent::member_with_agent(&a, "bob@example.com", &["b.*"]).await;
 
     // Alice connects: A sends her to B's authorization server, the MCP way.
-    let authorize = connect_account(&a_browser, &b_browser).await;
+    let authorize = connect_account(&a_browser, &b_browser, "Connect your account at b").await;
     let request = agent::query_of(&authorize);
     assert!(authorize.starts_with(&b.public_url()), "{authorize}");
     assert_eq!(request["code_challenge_method"], "S256", "{authorize}");
@@ -178,19 +166,8 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // B's tools are listed through Alice's connection; her agent calls them with her
     // B token (B's grant for A is Alice's at B).
     let a_tools: Vec<String> = TOOLS.iter().map(|t| format!("demo__{t}")).collect();
-    review(&a, "b", &a_tools).await;
-    let mut names = Vec::new();
-    for _ in 0..100 {
-        names = modern_tool_names(&a.url(), Some(&alice_token)).await;
-        if names.iter().any(|n| n == "b__demo__write_note") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        names.iter().any(|n| n == "b__demo__write_note"),
-        "{names:?}"
-    );
+    agent::review_low(&a, "b", &a_tools).await;
+    agent::wait_until_listed(&a, &alice_token, "b__demo__write_note").await;
     let wrote = modern_call(
         &a.url(),
         Some(&alice_token),
@@ -199,13 +176,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     )
     .await;
     assert!(error_of(&wrote).is_null(), "{wrote:?}");
-    let read = modern_call(
-        &a.url(),
-        Some(&alice_token),
-        "b__demo__read_note",
-        json!({"title": "plan"}),
-    )
-    .await;
+    let read = read_plan(&a, &alice_token).await;
     assert!(text_of(&read).contains("ship it"), "{read:?}");
     let grants = warrant_consent::grants::Grants::new(b.running.db.clone());
     assert!(
@@ -238,13 +209,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
 
     // The token about to expire is refreshed before the call, and stored anew.
     expire(&a, &alice).await;
-    let read = modern_call(
-        &a.url(),
-        Some(&alice_token),
-        "b__demo__read_note",
-        json!({"title": "plan"}),
-    )
-    .await;
+    let read = read_plan(&a, &alice_token).await;
     assert!(text_of(&read).contains("ship it"), "{read:?}");
     let (renewed, version) = stored(&a, &alice).await.expect("stored");
     assert!(version > first_version + 1, "refreshed and stored");
@@ -262,13 +227,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // client never sees B's 401 as its own.
     let mut refused = None;
     for _ in 0..100 {
-        let reply = modern_call(
-            &a.url(),
-            Some(&alice_token),
-            "b__demo__read_note",
-            json!({"title": "plan"}),
-        )
-        .await;
+        let reply = read_plan(&a, &alice_token).await;
         assert_eq!(reply.status, 200, "{reply:?}");
         if !error_of(&reply).is_null() {
             refused = Some(reply);
@@ -288,13 +247,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     let page = a_browser.get("/account/connections").await;
     assert!(page.contains("must reconnect"), "{}", page.body);
     // Marked: the next call is told at once, without asking B again.
-    let again = modern_call(
-        &a.url(),
-        Some(&alice_token),
-        "b__demo__read_note",
-        json!({"title": "plan"}),
-    )
-    .await;
+    let again = read_plan(&a, &alice_token).await;
     assert_eq!(error_of(&again)["data"]["reconnect"], true, "{again:?}");
     assert!(
         page.contains("Reconnect your account at b"),
@@ -303,14 +256,8 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     );
 
     // Connecting again serves again; disconnecting removes the tokens.
-    connect_account_again(&a_browser, &b_browser).await;
-    let read = modern_call(
-        &a.url(),
-        Some(&alice_token),
-        "b__demo__read_note",
-        json!({"title": "plan"}),
-    )
-    .await;
+    connect_account(&a_browser, &b_browser, "Reconnect your account at b").await;
+    let read = read_plan(&a, &alice_token).await;
     assert!(text_of(&read).contains("ship it"), "{read:?}");
     let page = a_browser.get("/account/connections").await;
     let csrf = page.csrf().expect("a CSRF token");
@@ -319,35 +266,11 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
         .await;
     assert_eq!(gone.location().as_deref(), Some("/account/connections"));
     assert!(stored(&a, &alice).await.is_none(), "the tokens are removed");
-    let refused = modern_call(
-        &a.url(),
-        Some(&alice_token),
-        "b__demo__read_note",
-        json!({"title": "plan"}),
-    )
-    .await;
+    let refused = read_plan(&a, &alice_token).await;
     assert_eq!(error_of(&refused)["code"], -32015, "{refused:?}");
 
     a.stop().await;
     b.stop().await;
-}
-
-/// Reconnecting from the page: the button says "Reconnect", the flow is the same.
-async fn connect_account_again(a_browser: &Browser, b_browser: &Browser) {
-    let page = a_browser.get("/account/connections").await;
-    let csrf = page.csrf().expect("a CSRF token");
-    let sent = a_browser
-        .post_form("/account/connections/b/oauth", &[("csrf", &csrf)])
-        .await;
-    let authorize = sent.location().expect("sent to B");
-    let back = agent::consent_to(
-        b_browser,
-        &authorize,
-        &[("servers", "all"), ("duration", "1h")],
-    )
-    .await;
-    let done = a_browser.get(&back).await;
-    assert_eq!(done.location().as_deref(), Some("/account/connections"));
 }
 
 /// A callback that this session did not start, or replayed, changes nothing. Here

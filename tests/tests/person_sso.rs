@@ -6,15 +6,12 @@
 //! takes only tokens of that provider for its audience, and says whose identity a call
 //! came with. The agent's own Warrant token never reaches it.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use warrant_consent::token::Risk;
 use warrant_e2e::agent;
 use warrant_e2e::at_rest::{database_bytes, in_clear};
 use warrant_e2e::oidc::{Account, OidcProvider, OidcTest, ProviderOptions, sign_in};
 use warrant_e2e::peers::fixture_with;
-use warrant_e2e::raw::{Reply, modern_call, modern_tool_names};
+use warrant_e2e::raw::{Reply, modern_call};
 use warrant_e2e::web::Browser;
 
 const AUDIENCE: &str = "https://wiki.example.com";
@@ -28,29 +25,6 @@ fn text_of(reply: &Reply) -> String {
 
 fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
-}
-
-/// Classes `upstream`'s tools low once the catalog has `count` of them.
-async fn review(test: &OidcTest, upstream: &str, tools: &[&str]) {
-    let catalog = test.gw.running.catalog.clone();
-    for _ in 0..200 {
-        if catalog
-            .catalog()
-            .tools_of(upstream)
-            .await
-            .is_ok_and(|t| t.len() >= tools.len())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let now = agent::unix_now();
-    for tool in tools {
-        catalog
-            .review(upstream, tool, Some(Risk::Low), "admin@example.com", now)
-            .await
-            .expect("review");
-    }
 }
 
 /// Signs `login` in with the provider and approves an agent for every server: the
@@ -131,16 +105,8 @@ async fn a_persons_own_sign_in_reaches_an_upstream_that_trusts_the_same_provider
 
     // The upstream's tools are listed through her connection; her agent's call reaches
     // it with a token the provider issued for the upstream, naming her.
-    review(&test, "wiki", &["whoami", "refused"]).await;
-    let mut names = Vec::new();
-    for _ in 0..100 {
-        names = modern_tool_names(&gw.url(), Some(&alice_token)).await;
-        if names.iter().any(|n| n == "wiki__whoami") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(names.iter().any(|n| n == "wiki__whoami"), "{names:?}");
+    agent::review_low(&test.gw, "wiki", &["whoami", "refused"]).await;
+    agent::wait_until_listed(gw, &alice_token, "wiki__whoami").await;
     let reply = modern_call(&gw.url(), Some(&alice_token), "wiki__whoami", json!({})).await;
     assert_eq!(
         text_of(&reply),
@@ -251,16 +217,8 @@ async fn the_sign_in_token_itself_goes_only_where_the_admin_allowed_it() {
     let gw = &test.gw;
     let (_browser, _alice, alice_token) =
         signed_in_with_agent(&test, "alice", "alice@example.com").await;
-    review(&test, "open", &["whoami", "refused"]).await;
-    let mut names = Vec::new();
-    for _ in 0..100 {
-        names = modern_tool_names(&gw.url(), Some(&alice_token)).await;
-        if names.iter().any(|n| n == "open__whoami") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(names.iter().any(|n| n == "open__whoami"), "{names:?}");
+    agent::review_low(&test.gw, "open", &["whoami", "refused"]).await;
+    agent::wait_until_listed(gw, &alice_token, "open__whoami").await;
     let reply = modern_call(&gw.url(), Some(&alice_token), "open__whoami", json!({})).await;
     assert!(
         text_of(&reply).starts_with("alice@example.com (sub alice)"),
