@@ -33,6 +33,15 @@ impl Reply {
             .unwrap_or_else(|| panic!("no response to id {id} in {self:?}"))
     }
 
+    /// The text of the first content item of the result answering `id`, or, when there
+    /// is none (an error), the whole response, for the failure message.
+    pub fn result_text(&self, id: i64) -> String {
+        let response = self.response(id);
+        response["result"]["content"][0]["text"]
+            .as_str()
+            .map_or_else(|| response.to_string(), str::to_owned)
+    }
+
     /// The error answering request `id`; for a 401 (the token is checked before the
     /// body is read, and a large or slow body is not read for its id) the one answer,
     /// which carries the id or null.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use warrant_e2e::peers::fixture_with;
-use warrant_e2e::raw::{Raw, Reply, modern_call, modern_meta, modern_tool_names};
+use warrant_e2e::raw::{Raw, modern_call, modern_meta, modern_tool_names};
 use warrant_e2e::{Backend, TestGateway, workspace_bin};
 
 const ALICE_KEY: &str = "alice-key-7c1d9e2f4b";
@@ -40,16 +40,10 @@ async fn wait_for_tools(gw: &TestGateway, token: &str) {
     warrant_e2e::agent::wait_until_listed(gw, token, "keyed__whoami").await;
 }
 
-/// The text of a successful call's result, or the whole response.
-fn text_of(reply: &Reply) -> String {
-    let response = reply.response(7);
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .map_or_else(|| response.to_string(), str::to_owned)
-}
-
 async fn whoami(gw: &TestGateway, token: &str) -> String {
-    text_of(&modern_call(&gw.url(), Some(token), "keyed__whoami", json!({})).await)
+    modern_call(&gw.url(), Some(token), "keyed__whoami", json!({}))
+        .await
+        .result_text(7)
 }
 
 /// `resources/read` of `keyed://whoami` in a session with `token`: the text read.
@@ -155,7 +149,7 @@ async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_c
         let mcp = gw.url();
         calls.push(tokio::spawn(async move {
             let reply = modern_call(&mcp, Some(&token), "keyed__whoami", json!({})).await;
-            (text_of(&reply), expected)
+            (reply.result_text(7), expected)
         }));
     }
     for call in calls {
@@ -169,8 +163,9 @@ async fn each_person_calls_an_http_upstream_with_their_own_key_and_is_asked_to_c
     assert_eq!(gw.running.gateway.keyed_connections("keyed"), 2);
 
     // A key the upstream echoes never reaches the agent.
-    let echoed =
-        text_of(&modern_call(&gw.url(), Some(&alice_token), "keyed__echo_key", json!({})).await);
+    let echoed = modern_call(&gw.url(), Some(&alice_token), "keyed__echo_key", json!({}))
+        .await
+        .result_text(7);
     assert!(!echoed.contains(ALICE_KEY), "{echoed}");
     assert!(echoed.contains(REDACTED), "{echoed}");
 
@@ -354,8 +349,9 @@ async fn a_stdio_upstream_runs_one_process_per_person_with_their_key_in_its_envi
     assert!(bobs.starts_with("bob ("), "{bobs}");
     assert_ne!(pid(&alices), pid(&bobs), "one process per person");
     // The key in the process's environment, echoed, is redacted too.
-    let echoed =
-        text_of(&modern_call(&gw.url(), Some(&bob_token), "keyed__echo_key", json!({})).await);
+    let echoed = modern_call(&gw.url(), Some(&bob_token), "keyed__echo_key", json!({}))
+        .await
+        .result_text(7);
     assert!(!echoed.contains(BOB_KEY), "{echoed}");
     assert!(echoed.contains(REDACTED), "{echoed}");
     gw.stop().await;

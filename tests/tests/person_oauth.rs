@@ -18,13 +18,6 @@ use warrant_e2e::{Backend, TestGateway, demo_upstream};
 
 const TOOLS: [&str; 2] = ["read_note", "write_note"];
 
-fn text_of(reply: &Reply) -> String {
-    let response = reply.response(7);
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .map_or_else(|| response.to_string(), str::to_owned)
-}
-
 fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
 }
@@ -177,7 +170,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     .await;
     assert!(error_of(&wrote).is_null(), "{wrote:?}");
     let read = read_plan(&a, &alice_token).await;
-    assert!(text_of(&read).contains("ship it"), "{read:?}");
+    assert!(read.result_text(7).contains("ship it"), "{read:?}");
     let grants = warrant_consent::grants::Grants::new(b.running.db.clone());
     assert!(
         grants
@@ -210,7 +203,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // The token about to expire is refreshed before the call, and stored anew.
     expire(&a, &alice).await;
     let read = read_plan(&a, &alice_token).await;
-    assert!(text_of(&read).contains("ship it"), "{read:?}");
+    assert!(read.result_text(7).contains("ship it"), "{read:?}");
     let (renewed, version) = stored(&a, &alice).await.expect("stored");
     assert!(version > first_version + 1, "refreshed and stored");
     assert_ne!(renewed["access_token"], record["access_token"]);
@@ -258,7 +251,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // Connecting again serves again; disconnecting removes the tokens.
     connect_account(&a_browser, &b_browser, "Reconnect your account at b").await;
     let read = read_plan(&a, &alice_token).await;
-    assert!(text_of(&read).contains("ship it"), "{read:?}");
+    assert!(read.result_text(7).contains("ship it"), "{read:?}");
     let page = a_browser.get("/account/connections").await;
     let csrf = page.csrf().expect("a CSRF token");
     let gone = a_browser

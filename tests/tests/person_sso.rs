@@ -16,13 +16,6 @@ use warrant_e2e::web::Browser;
 
 const AUDIENCE: &str = "https://wiki.example.com";
 
-fn text_of(reply: &Reply) -> String {
-    let response = reply.response(7);
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .map_or_else(|| response.to_string(), str::to_owned)
-}
-
 fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
 }
@@ -109,7 +102,7 @@ async fn a_persons_own_sign_in_reaches_an_upstream_that_trusts_the_same_provider
     agent::wait_until_listed(gw, &alice_token, "wiki__whoami").await;
     let reply = modern_call(&gw.url(), Some(&alice_token), "wiki__whoami", json!({})).await;
     assert_eq!(
-        text_of(&reply),
+        reply.result_text(7),
         format!("alice@example.com (sub alice) for {AUDIENCE}"),
         "{reply:?}"
     );
@@ -179,7 +172,9 @@ async fn a_persons_own_sign_in_reaches_an_upstream_that_trusts_the_same_provider
     assert_eq!(again.status, 303, "{}", again.body);
     let reply = modern_call(&gw.url(), Some(&alice_token), "wiki__whoami", json!({})).await;
     assert!(
-        text_of(&reply).starts_with("alice@example.com (sub alice)"),
+        reply
+            .result_text(7)
+            .starts_with("alice@example.com (sub alice)"),
         "{reply:?}"
     );
     test.stop().await;
@@ -221,7 +216,9 @@ async fn the_sign_in_token_itself_goes_only_where_the_admin_allowed_it() {
     agent::wait_until_listed(gw, &alice_token, "open__whoami").await;
     let reply = modern_call(&gw.url(), Some(&alice_token), "open__whoami", json!({})).await;
     assert!(
-        text_of(&reply).starts_with("alice@example.com (sub alice)"),
+        reply
+            .result_text(7)
+            .starts_with("alice@example.com (sub alice)"),
         "{reply:?}"
     );
     test.stop().await;
