@@ -328,3 +328,59 @@ async fn a_callback_this_session_did_not_start_is_refused() {
     a.stop().await;
     b.stop().await;
 }
+
+/// With the direct path off (every call through rmcp's client, as for an `https`
+/// upstream), a connection the upstream stops accepting is reported the same way: B's
+/// `401` sends the call back to the credentials stage, whose renewal B refuses too.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_rmcp_a_revoked_connection_is_reported_as_one_to_make_again() {
+    let b = TestGateway::start_protected(&demo_upstream("demo"), Backend::current()).await;
+    let b_tools: Vec<String> = TOOLS.iter().map(|t| (*t).to_owned()).collect();
+    agent::review_low(&b, "demo", &b_tools).await;
+    let (b_browser, b_admin) = agent::first_admin_signed_in(&b).await;
+    let config = format!(
+        "[upstreams.b]\nurl = {:?}\ndirect = false\n[upstreams.b.auth]\nmode = \"person_oauth\"\n",
+        b.url()
+    );
+    let a = TestGateway::start_protected(&config, Backend::current()).await;
+    let agent::AdminAgent {
+        browser: a_browser,
+        tokens: Tokens {
+            access: alice_token,
+            ..
+        },
+        ..
+    } = agent::admin_approves_agent(&a, "alice's agent").await;
+    connect_account(&a_browser, &b_browser, "Connect your account at b").await;
+    let a_tools: Vec<String> = TOOLS.iter().map(|t| format!("demo__{t}")).collect();
+    agent::review_low(&a, "b", &a_tools).await;
+    agent::wait_until_listed(&a, &alice_token, "b__demo__read_note").await;
+    let read = read_plan(&a, &alice_token).await;
+    assert!(error_of(&read).is_null(), "{read:?}");
+    assert_eq!(
+        a.running.gateway.direct_calls(),
+        0,
+        "every call through rmcp"
+    );
+
+    warrant_consent::grants::Grants::new(b.running.db.clone())
+        .revoke_all_of(&b_admin, agent::unix_now())
+        .await
+        .expect("revoke at B");
+    let mut refused = None;
+    for _ in 0..100 {
+        let reply = read_plan(&a, &alice_token).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if !error_of(&reply).is_null() {
+            refused = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("B stopped accepting the revoked connection");
+    let error = error_of(&refused);
+    assert_eq!(error["code"], -32015, "{refused:?}");
+    assert_eq!(error["data"]["reconnect"], true, "{error}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -170,14 +170,36 @@ pub(crate) async fn tools_call_handled(
     // 5. Credentials: the connection that carries the right key.
     let caller = token_caller(context);
     let elicit = declares_url_elicitation(context, era);
-    let credentials = gateway
+    let mut credentials = gateway
         .credentials(&route.upstream, caller.as_ref(), elicit)
         .await?;
-    let upstream = credentials.upstream(&route.upstream);
     // 6. Record the decision.
     record::allowed(allowed);
-    // 7. Forward, through rmcp.
-    let response = forward_rmcp::call(gateway, &name, route, upstream, request, context).await;
+    // 7. Forward, through rmcp. A connection built with a person's key or token that the
+    // upstream refuses (`401`, before running anything) goes back to stage 5 once: its
+    // token renewed, the call goes again; its key refused, the person is told.
+    let again = credentials.keyed().map(|_| request.clone());
+    let mut response = forward_rmcp::call(
+        gateway,
+        &name,
+        route,
+        credentials.upstream(&route.upstream),
+        request,
+        context,
+    )
+    .await;
+    if let (Err(_), Some(request)) = (&response, again)
+        && credentials
+            .keyed()
+            .is_some_and(|keyed| keyed.credentials_refused())
+    {
+        credentials = gateway
+            .credentials(&route.upstream, caller.as_ref(), elicit)
+            .await?;
+        let upstream = credentials.upstream(&route.upstream);
+        response = forward_rmcp::call(gateway, &name, route, upstream, request, context).await;
+    }
+    let upstream = credentials.upstream(&route.upstream);
     if let (Some(key), Some(desk)) = (&held, gateway.approval_desk()) {
         desk.note(key, &response);
     }

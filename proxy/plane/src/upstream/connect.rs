@@ -110,6 +110,7 @@ pub(crate) async fn connect(
             let http = SessionRecorder {
                 inner: http_client(config)?,
                 session: client.direct_session(),
+                lane: client.lane(),
             };
             let transport = StreamableHttpClientTransport::with_client(http, transport_config);
             let transport = counted(transport, &client);
@@ -136,10 +137,15 @@ pub(crate) async fn connect(
 /// upstream issued, so the direct data path can post calls into the same session, or
 /// that it issued none to an `initialize` (a stateless server: direct calls go without
 /// the header).
+///
+/// It also tells the upstream when it refuses the credential it was given (`401` with a
+/// challenge): a connection built with a person's key or token is then replaced or
+/// reported by the credentials stage.
 #[derive(Clone)]
 struct SessionRecorder {
     inner: reqwest::Client,
     session: super::session::SessionSlot,
+    lane: std::sync::Weak<dyn super::client::LaneLink>,
 }
 
 impl SessionRecorder {
@@ -147,6 +153,19 @@ impl SessionRecorder {
         if let Some(id) = id {
             self.session.record(id);
         }
+    }
+
+    /// `error`, after noting a refused credential.
+    fn noted(
+        &self,
+        error: StreamableHttpError<reqwest::Error>,
+    ) -> StreamableHttpError<reqwest::Error> {
+        if matches!(error, StreamableHttpError::AuthRequired(_))
+            && let Some(lane) = self.lane.upgrade()
+        {
+            lane.shared().refuse_credentials();
+        }
+        without_url(error)
     }
 }
 
@@ -169,7 +188,7 @@ impl StreamableHttpClient for SessionRecorder {
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
-            .map_err(without_url)?;
+            .map_err(|e| self.noted(e))?;
         match &response {
             StreamableHttpPostResponse::Json(_, Some(id))
             | StreamableHttpPostResponse::Sse(_, Some(id)) => self.session.record(id),
@@ -209,7 +228,7 @@ impl StreamableHttpClient for SessionRecorder {
         self.inner
             .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
             .await
-            .map_err(without_url)
+            .map_err(|e| self.noted(e))
     }
 }
 
