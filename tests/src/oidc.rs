@@ -106,9 +106,32 @@ fn script() -> PathBuf {
     dir.join("oidc_provider.mjs")
 }
 
+/// How long a provider process may take to print its issuer before another is started
+/// in its place (it prints it within a second; on a loaded machine, once in a few hundred
+/// starts, one has stayed silent until killed).
+const START_WAIT: Duration = Duration::from_secs(20);
+/// Provider processes started at most, one after the other, before the test fails.
+const START_ATTEMPTS: u32 = 3;
+
 impl OidcProvider {
     /// Starts the provider on `127.0.0.1:0`; it serves once [`Self::register`] ran.
     pub async fn start(options: &ProviderOptions) -> Self {
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::start_once(options).await {
+                Some(provider) => return provider,
+                None => eprintln!(
+                    "the OIDC provider (attempt {attempt} of {START_ATTEMPTS}) printed no \
+                     issuer within {} s: starting another",
+                    START_WAIT.as_secs()
+                ),
+            }
+        }
+        panic!("the OIDC provider did not start in {START_ATTEMPTS} attempts");
+    }
+
+    /// One provider process, or `None` if it printed no issuer within [`START_WAIT`]
+    /// (then it is killed).
+    async fn start_once(options: &ProviderOptions) -> Option<Self> {
         let accounts: serde_json::Map<String, Value> = options
             .accounts
             .iter()
@@ -147,7 +170,15 @@ impl OidcProvider {
             .expect("start the OIDC provider (is node installed?)");
         let stdin = child.stdin.take().expect("piped stdin");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let hello = next_json(&mut stdout, "its issuer").await;
+        let Ok(first) = tokio::time::timeout(START_WAIT, stdout.next_line()).await else {
+            let _ = child.kill().await;
+            return None;
+        };
+        let line = first
+            .expect("read the OIDC provider's stdout")
+            .unwrap_or_else(|| panic!("the OIDC provider exited before printing its issuer"));
+        let hello: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("its issuer: {line:?} is not JSON: {e}"));
         let issuer = hello["issuer"]
             .as_str()
             .expect("an issuer in the first line")
@@ -156,12 +187,12 @@ impl OidcProvider {
             issuer.starts_with("http://127.0.0.1:"),
             "loopback only: {issuer}"
         );
-        Self {
+        Some(Self {
             issuer,
             stdin,
             stdout: Some(stdout),
             _child: ChildGuard { child },
-        }
+        })
     }
 
     /// Registers Warrant (at `public_url`, as provider `name`) as the test client.
