@@ -6,9 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use warrant_consent::person_oauth::{
-    OAUTH_TOKEN, OAuthUpstream, PersonOAuth, PersonOAuthError, Registration,
-};
+use warrant_consent::person_oauth::{OAUTH_TOKEN, OAuthUpstream, PersonOAuth, PersonOAuthError};
 use warrant_consent::person_sso::{PersonSso, SIGN_IN_TOKEN, SsoUpstream, sign_in_record};
 use warrant_consent::vault::{SHARED, Vault, VaultError};
 use warrant_idp::Clock;
@@ -16,8 +14,8 @@ use warrant_plane::Gateway;
 use zeroize::Zeroizing;
 
 use crate::config::{
-    API_KEY, AuthMode, ClientRegistration, Config, KeyPlace, Secret, Transport, UpstreamConfig,
-    ValueRef, fill_vault_refs, resolve, vault_kinds,
+    API_KEY, AuthMode, Config, KeyPlace, Secret, Transport, UpstreamConfig, ValueRef,
+    fill_vault_refs, resolve, vault_kinds,
 };
 
 /// An upstream takes a value from the vault that the vault does not have (or cannot give).
@@ -134,11 +132,7 @@ pub fn person_oauth(
             client_id: upstream.auth.client_id.clone(),
             client_secret,
             scopes: upstream.auth.scopes.clone(),
-            registration: match upstream.auth.registration {
-                ClientRegistration::Auto => Registration::Auto,
-                ClientRegistration::MetadataDocument => Registration::MetadataDocument,
-                ClientRegistration::Dynamic => Registration::Dynamic,
-            },
+            registration: upstream.auth.registration,
         });
     }
     if upstreams.is_empty() {

@@ -22,6 +22,21 @@ fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
 }
 
+/// `token`'s agent reads the note "plan" through A until it is refused (B stops
+/// accepting a revoked connection within its revocation refresh): that refusal, which
+/// is never B's `401` passed on.
+async fn first_refusal(a: &TestGateway, token: &str) -> Reply {
+    for _ in 0..100 {
+        let reply = read_plan(a, token).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if !error_of(&reply).is_null() {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("B never stopped accepting the revoked connection");
+}
+
 /// `token`'s agent reads the note "plan" through A.
 async fn read_plan(a: &TestGateway, token: &str) -> Reply {
     modern_call(
@@ -218,17 +233,7 @@ async fn a_person_connects_their_account_with_oauth_and_agents_call_with_their_t
     // B stops accepting the access token within its revocation refresh: A's next call
     // meets B's 401, tries to renew the token, is refused that too, and says so. The
     // client never sees B's 401 as its own.
-    let mut refused = None;
-    for _ in 0..100 {
-        let reply = read_plan(&a, &alice_token).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        if !error_of(&reply).is_null() {
-            refused = Some(reply);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let refused = refused.expect("B stopped accepting the revoked connection");
+    let refused = first_refusal(&a, &alice_token).await;
     let error = error_of(&refused);
     assert_eq!(error["code"], -32015, "{refused:?}");
     assert_eq!(error["data"]["reconnect"], true, "{error}");
@@ -367,17 +372,7 @@ async fn through_rmcp_a_revoked_connection_is_reported_as_one_to_make_again() {
         .revoke_all_of(&b_admin, agent::unix_now())
         .await
         .expect("revoke at B");
-    let mut refused = None;
-    for _ in 0..100 {
-        let reply = read_plan(&a, &alice_token).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        if !error_of(&reply).is_null() {
-            refused = Some(reply);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let refused = refused.expect("B stopped accepting the revoked connection");
+    let refused = first_refusal(&a, &alice_token).await;
     let error = error_of(&refused);
     assert_eq!(error["code"], -32015, "{refused:?}");
     assert_eq!(error["data"]["reconnect"], true, "{error}");

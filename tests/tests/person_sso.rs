@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use warrant_e2e::agent;
 use warrant_e2e::at_rest::{database_bytes, in_clear};
 use warrant_e2e::oidc::{Account, OidcProvider, OidcTest, ProviderOptions, sign_in};
-use warrant_e2e::peers::fixture_with;
+use warrant_e2e::peers::{ChildGuard, fixture_with};
 use warrant_e2e::raw::{Reply, modern_call};
 use warrant_e2e::web::Browser;
 
@@ -18,6 +18,17 @@ const AUDIENCE: &str = "https://wiki.example.com";
 
 fn error_of(reply: &Reply) -> Value {
     reply.response(7)["error"].clone()
+}
+
+/// `sso_upstream` trusting `issuer` for [`AUDIENCE`] (and, with `userinfo`, any token
+/// the provider's userinfo accepts): the process and its URL.
+async fn sso_upstream(issuer: &str, userinfo: bool) -> (ChildGuard, String) {
+    let mut args = vec!["--issuer", issuer, "--audience", AUDIENCE];
+    if userinfo {
+        args.push("--userinfo");
+    }
+    args.extend(["--listen", "127.0.0.1:0"]);
+    fixture_with("sso_upstream", &args).await
 }
 
 /// Signs `login` in with the provider and approves an agent for every server: the
@@ -63,18 +74,7 @@ async fn a_persons_own_sign_in_reaches_an_upstream_that_trusts_the_same_provider
         ..ProviderOptions::default()
     })
     .await;
-    let (_wiki, wiki_url) = fixture_with(
-        "sso_upstream",
-        &[
-            "--issuer",
-            &provider.issuer,
-            "--audience",
-            AUDIENCE,
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .await;
+    let (_wiki, wiki_url) = sso_upstream(&provider.issuer, false).await;
     let upstreams = format!(
         "[upstreams.wiki]\nurl = {wiki_url:?}\n[upstreams.wiki.auth]\nmode = \"person_sso\"\n\
          audience = {AUDIENCE:?}\n"
@@ -191,19 +191,7 @@ async fn the_sign_in_token_itself_goes_only_where_the_admin_allowed_it() {
     })
     .await;
     // The upstream takes any token the provider's userinfo endpoint accepts.
-    let (_open, open_url) = fixture_with(
-        "sso_upstream",
-        &[
-            "--issuer",
-            &provider.issuer,
-            "--audience",
-            AUDIENCE,
-            "--userinfo",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .await;
+    let (_open, open_url) = sso_upstream(&provider.issuer, true).await;
     let upstreams = format!(
         "[upstreams.open]\nurl = {open_url:?}\n[upstreams.open.auth]\nmode = \"person_sso\"\n\
          forward_sign_in_token = true\n"

@@ -33,9 +33,7 @@ pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream};
 pub use report::{Problem, Report};
 pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig, with_key};
 use upstream::{is_name_char, validate_upstream};
-pub use upstream_auth::{
-    API_KEY, AuthMode, ClientRegistration, KeyPlace, RawUpstreamAuth, UpstreamAuth,
-};
+pub use upstream_auth::{API_KEY, AuthMode, KeyPlace, RawUpstreamAuth, UpstreamAuth};
 use value::duration;
 pub use value::{Secret, ValueRef, decode_key_32, resolve};
 pub use vault::{RawVault, VaultConfig};

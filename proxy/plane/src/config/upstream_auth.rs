@@ -25,6 +25,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use warrant_consent::person_oauth::Registration;
+
 use super::report::Problem;
 use super::value::{ValueRef, resolve};
 
@@ -113,17 +115,6 @@ impl UpstreamAuth {
     }
 }
 
-/// How Warrant gets a client id at an upstream's authorization server
-/// (`auth.registration`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientRegistration {
-    /// Its client ID metadata document where the server takes those and Warrant's public
-    /// URL is `https`, else dynamic registration.
-    Auto,
-    MetadataDocument,
-    Dynamic,
-}
-
 /// Where the key goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlace {
@@ -173,7 +164,7 @@ pub struct UpstreamAuth {
     /// `person_oauth`: the scopes asked for.
     pub scopes: Vec<String>,
     /// `person_oauth` without `client_id`: how Warrant gets one there.
-    pub registration: ClientRegistration,
+    pub registration: Registration,
     /// `person_sso`: the `[auth.oidc]` provider (`None`: the only one; checked with the
     /// whole configuration).
     pub provider: Option<String>,
@@ -198,7 +189,7 @@ impl Default for UpstreamAuth {
             client_id: None,
             client_secret: None,
             scopes: Vec::new(),
-            registration: ClientRegistration::Auto,
+            registration: Registration::Auto,
             provider: None,
             audience: None,
             forward_sign_in_token: false,
@@ -429,15 +420,15 @@ fn oauth_client(
         auth.client_secret = Some(secret.clone());
     }
     auth.registration = match raw.registration.as_deref() {
-        None | Some("auto") => ClientRegistration::Auto,
-        Some("metadata_document") => ClientRegistration::MetadataDocument,
-        Some("dynamic") => ClientRegistration::Dynamic,
+        None | Some("auto") => Registration::Auto,
+        Some("metadata_document") => Registration::MetadataDocument,
+        Some("dynamic") => Registration::Dynamic,
         Some(other) => {
             problems.push(Problem::new(
                 format!("{path}.registration"),
                 format!("{other:?} is not one of \"auto\", \"metadata_document\", \"dynamic\""),
             ));
-            ClientRegistration::Auto
+            Registration::Auto
         }
     };
     if raw.registration.is_some() && raw.client_id.is_some() {
@@ -646,7 +637,7 @@ mod tests {
             false,
         );
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(auth.registration, ClientRegistration::MetadataDocument);
+        assert_eq!(auth.registration, Registration::MetadataDocument);
         let (_, problems) = check(
             RawUpstreamAuth {
                 mode: Some("person_oauth".into()),
