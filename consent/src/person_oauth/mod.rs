@@ -21,17 +21,21 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::basic::BasicErrorResponseType;
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RefreshToken,
+    RequestTokenError, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use warrant_idp::Clock;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::upstream_oauth::{UpstreamOAuth, UpstreamOAuthError};
+
+mod wire;
+
 use crate::vault::{SHARED, Vault, VaultError};
+use wire::{BoxedSend, oauth_client, send_bounded};
 
 /// The vault record kind of a person's tokens for an upstream.
 pub const OAUTH_TOKEN: &str = "oauth_token";
@@ -810,99 +814,6 @@ impl PersonOAuth {
     }
 }
 
-type BoxedSend = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>,
->;
-
-/// Why an authorization server could not be asked.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct HttpError(String);
-
-async fn send_bounded(
-    http: reqwest::Client,
-    request: oauth2::HttpRequest,
-) -> Result<oauth2::HttpResponse, HttpError> {
-    let (parts, body) = request.into_parts();
-    let mut outgoing = http.request(parts.method, parts.uri.to_string());
-    for (name, value) in &parts.headers {
-        outgoing = outgoing.header(name, value);
-    }
-    let mut response = outgoing.body(body).send().await.map_err(|e| {
-        HttpError(if e.is_timeout() {
-            format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
-        } else if e.is_connect() {
-            "cannot connect".to_owned()
-        } else {
-            e.without_url().to_string()
-        })
-    })?;
-    let mut builder = http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        builder = builder.header(name, value);
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| HttpError(e.without_url().to_string()))?
-    {
-        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(HttpError(format!(
-                "its answer is larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    builder
-        .body(bytes)
-        .map_err(|e| HttpError(format!("unusable answer: {e}")))
-}
-
-type Configured = oauth2::Client<
-    oauth2::basic::BasicErrorResponse,
-    oauth2::basic::BasicTokenResponse,
-    oauth2::basic::BasicTokenIntrospectionResponse,
-    oauth2::StandardRevocableToken,
-    oauth2::basic::BasicRevocationErrorResponse,
-    oauth2::EndpointSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointSet,
->;
-
-fn oauth_client(client: &ClientRecord) -> Result<Configured, PersonOAuthError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        PersonOAuthError::Discovery(UpstreamOAuthError::Document {
-            url: client.issuer.clone(),
-            reason: format!("its {what} is not a URL: {e}"),
-        })
-    };
-    let mut oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
-        .set_auth_uri(
-            AuthUrl::new(client.authorization_endpoint.clone())
-                .map_err(|e| bad("authorization endpoint", &e))?,
-        )
-        .set_token_uri(
-            TokenUrl::new(client.token_endpoint.clone()).map_err(|e| bad("token endpoint", &e))?,
-        )
-        .set_redirect_uri(
-            RedirectUrl::new(client.redirect_uri.clone()).map_err(|e| bad("redirect URI", &e))?,
-        );
-    match &client.client_secret {
-        Some(secret) => {
-            oauth = oauth.set_client_secret(ClientSecret::new(secret.clone()));
-            if client.secret_in_body {
-                oauth = oauth.set_auth_type(AuthType::RequestBody);
-            }
-        }
-        // A public client names itself in the body.
-        None => oauth = oauth.set_auth_type(AuthType::RequestBody),
-    }
-    Ok(oauth)
-}
-
 /// The record of a token response at `now`; `kept_refresh` is the refresh token before,
 /// kept when the server does not rotate it.
 fn record_of(
@@ -968,52 +879,4 @@ fn urlencoded(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(expires_in: Option<i64>, obtained_at: i64) -> TokenRecord {
-        TokenRecord {
-            access_token: "a".into(),
-            refresh_token: Some("r".into()),
-            expires_at: expires_in.map(|e| obtained_at + e),
-            obtained_at,
-            client_id: "c".into(),
-            dead: None,
-        }
-    }
-
-    #[test]
-    fn a_token_is_refreshed_a_minute_ahead_or_at_half_its_life() {
-        assert_eq!(
-            record(Some(3600), 1000).refresh_at(),
-            Some(1000 + 3600 - 60)
-        );
-        assert_eq!(record(Some(60), 1000).refresh_at(), Some(1000 + 30));
-        assert_eq!(record(Some(0), 1000).refresh_at(), Some(1000));
-        assert_eq!(record(None, 1000).refresh_at(), None);
-    }
-
-    #[test]
-    fn records_and_flows_print_no_secret() {
-        let flow = Flow {
-            upstream: "linear".into(),
-            state: "state-secret".into(),
-            verifier: "verifier-secret".into(),
-            client_id: "c".into(),
-            started_at: 5,
-        };
-        let printed = format!("{flow:?}");
-        assert!(!printed.contains("secret"), "{printed}");
-        assert!(flow.expired(5 + FLOW_LIFETIME_SECS + 1));
-        assert!(!flow.expired(5 + FLOW_LIFETIME_SECS));
-        let upstream = OAuthUpstream {
-            name: "linear".into(),
-            url: url::Url::parse("https://mcp.example/").expect("url"),
-            client_id: Some("id".into()),
-            client_secret: Some(Zeroizing::new("client-secret-value".into())),
-            scopes: vec![],
-            registration: Registration::Auto,
-        };
-        assert!(!format!("{upstream:?}").contains("client-secret-value"));
-    }
-}
+mod tests;
