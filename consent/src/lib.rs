@@ -11,8 +11,8 @@
 //! and **policy as code** (`policy`): the admin decisions as one TOML file, exported and
 //! applied in one transaction; the **credential vault** (`vault`), and Warrant as the
 //! OAuth client of upstreams' authorization servers (`upstream_oauth` finds and
-//! registers, `person_oauth` keeps each person's connection). Coming here: the audit
-//! ledger.
+//! registers, `person_oauth` keeps each person's connection); and the **audit ledger**
+//! (`ledger`): every decision and event, hash-chained per writer, with signed checkpoints.
 //!
 //! Tables owned here are prefixed `consent_`.
 
@@ -21,6 +21,7 @@ pub mod budgets;
 pub mod catalog;
 pub mod ceilings;
 pub mod grants;
+pub mod ledger;
 pub mod oauth;
 pub mod people;
 pub mod person_oauth;
