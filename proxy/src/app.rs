@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use warrant_consent::ledger::{CheckpointKey, Ledger, Options as LedgerOptions};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -68,6 +69,8 @@ pub enum StartError {
     PersonOAuth(#[from] warrant_consent::person_oauth::PersonOAuthError),
     #[error(transparent)]
     VaultValue(#[from] crate::upstream_keys::VaultValueError),
+    #[error("cannot open the audit ledger: {0}")]
+    Ledger(#[from] warrant_consent::ledger::LedgerError),
 }
 
 /// A started gateway.
@@ -92,6 +95,8 @@ pub struct Running {
     pub catalog: CatalogView,
     /// The one-time link that creates the first admin, when none exists yet.
     pub setup_link: Option<String>,
+    /// This process's writer of the audit ledger (`None` with `audit.enabled = false`).
+    pub ledger: Option<Ledger>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -116,12 +121,16 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Runs until the shutdown token is cancelled and the server has drained.
+    /// Runs until the shutdown token is cancelled and the server has drained; then the
+    /// ledger writes what it holds, signs its head and syncs.
     pub async fn wait(self) -> std::io::Result<()> {
         let result = match self.server.await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         };
+        if let Some(ledger) = &self.ledger {
+            ledger.close(LEDGER_CLOSE_BOUND).await;
+        }
         self.db.close().await;
         result
     }
@@ -132,6 +141,9 @@ impl Running {
         self.wait().await
     }
 }
+
+/// How long closing the ledger may take at shutdown.
+const LEDGER_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 struct AppState {
@@ -180,6 +192,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Arc::new(SystemClock),
     )
     .await?;
+    // Every call is recorded before it goes upstream: a ledger that cannot take its first
+    // record stops the start.
+    let ledger = if config.audit.enabled {
+        let options = LedgerOptions {
+            sync_interval: config.audit.sync_interval,
+            checkpoint_records: config.audit.checkpoint_records,
+            checkpoint_interval: config.audit.checkpoint_interval,
+            ..LedgerOptions::default()
+        };
+        let key = CheckpointKey::derived_from_secret_key(&secret_key);
+        Some(Ledger::open(&db, key, options).await?)
+    } else {
+        None
+    };
     drop(secret_key);
     let verifier = Verifier::new(keys.clone(), VerifierSettings::default());
 
@@ -253,6 +279,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         sso: person_sso.clone(),
         public_url: public_url.clone(),
     });
+    if let Some(ledger) = &ledger {
+        gateway.set_ledger(ledger.clone());
+    }
     gateway.follow_catalog();
     gateway.follow_revocations(revoked.clone());
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
@@ -370,6 +399,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ceilings,
         catalog,
         setup_link,
+        ledger,
         shutdown,
         server,
     })
@@ -716,12 +746,28 @@ async fn readyz(State(state): State<AppState>, request: axum::extract::Request) 
             "unavailable".to_owned()
         }
     };
-    let ready = database == "ok";
-    let body = serde_json::json!({
+    // The ledger: calls are refused while it cannot be written (the reason on loopback
+    // only, like the upstreams').
+    let ledger = state.gateway.ledger().map(|ledger| {
+        let now = ledger.state();
+        let mut view = serde_json::json!({
+            "state": if now.healthy { "ok" } else { "unavailable" },
+            "backlog": now.backlog,
+        });
+        if let (Some(reason), true) = (now.failure, on_loopback) {
+            view["reason"] = reason.into();
+        }
+        view
+    });
+    let ready = database == "ok" && ledger.as_ref().is_none_or(|l| l["state"] == "ok");
+    let mut body = serde_json::json!({
         "ready": ready,
         "database": database,
         "upstreams": upstreams,
     });
+    if let Some(ledger) = ledger {
+        body["ledger"] = ledger;
+    }
     let status = if ready {
         StatusCode::OK
     } else {

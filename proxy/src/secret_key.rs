@@ -54,6 +54,24 @@ pub fn load_or_create(config: &Config) -> Result<Zeroizing<[u8; 32]>, SecretKeyE
     resolve(config.server.secret_key.as_ref(), &config.server.data_dir)
 }
 
+/// The secret key of `config` if there is one (configured, or the file in the data
+/// directory); never creates one.
+pub fn load_existing(config: &Config) -> Result<Option<Zeroizing<[u8; 32]>>, SecretKeyError> {
+    if let Some(secret) = config.server.secret_key.as_ref() {
+        return decode_key_32(secret.expose())
+            .map(|k| Some(Zeroizing::new(k)))
+            .ok_or(SecretKeyError::BadConfig);
+    }
+    match read(&config.server.data_dir.join(SECRET_KEY_FILE)) {
+        Err(SecretKeyError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
 /// [`load_or_create`] from its parts.
 pub fn resolve(
     configured: Option<&Secret>,

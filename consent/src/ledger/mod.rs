@@ -162,6 +162,10 @@ pub struct Detail {
     pub latency_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args_bytes: Option<u64>,
+    /// The SHA-256 (hex) of a call's arguments as forwarded: which arguments, without
+    /// keeping them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result_bytes: Option<u64>,
     /// Anything else an event says.
@@ -183,6 +187,9 @@ pub struct Entry {
     /// `Some(true)`: allowed; `Some(false)`: refused.
     pub allowed: Option<bool>,
     pub risk: Option<Risk>,
+    /// A call's arguments as forwarded (JSON): the writer records their size and hash
+    /// (never the arguments themselves).
+    pub args: Option<Arc<str>>,
     pub detail: Detail,
 }
 
@@ -197,6 +204,7 @@ impl Entry {
             tool: None,
             allowed: None,
             risk: None,
+            args: None,
             detail: Detail::default(),
         }
     }

@@ -37,7 +37,7 @@ fn call(i: usize) -> Entry {
     e.tool = Some(Arc::from(format!("tool_{i}")));
     e.allowed = Some(!i.is_multiple_of(5));
     e.risk = Some(Risk::Low);
-    e.detail.args_bytes = Some(i as u64);
+    e.args = Some(Arc::from(format!("{{\"n\":{i}}}")));
     e
 }
 
@@ -105,7 +105,11 @@ async fn records_are_chained_signed_and_verified() {
         (kind.as_str(), user.as_deref(), decision.as_deref()),
         ("call", Some("user-1"), Some("allow"))
     );
-    assert_eq!(detail, r#"{"args_bytes":7}"#);
+    // {"n":7}: its size and SHA-256, not the arguments.
+    assert_eq!(
+        detail,
+        r#"{"args_bytes":7,"args_sha256":"1dd42de9287c1b6a96c617376c0df6b8304485783ed0b4803f1aac0f119471a5"}"#
+    );
     // Another key does not vouch for these checkpoints.
     let other = CheckpointKey::derived_from_secret_key(&[1u8; 32]);
     let report = verify(&db, other.public()).await.expect("verify");

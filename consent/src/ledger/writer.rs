@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, PgConnection, SqliteConnection};
@@ -510,7 +511,12 @@ fn to_record(writer: &str, seq: i64, p: &Pending, prev_hash: String) -> Record {
     let agent = identity
         .map(|i| i.agent.clone())
         .or_else(|| e.agent.as_deref().map(str::to_owned));
-    let mut detail = serde_json::to_value(&e.detail).unwrap_or_default();
+    let mut facts = e.detail.clone();
+    if let Some(args) = &e.args {
+        facts.args_bytes = Some(args.len() as u64);
+        facts.args_sha256 = Some(super::chain::hex(&Sha256::digest(args.as_bytes())));
+    }
+    let mut detail = serde_json::to_value(&facts).unwrap_or_default();
     if let (Some(identity), Some(map)) = (identity, detail.as_object_mut()) {
         map.insert("grant".into(), identity.grant.clone().into());
         // The narrowings after the person's consent: the subagents' own blocks.

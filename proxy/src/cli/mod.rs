@@ -1,6 +1,8 @@
-//! The command line: `warrant serve | check | import | keys | policy | token | demo-server`.
+//! The command line: `warrant serve | check | import | keys | policy | vault | audit | token |
+//! demo-server`.
 //! Each subcommand lives in its own file; this one parses arguments and sets up logging.
 
+mod audit;
 mod check;
 mod import;
 mod keys;
@@ -59,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: vault::VaultCommand,
     },
+    /// The audit ledger: verify every chain and checkpoint, print the checkpoint key.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Work with access tokens offline (narrow one for a subagent).
     Token {
         #[command(subcommand)]
@@ -84,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Policy { command } => policy::run(command),
         Command::Token { command } => token::run(command),
         Command::Vault { command } => vault::run(command),
+        Command::Audit { command } => audit::run(command),
         Command::DemoServer => run_async(1, async {
             warrant_plane::demo::serve_stdio().await?;
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 //! Layers, lowest first: built-in defaults, the file, then the command line / `WARRANT_*`
 //! environment variables for the listen address, data directory and database URL.
 
+mod audit;
 mod auth;
 mod import;
 mod limits;
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use audit::{AuditConfig, RawAudit};
 pub use auth::AuthConfig;
 pub use import::{ImportError, Imported, MovedSecret, import_mcp_servers};
 pub use limits::McpLimits;
@@ -61,6 +63,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[vault]`: the credential vault's keys.
     pub vault: VaultConfig,
+    /// `[audit]`: the audit ledger.
+    pub audit: AuditConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -212,6 +216,7 @@ pub fn validate(
     let oauth = oauth::validate_oauth(raw.oauth.clone().unwrap_or_default(), problems);
     let policy = policy::validate_policy(raw.policy.clone().unwrap_or_default(), problems);
     let vault = vault::validate_vault(raw.vault.clone().unwrap_or_default(), problems);
+    let audit = audit::validate_audit(raw.audit.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -278,6 +283,7 @@ pub fn validate(
             oauth,
             policy,
             vault,
+            audit,
             upstreams,
         })
     } else {

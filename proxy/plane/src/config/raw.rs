@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub policy: Option<super::policy::RawPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<super::vault::RawVault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<super::audit::RawAudit>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }

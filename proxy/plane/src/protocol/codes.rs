@@ -46,6 +46,9 @@ pub const CONNECTION_REQUIRED: ErrorCode = ErrorCode(-32015);
 /// The same, to a client that declared URL-mode elicitation: `data.elicitations` holds
 /// the page's URL (the MCP specification's `URLElicitationRequiredError`).
 pub const URL_ELICITATION_REQUIRED: ErrorCode = ErrorCode(-32042);
+/// The audit ledger cannot be written: calls are refused until it can (Warrant fails
+/// closed rather than forward a call it cannot record).
+pub const LEDGER_UNAVAILABLE: ErrorCode = ErrorCode(-32016);
 /// A tool, prompt or resource template quarantined because its definition changed
 /// since an admin approved it.
 pub const TOOL_QUARANTINED: ErrorCode = ErrorCode(-32020);
@@ -71,6 +74,7 @@ pub const CODES: &[ErrorCode] = &[
     APPROVAL_REFUSED,
     BUDGET_EXHAUSTED,
     CONNECTION_REQUIRED,
+    LEDGER_UNAVAILABLE,
     TOOL_QUARANTINED,
     UNSUPPORTED_PROTOCOL_VERSION,
     URL_ELICITATION_REQUIRED,

@@ -7,8 +7,8 @@ use rmcp::ErrorData;
 use serde_json::json;
 
 use super::codes::{
-    CONNECTION_REQUIRED, METHOD_NOT_FOUND, REQUEST_CANCELLED, REQUEST_TIMEOUT, TOOL_QUARANTINED,
-    UPSTREAM_UNAVAILABLE, URL_ELICITATION_REQUIRED,
+    CONNECTION_REQUIRED, LEDGER_UNAVAILABLE, METHOD_NOT_FOUND, REQUEST_CANCELLED, REQUEST_TIMEOUT,
+    TOOL_QUARANTINED, UPSTREAM_UNAVAILABLE, URL_ELICITATION_REQUIRED,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,6 +80,12 @@ pub enum GatewayError {
         url: String,
         elicit: bool,
     },
+    /// The audit ledger cannot record the call: it is not forwarded.
+    #[error(
+        "the call was not forwarded: Warrant's audit ledger cannot be written ({0}); calls \
+         are refused until it can, try again shortly (operators: see the log and /readyz)"
+    )]
+    LedgerUnavailable(String),
     /// A person's connection the upstream's side no longer accepts (revoked, expired).
     #[error(
         "your connection to upstream {upstream:?} must be made again ({reason}): open {url} \
@@ -163,6 +169,9 @@ impl From<GatewayError> for ErrorData {
                     "message": message,
                 }] })),
             ),
+            GatewayError::LedgerUnavailable(_) => {
+                ErrorData::new(LEDGER_UNAVAILABLE, message, Some(json!({ "retry": true })))
+            }
             GatewayError::ConnectionRequired { upstream, url, .. } => ErrorData::new(
                 CONNECTION_REQUIRED,
                 message,

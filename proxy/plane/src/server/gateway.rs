@@ -14,6 +14,7 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer};
 use tokio_util::sync::CancellationToken;
 use warrant_consent::catalog::{CatalogView, EntryKind, ToolRecord};
+use warrant_consent::ledger::Ledger;
 use warrant_consent::oauth::RevokedSet;
 
 use super::clients::{ClientSessions, concerns};
@@ -66,6 +67,9 @@ struct Inner {
     keyed: HashMap<String, Arc<Keyed>>,
     /// The vault those keys come from (set once at start).
     keys: std::sync::OnceLock<KeySource>,
+    /// The audit ledger every call is recorded in (set once at start; none: nothing is
+    /// recorded).
+    ledger: std::sync::OnceLock<Ledger>,
     shutdown: CancellationToken,
 }
 
@@ -130,6 +134,7 @@ impl Gateway {
                 approvals: std::sync::OnceLock::new(),
                 keyed,
                 keys: std::sync::OnceLock::new(),
+                ledger: std::sync::OnceLock::new(),
                 shutdown,
             }),
         }
@@ -274,6 +279,17 @@ impl Gateway {
     /// (see `mcp/approve.rs`); set once, before clients arrive.
     pub fn set_approvals(&self, desk: ApprovalDesk) {
         let _ = self.inner.approvals.set(Arc::new(desk));
+    }
+
+    /// Records every call in `ledger` (see `stage::record`); set once, before clients
+    /// arrive.
+    pub fn set_ledger(&self, ledger: Ledger) {
+        let _ = self.inner.ledger.set(ledger);
+    }
+
+    /// The audit ledger, when calls are recorded.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.inner.ledger.get()
     }
 
     /// Where keys of upstreams that take one per person, or keep a shared one in the

@@ -33,9 +33,11 @@ use super::gateway::Gateway;
 use super::stage::authenticate::token_caller;
 use super::stage::decide::Verdict;
 use super::stage::hold::Hold;
+use super::stage::record::Recorded;
 use super::stage::{decide, forward, forward_rmcp, hold, inspect, outcome, record};
 use crate::enforce::approve::declares_url_elicitation;
 use crate::enforce::auth::{Authorized, Caller};
+use crate::protocol::codes::rpc_error;
 use crate::protocol::era::{Era, era_of};
 use crate::protocol::error::GatewayError;
 use crate::protocol::headers::MCP_SESSION_ID;
@@ -50,8 +52,9 @@ pub(crate) enum Step {
 }
 
 /// Runs stages 3 to 9 of a `tools/call` whose request passed the edge (parsed,
-/// authenticated: `caller` is the token's). `parts` gets the decision if the call goes on
-/// to rmcp (the edge adds the caller), so that the handler need not decide it again.
+/// authenticated: `caller` is the token's). `parts` gets the decision and its record if
+/// the call goes on to rmcp (the edge adds the caller), so that the handler need not
+/// decide or record it again.
 pub(crate) async fn tools_call(
     gateway: &Gateway,
     manager: &LocalSessionManager,
@@ -60,10 +63,24 @@ pub(crate) async fn tools_call(
     message: &Incoming<'_>,
     call: CallParams<'_>,
 ) -> Step {
-    let mut allowed = None;
-    let step = stages(gateway, manager, parts, caller, message, call, &mut allowed).await;
-    if let (Step::Rmcp, Some(allowed)) = (&step, allowed) {
-        parts.extensions.insert(allowed);
+    let (mut allowed, mut recorded) = (None, None);
+    let step = stages(
+        gateway,
+        manager,
+        parts,
+        caller,
+        message,
+        call,
+        (&mut allowed, &mut recorded),
+    )
+    .await;
+    if let Step::Rmcp = &step {
+        if let Some(allowed) = allowed {
+            parts.extensions.insert(allowed);
+        }
+        if let Some(recorded) = recorded {
+            parts.extensions.insert(recorded);
+        }
     }
     step
 }
@@ -75,7 +92,7 @@ async fn stages(
     caller: Option<&Caller>,
     message: &Incoming<'_>,
     call: CallParams<'_>,
-    allowed: &mut Option<Authorized>,
+    (allowed, recorded): (&mut Option<Authorized>, &mut Option<Recorded>),
 ) -> Step {
     // A request without a session is a 2026-07-28 one.
     let era = if parts.headers.contains_key(&MCP_SESSION_ID) {
@@ -88,7 +105,8 @@ async fn stages(
         let decided = match decide::decide(gateway, auth, caller, era, &call).await {
             Verdict::Allowed(decided) => decided,
             Verdict::Later => return Step::Rmcp,
-            Verdict::Refused(refusal) => {
+            Verdict::Refused(refusal, call) => {
+                record::refused_at_edge(gateway, caller, &call, &refusal);
                 return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
             }
         };
@@ -100,6 +118,7 @@ async fn stages(
         // Counted here, once: neither the direct path nor the handler counts a call the
         // edge allowed.
         if let Err(refusal) = decide::charge(auth, caller) {
+            record::refused_at_edge(gateway, caller, &decided, &refusal);
             return Step::Answer(auth.refuse(&refusal, message.id_value(), &parts.headers));
         }
         *allowed = Some(decided);
@@ -109,23 +128,41 @@ async fn stages(
     let Ok(credentials) = gateway.credentials_for_tool(era, &call.name, caller).await else {
         return Step::Rmcp;
     };
-    // 6. Record the decision.
-    record::allowed(allowed.as_ref());
-    // 7. Forward.
     let Some(id) = message.id else {
         return Step::Rmcp;
     };
+    // 6. Record the decision, before anything goes upstream; the call does not go when
+    // it cannot be recorded. Recorded once: should the direct path not take it, the
+    // handler forwards it under this record.
+    let args = call.arguments().map(|a| a.get());
+    let written = match record::allowed(gateway, caller, allowed.as_ref(), &call.name, args).await {
+        Ok(written) => written,
+        Err(e) => return Step::Answer(gateway_error(e, message)),
+    };
+    // 7. Forward.
     let who = (caller, allowed.as_ref());
     let Some((answer, redactions)) =
         forward::call(gateway, parts, manager, who, &credentials, id, call).await
     else {
+        *recorded = written;
         return Step::Rmcp;
     };
     // 8. Inspect the answer.
     let answer = inspect::answer(answer, &redactions);
-    // 9. Record the outcome.
-    outcome::recorded(answer.status());
-    Step::Answer(answer)
+    // 9. Record the outcome (once the answer has gone by).
+    Step::Answer(outcome::watched(gateway, written, answer))
+}
+
+/// `error` as the JSON-RPC error answering `message` (HTTP 200).
+fn gateway_error(error: GatewayError, message: &Incoming<'_>) -> Response {
+    let data = ErrorData::from(error);
+    rpc_error(
+        http::StatusCode::OK,
+        message.id_value(),
+        data.code,
+        data.message,
+        data.data,
+    )
 }
 
 /// Runs stages 3 to 9 of a `tools/call` the MCP handler serves (see the module
@@ -155,26 +192,64 @@ pub(crate) async fn tools_call_handled(
         .as_ref()
         .map(call_args)
         .unwrap_or_default();
-    decide::permit(gateway, context, server, tool, route.risk, args)?;
-    // 4. Hold; the budget is counted once the call goes (never while it waits).
-    let held =
-        match hold::for_approval(gateway, route.risk, server, tool, &mut request, context).await? {
-            Hold::Answer(response) => return Ok(response),
-            Hold::Go(held) => held,
-        };
-    decide::charge_unless_counted(gateway, context, server, tool)?;
-    let allowed = context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|p| p.extensions.get::<Authorized>());
-    // 5. Credentials: the connection that carries the right key.
     let caller = token_caller(context);
+    let refused = |e: ErrorData| {
+        record::refused(
+            gateway,
+            caller.as_ref(),
+            server,
+            tool,
+            Some(route.risk),
+            &e.message,
+        );
+        e
+    };
+    decide::permit(gateway, context, server, tool, route.risk, args).map_err(refused)?;
+    // 4. Hold; the budget is counted once the call goes (never while it waits).
+    let held = match hold::for_approval(gateway, route.risk, server, tool, &mut request, context)
+        .await
+        .map_err(refused)?
+    {
+        Hold::Answer(response) => return Ok(response),
+        Hold::Go(held) => held,
+    };
+    decide::charge_unless_counted(gateway, context, server, tool).map_err(refused)?;
+    // 5. Credentials: the connection that carries the right key.
     let elicit = declares_url_elicitation(context, era);
     let mut credentials = gateway
         .credentials(&route.upstream, caller.as_ref(), elicit)
         .await?;
-    // 6. Record the decision.
-    record::allowed(allowed);
+    // 6. Record the decision (unless the edge did, and left the call to rmcp).
+    let edge_recorded = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<Recorded>())
+        .filter(|r| {
+            r.entry.upstream.as_deref() == Some(server) && r.entry.tool.as_deref() == Some(tool)
+        })
+        .cloned();
+    let written = match edge_recorded {
+        Some(recorded) => Some(recorded),
+        None => {
+            let decided = Authorized {
+                server: route.server.clone(),
+                tool: route.original.clone(),
+                risk: route.risk,
+            };
+            let args = request
+                .arguments
+                .as_ref()
+                .and_then(|a| serde_json::to_string(a).ok());
+            record::allowed(
+                gateway,
+                caller.as_ref(),
+                Some(&decided),
+                &name,
+                args.as_deref(),
+            )
+            .await?
+        }
+    };
     // 7. Forward, through rmcp. A connection built with a person's key or token that the
     // upstream refuses (`401`, before running anything) goes back to stage 5 once: its
     // token renewed, the call goes again; its key refused, the person is told.
@@ -206,6 +281,6 @@ pub(crate) async fn tools_call_handled(
     // 8. Inspect the answer.
     let response = inspect::result(response, upstream.redactions());
     // 9. Record the outcome.
-    outcome::recorded_result(&response);
+    outcome::recorded_result(gateway, written, &response);
     response
 }

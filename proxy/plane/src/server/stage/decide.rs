@@ -30,8 +30,9 @@ pub(crate) enum Verdict {
     /// routes nowhere (yet), arguments that are not an object, or a refusal only an
     /// admin can lift (the ceiling: a JSON-RPC error, no step-up).
     Later,
-    /// Refused at the edge: an HTTP 403 with a step-up challenge naming the tool.
-    Refused(Refusal),
+    /// Refused at the edge: an HTTP 403 with a step-up challenge naming the tool (the
+    /// call it refused, for the record).
+    Refused(Refusal, Authorized),
 }
 
 /// Decides a call of `call.name` by `caller`'s token, on the view of `era`.
@@ -119,7 +120,7 @@ fn verdict(decision: Decision, call: Authorized) -> Verdict {
         Verdict::Later
     } else {
         let scope = step_up_scope(&call.server, &call.tool);
-        Verdict::Refused(Refusal::Insufficient { decision, scope })
+        Verdict::Refused(Refusal::Insufficient { decision, scope }, call)
     }
 }
 
@@ -229,7 +230,7 @@ mod tests {
             decision(false, &["block 1: check if tool($t), ..."]),
             call(),
         );
-        let Verdict::Refused(Refusal::Insufficient { scope, .. }) = refused else {
+        let Verdict::Refused(Refusal::Insufficient { scope, .. }, _) = refused else {
             panic!("{refused:?}");
         };
         assert_eq!(scope, "mcp tool:github.delete_repo");

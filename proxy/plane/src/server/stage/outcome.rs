@@ -1,8 +1,217 @@
-//! Stage 9, record the outcome: how the call ended (status, latency, sizes). Counted
-//! today only as the direct path's call counter; the audit ledger records it here.
+//! Stage 9, record the outcome: how an allowed call ended (ok, a tool error, an
+//! upstream error, a timeout), how long it took and how large its answer was, in the
+//! audit ledger next to the call's own record. Written without waiting: the answer is
+//! not held for it.
 
-/// Records how a call ended (nothing beyond the counters yet).
-pub(crate) fn recorded(_status: http::StatusCode) {}
+use axum::body::Body;
+use axum::response::Response;
+use futures::StreamExt;
+use rmcp::ErrorData;
+use rmcp::model::CallToolResponse;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use warrant_consent::ledger::{Entry, Kind, Ledger, Outcome};
 
-/// Records how a call forwarded through rmcp ended (nothing yet).
-pub(crate) fn recorded_result(_result: &Result<rmcp::model::CallToolResponse, rmcp::ErrorData>) {}
+use super::record::Recorded;
+use crate::protocol::codes::REQUEST_TIMEOUT;
+use crate::server::gateway::Gateway;
+
+/// The answer of a direct call, watched as it goes to the client: once it has gone
+/// (or the client left), its outcome is recorded.
+pub(crate) fn watched(gateway: &Gateway, recorded: Option<Recorded>, answer: Response) -> Response {
+    let (Some(recorded), Some(ledger)) = (recorded, gateway.ledger()) else {
+        return answer;
+    };
+    let (parts, body) = answer.into_parts();
+    let mut watch = Watch {
+        ledger: ledger.clone(),
+        recorded: Some(recorded),
+        status: parts.status.as_u16(),
+        bytes: 0,
+        outcome: None,
+    };
+    let chunks = body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            watch.see(bytes);
+        }
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(chunks))
+}
+
+/// Records how a call forwarded through rmcp ended.
+pub(crate) fn recorded_result(
+    gateway: &Gateway,
+    recorded: Option<Recorded>,
+    result: &Result<CallToolResponse, ErrorData>,
+) {
+    let (Some(recorded), Some(ledger)) = (recorded, gateway.ledger()) else {
+        return;
+    };
+    let (outcome, bytes) = match result {
+        Ok(CallToolResponse::Complete(r)) => {
+            let outcome = if r.is_error == Some(true) {
+                Outcome::ToolError
+            } else {
+                Outcome::Ok
+            };
+            (outcome, json_len(r))
+        }
+        // Input asked of the client, or a task: the call goes on beyond this answer.
+        Ok(CallToolResponse::InputRequired(r)) => (Outcome::Ok, json_len(r)),
+        Ok(CallToolResponse::Task(r)) => (Outcome::Ok, json_len(r)),
+        Ok(_) => (Outcome::Ok, 0),
+        Err(e) => (error_outcome(e.code.0), json_len(e)),
+    };
+    note(ledger, recorded, outcome, None, bytes);
+}
+
+fn note(ledger: &Ledger, recorded: Recorded, outcome: Outcome, status: Option<u16>, bytes: u64) {
+    let call = recorded.entry;
+    let mut entry = Entry::new(Kind::CallOutcome);
+    entry.token = call.token;
+    entry.upstream = call.upstream;
+    entry.tool = call.tool;
+    entry.risk = call.risk;
+    entry.detail.call = Some(recorded.seq);
+    entry.detail.outcome = Some(outcome);
+    entry.detail.status = status;
+    entry.detail.latency_us = Some(recorded.started.elapsed().as_micros() as u64);
+    entry.detail.result_bytes = Some(bytes);
+    ledger.note(entry);
+}
+
+/// The size of `value` as JSON, without keeping the JSON.
+fn json_len(value: &impl serde::Serialize) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
+fn error_outcome(code: i32) -> Outcome {
+    if code == REQUEST_TIMEOUT.0 {
+        Outcome::Timeout
+    } else {
+        Outcome::UpstreamError
+    }
+}
+
+/// What is seen of a direct call's answer as it goes by.
+struct Watch {
+    ledger: Ledger,
+    recorded: Option<Recorded>,
+    status: u16,
+    bytes: u64,
+    /// How the call ended, once its answer went by.
+    outcome: Option<Outcome>,
+}
+
+impl Watch {
+    fn see(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        if self.outcome.is_none() {
+            self.outcome = outcome_of(chunk);
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(recorded) = self.recorded.take() {
+            // No answer went by: the stream ended (or the client left) before it.
+            let outcome = self.outcome.unwrap_or(Outcome::UpstreamError);
+            note(
+                &self.ledger,
+                recorded,
+                outcome,
+                Some(self.status),
+                self.bytes,
+            );
+        }
+    }
+}
+
+/// The outcome a chunk of a direct answer carries, if it holds the call's answer:
+/// a whole JSON-RPC message, or whole server-sent events (each chunk is, see
+/// `upstream::direct`). Messages other than an answer (a notification, a request to the
+/// client) carry none.
+fn outcome_of(chunk: &[u8]) -> Option<Outcome> {
+    let first = chunk.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first == b'{' {
+        return answer_outcome(chunk);
+    }
+    // Events: the `data:` lines of each, joined by newlines.
+    let text = std::str::from_utf8(chunk).ok()?;
+    let mut outcome = None;
+    for event in text.split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        if !data.is_empty() {
+            outcome = answer_outcome(data.join("\n").as_bytes()).or(outcome);
+        }
+    }
+    outcome
+}
+
+fn answer_outcome(json: &[u8]) -> Option<Outcome> {
+    #[derive(Deserialize)]
+    struct Message {
+        method: Option<IgnoredAny>,
+        result: Option<ResultHead>,
+        error: Option<ErrorHead>,
+    }
+    #[derive(Deserialize)]
+    struct ResultHead {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorHead {
+        code: i32,
+    }
+    let message: Message = serde_json::from_slice(json).ok()?;
+    if message.method.is_some() {
+        return None;
+    }
+    match (message.result, message.error) {
+        (Some(r), _) if r.is_error == Some(true) => Some(Outcome::ToolError),
+        (Some(_), _) => Some(Outcome::Ok),
+        (None, Some(e)) => Some(error_outcome(e.code)),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_is_read_from_the_answer_as_it_goes_by() {
+        let ok = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"\"isError\":true"}]}}"#;
+        assert_eq!(outcome_of(ok), Some(Outcome::Ok));
+        let tool = br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#;
+        assert_eq!(outcome_of(tool), Some(Outcome::ToolError));
+        let timeout = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"late"}}"#;
+        assert_eq!(outcome_of(timeout), Some(Outcome::Timeout));
+        let failed = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"boom"}}"#;
+        assert_eq!(outcome_of(failed), Some(Outcome::UpstreamError));
+        let progress = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+        assert_eq!(outcome_of(progress), None);
+        let sse = b"event: message\nid: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\n\
+                    data: \"result\":{\"isError\":true}}\n\n";
+        assert_eq!(outcome_of(sse), Some(Outcome::ToolError));
+    }
+}
