@@ -266,7 +266,7 @@ impl Budgets {
         };
         let totals: Vec<(String, i64)> = on_pool!(&self.db, pool => {
             if !deltas.is_empty() {
-                let mut tx = pool.begin().await?;
+                let mut tx = warrant_idp::db::begin_write(pool).await?;
                 for (grant, at, calls) in &deltas {
                     sqlx::query(add).bind(grant).bind(at).bind(calls).execute(&mut *tx).await?;
                 }

@@ -219,7 +219,7 @@ impl Ceilings {
         let id = uuid::Uuid::now_v7().to_string();
         let name = ceiling.map(Risk::name);
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             match name {
                 Some(name) => sqlx::query(upsert)
                     .bind(kind.as_str()).bind(subject).bind(name).bind(by).bind(now)

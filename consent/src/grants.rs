@@ -213,7 +213,7 @@ impl Grants {
         let tokens_sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
                           WHERE grant_id = $1 AND revoked_at IS NULL";
         let n = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             let n = sqlx::query(grant_sql).bind(id).bind(now).execute(&mut *tx).await?.rows_affected();
             sqlx::query(tokens_sql).bind(id).bind(now).execute(&mut *tx).await?;
             tx.commit().await?;
@@ -235,7 +235,7 @@ impl Grants {
         let tokens_sql = "UPDATE consent_refresh_tokens SET revoked_at = $2 \
                           WHERE user_id = $1 AND revoked_at IS NULL";
         let ids: Vec<String> = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             let ids = sqlx::query_scalar(live).bind(user_id).fetch_all(&mut *tx).await?;
             sqlx::query(grants_sql).bind(user_id).bind(now).execute(&mut *tx).await?;
             sqlx::query(tokens_sql).bind(user_id).bind(now).execute(&mut *tx).await?;

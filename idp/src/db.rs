@@ -50,6 +50,31 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// How a transaction that writes begins on each backend: on SQLite `BEGIN IMMEDIATE`,
+/// which takes the write lock first (waiting for it within the busy timeout), so that a
+/// transaction that reads before it writes is never refused mid-way because another
+/// connection wrote meanwhile (a deferred transaction cannot wait then: SQLite answers
+/// "database is locked" at once). On PostgreSQL a plain `BEGIN`.
+pub trait WriteBegin: sqlx::Database {
+    const BEGIN: &'static str;
+}
+
+impl WriteBegin for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+}
+
+impl WriteBegin for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
+}
+
+/// Begins a transaction that writes (see [`WriteBegin`]). Every transaction that writes
+/// begins this way.
+pub async fn begin_write<DB: WriteBegin>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    pool.begin_with(DB::BEGIN).await
+}
+
 /// What can go wrong opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -173,6 +198,58 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A transaction that reads, then writes after another connection wrote meanwhile:
+    /// begun deferred, SQLite refuses its write at once ("database is locked"); begun
+    /// for writing, the other connection waits for it instead.
+    async fn read_then_write(immediate: bool) -> Result<(), sqlx::Error> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Db::Sqlite(pool) = Db::open(None, dir.path()).await.expect("open") else {
+            unreachable!("the embedded database is SQLite");
+        };
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&pool)
+            .await?;
+        let mut tx = if immediate {
+            begin_write(&pool).await?
+        } else {
+            pool.begin().await?
+        };
+        let _: i64 = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_one(&mut *tx)
+            .await?;
+        let other = tokio::spawn({
+            let pool = pool.clone();
+            async move { sqlx::query("INSERT INTO t VALUES (2)").execute(&pool).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let written = sqlx::query("UPDATE t SET n = n + 10")
+            .execute(&mut *tx)
+            .await;
+        let committed = match written {
+            Ok(_) => tx.commit().await,
+            Err(e) => Err(e),
+        };
+        other.await.expect("task")?;
+        committed
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_writes_takes_the_write_lock_first() {
+        let deferred = read_then_write(false).await;
+        assert!(
+            deferred
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("locked")),
+            "a deferred transaction is refused: {deferred:?}"
+        );
+        read_then_write(true)
+            .await
+            .expect("begun for writing, it goes through");
+    }
 
     #[tokio::test]
     async fn embedded_sqlite_is_created_and_migrated() {

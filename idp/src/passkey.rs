@@ -377,7 +377,7 @@ impl Passkeys {
         let exists = "SELECT COUNT(*) FROM idp_passkeys WHERE id = $1 AND user_id = $2";
         let delete = "DELETE FROM idp_passkeys WHERE id = $1 AND user_id = $2";
         let outcome: Result<(), IdpError> = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::db::begin_write(pool).await?;
             sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
             let mine: i64 = sqlx::query_scalar(exists)
                 .bind(passkey_id)

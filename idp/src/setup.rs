@@ -94,7 +94,7 @@ impl Setup {
         let insert = "INSERT INTO idp_setup_tokens (token_hash, created_at, expires_at) \
                       VALUES ($1, $2, $3)";
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::db::begin_write(pool).await?;
             sqlx::query(invalidate).execute(&mut *tx).await?;
             sqlx::query(insert)
                 .bind(hash_token(&token))
@@ -217,7 +217,7 @@ impl Setup {
         let create = "INSERT INTO idp_users (id, email, display_name, role, status, created_at, \
                       updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
         let outcome: Result<(), IdpError> = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::db::begin_write(pool).await?;
             let consumed = sqlx::query(consume)
                 .bind(now)
                 .bind(&ceremony.token_hash)

@@ -245,7 +245,7 @@ impl Users {
         let update = "UPDATE idp_users SET status = $1, updated_at = $2 WHERE id = $3";
         let end_sessions = "DELETE FROM idp_sessions WHERE user_id = $1";
         let changed = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::db::begin_write(pool).await?;
             let changed = sqlx::query(update)
                 .bind(status.as_str())
                 .bind(now)
@@ -380,7 +380,7 @@ impl Users {
         let add = "INSERT INTO idp_user_groups (user_id, group_name, source) VALUES ($1, $2, $3) \
                    ON CONFLICT DO NOTHING";
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::db::begin_write(pool).await?;
             sqlx::query(clear).bind(id).bind(source).execute(&mut *tx).await?;
             for group in groups {
                 sqlx::query(add).bind(id).bind(group).bind(source).execute(&mut *tx).await?;

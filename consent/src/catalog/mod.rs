@@ -224,7 +224,7 @@ impl Catalog {
             .collect();
         let mut transitions = Vec::new();
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             for (tool, annotations, input, output, canonical, hash) in &rows {
                 sqlx::query(UPSERT)
                     .bind(server)

@@ -29,7 +29,7 @@ impl Revocations {
         let sql = "INSERT INTO consent_token_revocations (revocation_id, expires_at) \
                    VALUES ($1, $2) ON CONFLICT (revocation_id) DO NOTHING";
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             for id in ids {
                 sqlx::query(sql).bind(id).bind(expires_at).execute(&mut *tx).await?;
             }

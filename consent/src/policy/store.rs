@@ -151,7 +151,7 @@ impl PolicyStore {
             writes.push(Write::of(change, &plan.user_ids)?);
         }
         on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = warrant_idp::db::begin_write(pool).await?;
             for (write, change) in writes.iter().zip(&plan.changes) {
                 let mut done = true;
                 for (sql, binds) in write.statements(by, now) {
