@@ -5,7 +5,8 @@
 -- record follows 64 zeros). Every so many records or seconds, and when the writer stops,
 -- a checkpoint signs the head of the chain with the ledger's Ed25519 key (derived from
 -- the server's secret key; `warrant audit verify` checks every chain and signature).
--- Instants are Unix microseconds.
+-- Retention removes a chain's oldest records up to a checkpoint, which is kept: the chain
+-- then starts after that signed record. Instants are Unix microseconds.
 
 CREATE TABLE consent_ledger_writers (
     writer       TEXT PRIMARY KEY,         -- a UUID v7, one per process start
@@ -13,6 +14,8 @@ CREATE TABLE consent_ledger_writers (
     key_id       TEXT NOT NULL,            -- the checkpoint key's id
     started_at   BIGINT NOT NULL,
     durable_seq  BIGINT NOT NULL,          -- every record up to here was synced to disk
+    pruned_seq   BIGINT NOT NULL DEFAULT 0, -- records up to here were removed by retention
+    pruned_hash  TEXT,                     -- the hash of that record (its checkpoint is kept)
     closed_at    BIGINT                    -- when it stopped cleanly
 );
 
@@ -31,9 +34,9 @@ CREATE TABLE consent_ledger_records (
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL,
     PRIMARY KEY (writer, seq)
-);
+) WITHOUT ROWID;
+-- Each index is another page written with every record: only the time, for ranges.
 CREATE INDEX consent_ledger_records_at ON consent_ledger_records (at);
-CREATE INDEX consent_ledger_records_user ON consent_ledger_records (user_id, at);
 
 CREATE TABLE consent_ledger_checkpoints (
     writer     TEXT NOT NULL,

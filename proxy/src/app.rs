@@ -281,6 +281,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     if let Some(ledger) = &ledger {
         gateway.set_ledger(ledger.clone());
+        if let Some(retention) = config.audit.retention {
+            spawn_ledger_retention(&db, ledger, retention, shutdown.child_token());
+        }
     }
     gateway.follow_catalog();
     gateway.follow_revocations(revoked.clone());
@@ -435,6 +438,50 @@ fn idp_config(config: &Config, public_url: url::Url) -> IdpConfig {
 
 /// Deletes expired sessions, authorization codes, refresh tokens and revocation entries
 /// every few minutes (expired ones are refused anyway; this keeps the tables small).
+/// How often the ledger's records past their retention are removed.
+const LEDGER_RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the ledger's records older than `retention` (up to a checkpoint, see
+/// `consent::ledger::retention`) at start and every hour, recording each removal.
+fn spawn_ledger_retention(
+    db: &Db,
+    ledger: &Ledger,
+    retention: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let (db, ledger) = (db.clone(), ledger.clone());
+    Periodic::every(
+        LEDGER_RETENTION_EVERY,
+        "cannot remove the audit ledger's records past their retention; they are kept meanwhile",
+        "the audit ledger's records past their retention are removed again",
+    )
+    .spawn(stop, move || {
+        let (db, ledger) = (db.clone(), ledger.clone());
+        async move {
+            let age = i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+            let cutoff = warrant_consent::ledger::now_micros().saturating_sub(age);
+            let pruned = warrant_consent::ledger::retention::prune(&db, cutoff).await?;
+            if pruned.records > 0 {
+                tracing::info!(
+                    records = pruned.records,
+                    chains = pruned.chains,
+                    "audit ledger records past their retention removed"
+                );
+                let mut entry = warrant_consent::ledger::Entry::new(
+                    warrant_consent::ledger::Kind::Event("ledger.pruned"),
+                );
+                entry.detail.more = Some(serde_json::json!({
+                    "records": pruned.records,
+                    "chains": pruned.chains,
+                    "before": cutoff,
+                }));
+                ledger.note(entry);
+            }
+            Ok::<(), warrant_consent::ledger::LedgerError>(())
+        }
+    });
+}
+
 fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
     let store = idp.sessions.store().clone();
     let db = idp.db.clone();

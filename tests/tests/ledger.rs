@@ -179,6 +179,49 @@ async fn calls_and_refusals_are_recorded_and_a_changed_record_is_named() {
     let (status, text) = verify(data_dir.path(), database_url.as_deref()).await;
     assert_eq!(status, 0, "{text}");
     assert!(text.contains("intact"), "{text}");
+    // Exported as JSON Lines, filtered.
+    let exported = |args: &'static [&'static str]| {
+        let (dir, url) = (data_dir.path().to_owned(), database_url.clone());
+        async move {
+            let mut command = tokio::process::Command::new(workspace_bin("warrant"));
+            command
+                .args(["audit", "export", "--data-dir"])
+                .arg(&dir)
+                .args(args)
+                .env_remove("WARRANT_CONFIG")
+                .env_remove("WARRANT_DATABASE_URL")
+                .env("RUST_LOG", "warn");
+            if let Some(url) = url {
+                command.arg("--database-url").arg(url);
+            }
+            let output = warrant_e2e::run_cli(command, "").await;
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+                .collect::<Vec<_>>()
+        }
+    };
+    let refused = exported(&["--decision", "deny"]).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["tool"], "seen");
+    assert!(
+        refused[0]["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{refused:?}"
+    );
+    let alices = exported(&["--person", "alice@example.com", "--since", "1h"]).await;
+    assert_eq!(
+        alices.len(),
+        3,
+        "the call, its outcome, the refusal: {alices:?}"
+    );
+    assert!(alices.iter().all(|r| r["user_id"] == alice.as_str()));
+    assert!(
+        exported(&["--until", "1h"]).await.is_empty(),
+        "nothing is older than an hour"
+    );
     // Someone changes who made the allowed call: verify names that record.
     let db = Db::open(database_url.as_deref(), data_dir.path())
         .await

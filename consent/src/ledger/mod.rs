@@ -24,6 +24,9 @@
 //!   nobody waits for ([`Ledger::note`]) are kept in a bounded backlog and retried.
 
 pub mod chain;
+pub mod query;
+pub mod retention;
+mod store;
 pub mod verify;
 mod writer;
 
@@ -352,7 +355,8 @@ impl Ledger {
     }
 }
 
-pub(crate) fn now_micros() -> i64 {
+/// Now, in Unix microseconds (the ledger's instants).
+pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

@@ -348,3 +348,65 @@ async fn it_fails_closed_and_recovers() {
     // caller did not go on).
     assert_eq!(tools, ["tool_1", "noted", "tool_5"]);
 }
+
+/// Retention removes a chain's oldest records up to a checkpoint older than the cutoff;
+/// the chain still verifies, starting after that signed record. Records removed as if
+/// by retention, without a checkpoint to start after, are found.
+#[tokio::test]
+async fn retention_removes_up_to_a_signed_record() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = db(dir.path()).await;
+    let ledger = Ledger::open(
+        &db,
+        key(),
+        Options {
+            checkpoint_records: 10,
+            ..options()
+        },
+    )
+    .await
+    .expect("open");
+    for i in 0..50 {
+        ledger.append(call(i)).await.expect("append");
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let cutoff = now_micros();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    for i in 50..100 {
+        ledger.append(call(i)).await.expect("append");
+    }
+    ledger.close(Duration::from_secs(10)).await;
+    let pruned = retention::prune(&db, cutoff).await.expect("prune");
+    assert_eq!(pruned.chains, 1);
+    assert!((40..=51).contains(&pruned.records), "{pruned:?}");
+    let report = check(&db).await;
+    assert!(report.intact(), "{:#?}", report.problems);
+    let chain = &report.chains[0];
+    assert_eq!(chain.pruned_seq, pruned.records as i64);
+    assert_eq!(chain.records, 101 - pruned.records);
+    // Pruning again removes nothing more.
+    assert_eq!(
+        retention::prune(&db, cutoff).await.expect("again").records,
+        0
+    );
+
+    // Someone removes more and claims retention did, where no checkpoint signs.
+    let fake = chain.pruned_seq + 5;
+    exec(
+        &db,
+        &format!("UPDATE consent_ledger_writers SET pruned_seq = {fake}, pruned_hash = 'x'"),
+    )
+    .await;
+    exec(
+        &db,
+        &format!("DELETE FROM consent_ledger_records WHERE seq <= {fake}"),
+    )
+    .await;
+    let report = check(&db).await;
+    assert_eq!(
+        first(&report),
+        (1, Tamper::Removed),
+        "{:#?}",
+        report.problems
+    );
+}

@@ -53,6 +53,8 @@ pub struct Chain {
     pub signed_seq: i64,
     pub checkpoints: u64,
     pub closed: bool,
+    /// Records up to here were removed by retention (0: none).
+    pub pruned_seq: i64,
 }
 
 /// What `verify` found.
@@ -88,6 +90,9 @@ impl Report {
     }
 }
 
+/// A writer as registered: id, label, closed at, pruned up to, that record's hash.
+type WriterRow = (String, String, Option<i64>, i64, Option<String>);
+
 type Row = (
     String,
     i64,
@@ -120,8 +125,9 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
         key_id: key.id().to_owned(),
         ..Report::default()
     };
-    let writers: Vec<(String, String, Option<i64>)> = on_pool!(db, pool => sqlx::query_as(
-        "SELECT writer, label, closed_at FROM consent_ledger_writers ORDER BY started_at, writer",
+    let writers: Vec<WriterRow> = on_pool!(db, pool => sqlx::query_as(
+        "SELECT writer, label, closed_at, pruned_seq, pruned_hash FROM consent_ledger_writers \
+         ORDER BY started_at, writer",
     )
     .fetch_all(pool)
     .await)
@@ -177,23 +183,31 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
 
     let mut chains: BTreeMap<String, Chain> = writers
         .iter()
-        .map(|(w, label, closed)| {
+        .map(|(w, label, closed, pruned, _)| {
             (
                 w.clone(),
                 Chain {
                     writer: w.clone(),
                     label: label.clone(),
                     closed: closed.is_some(),
+                    pruned_seq: *pruned,
                     ..Chain::default()
                 },
             )
         })
+        .collect();
+    // Where chains pruned by retention start: after a signed record.
+    let starts: HashMap<String, (i64, String)> = writers
+        .into_iter()
+        .filter(|w| w.3 > 0)
+        .map(|(w, _, _, pruned, hash)| (w, (pruned, hash.unwrap_or_default())))
         .collect();
     let mut walk = Walk {
         wanted: checkpoints
             .iter()
             .flat_map(|(w, cps)| cps.iter().map(move |cp| (w.clone(), cp.seq)))
             .collect(),
+        starts,
         ..Walk::default()
     };
     on_pool!(db, pool => {
@@ -220,7 +234,7 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
     })?;
 
     for (writer, chain) in &mut chains {
-        if chain.records == 0 {
+        if chain.records == 0 && chain.pruned_seq == 0 {
             report.problems.push(Problem {
                 writer: writer.clone(),
                 seq: 1,
@@ -228,8 +242,19 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
                 detail: "the writer is registered, but its whole chain is gone: removed".into(),
             });
         }
+        let mut anchored = chain.pruned_seq == 0;
         for cp in checkpoints.get(writer).into_iter().flatten() {
             if !cp.valid {
+                continue;
+            }
+            if cp.seq == chain.pruned_seq {
+                // The record retention pruned up to: gone, its checkpoint kept.
+                anchored = walk
+                    .starts
+                    .get(writer)
+                    .is_some_and(|(_, hash)| *hash == cp.hash);
+                chain.signed_seq = chain.signed_seq.max(cp.seq);
+                chain.checkpoints += 1;
                 continue;
             }
             match walk.hashes.get(&(writer.clone(), cp.seq)) {
@@ -243,7 +268,7 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
                         cp.seq
                     ),
                 }),
-                None if cp.seq > chain.last_seq => report.problems.push(Problem {
+                None if cp.seq > chain.last_seq.max(chain.pruned_seq) => report.problems.push(Problem {
                     writer: writer.clone(),
                     seq: chain.last_seq + 1,
                     what: Tamper::Truncated,
@@ -260,11 +285,25 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
             }
             chain.checkpoints += 1;
         }
+        if !anchored {
+            report.problems.push(Problem {
+                writer: writer.clone(),
+                seq: 1,
+                what: Tamper::Removed,
+                detail: format!(
+                    "records 1–{} are gone as if by retention, but no valid checkpoint signs \
+                     record {}: removed",
+                    chain.pruned_seq, chain.pruned_seq
+                ),
+            });
+        }
     }
     for ((writer, seq), (_, by)) in seen {
         // What the walk did not find of what another writer saw.
-        let last = chains.get(&writer).map_or(0, |c| c.last_seq);
-        if seq > last {
+        let (last, pruned) = chains
+            .get(&writer)
+            .map_or((0, 0), |c| (c.last_seq.max(c.pruned_seq), c.pruned_seq));
+        if seq > last && seq > pruned {
             report.problems.push(Problem {
                 writer: writer.clone(),
                 seq: last + 1,
@@ -294,6 +333,10 @@ struct Walk {
     wanted: HashSet<(String, i64)>,
     /// Their hashes as found.
     hashes: HashMap<(String, i64), String>,
+    /// Chains pruned by retention: the record they start after, and its hash.
+    starts: HashMap<String, (i64, String)>,
+    /// The hash the current chain's first record follows.
+    start_hash: String,
 }
 
 impl Walk {
@@ -306,7 +349,13 @@ impl Walk {
     ) {
         if self.current.as_deref() != Some(&r.writer) {
             self.current = Some(r.writer.clone());
-            self.expected = 1;
+            let (after, hash) = self
+                .starts
+                .get(&r.writer)
+                .cloned()
+                .unwrap_or_else(|| (0, GENESIS.to_owned()));
+            self.expected = after + 1;
+            self.start_hash = hash;
             self.prev = None;
             if !chains.contains_key(&r.writer) {
                 report.problems.push(Problem {
@@ -323,6 +372,11 @@ impl Walk {
                     },
                 );
             }
+        }
+        if r.seq < self.expected && self.prev.is_none() {
+            // Left before the start of a chain pruned by retention, to be removed by
+            // the next pruning: not part of the chain any more.
+            return;
         }
         report.records += 1;
         let chain = chains.get_mut(&r.writer).expect("inserted above");
@@ -358,7 +412,7 @@ impl Walk {
             ));
         } else if !gap {
             let follows = match &self.prev {
-                None => r.prev_hash == GENESIS,
+                None => r.prev_hash == self.start_hash,
                 Some((_, hash, _)) => *hash == r.prev_hash,
             };
             if !follows {

@@ -7,64 +7,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, PgConnection, SqliteConnection};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use warrant_idp::db::Db;
 
 use super::chain::{CheckpointKey, GENESIS, Record};
+use super::store::{Store, StoreError, Target};
 use super::{Entry, Kind, Ledger, LedgerError, Msg, Options, Pending, Shared, Written, now_micros};
-
-/// Where the writer's own connection goes.
-enum Target {
-    Sqlite(SqliteConnectOptions),
-    Postgres(PgConnectOptions),
-}
-
-enum Conn {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
-/// Runs `$body` with `$c` bound to the connection, whichever backend it is.
-macro_rules! on_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            Conn::Sqlite($c) => $body,
-            Conn::Postgres($c) => $body,
-        }
-    };
-}
-
-impl Target {
-    fn of(db: &Db) -> Self {
-        match db {
-            Db::Sqlite(pool) => Self::Sqlite((*pool.connect_options()).clone()),
-            Db::Postgres(pool) => Self::Postgres((*pool.connect_options()).clone()),
-        }
-    }
-
-    async fn connect(&self) -> Result<Conn, sqlx::Error> {
-        Ok(match self {
-            Self::Sqlite(options) => Conn::Sqlite(options.connect().await?),
-            Self::Postgres(options) => {
-                let mut conn = options.connect().await?;
-                // Commits return once PostgreSQL has the record (a crash of Warrant
-                // cannot lose it); the sync marker makes them durable in groups.
-                sqlx::query("SET synchronous_commit = off")
-                    .execute(&mut conn)
-                    .await?;
-                Conn::Postgres(conn)
-            }
-        })
-    }
-}
 
 struct Writer {
     target: Target,
-    conn: Option<Conn>,
+    conn: Option<Store>,
     key: CheckpointKey,
     options: Options,
     shared: Arc<Shared>,
@@ -79,6 +32,11 @@ struct Writer {
     retry: VecDeque<Pending>,
     /// While records cannot be written: when to try again.
     retry_at: Option<Instant>,
+    /// Records nobody waits for (outcomes, refusals), held up to `sync_interval` to go
+    /// with the next record someone waits for: one commit per call instead of two.
+    held: Vec<Pending>,
+    /// When the oldest of them was handed over.
+    held_since: Option<Instant>,
 }
 
 pub(super) async fn start(
@@ -110,6 +68,8 @@ pub(super) async fn start(
         last_synced: now,
         retry: VecDeque::new(),
         retry_at: None,
+        held: Vec::new(),
+        held_since: None,
     };
     writer.open().await.map_err(unavailable)?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -117,8 +77,8 @@ pub(super) async fn start(
     Ok(Ledger { tx, shared })
 }
 
-fn unavailable(e: sqlx::Error) -> LedgerError {
-    LedgerError::Unavailable(e.to_string())
+fn unavailable(e: StoreError) -> LedgerError {
+    LedgerError::Unavailable(e.0)
 }
 
 impl Writer {
@@ -126,33 +86,24 @@ impl Writer {
         &self.shared.writer
     }
 
-    async fn conn(&mut self) -> Result<&mut Conn, sqlx::Error> {
+    async fn conn(&mut self) -> Result<&mut Store, StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(self.target.connect().await?);
+            self.conn = Some(self.target.connect(self.options.write_timeout).await?);
         }
-        self.conn.as_mut().ok_or_else(|| sqlx::Error::PoolClosed)
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError("no connection".into()))
     }
 
     /// Registers this writer and writes its first record: who it is, and the heads of
     /// the writers before it (so that none of their chains can disappear unseen).
-    async fn open(&mut self) -> Result<(), sqlx::Error> {
+    async fn open(&mut self) -> Result<(), StoreError> {
         let writer = self.writer().to_owned();
         let (label, key_id) = (self.options.label.clone(), self.shared.key_id.clone());
         let conn = self.conn().await?;
-        let heads: Vec<(String, i64, String)> = on_conn!(conn, c => sqlx::query_as(HEADS_SQL)
-            .fetch_all(&mut *c)
-            .await)?;
-        on_conn!(conn, c => sqlx::query(
-            "INSERT INTO consent_ledger_writers (writer, label, key_id, started_at, durable_seq) \
-             VALUES ($1, $2, $3, $4, 0)",
-        )
-        .bind(&writer)
-        .bind(&label)
-        .bind(&key_id)
-        .bind(now_micros())
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
+        let heads = conn.heads().await?;
+        conn.register(&writer, &label, &key_id, now_micros())
+            .await?;
         let previous: Vec<_> = heads
             .into_iter()
             .map(|(writer, seq, hash)| serde_json::json!({"writer": writer, "seq": seq, "hash": hash}))
@@ -170,8 +121,7 @@ impl Writer {
             ack: None,
         };
         let rows = self.rows(std::slice::from_ref(&pending));
-        let conn = self.conn().await?;
-        insert(conn, &rows).await?;
+        self.conn().await?.insert(&rows).await?;
         self.head = rows.last().map(|r| (r.seq, r.hash.clone()));
         self.shared.written.fetch_add(1, Ordering::Relaxed);
         self.checkpoint().await?;
@@ -206,7 +156,9 @@ impl Writer {
             self.shared
                 .backlog
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            self.write(batch).await;
+            if let Some(batch) = self.hold(batch, closing.is_some()) {
+                self.write(batch).await;
+            }
             self.upkeep(closing.is_some()).await;
         }
         // Closing: what is left, then the closing marks.
@@ -217,30 +169,56 @@ impl Writer {
                 rest.push(*p);
             }
         }
-        self.write(rest).await;
+        let mut rest_all = std::mem::take(&mut self.held);
+        rest_all.extend(rest);
+        self.write(rest_all).await;
         self.retry_at = None;
         self.write(Vec::new()).await;
         self.upkeep(true).await;
         let writer = self.writer().to_owned();
         if let Ok(conn) = self.conn().await {
-            let _ = on_conn!(conn, c => sqlx::query(
-                "UPDATE consent_ledger_writers SET closed_at = $1 WHERE writer = $2",
-            )
-            .bind(now_micros())
-            .bind(&writer)
-            .execute(&mut *c)
-            .await
-            .map(|_| ()));
+            let _ = conn.close(&writer, now_micros()).await;
         }
         if let Some(Some(tell)) = closing {
             let _ = tell.send(());
         }
     }
 
-    /// When the task must wake without a record: to sync, to sign, to try again.
+    /// Adds `batch` to what is held; what to write now, if anything: everything held
+    /// once someone waits for a record of it, once it is a batch's worth, once the
+    /// oldest has waited `sync_interval`, or when closing.
+    fn hold(&mut self, batch: Vec<Pending>, closing: bool) -> Option<Vec<Pending>> {
+        let now = Instant::now();
+        if !batch.is_empty() && self.held.is_empty() {
+            self.held_since = Some(now);
+        }
+        self.held.extend(batch);
+        let due = self
+            .held_since
+            .is_some_and(|since| now >= since + self.options.sync_interval);
+        let write = closing
+            || due
+            || self.held.len() >= self.options.max_batch
+            || self.held.iter().any(|p| p.ack.is_some())
+            // Records to try again go with the next write anyway.
+            || (!self.retry.is_empty() && self.retry_at.is_none_or(|at| now >= at));
+        if write && !self.held.is_empty() {
+            self.held_since = None;
+            Some(std::mem::take(&mut self.held))
+        } else if write {
+            Some(Vec::new())
+        } else {
+            None
+        }
+    }
+
+    /// When the task must wake without a record: to write what is held, to sync, to
+    /// sign, to try again.
     fn deadline(&self) -> Option<Instant> {
         let head = self.head.as_ref().map_or(0, |h| h.0);
         [
+            self.held_since
+                .map(|since| since + self.options.sync_interval),
             (head > self.synced_seq).then(|| self.last_synced + self.options.sync_interval),
             (head > self.signed_seq).then(|| self.last_signed + self.options.checkpoint_interval),
             (!self.retry.is_empty()).then_some(self.retry_at).flatten(),
@@ -311,12 +289,12 @@ impl Writer {
         }
     }
 
-    async fn write_chunk(&mut self, chunk: &[Pending]) -> Result<(), sqlx::Error> {
+    async fn write_chunk(&mut self, chunk: &[Pending]) -> Result<(), StoreError> {
         if self.head.is_none() {
             self.head = Some(self.read_head().await?);
         }
         let rows = self.rows(chunk);
-        insert(self.conn().await?, &rows).await?;
+        self.conn().await?.insert(&rows).await?;
         self.head = rows.last().map(|r| (r.seq, r.hash.clone()));
         Ok(())
     }
@@ -357,13 +335,13 @@ impl Writer {
             .clone()
     }
 
-    fn failed(&mut self, e: sqlx::Error) {
+    fn failed(&mut self, e: StoreError) {
         // The connection and the head are read again before the next write: a write
         // that timed out may have landed after all.
         self.conn = None;
         self.head = None;
         self.retry_at = Some(Instant::now() + self.options.retry_interval);
-        let reason = e.to_string();
+        let reason = e.0;
         if self.shared.healthy.swap(false, Ordering::AcqRel) {
             tracing::error!(error = %reason, "the audit ledger cannot be written: calls are refused until it can");
         }
@@ -381,16 +359,9 @@ impl Writer {
         }
     }
 
-    async fn read_head(&mut self) -> Result<(i64, String), sqlx::Error> {
+    async fn read_head(&mut self) -> Result<(i64, String), StoreError> {
         let writer = self.writer().to_owned();
-        let conn = self.conn().await?;
-        let head: Option<(i64, String)> = on_conn!(conn, c => sqlx::query_as(
-            "SELECT seq, hash FROM consent_ledger_records WHERE writer = $1 \
-             ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(&writer)
-        .fetch_optional(&mut *c)
-        .await)?;
+        let head = self.conn().await?.head(&writer).await?;
         Ok(head.unwrap_or_else(|| (0, GENESIS.to_owned())))
     }
 
@@ -409,7 +380,7 @@ impl Writer {
             .collect()
     }
 
-    async fn checkpoint(&mut self) -> Result<(), sqlx::Error> {
+    async fn checkpoint(&mut self) -> Result<(), StoreError> {
         let Some((seq, hash)) = self.head.clone() else {
             return Ok(());
         };
@@ -420,50 +391,22 @@ impl Writer {
         let at = now_micros();
         let signature = self.key.sign(&writer, seq, &hash, at);
         let key_id = self.shared.key_id.clone();
-        let conn = self.conn().await?;
-        on_conn!(conn, c => sqlx::query(
-            "INSERT INTO consent_ledger_checkpoints (writer, seq, hash, at, key_id, signature) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&writer)
-        .bind(seq)
-        .bind(&hash)
-        .bind(at)
-        .bind(&key_id)
-        .bind(&signature)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
+        self.conn()
+            .await?
+            .checkpoint(&writer, (seq, &hash), at, &key_id, &signature)
+            .await?;
         self.signed_seq = seq;
         self.last_signed = Instant::now();
         Ok(())
     }
 
-    /// Makes every record written so far durable: one commit with the backend's full
-    /// durability, which syncs everything before it.
-    async fn sync(&mut self) -> Result<(), sqlx::Error> {
+    /// Makes every record written so far durable (see `store`).
+    async fn sync(&mut self) -> Result<(), StoreError> {
         let Some((seq, _)) = self.head.clone() else {
             return Ok(());
         };
-        // Both values are Warrant's own (an integer and a UUID): nothing to escape.
         let writer = self.writer().to_owned();
-        let update = format!(
-            "UPDATE consent_ledger_writers SET durable_seq = {seq} WHERE writer = '{writer}'"
-        );
-        let conn = self.conn().await?;
-        let statements = match conn {
-            Conn::Sqlite(_) => [
-                "PRAGMA synchronous = FULL".to_owned(),
-                update,
-                "PRAGMA synchronous = NORMAL".to_owned(),
-            ],
-            Conn::Postgres(_) => [
-                "SET synchronous_commit = on".to_owned(),
-                update,
-                "SET synchronous_commit = off".to_owned(),
-            ],
-        };
-        run_all(conn, &statements).await?;
+        self.conn().await?.sync(&writer, seq).await?;
         self.synced_seq = seq;
         self.last_synced = Instant::now();
         Ok(())
@@ -473,22 +416,15 @@ impl Writer {
 /// `step`, failing as a timeout when the database does not answer within `limit`.
 async fn within(
     limit: std::time::Duration,
-    step: impl Future<Output = Result<(), sqlx::Error>>,
-) -> Result<(), sqlx::Error> {
+    step: impl Future<Output = Result<(), StoreError>>,
+) -> Result<(), StoreError> {
     match tokio::time::timeout(limit, step).await {
         Ok(result) => result,
-        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("the database did not answer within {limit:?}"),
+        Err(_) => Err(StoreError(format!(
+            "the database did not answer within {limit:?}"
         ))),
     }
 }
-
-/// The last record of each of the 64 writers that started last.
-const HEADS_SQL: &str = "SELECT w.writer, r.seq, r.hash FROM consent_ledger_writers w \
-     JOIN consent_ledger_records r ON r.writer = w.writer \
-     AND r.seq = (SELECT MAX(seq) FROM consent_ledger_records m WHERE m.writer = w.writer) \
-     ORDER BY w.started_at DESC LIMIT 64";
 
 fn chunks(mut all: Vec<Pending>, size: usize) -> Vec<Vec<Pending>> {
     let size = size.max(1);
@@ -544,49 +480,4 @@ fn to_record(writer: &str, seq: i64, p: &Pending, prev_hash: String) -> Record {
         prev_hash,
         hash: String::new(),
     }
-}
-
-/// Runs `statements` in order; boxed like [`insert`].
-fn run_all<'a>(
-    conn: &'a mut Conn,
-    statements: &'a [String],
-) -> futures::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-    Box::pin(async move {
-        for statement in statements {
-            on_conn!(&mut *conn, c => sqlx::query(statement).execute(&mut *c).await.map(|_| ()))?;
-        }
-        Ok(())
-    })
-}
-
-/// Boxed: the future is `Send` for the connection's lifetime, which a spawned task
-/// needs (sqlx's executor impls are per lifetime).
-fn insert<'a>(
-    conn: &'a mut Conn,
-    rows: &'a [Record],
-) -> futures::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-    Box::pin(async move {
-        on_conn!(conn, c => {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO consent_ledger_records (writer, seq, at, kind, user_id, agent, upstream, \
-                 tool, decision, risk, detail, prev_hash, hash) ",
-            );
-            q.push_values(rows, |mut b, r| {
-                b.push_bind(&r.writer)
-                    .push_bind(r.seq)
-                    .push_bind(r.at)
-                    .push_bind(&r.kind)
-                    .push_bind(r.user_id.as_deref())
-                    .push_bind(r.agent.as_deref())
-                    .push_bind(r.upstream.as_deref())
-                    .push_bind(r.tool.as_deref())
-                    .push_bind(r.decision.as_deref())
-                    .push_bind(r.risk.as_deref())
-                    .push_bind(&r.detail)
-                    .push_bind(&r.prev_hash)
-                    .push_bind(&r.hash);
-            });
-            q.build().execute(&mut *c).await.map(|_| ())
-        })
-    })
 }

@@ -1,11 +1,14 @@
 //! `warrant audit`: checking the audit ledger, and the key that vouches for it.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use warrant_consent::ledger::query::{self, Exported, Filter};
 use warrant_consent::ledger::verify::{Report, verify};
-use warrant_consent::ledger::{CheckpointKey, CheckpointPublicKey};
+use warrant_consent::ledger::{CheckpointKey, CheckpointPublicKey, LedgerError};
 use warrant_idp::db::Db;
 
 use super::keys::{Place, load_config};
@@ -25,6 +28,39 @@ pub(super) enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write records as JSON Lines (one object per line), oldest first, for a SIEM or
+    /// an archive.
+    Export {
+        #[command(flatten)]
+        place: Place,
+        /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`24h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (the same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only the records of this person (email or user id).
+        #[arg(long)]
+        person: Option<String>,
+        /// Only this agent's (its client id).
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        upstream: Option<String>,
+        /// The tool's name at its upstream.
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long, value_parser = ["allow", "deny"])]
+        decision: Option<String>,
+        #[arg(long, value_parser = ["low", "medium", "high", "critical"])]
+        risk: Option<String>,
+        /// `call`, `call.outcome`, `ledger.opened`, …
+        #[arg(long)]
+        kind: Option<String>,
+        /// Write here instead of standard output (an existing file is kept).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Print the public key that verifies the ledger's checkpoints (keep a copy apart
     /// from the database: it is what proves the checkpoints were Warrant's).
     Key {
@@ -42,6 +78,58 @@ pub(super) fn run(command: AuditCommand) -> ExitCode {
                 eprintln!("key id {}", key.id());
                 Ok(ExitCode::SUCCESS)
             }
+            AuditCommand::Export {
+                place,
+                since,
+                until,
+                person,
+                agent,
+                upstream,
+                tool,
+                decision,
+                risk,
+                kind,
+                output,
+            } => {
+                let now = warrant_consent::ledger::now_micros();
+                let mut filter = Filter {
+                    since: since.as_deref().map(|t| instant(t, now)).transpose()?,
+                    until: until.as_deref().map(|t| instant(t, now)).transpose()?,
+                    kind,
+                    user_id: None,
+                    agent,
+                    upstream,
+                    tool,
+                    decision,
+                    risk,
+                };
+                let config = load_config(&place)?;
+                let db = open(&config).await?;
+                if let Some(person) = person {
+                    filter.user_id = Some(person_id(&db, &person).await?);
+                }
+                let mut out: Box<dyn Write> = match &output {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                let count = query::each(&db, &filter, |record| {
+                    serde_json::to_writer(&mut out, &Exported::from(record))
+                        .map_err(|e| LedgerError::Read(e.to_string()))?;
+                    out.write_all(b"\n")
+                        .map_err(|e| LedgerError::Read(e.to_string()))
+                })
+                .await?;
+                out.flush()?;
+                db.close().await;
+                eprintln!("{count} records exported");
+                Ok(ExitCode::SUCCESS)
+            }
             AuditCommand::Verify {
                 place,
                 public_key,
@@ -54,12 +142,7 @@ pub(super) fn run(command: AuditCommand) -> ExitCode {
                     None => secret_key_checkpoints(&place)?,
                 };
                 let config = load_config(&place)?;
-                let url = config
-                    .server
-                    .database_url
-                    .as_ref()
-                    .map(|s| s.expose().to_owned());
-                let db = Db::open(url.as_deref(), &config.server.data_dir).await?;
+                let db = open(&config).await?;
                 let started = Instant::now();
                 let report = verify(&db, &key).await?;
                 let took = started.elapsed();
@@ -77,6 +160,47 @@ pub(super) fn run(command: AuditCommand) -> ExitCode {
             }
         }
     })
+}
+
+/// The database of `config`, as it is (not migrated: reading changes nothing).
+async fn open(config: &crate::config::Config) -> anyhow::Result<Db> {
+    let url = config
+        .server
+        .database_url
+        .as_ref()
+        .map(|s| s.expose().to_owned());
+    Ok(Db::open(url.as_deref(), &config.server.data_dir).await?)
+}
+
+/// An instant given as RFC 3339, or as an age before `now` (`24h`, `7d`): Unix
+/// microseconds.
+fn instant(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(age) = humantime::parse_duration(text) {
+        return Ok(now - i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+    }
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| {
+            format!(
+                "{text:?} is neither a time in RFC 3339 (2026-12-01T00:00:00Z) nor an age (24h)"
+            )
+        })?;
+    Ok(i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
+}
+
+/// The user id of `person` (an email, or a user id as it is).
+async fn person_id(db: &Db, person: &str) -> anyhow::Result<String> {
+    if !person.contains('@') {
+        return Ok(person.to_owned());
+    }
+    let users = warrant_idp::users::Users::new(
+        db.clone(),
+        std::sync::Arc::new(warrant_idp::clock::SystemClock),
+    );
+    let user = users
+        .by_email(person)
+        .await?
+        .with_context(|| format!("nobody with the email {person}"))?;
+    Ok(user.id)
 }
 
 /// The checkpoint key of the server whose secret key `place` names.

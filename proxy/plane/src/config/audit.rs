@@ -19,6 +19,8 @@ pub struct RawAudit {
     pub checkpoint_records: Option<u64>,
     /// Sign the head at least this often while records arrive (`"1s"`).
     pub checkpoint_interval: Option<String>,
+    /// Remove records older than this (`"365d"`); none: keep every record.
+    pub retention: Option<String>,
 }
 
 /// The checked `[audit]` section.
@@ -28,6 +30,7 @@ pub struct AuditConfig {
     pub sync_interval: Duration,
     pub checkpoint_records: u64,
     pub checkpoint_interval: Duration,
+    pub retention: Option<Duration>,
 }
 
 const DEFAULT_SYNC: Duration = Duration::from_millis(5);
@@ -41,6 +44,7 @@ impl Default for AuditConfig {
             sync_interval: DEFAULT_SYNC,
             checkpoint_records: DEFAULT_CHECKPOINT_RECORDS,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            retention: None,
         }
     }
 }
@@ -71,8 +75,18 @@ pub(super) fn validate_audit(raw: RawAudit, problems: &mut Vec<Problem>) -> Audi
         DEFAULT_CHECKPOINT_INTERVAL,
         problems,
     );
+    let retention = raw
+        .retention
+        .map(|text| duration(Some(text), "audit.retention", Duration::ZERO, problems));
+    if retention.is_some_and(|r| r < Duration::from_secs(3600)) {
+        problems.push(Problem::new(
+            "audit.retention",
+            "must be at least 1h (records are removed up to a checkpoint older than it)",
+        ));
+    }
     AuditConfig {
         enabled: raw.enabled.unwrap_or(true),
+        retention,
         sync_interval,
         checkpoint_records,
         checkpoint_interval,
@@ -95,12 +109,18 @@ mod tests {
             sync_interval: Some("2s".into()),
             checkpoint_records: Some(0),
             checkpoint_interval: Some("0s".into()),
+            retention: Some("10m".into()),
         };
         let audit = validate_audit(raw, &mut problems);
         assert!(!audit.enabled);
         let paths: Vec<_> = problems.iter().map(|p| p.path.clone()).collect();
-        assert_eq!(problems.len(), 3, "{paths:?}");
-        for key in ["sync_interval", "checkpoint_records", "checkpoint_interval"] {
+        assert_eq!(problems.len(), 4, "{paths:?}");
+        for key in [
+            "sync_interval",
+            "checkpoint_records",
+            "checkpoint_interval",
+            "retention",
+        ] {
             assert!(paths.iter().any(|p| p.contains(key)), "{key}: {paths:?}");
         }
     }

@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use futures::StreamExt;
+use http_body_util::BodyExt;
 use rmcp::ErrorData;
 use rmcp::model::CallToolResponse;
 use serde::Deserialize;
@@ -30,13 +30,15 @@ pub(crate) fn watched(gateway: &Gateway, recorded: Option<Recorded>, answer: Res
         bytes: 0,
         outcome: None,
     };
-    let chunks = body.into_data_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk {
+    // Frame by frame, keeping the body's size: an answer of known length still goes
+    // out with its `Content-Length`, in one write.
+    let watched = body.map_frame(move |frame| {
+        if let Some(bytes) = frame.data_ref() {
             watch.see(bytes);
         }
-        chunk
+        frame
     });
-    Response::from_parts(parts, Body::from_stream(chunks))
+    Response::from_parts(parts, Body::new(watched))
 }
 
 /// Records how a call forwarded through rmcp ended.
