@@ -30,43 +30,47 @@ pub(super) enum AuditCommand {
     },
     /// Write records as JSON Lines (one object per line), oldest first, for a SIEM or
     /// an archive.
-    Export {
-        #[command(flatten)]
-        place: Place,
-        /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`24h`, `7d`).
-        #[arg(long)]
-        since: Option<String>,
-        /// Before this time (the same forms).
-        #[arg(long)]
-        until: Option<String>,
-        /// Only the records of this person (email or user id).
-        #[arg(long)]
-        person: Option<String>,
-        /// Only this agent's (its client id).
-        #[arg(long)]
-        agent: Option<String>,
-        #[arg(long)]
-        upstream: Option<String>,
-        /// The tool's name at its upstream.
-        #[arg(long)]
-        tool: Option<String>,
-        #[arg(long, value_parser = ["allow", "deny"])]
-        decision: Option<String>,
-        #[arg(long, value_parser = ["low", "medium", "high", "critical"])]
-        risk: Option<String>,
-        /// `call`, `call.outcome`, `ledger.opened`, …
-        #[arg(long)]
-        kind: Option<String>,
-        /// Write here instead of standard output (an existing file is kept).
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Export(Box<ExportArgs>),
     /// Print the public key that verifies the ledger's checkpoints (keep a copy apart
     /// from the database: it is what proves the checkpoints were Warrant's).
     Key {
         #[command(flatten)]
         place: Place,
     },
+}
+
+/// `warrant audit export`: where, and which records.
+#[derive(Debug, clap::Args)]
+pub(super) struct ExportArgs {
+    #[command(flatten)]
+    place: Place,
+    /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`24h`, `7d`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (the same forms).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only the records of this person (email or user id).
+    #[arg(long)]
+    person: Option<String>,
+    /// Only this agent's (its client id).
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    upstream: Option<String>,
+    /// The tool's name at its upstream.
+    #[arg(long)]
+    tool: Option<String>,
+    #[arg(long, value_parser = ["allow", "deny"])]
+    decision: Option<String>,
+    #[arg(long, value_parser = ["low", "medium", "high", "critical"])]
+    risk: Option<String>,
+    /// `call`, `call.outcome`, `ledger.opened`, …
+    #[arg(long)]
+    kind: Option<String>,
+    /// Write here instead of standard output (an existing file is kept).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 pub(super) fn run(command: AuditCommand) -> ExitCode {
@@ -78,19 +82,20 @@ pub(super) fn run(command: AuditCommand) -> ExitCode {
                 eprintln!("key id {}", key.id());
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCommand::Export {
-                place,
-                since,
-                until,
-                person,
-                agent,
-                upstream,
-                tool,
-                decision,
-                risk,
-                kind,
-                output,
-            } => {
+            AuditCommand::Export(args) => {
+                let ExportArgs {
+                    place,
+                    since,
+                    until,
+                    person,
+                    agent,
+                    upstream,
+                    tool,
+                    decision,
+                    risk,
+                    kind,
+                    output,
+                } = *args;
                 let now = warrant_consent::ledger::now_micros();
                 let mut filter = Filter {
                     since: since.as_deref().map(|t| instant(t, now)).transpose()?,
