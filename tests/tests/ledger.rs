@@ -52,11 +52,17 @@ async fn records(db: &Db) -> Vec<(Row, Value)> {
         .collect()
 }
 
-/// `warrant audit verify` on a data directory (and database): exit status and output.
-async fn verify(data_dir: &std::path::Path, database_url: Option<&str>) -> (i32, String) {
+/// `warrant audit ARGS` on a data directory (and database), as an operator runs it.
+async fn audit(
+    args: &[&str],
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> std::process::Output {
     let mut command = tokio::process::Command::new(workspace_bin("warrant"));
     command
-        .args(["audit", "verify", "--data-dir"])
+        .arg("audit")
+        .args(args)
+        .arg("--data-dir")
         .arg(data_dir)
         .env_remove("WARRANT_CONFIG")
         .env_remove("WARRANT_DATABASE_URL")
@@ -65,7 +71,12 @@ async fn verify(data_dir: &std::path::Path, database_url: Option<&str>) -> (i32,
     if let Some(url) = database_url {
         command.arg("--database-url").arg(url);
     }
-    let output = warrant_e2e::run_cli(command, "").await;
+    warrant_e2e::run_cli(command, "").await
+}
+
+/// `warrant audit verify`: exit status and output.
+async fn verify(data_dir: &std::path::Path, database_url: Option<&str>) -> (i32, String) {
+    let output = audit(&["verify"], data_dir, database_url).await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -183,18 +194,8 @@ async fn calls_and_refusals_are_recorded_and_a_changed_record_is_named() {
     let exported = |args: &'static [&'static str]| {
         let (dir, url) = (data_dir.path().to_owned(), database_url.clone());
         async move {
-            let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-            command
-                .args(["audit", "export", "--data-dir"])
-                .arg(&dir)
-                .args(args)
-                .env_remove("WARRANT_CONFIG")
-                .env_remove("WARRANT_DATABASE_URL")
-                .env("RUST_LOG", "warn");
-            if let Some(url) = url {
-                command.arg("--database-url").arg(url);
-            }
-            let output = warrant_e2e::run_cli(command, "").await;
+            let args: Vec<&str> = ["export"].into_iter().chain(args.iter().copied()).collect();
+            let output = audit(&args, &dir, url.as_deref()).await;
             assert!(output.status.success(), "{output:?}");
             String::from_utf8_lossy(&output.stdout)
                 .lines()

@@ -29,6 +29,67 @@ pub struct Record {
     pub hash: String,
 }
 
+/// Every column of a record, in table order (for `SELECT`).
+pub(crate) const COLUMNS: &str = "writer, seq, at, kind, user_id, agent, upstream, tool, decision, risk, detail, prev_hash, hash";
+
+/// A record as a row of [`COLUMNS`].
+pub(crate) type Row = (
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+impl From<Row> for Record {
+    fn from(r: Row) -> Self {
+        Self {
+            writer: r.0,
+            seq: r.1,
+            at: r.2,
+            kind: r.3,
+            user_id: r.4,
+            agent: r.5,
+            upstream: r.6,
+            tool: r.7,
+            decision: r.8,
+            risk: r.9,
+            detail: r.10,
+            prev_hash: r.11,
+            hash: r.12,
+        }
+    }
+}
+
+impl Record {
+    /// A record from a synchronous SQLite row of [`COLUMNS`].
+    pub(crate) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            writer: row.get(0)?,
+            seq: row.get(1)?,
+            at: row.get(2)?,
+            kind: row.get(3)?,
+            user_id: row.get(4)?,
+            agent: row.get(5)?,
+            upstream: row.get(6)?,
+            tool: row.get(7)?,
+            decision: row.get(8)?,
+            risk: row.get(9)?,
+            detail: row.get(10)?,
+            prev_hash: row.get(11)?,
+            hash: row.get(12)?,
+        })
+    }
+}
+
 impl Record {
     /// The hash this record's contents and predecessor give (what `hash` must be).
     pub fn computed_hash(&self) -> String {

@@ -7,7 +7,7 @@ use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 
 use super::LedgerError;
-use super::chain::Record;
+use super::chain::{COLUMNS, Record, Row};
 
 /// Which records: every condition set must hold.
 #[derive(Debug, Clone, Default)]
@@ -81,22 +81,6 @@ impl From<Record> for Exported {
     }
 }
 
-type Row = (
-    String,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-);
-
 /// Every record `filter` selects, in time order (then writer and number), handed to
 /// `each` as it is read; how many.
 pub async fn each(
@@ -107,10 +91,9 @@ pub async fn each(
     let read = |e: sqlx::Error| LedgerError::Read(e.to_string());
     let mut count = 0;
     on_pool!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT writer, seq, at, kind, user_id, agent, upstream, tool, decision, risk, \
-             detail, prev_hash, hash FROM consent_ledger_records WHERE 1 = 1",
-        );
+        let mut q = sqlx::QueryBuilder::new(format!(
+            "SELECT {COLUMNS} FROM consent_ledger_records WHERE 1 = 1"
+        ));
         if let Some(since) = filter.since {
             q.push(" AND at >= ").push_bind(since);
         }
@@ -134,21 +117,7 @@ pub async fn each(
         let mut rows = q.build_query_as::<Row>().fetch(pool);
         while let Some(row) = rows.try_next().await.map_err(read)? {
             count += 1;
-            each(Record {
-                writer: row.0,
-                seq: row.1,
-                at: row.2,
-                kind: row.3,
-                user_id: row.4,
-                agent: row.5,
-                upstream: row.6,
-                tool: row.7,
-                decision: row.8,
-                risk: row.9,
-                detail: row.10,
-                prev_hash: row.11,
-                hash: row.12,
-            })?;
+            each(Record::from(row))?;
         }
         Ok::<(), LedgerError>(())
     })?;

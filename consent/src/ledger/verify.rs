@@ -9,7 +9,7 @@ use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 
 use super::LedgerError;
-use super::chain::{CheckpointPublicKey, GENESIS, Record};
+use super::chain::{COLUMNS, CheckpointPublicKey, GENESIS, Record, Row};
 
 /// What was found wrong with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,24 +93,10 @@ impl Report {
 /// A writer as registered: id, label, closed at, pruned up to, that record's hash.
 type WriterRow = (String, String, Option<i64>, i64, Option<String>);
 
-type Row = (
-    String,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-);
-
-const RECORDS_SQL: &str = "SELECT writer, seq, at, kind, user_id, agent, upstream, tool, \
-     decision, risk, detail, prev_hash, hash FROM consent_ledger_records ORDER BY writer, seq";
+/// Every record, chain by chain, in order.
+fn records_sql() -> String {
+    format!("SELECT {COLUMNS} FROM consent_ledger_records ORDER BY writer, seq")
+}
 
 struct Checkpoint {
     seq: i64,
@@ -222,24 +208,10 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
                     &path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
                 )?;
-                let mut statement = conn.prepare(RECORDS_SQL)?;
+                let mut statement = conn.prepare(&records_sql())?;
                 let mut rows = statement.query([])?;
                 while let Some(row) = rows.next()? {
-                    let record = Record {
-                        writer: row.get(0)?,
-                        seq: row.get(1)?,
-                        at: row.get(2)?,
-                        kind: row.get(3)?,
-                        user_id: row.get(4)?,
-                        agent: row.get(5)?,
-                        upstream: row.get(6)?,
-                        tool: row.get(7)?,
-                        decision: row.get(8)?,
-                        risk: row.get(9)?,
-                        detail: row.get(10)?,
-                        prev_hash: row.get(11)?,
-                        hash: row.get(12)?,
-                    };
+                    let record = Record::from_sqlite(row)?;
                     walk.step(record, chains, seen, report);
                 }
                 drop(rows);
@@ -252,23 +224,10 @@ pub async fn verify(db: &Db, key: &CheckpointPublicKey) -> Result<Report, Ledger
             (walk, chains, seen, report) = state;
         }
         Db::Postgres(pool) => {
-            let mut stream = sqlx::query_as::<_, Row>(RECORDS_SQL).fetch(pool);
+            let sql = records_sql();
+            let mut stream = sqlx::query_as::<_, Row>(&sql).fetch(pool);
             while let Some(row) = stream.try_next().await.map_err(read)? {
-                let record = Record {
-                    writer: row.0,
-                    seq: row.1,
-                    at: row.2,
-                    kind: row.3,
-                    user_id: row.4,
-                    agent: row.5,
-                    upstream: row.6,
-                    tool: row.7,
-                    decision: row.8,
-                    risk: row.9,
-                    detail: row.10,
-                    prev_hash: row.11,
-                    hash: row.12,
-                };
+                let record = Record::from(row);
                 walk.step(record, &mut chains, &mut seen, &mut report);
             }
         }
