@@ -33,3 +33,14 @@ pub mod vault;
 
 #[cfg(test)]
 mod test_db;
+
+/// `bytes` as lowercase hexadecimal (ids, hashes, signatures).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}

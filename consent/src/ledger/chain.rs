@@ -6,6 +6,8 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::hex;
+
 /// The hash the first record of a chain follows.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -125,16 +127,6 @@ impl Record {
 fn text(h: &mut Sha256, value: &str) {
     h.update((value.len() as u64).to_be_bytes());
     h.update(value.as_bytes());
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -248,6 +248,16 @@ struct Shared {
     dropped: AtomicU64,
 }
 
+impl Shared {
+    /// Why records cannot be written (while they cannot).
+    fn failure(&self) -> String {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// A handle to this process's ledger writer; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
@@ -326,11 +336,7 @@ impl Ledger {
     }
 
     fn failure(&self) -> String {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.failure()
     }
 
     pub fn state(&self) -> LedgerState {

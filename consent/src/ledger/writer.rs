@@ -328,11 +328,7 @@ impl Writer {
     }
 
     fn failure(&self) -> String {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.failure()
     }
 
     fn failed(&mut self, e: StoreError) {
@@ -450,7 +446,7 @@ fn to_record(writer: &str, seq: i64, p: &Pending, prev_hash: String) -> Record {
     let mut facts = e.detail.clone();
     if let Some(args) = &e.args {
         facts.args_bytes = Some(args.len() as u64);
-        facts.args_sha256 = Some(super::chain::hex(&Sha256::digest(args.as_bytes())));
+        facts.args_sha256 = Some(crate::hex(&Sha256::digest(args.as_bytes())));
     }
     let mut detail = serde_json::to_value(&facts).unwrap_or_default();
     if let (Some(identity), Some(map)) = (identity, detail.as_object_mut()) {

@@ -411,7 +411,7 @@ fn identity_of(biscuit: &Biscuit, kid: u32) -> Result<Identity, TokenError> {
     let revocation_ids = biscuit
         .revocation_identifiers()
         .iter()
-        .map(|id| hex(id))
+        .map(|id| crate::hex(id))
         .collect();
     Ok(Identity {
         user: user.clone(),
@@ -424,13 +424,4 @@ fn identity_of(biscuit: &Biscuit, kid: u32) -> Result<Identity, TokenError> {
         chain,
         revocation_ids,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }

@@ -10,6 +10,8 @@ use rand::RngCore;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::hex;
+
 const NONCE_LEN: usize = 24;
 
 /// A key-encryption key: it wraps the data keys of the vault's records and never enters
@@ -57,14 +59,6 @@ fn expand(ikm: &[u8], info: &[u8], out: &mut [u8]) {
     if Hkdf::<Sha256>::new(None, ikm).expand(info, out).is_err() {
         out.fill(0);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// What a sealed part of a record is bound to: its role, the record's id and owner (and,
