@@ -36,6 +36,9 @@ pub enum IdpError {
     Invalid(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// What was asked must be recorded first, and the record cannot be written now.
+    #[error("cannot be recorded: {0}")]
+    Unrecorded(String),
 }
 
 impl IdpError {
@@ -70,6 +73,10 @@ impl IdpError {
                 .into(),
             Self::Mail(_) => "We could not send the email. Please try again later.".into(),
             Self::Invalid(reason) | Self::Forbidden(reason) => reason.clone(),
+            Self::Unrecorded(_) => "This was not done: the audit record of it cannot be \
+                                    written right now. Please try again in a moment; if \
+                                    it keeps failing, tell an administrator."
+                .into(),
         }
     }
 
@@ -77,6 +84,7 @@ impl IdpError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Storage(_) | Self::Session(_) | Self::Mail(_) => 500,
+            Self::Unrecorded(_) => 503,
             Self::Csrf | Self::Disabled(_) | Self::NotAllowed { .. } | Self::Forbidden(_) => 403,
             Self::NotSignedIn => 401,
             Self::EmailTaken => 409,

@@ -289,7 +289,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     gateway.follow_revocations(revoked.clone());
     spawn_ceiling_refresher(&ceilings, &gateway, shutdown.child_token());
     gateway.start(Recorder {
-        catalog: spawn_catalog_recorder(&catalog, clock.clone()),
+        catalog: spawn_catalog_recorder(&catalog, clock.clone(), ledger.clone()),
         events: UpstreamEvents::new(db.clone()),
     });
     upstream_keys::connect_one_key_each(&gateway, &upstreams_config, &vault).await;
@@ -358,6 +358,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     person_sso,
                     &gateway,
                 )),
+                ledger: ledger.clone(),
             }));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {
@@ -686,10 +687,12 @@ enum Observed {
 
 /// Records upstreams' tool, prompt and resource template lists in the catalog one
 /// after the other, in the order they came (the first definition seen of each is its
-/// approved one).
+/// approved one). A definition that entered or left quarantine is recorded in the
+/// ledger.
 fn spawn_catalog_recorder(
     catalog: &CatalogView,
     clock: Arc<dyn Clock>,
+    ledger: Option<Ledger>,
 ) -> tokio::sync::mpsc::UnboundedSender<(String, Observed)> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Observed)>();
     let catalog = catalog.clone();
@@ -703,11 +706,25 @@ fn spawn_catalog_recorder(
                     Observed::Tools(tools) => catalog
                         .record(&upstream, tools, clock.unix())
                         .await
-                        .map(drop),
+                        .map(|changed| {
+                            for t in changed {
+                                note_quarantine(&ledger, &upstream, "tool", &t.tool, t.quarantined);
+                            }
+                        }),
                     Observed::Entries(kind, entries) => catalog
                         .record_entries(&upstream, *kind, entries, clock.unix())
                         .await
-                        .map(drop),
+                        .map(|changed| {
+                            for e in changed {
+                                note_quarantine(
+                                    &ledger,
+                                    &upstream,
+                                    e.kind.label(),
+                                    &e.name,
+                                    e.quarantined,
+                                );
+                            }
+                        }),
                 };
                 match recorded {
                     Ok(()) => break,
@@ -724,6 +741,40 @@ fn spawn_catalog_recorder(
         }
     });
     tx
+}
+
+/// Records that an upstream's definition of `name` entered quarantine (it changed) or
+/// left it (it changed back to the approved one).
+fn note_quarantine(
+    ledger: &Option<Ledger>,
+    upstream: &str,
+    kind: &str,
+    name: &str,
+    quarantined: bool,
+) {
+    let Some(ledger) = ledger else {
+        return;
+    };
+    let (event, reason) = if quarantined {
+        (
+            "quarantine.entered",
+            "the upstream changed its definition since it was approved",
+        )
+    } else {
+        (
+            "quarantine.released",
+            "the upstream's definition is the approved one again",
+        )
+    };
+    let mut entry = warrant_consent::ledger::Entry::event(event)
+        .upstream(upstream)
+        .reason(reason)
+        .with("kind", kind)
+        .with("name", name);
+    if kind == "tool" {
+        entry = entry.tool(name);
+    }
+    ledger.note(entry);
 }
 
 /// Writes what the gateway learns about upstreams to their tables, off the request path.

@@ -496,3 +496,189 @@ async fn a_ledger_that_cannot_be_written_refuses_calls_until_it_can() {
     }
     gw.stop().await;
 }
+
+/// The records of `kinds` once all are there (within 10 s): kind → detail, user, agent.
+async fn events_of(db: &Db, kinds: &[&str]) -> Vec<(Row, Value)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = records(db).await;
+        if kinds.iter().all(|k| all.iter().any(|(r, _)| r.0 == *k)) {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every one of {kinds:?} recorded: {:?}",
+            all.iter().map(|(r, _)| &r.0).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn event<'a>(all: &'a [(Row, Value)], kind: &str) -> &'a (Row, Value) {
+    all.iter()
+        .find(|(r, _)| r.0 == kind)
+        .unwrap_or_else(|| panic!("a {kind} record"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_and_commands_record_who_changed_what() {
+    let (_upstream, url) = fixture_http("flaky_upstream").await;
+    let toml = format!("[upstreams.flaky]\nurl = {url:?}\n");
+    let gw = TestGateway::start_protected(&toml, Backend::current()).await;
+    review_low(&gw, "flaky", &["echo", "seen"]).await;
+    // The first admin signs in (the setup ceremony) and approves an agent.
+    let agent = warrant_e2e::agent::admin_approves_agent(&gw, "Ledger agent").await;
+    let admin = &agent.browser;
+    let bob = warrant_e2e::agent::member(&gw, "bob@example.com").await;
+    let csrf = admin
+        .get(&format!("/admin/users/{bob}"))
+        .await
+        .csrf()
+        .expect("csrf");
+    for (path, fields) in [
+        ("ceiling", vec![("ceiling", "medium")]),
+        ("role", vec![("role", "admin")]),
+        ("status", vec![("status", "disabled")]),
+    ] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        let page = admin
+            .post_form(&format!("/admin/users/{bob}/{path}"), &form)
+            .await;
+        assert_eq!(page.status, 303, "{path}: {}", page.body);
+    }
+    let page = admin
+        .post_form(
+            "/admin/servers/flaky/tools/seen/review",
+            &[("csrf", &csrf), ("risk", "high")],
+        )
+        .await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    // Someone with a used-up link is refused, and that is recorded too.
+    let stranger = gw.browser();
+    let form = stranger.get("/signin").await;
+    let page = stranger
+        .post_form(
+            "/auth/email",
+            &[
+                ("csrf", &form.csrf().expect("csrf")),
+                ("token", "not-a-link"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    // An operator rotates the signing key.
+    let rotated = gw.warrant(&["keys", "rotate"], "").await;
+    assert!(rotated.status.success(), "{rotated:?}");
+
+    let db = gw.running.db.clone();
+    let all = events_of(
+        &db,
+        &[
+            "sign_in",
+            "consent.given",
+            "ceiling.changed",
+            "person.role_changed",
+            "person.disabled",
+            "tool.risk_changed",
+            "sign_in.refused",
+            "keys.rotated",
+        ],
+    )
+    .await;
+    let (row, detail) = event(&all, "sign_in");
+    assert_eq!(row.1.as_deref(), Some(agent.admin.as_str()));
+    assert_eq!(detail["more"]["by"], "admin@example.com", "{detail}");
+    assert_eq!(row.5.as_deref(), Some("allow"));
+    let (row, detail) = event(&all, "consent.given");
+    assert_eq!(row.1.as_deref(), Some(agent.admin.as_str()));
+    assert_eq!(row.2.as_deref(), Some(agent.tokens.client_id.as_str()));
+    assert_eq!(detail["more"]["agent_name"], "Ledger agent", "{detail}");
+    assert_eq!(detail["more"]["allow"], json!(["*"]), "{detail}");
+    for kind in ["ceiling.changed", "person.role_changed", "person.disabled"] {
+        let (row, detail) = event(&all, kind);
+        assert_eq!(row.1.as_deref(), Some(agent.admin.as_str()), "{kind}");
+        assert_eq!(
+            detail["more"]["subject"],
+            json!({"id": bob, "email": "bob@example.com"}),
+            "{kind}: {detail}"
+        );
+    }
+    assert_eq!(
+        event(&all, "ceiling.changed").1["more"]["ceiling"],
+        "medium"
+    );
+    assert_eq!(
+        event(&all, "person.role_changed").1["more"]["role"],
+        "admin"
+    );
+    let (row, detail) = event(&all, "tool.risk_changed");
+    assert_eq!(
+        (row.3.as_deref(), row.4.as_deref(), row.6.as_deref()),
+        (Some("flaky"), Some("seen"), Some("high"))
+    );
+    assert_eq!(detail["more"]["by"], "admin@example.com");
+    let (row, detail) = event(&all, "sign_in.refused");
+    assert_eq!((row.1.as_deref(), row.5.as_deref()), (None, Some("deny")));
+    assert_eq!(detail["more"]["method"], "email", "{detail}");
+    assert!(detail["reason"].is_string(), "{detail}");
+    let (_, detail) = event(&all, "keys.rotated");
+    assert!(detail["more"]["kid"].is_number(), "{detail}");
+
+    // The command wrote with a writer of its own, closed and signed: everything verifies.
+    let (code, text) = verify(gw.data_dir.path(), gw.database_url.as_deref()).await;
+    assert_eq!(code, 0, "{text}");
+    let writers: Vec<(String, Option<i64>)> = on_pool!(&db, pool => sqlx::query_as(
+        "SELECT label, closed_at FROM consent_ledger_writers ORDER BY started_at",
+    )
+    .fetch_all(pool)
+    .await)
+    .expect("writers");
+    assert!(
+        writers
+            .iter()
+            .any(|(label, closed)| label.starts_with("warrant keys rotate") && closed.is_some()),
+        "{writers:?}"
+    );
+
+    // A consent the ledger cannot take is not given: the page says so, the grant is
+    // taken back at once.
+    on_pool!(&db, pool => sqlx::query(
+        "ALTER TABLE consent_ledger_records RENAME TO consent_ledger_records_away",
+    )
+    .execute(pool)
+    .await
+    .map(drop))
+    .expect("break the ledger");
+    let client = warrant_e2e::agent::register_public(&gw, "Unrecorded agent").await;
+    let page = admin
+        .get(&warrant_e2e::agent::authorize_path(
+            &client,
+            warrant_e2e::agent::REDIRECT,
+            &[],
+        ))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut fields = warrant_e2e::agent::consent_fields(&page.body);
+    fields.push(("decision".into(), "approve".into()));
+    fields.push(("servers".into(), "all".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let page = admin.post_form("/authorize", &form).await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.contains("audit record"), "{}", page.body);
+    let live: Vec<(String,)> = on_pool!(&db, pool => sqlx::query_as(
+        "SELECT id FROM consent_grants WHERE client_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(&client)
+    .fetch_all(pool)
+    .await)
+    .expect("grants");
+    assert!(
+        live.is_empty(),
+        "no live grant for an unrecorded consent: {live:?}"
+    );
+    gw.stop().await;
+}

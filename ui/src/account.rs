@@ -117,6 +117,11 @@ async fn revoke(
         .check_csrf(&person.session, form.csrf.as_deref())
         .await?;
     idp.sessions.revoke(&person.user.id, &handle).await?;
+    state.note(
+        warrant_consent::ledger::Entry::event("sessions.ended")
+            .by(&person.user.id, &person.user.email)
+            .with("sessions", 1),
+    );
     Ok(Redirect::to("/account").into_response())
 }
 

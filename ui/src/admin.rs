@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use warrant_consent::ledger::Entry;
 use warrant_consent::people::{People, PeopleError};
 use warrant_idp::IdpError;
 use warrant_idp::users::{Role, Status};
@@ -168,6 +169,17 @@ async fn set_status(
         .await
         .map_err(page_error)?;
     tracing::info!(admin = %admin.user.id, user = %id, status = status.as_str(), grants = stopped.grants, approvals = stopped.approvals, "admin set user status");
+    let event = match status {
+        Status::Disabled => "person.disabled",
+        _ => "person.enabled",
+    };
+    state.note(
+        Entry::event(event)
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &state.email_of(&id).await)
+            .with("grants_revoked", stopped.grants)
+            .with("approvals_withdrawn", stopped.approvals),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }
 
@@ -213,6 +225,13 @@ async fn remove_person(
         .map_err(page_error)?;
     let credentials = crate::connections::remove_credentials_of(&state, &id).await?;
     tracing::info!(admin = %admin.user.id, user = %id, grants = stopped.grants, credentials, "admin removed a person");
+    state.note(
+        Entry::event("person.removed")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &person.email)
+            .with("grants_revoked", stopped.grants)
+            .with("credentials_deleted", credentials),
+    );
     let stored = match credentials {
         1 => "1 stored credential".to_owned(),
         n => format!("{n} stored credentials"),
@@ -253,6 +272,14 @@ async fn revoke_agents(
         .await
         .map_err(page_error)?;
     tracing::info!(admin = %admin.user.id, user = %id, grants = stopped.grants, approvals = stopped.approvals, "admin revoked all agents of a user");
+    state.note(
+        Entry::event("consent.revoked")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &person.email)
+            .reason("an admin revoked every agent of the person")
+            .with("grants_revoked", stopped.grants)
+            .with("approvals_withdrawn", stopped.approvals),
+    );
     let grants = match stopped.grants {
         1 => "1 agent grant".to_owned(),
         n => format!("{n} agent grants"),
@@ -316,6 +343,12 @@ async fn set_role(
     }
     idp.users.set_role(&id, role).await?;
     tracing::info!(admin = %admin.user.id, user = %id, role = role.as_str(), "admin set user role");
+    state.note(
+        Entry::event("person.role_changed")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &state.email_of(&id).await)
+            .with("role", role.as_str()),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }
 
@@ -359,6 +392,12 @@ async fn set_groups(
         .await?;
     crate::ceilings::groups_changed(&state).await?;
     tracing::info!(admin = %admin.user.id, user = %id, groups = groups.len(), "admin set user groups");
+    state.note(
+        Entry::event("person.groups_changed")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &state.email_of(&id).await)
+            .with("groups", &groups),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }
 
@@ -374,6 +413,12 @@ async fn revoke_all(
         .await?;
     let n = idp.sessions.revoke_all(&id).await?;
     tracing::info!(admin = %admin.user.id, user = %id, sessions = n, "admin ended all sessions");
+    state.note(
+        Entry::event("sessions.ended")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &state.email_of(&id).await)
+            .with("sessions", n),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }
 
@@ -389,5 +434,11 @@ async fn revoke_one(
         .await?;
     idp.sessions.revoke(&id, &handle).await?;
     tracing::info!(admin = %admin.user.id, user = %id, "admin ended a session");
+    state.note(
+        Entry::event("sessions.ended")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &state.email_of(&id).await)
+            .with("sessions", 1),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}")).into_response())
 }

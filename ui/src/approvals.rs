@@ -19,6 +19,7 @@ use serde::Deserialize;
 use warrant_consent::approvals::{
     Approval, ApprovalError, Approvals, Decision, Method, Scope, Status, plausible_id,
 };
+use warrant_consent::ledger::Entry;
 use warrant_consent::oauth::Clients;
 use warrant_idp::IdpError;
 
@@ -218,7 +219,10 @@ async fn decide(
         .decide(&approval.id, &person.user.id, decision, Method::Session)
         .await
     {
-        Ok(_) => Ok(Redirect::to(&format!("/approvals/{}", approval.id)).into_response()),
+        Ok(_) => {
+            state.note(decided(&person, &approval, decision, Method::Session));
+            Ok(Redirect::to(&format!("/approvals/{}", approval.id)).into_response())
+        }
         Err(ApprovalError::Closed(status)) => Ok((
             http::StatusCode::CONFLICT,
             MessagePage::new(
@@ -234,6 +238,27 @@ async fn decide(
             .into_response()),
         Err(e) => Err(page_error(e)),
     }
+}
+
+/// The record of `person`'s decision on `approval`. The call it releases is recorded
+/// again when it goes upstream (naming the approval), and is refused while the ledger
+/// cannot be written: a decision cannot take effect unrecorded.
+fn decided(person: &SignedIn, approval: &Approval, decision: Decision, method: Method) -> Entry {
+    let (allowed, scope) = match decision {
+        Decision::Approve(scope) => (true, Some(scope.as_str())),
+        Decision::Deny => (false, None),
+    };
+    Entry::event("approval.decided")
+        .by(&person.user.id, &person.user.email)
+        .agent(&approval.key.client_id)
+        .upstream(&approval.key.server)
+        .tool(&approval.key.tool)
+        .decided(allowed)
+        .with("approval", &approval.id)
+        .with("grant", &approval.key.grant_id)
+        .with("scope", scope)
+        .with("method", method.as_str())
+        .with("args_sha256", &approval.key.args_hash)
 }
 
 fn decision_of(text: Option<&str>) -> Result<Decision, IdpError> {
@@ -303,6 +328,7 @@ async fn passkey_finish(
         .decide(&approval.id, &person.user.id, decision, Method::Passkey)
         .await
         .map_err(|e| JsonError(page_error(e).0))?;
+    state.note(decided(&person, &approval, decision, Method::Passkey));
     let redirect = format!("/approvals/{}", approval.id);
     Ok(axum::Json(serde_json::json!({ "redirect": redirect })).into_response())
 }

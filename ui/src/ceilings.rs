@@ -14,6 +14,7 @@ use serde::Deserialize;
 use warrant_consent::ceilings::{
     CeilingChange, CeilingError, CeilingView, Source, SubjectKind, usable_group,
 };
+use warrant_consent::ledger::Entry;
 use warrant_consent::token::Risk;
 use warrant_idp::IdpError;
 
@@ -171,13 +172,19 @@ async fn set_user(
         .check_csrf(&admin.session, form.csrf.as_deref())
         .await?;
     let ceiling = chosen(&form.ceiling)?;
-    if idp.users.get(&id).await?.is_none() {
+    let Some(person) = idp.users.get(&id).await? else {
         return Err(IdpError::NotFound("user").into());
-    }
+    };
     view(&state)?
         .set_user(&id, ceiling, &admin.user.id, idp.clock.unix())
         .await?;
     tracing::info!(admin = %admin.user.id, user = %id, ceiling = ceiling.map_or("(cleared)", Risk::name), "admin set a user's ceiling");
+    state.note(
+        Entry::event("ceiling.changed")
+            .by(&admin.user.id, &admin.user.email)
+            .about(&id, &person.email)
+            .with("ceiling", ceiling.map(Risk::name)),
+    );
     Ok(Redirect::to(&format!("/admin/users/{id}#ceiling")).into_response())
 }
 
@@ -272,5 +279,11 @@ async fn set_group(
         .set_group(group, ceiling, &admin.user.id, idp.clock.unix())
         .await?;
     tracing::info!(admin = %admin.user.id, group, ceiling = ceiling.map_or("(cleared)", Risk::name), "admin set a group's ceiling");
+    state.note(
+        Entry::event("ceiling.changed")
+            .by(&admin.user.id, &admin.user.email)
+            .with("group", group)
+            .with("ceiling", ceiling.map(Risk::name)),
+    );
     Ok(Redirect::to("/admin/groups").into_response())
 }

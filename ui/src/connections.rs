@@ -28,6 +28,7 @@ use axum::{Form, Router};
 use http::StatusCode;
 use serde::Deserialize;
 use tower_sessions::Session;
+use warrant_consent::ledger::Entry;
 use warrant_consent::person_oauth::{
     CALLBACK_PATH, CLIENT_DOCUMENT_PATH, Flow, OAUTH_TOKEN, PersonOAuth, Status,
 };
@@ -482,6 +483,13 @@ async fn connect(
         .any(|e| e.owner == person.user.id && e.upstream == name && e.kind == ui.kind);
     ui.put(&person.user.id, &name, key).await?;
     tracing::info!(user = %person.user.id, upstream = %name, replaced = had, "a person stored their key for an upstream");
+    state.note(
+        Entry::event("vault.stored")
+            .by(&person.user.id, &person.user.email)
+            .upstream(&name)
+            .with("kind", ui.kind)
+            .with("replaced", had),
+    );
     let text = if had {
         format!("Your key for {name} was replaced.")
     } else {
@@ -508,6 +516,14 @@ async fn remove(
         .map_err(vault_error)?;
     (ui.changed)(&person.user.id, &name);
     tracing::info!(user = %person.user.id, upstream = %name, removed, "a person removed their key for an upstream");
+    if removed {
+        state.note(
+            Entry::event("vault.removed")
+                .by(&person.user.id, &person.user.email)
+                .upstream(&name)
+                .with("kind", ui.kind),
+        );
+    }
     let text = if removed {
         format!(
             "Your key for {name} was removed. Agents acting for you cannot use {name} until you connect a key again."
@@ -660,6 +676,12 @@ async fn oauth_callback(
             Ok(()) => {
                 (ui.changed)(&person.user.id, &name);
                 tracing::info!(user = %person.user.id, upstream = %name, "a person connected their account");
+                state.note(
+                    Entry::event("vault.stored")
+                        .by(&person.user.id, &person.user.email)
+                        .upstream(&name)
+                        .with("kind", "oauth"),
+                );
                 format!(
                     "Your account at {name} is connected. Agents acting for you can now use \
                      {name}."
@@ -707,6 +729,14 @@ async fn disconnect_oauth(
         (ui.changed)(&person.user.id, name);
     }
     tracing::info!(user = %person.user.id, upstream = %name, removed, "a person disconnected their account");
+    if removed {
+        state.note(
+            Entry::event("vault.removed")
+                .by(&person.user.id, &person.user.email)
+                .upstream(name)
+                .with("kind", "oauth"),
+        );
+    }
     let text = if removed {
         format!(
             "Your account at {name} was disconnected. Agents acting for you cannot use {name} \
@@ -927,6 +957,12 @@ async fn set_shared(
     };
     ui.put(SHARED, &name, key).await?;
     tracing::info!(admin = %admin.user.id, upstream = %name, "admin set an upstream's shared key");
+    state.note(
+        Entry::event("vault.stored")
+            .by(&admin.user.id, &admin.user.email)
+            .upstream(&name)
+            .with("kind", "shared"),
+    );
     set_flash(
         &admin.session,
         format!("The shared key for {name} was saved."),

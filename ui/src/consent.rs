@@ -17,6 +17,7 @@ use http::StatusCode;
 use warrant_consent::catalog::{Catalog, CatalogError};
 use warrant_consent::ceilings::CeilingView;
 use warrant_consent::grants::{Grant, Grants, NewGrant};
+use warrant_consent::ledger::Entry;
 use warrant_consent::oauth::http::redirect_uri_matches;
 use warrant_consent::oauth::{
     CimdError, Client, ClientKind, Clients, Codes, DocumentFetcher, FetchNew, NewCode, RevokedSet,
@@ -621,6 +622,13 @@ async fn decide(
     };
     if one(&p, "decision") != Some("approve") {
         tracing::info!(user = %person.user.id, client = %c.client.client_id, "agent denied");
+        state.note(
+            Entry::event("consent.refused")
+                .by(&person.user.id, &person.user.email)
+                .agent(&c.client.client_id)
+                .decided(false)
+                .with("agent_name", &c.client.name),
+        );
         return Ok(error_back(
             &c,
             &ui.issuer,
@@ -728,6 +736,29 @@ async fn decide(
         Ok(g) => g,
         Err(e) => return Ok(Refusal::Store(e).into_response()),
     };
+    // Nothing is granted unrecorded: a consent the ledger cannot take is taken back.
+    let given = Entry::event("consent.given")
+        .by(&person.user.id, &person.user.email)
+        .agent(&c.client.client_id)
+        .decided(true)
+        .with("agent_name", &c.client.name)
+        .with("grant", &grant.id)
+        .with("resource", &grant.resource)
+        .with("allow", &grant.allow)
+        .with("max_risk", &grant.max_risk)
+        .with("args", &grant.args)
+        .with("calls_per_hour", grant.calls_per_hour)
+        .with("expires_at", grant.expires_at)
+        .with(
+            "replaces",
+            replaced.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        );
+    if let Err(e) = state.record(given).await {
+        if let Err(undo) = grants.revoke(&grant.id, at).await {
+            tracing::error!(grant = %grant.id, error = %undo, "an unrecorded consent could not be taken back");
+        }
+        return Err(e);
+    }
     // The new approval replaces the agent's earlier grants on this resource: one
     // consent per agent, the one the person gave last.
     for old in replaced {

@@ -111,13 +111,27 @@ async fn use_link(
     idp.sessions
         .check_csrf(&visitor.session, form.csrf.as_deref())
         .await?;
-    let user = idp
+    let ip = visitor.client.ip.clone();
+    let user = match idp
         .links
         .consume(form.token.as_deref().unwrap_or_default())
-        .await?;
-    idp.sessions
+        .await
+    {
+        Ok(user) => user,
+        Err(e) => {
+            state.sign_in_refused("email", None, &e, ip.as_deref());
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = idp
+        .sessions
         .sign_in(&visitor.session, &user, "email", visitor.client)
-        .await?;
+        .await
+    {
+        state.sign_in_refused("email", Some(&user), &e, ip.as_deref());
+        return Err(e.into());
+    }
+    state.signed_in(&user, "email", ip.as_deref());
     idp.users.record_login(&user.id).await?;
     Ok(Redirect::to(&safe_next(form.next.as_deref())).into_response())
 }
@@ -146,6 +160,12 @@ async fn invite(
         .invite(&email, form.name.as_deref(), &admin.user)
         .await?;
     let email = warrant_idp::users::normalize_email(&email);
+    state.note(
+        warrant_consent::ledger::Entry::event("person.invited")
+            .by(&admin.user.id, &admin.user.email)
+            .with("email", &email)
+            .with("again", matches!(outcome, Invitation::Resent)),
+    );
     let message = match outcome {
         Invitation::Sent => format!("An invitation was sent to {email}."),
         Invitation::Resent => format!(

@@ -27,6 +27,7 @@ mod extract;
 mod oidc;
 mod page;
 mod passkey;
+mod record;
 mod servers;
 mod setup;
 mod signin;
@@ -35,6 +36,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use axum::routing::get;
+use warrant_consent::ledger::Ledger;
 use warrant_idp::Idp;
 
 pub use approvals::ApprovalsUi;
@@ -54,6 +56,9 @@ pub struct UiState {
     /// "Connected accounts" and the shared keys on the server pages; `None` leaves
     /// them off.
     pub connections: Option<ConnectionsUi>,
+    /// The audit ledger the pages record their events in; `None` records nothing
+    /// (`audit.enabled = false`, or a router built without one).
+    pub ledger: Option<Ledger>,
 }
 
 /// Forms and ceremony payloads are small; anything bigger is refused before parsing.
@@ -81,6 +86,7 @@ pub fn router_with_pages(
         consent,
         approvals,
         connections: None,
+        ledger: None,
     })
 }
 

@@ -85,9 +85,23 @@ async fn callback(
             description = ?description,
             "the OIDC provider answered the sign-in with an error"
         );
+        state.sign_in_refused(
+            &format!("oidc:{provider}"),
+            None,
+            &IdpError::Oidc {
+                provider: provider.clone(),
+                reason: format!(
+                    "the provider answered {}",
+                    error.chars().take(64).collect::<String>()
+                ),
+            },
+            visitor.client.ip.as_deref(),
+        );
         return Ok(provider_error_page(&label, error));
     }
-    let done = idp
+    let ip = visitor.client.ip.clone();
+    let method = format!("oidc:{provider}");
+    let done = match idp
         .oidc
         .callback(
             &idp.users,
@@ -97,8 +111,16 @@ async fn callback(
             &response,
             visitor.client,
         )
-        .await?;
+        .await
+    {
+        Ok(done) => done,
+        Err(e) => {
+            state.sign_in_refused(&method, None, &e, ip.as_deref());
+            return Err(e.into());
+        }
+    };
     tracing::info!(%provider, user = %done.user.id, "signed in with OIDC");
+    state.signed_in(&done.user, &method, ip.as_deref());
     // Kept for the upstreams that take the person's own sign-in (`person_sso`); dropped
     // otherwise.
     if let Some(connections) = state.connections.as_ref()

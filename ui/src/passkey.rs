@@ -136,14 +136,28 @@ async fn login_finish(
     check_csrf_header(&state, &visitor.session, &headers).await?;
     let request: LoginFinish = parse(&body)?;
     let idp = &state.idp;
-    let user = idp
+    let ip = visitor.client.ip.clone();
+    let user = match idp
         .passkeys
         .finish_sign_in(&visitor.session, &idp.users, &request.credential)
-        .await?;
+        .await
+    {
+        Ok(user) => user,
+        Err(e) => {
+            state.sign_in_refused("passkey", None, &e, ip.as_deref());
+            return Err(e.into());
+        }
+    };
     idp.users.record_login(&user.id).await?;
-    idp.sessions
+    if let Err(e) = idp
+        .sessions
         .sign_in(&visitor.session, &user, "passkey", visitor.client)
-        .await?;
+        .await
+    {
+        state.sign_in_refused("passkey", Some(&user), &e, ip.as_deref());
+        return Err(e.into());
+    }
+    state.signed_in(&user, "passkey", ip.as_deref());
     let redirect = safe_next(request.next.as_deref());
     Ok(Json(serde_json::json!({ "redirect": redirect })).into_response())
 }
@@ -190,6 +204,11 @@ async fn register_finish(
         .passkeys
         .finish_registration(&visitor.session, &user, &request.credential)
         .await?;
+    state.note(
+        warrant_consent::ledger::Entry::event("passkey.added")
+            .by(&user.id, &user.email)
+            .with("passkey", &passkey.name),
+    );
     Ok(Json(serde_json::json!({
         "redirect": "/account",
         "passkey": { "id": passkey.id, "name": passkey.name },
@@ -210,5 +229,10 @@ async fn delete(
     idp.passkeys
         .remove(&idp.users, &person.user.id, &id)
         .await?;
+    state.note(
+        warrant_consent::ledger::Entry::event("passkey.removed")
+            .by(&person.user.id, &person.user.email)
+            .with("passkey", &id),
+    );
     Ok(Redirect::to("/account#passkeys").into_response())
 }

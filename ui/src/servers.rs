@@ -13,6 +13,7 @@ use serde::Deserialize;
 use warrant_consent::catalog::{
     Approval, Catalog, CatalogEntry, CatalogError, CatalogTool, CatalogView, EntryKind, FieldChange,
 };
+use warrant_consent::ledger::Entry;
 use warrant_consent::token::Risk;
 use warrant_idp::IdpError;
 
@@ -336,6 +337,12 @@ async fn set_trust(
         .map_err(storage)?;
     store.refresh().await.map_err(storage)?;
     tracing::info!(admin = %admin.user.id, server = %name, trusted = by.is_some(), "admin set annotation trust");
+    state.note(
+        Entry::event("server.trust_changed")
+            .by(&admin.user.id, &admin.user.email)
+            .upstream(&name)
+            .with("trusted", by.is_some()),
+    );
     Ok(Redirect::to(&format!("/admin/servers/{}", path_segment(&name))).into_response())
 }
 
@@ -461,6 +468,14 @@ async fn review(
     }
     store.refresh().await.map_err(storage)?;
     tracing::info!(admin = %admin.user.id, %server, tool = %name, risk = risk.map_or("none", Risk::name), "admin reviewed a tool's risk class");
+    let mut event = Entry::event("tool.risk_changed")
+        .by(&admin.user.id, &admin.user.email)
+        .upstream(&server)
+        .tool(&name);
+    if let Some(risk) = risk {
+        event = event.risk(risk);
+    }
+    state.note(event.with("reviewed", risk.map(Risk::name)));
     Ok(Redirect::to(&tool_url(&server, &name)).into_response())
 }
 
@@ -490,6 +505,14 @@ async fn approve(
     approved(outcome, "tool")?;
     store.refresh().await.map_err(storage)?;
     tracing::info!(admin = %admin.user.id, %server, tool = %name, "admin approved a tool's new definition");
+    state.note(
+        Entry::event("quarantine.released")
+            .by(&admin.user.id, &admin.user.email)
+            .upstream(&server)
+            .tool(&name)
+            .with("kind", "tool")
+            .with("definition_sha256", &form.hash),
+    );
     Ok(Redirect::to(&tool_url(&server, &name)).into_response())
 }
 
@@ -633,6 +656,14 @@ async fn approve_entry(
     approved(outcome, kind.label())?;
     store.refresh().await.map_err(storage)?;
     tracing::info!(admin = %admin.user.id, %server, kind = kind.label(), %name, "admin approved a new definition");
+    state.note(
+        Entry::event("quarantine.released")
+            .by(&admin.user.id, &admin.user.email)
+            .upstream(&server)
+            .with("kind", kind.label())
+            .with("name", &name)
+            .with("definition_sha256", &form.hash),
+    );
     Ok(Redirect::to(&entry_url(&server, kind, &name)).into_response())
 }
 

@@ -138,8 +138,10 @@ async fn finish(
         )
         .await?;
     idp.users.record_login(&user.id).await?;
+    let ip = visitor.client.ip.clone();
     idp.sessions
         .sign_in(&visitor.session, &user, "setup", visitor.client)
         .await?;
+    state.signed_in(&user, "setup", ip.as_deref());
     Ok(Json(serde_json::json!({ "redirect": "/account" })).into_response())
 }

@@ -24,6 +24,7 @@
 //!   nobody waits for ([`Ledger::note`]) are kept in a bounded backlog and retried.
 
 pub mod chain;
+mod event;
 pub mod query;
 pub mod retention;
 mod store;

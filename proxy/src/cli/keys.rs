@@ -8,10 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use warrant_consent::ledger::Entry;
 use warrant_consent::token::{KeyRing, KeySettings, PublicKeyInfo};
 use warrant_idp::SystemClock;
 use warrant_idp::db::Db;
 
+use super::record::CommandLedger;
 use crate::config::{self, Config, Overrides};
 
 #[derive(Debug, clap::Subcommand)]
@@ -72,6 +74,9 @@ pub(super) fn run(command: KeysCommand) -> ExitCode {
                 }
             }
             KeysCommand::Rotate { place } => {
+                let config = load_config(&place)?;
+                let db = open_db(&config).await?;
+                let ledger = CommandLedger::open(&config, &db, "keys rotate").await?;
                 let keys = open(&place).await?;
                 let previous = keys.active_kid();
                 let new = keys
@@ -89,23 +94,31 @@ pub(super) fn run(command: KeysCommand) -> ExitCode {
                     );
                 }
                 println!("running servers sign with the new key within a second");
+                ledger
+                    .record(
+                        Entry::event("keys.rotated")
+                            .with("kid", new.kid)
+                            .with("retired", previous),
+                    )
+                    .await?;
+                db.close().await;
             }
             KeysCommand::Revoke { kid, place } => {
                 let config = load_config(&place)?;
                 let db = open_db(&config).await?;
                 let known = KeyRing::list_stored(&db, &KeySettings::default()).await?;
-                db.close().await;
                 if !known.iter().any(|k| k.kid == kid) {
                     anyhow::bail!(
                         "no token signing key {kid}: `warrant keys list` shows the keys there are"
                     );
                 }
+                let ledger = CommandLedger::open(&config, &db, "keys revoke").await?;
                 let keys = open(&place).await?;
                 let (revoked, replacement) = keys
                     .revoke(kid)
                     .await
                     .with_context(|| format!("cannot revoke token signing key {kid}"))?;
-                if let Some(new) = replacement {
+                if let Some(new) = &replacement {
                     println!(
                         "key {} is now the active token signing key (key {kid} was active)",
                         new.kid
@@ -118,6 +131,14 @@ pub(super) fn run(command: KeysCommand) -> ExitCode {
                     revoked.kid,
                     when(revoked.revoked_at)
                 );
+                ledger
+                    .record(
+                        Entry::event("keys.revoked")
+                            .with("kid", revoked.kid)
+                            .with("replaced_by", replacement.as_ref().map(|k| k.kid)),
+                    )
+                    .await?;
+                db.close().await;
             }
         }
         Ok(ExitCode::SUCCESS)

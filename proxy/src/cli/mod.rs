@@ -7,6 +7,7 @@ mod check;
 mod import;
 mod keys;
 mod policy;
+mod record;
 mod serve;
 mod token;
 mod vault;

@@ -13,11 +13,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use warrant_consent::ledger::Entry;
 use warrant_consent::policy::{Policy, PolicyError, PolicyStore, render};
+use warrant_idp::db::Db;
 use warrant_idp::users::Users;
 use warrant_idp::{Clock, SystemClock};
 
 use super::keys::{Place, load_config, open_db};
+use super::record::CommandLedger;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum PolicyCommand {
@@ -72,15 +75,15 @@ pub(super) fn run(command: PolicyCommand) -> ExitCode {
     })
 }
 
-async fn store(place: &Place) -> anyhow::Result<(PolicyStore, crate::config::Config)> {
+async fn store(place: &Place) -> anyhow::Result<(PolicyStore, crate::config::Config, Db)> {
     let config = load_config(place)?;
     let db = open_db(&config).await?;
     let users = Users::new(db.clone(), Arc::new(SystemClock));
-    Ok((PolicyStore::new(db, users), config))
+    Ok((PolicyStore::new(db.clone(), users), config, db))
 }
 
 async fn export(place: &Place, output: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (store, config) = store(place).await?;
+    let (store, config, _) = store(place).await?;
     let current = store
         .current()
         .await
@@ -119,7 +122,7 @@ async fn apply(
         None => format!("policy file {name}"),
     };
     let policy = Policy::parse(&text, &name)?;
-    let (store, config) = store(place).await?;
+    let (store, config, db) = store(place).await?;
     // `trust_annotations` set in the configuration is applied again at every start.
     for upstream in &config.upstreams {
         let wanted = policy
@@ -176,7 +179,22 @@ async fn apply(
             return Ok(ExitCode::from(NOT_CONFIRMED));
         }
     }
+    let ledger = CommandLedger::open(&config, &db, "policy apply").await?;
     store.apply(&plan, &by, SystemClock.unix()).await?;
+    ledger
+        .record(
+            Entry::event("policy.applied")
+                .with("by", &by)
+                .with("file", &name)
+                .with(
+                    "changes",
+                    plan.changes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>(),
+                ),
+        )
+        .await?;
     println!(
         "applied {count} change{} as {by:?}; running gateways use them within a second",
         if count == 1 { "" } else { "s" }

@@ -6,12 +6,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use warrant_consent::ledger::Entry;
 use warrant_consent::vault::{KeyUse, SHARED, Vault};
 use warrant_idp::SystemClock;
 use warrant_idp::db::Db;
 use warrant_idp::users::Users;
 
 use super::keys::{Place, load_config, open_db};
+use super::record::CommandLedger;
 
 #[derive(Debug, clap::Subcommand)]
 pub(super) enum VaultCommand {
@@ -102,13 +104,17 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
             | VaultCommand::Remove { place, .. } => place,
         };
         let Opened {
-            db, vault, current, ..
+            config,
+            db,
+            vault,
+            current,
         } = open_vault(place).await?;
         match command {
             VaultCommand::Status { .. } => {
                 print_uses(&current, &vault.check_keys().await?);
             }
             VaultCommand::RotateKey { .. } => {
+                let ledger = CommandLedger::open(&config, &db, "vault rotate-key").await?;
                 let rotation = vault
                     .rotate()
                     .await
@@ -117,6 +123,13 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                     "re-wrapped {} data keys under key {current}; {} were under it already",
                     rotation.rewrapped, rotation.current
                 );
+                ledger
+                    .record(
+                        Entry::event("vault.key_rotated")
+                            .with("key", &current)
+                            .with("rewrapped", rotation.rewrapped),
+                    )
+                    .await?;
                 print_uses(&current, &vault.check_keys().await?);
             }
             VaultCommand::Set {
@@ -130,8 +143,17 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
             } => {
                 let owner = owner(&db, person.as_deref()).await?;
                 let value = read_value()?;
+                let ledger = CommandLedger::open(&config, &db, "vault set").await?;
                 vault
                     .put(&owner, &upstream, &kind, value.as_bytes())
+                    .await?;
+                ledger
+                    .record(
+                        Entry::event("vault.stored")
+                            .upstream(&upstream)
+                            .with("kind", &kind)
+                            .with("owner", whose(person.as_deref())),
+                    )
                     .await?;
                 println!(
                     "stored {kind} for upstream {upstream} ({})",
@@ -174,7 +196,9 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                 ..
             } => {
                 let owner = owner(&db, person.as_deref()).await?;
+                let ledger = CommandLedger::open(&config, &db, "vault remove").await?;
                 if !vault.remove(&owner, &upstream, &kind).await? {
+                    ledger.close().await;
                     anyhow::bail!(
                         "no {kind} is stored for upstream {upstream} ({})",
                         whose(person.as_deref())
@@ -184,6 +208,14 @@ pub(super) fn run(command: VaultCommand) -> ExitCode {
                     "removed {kind} for upstream {upstream} ({})",
                     whose(person.as_deref())
                 );
+                ledger
+                    .record(
+                        Entry::event("vault.removed")
+                            .upstream(&upstream)
+                            .with("kind", &kind)
+                            .with("owner", whose(person.as_deref())),
+                    )
+                    .await?;
             }
         }
         db.close().await;
