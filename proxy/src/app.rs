@@ -26,9 +26,10 @@ use warrant_idp::clock::Clock;
 use warrant_idp::db::{Db, DbError};
 use warrant_idp::{Idp, IdpConfig, IdpError, SystemClock};
 
-use crate::config::{Config, McpAuthorization};
+use crate::config::{Config, McpAuthorization, MetricsConfig};
 use crate::store::UpstreamEvents;
 use crate::upstream_keys;
+use warrant_plane::metrics::{Metrics, UpstreamNow};
 use warrant_plane::periodic::Periodic;
 use warrant_plane::server::stage::credentials::KeySource;
 use warrant_plane::{ApprovalDesk, Audience, Gateway, McpAuth, Notify, Observer};
@@ -149,6 +150,8 @@ const LEDGER_CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(5
 struct AppState {
     db: Db,
     gateway: Gateway,
+    /// Who may scrape `/metrics`.
+    metrics: Arc<MetricsConfig>,
 }
 
 /// Opens storage, starts the upstreams and the HTTP server.
@@ -234,8 +237,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let issuer = warrant_consent::oauth::http::issuer_of(&public_url);
 
     let shutdown = CancellationToken::new();
-    spawn_revocation_refresher(&revoked, clock.clone(), shutdown.child_token());
-    spawn_key_reloader(&keys, shutdown.child_token());
     // Call budgets: counted in memory, shared through the database every second.
     let budgets = warrant_consent::budgets::Budgets::new(db.clone());
     warrant_plane::enforce::budget::spawn_flusher(&budgets, clock.clone(), shutdown.child_token());
@@ -258,7 +259,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .await?;
         }
     }
-    spawn_catalog_refresher(&catalog, shutdown.child_token());
     let upstreams_config = upstream_keys::with_vault_values(&config, &vault).await?;
     let gateway = Gateway::new(
         &upstreams_config,
@@ -266,6 +266,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog.clone(),
         shutdown.child_token(),
     );
+    let metrics = gateway.metrics().clone();
+    spawn_revocation_refresher(&revoked, clock.clone(), &metrics, shutdown.child_token());
+    spawn_key_reloader(&keys, &metrics, shutdown.child_token());
+    spawn_catalog_refresher(&catalog, &metrics, shutdown.child_token());
     let idp = Idp::new(
         db.clone(),
         idp_config(&config, public_url.clone()),
@@ -314,52 +318,59 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let state = AppState {
         db: db.clone(),
         gateway: gateway.clone(),
+        metrics: Arc::new(config.metrics.clone()),
     };
     let router =
         warrant_plane::server::edge::router(gateway.clone(), &config, shutdown.child_token())
             .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz).with_state(state))
-            .route(
-                "/.well-known/warrant-keys.json",
-                get(warrant_keys).with_state(keys.clone()),
+            .route("/readyz", get(readyz).with_state(state.clone()));
+    let router = if config.metrics.enabled {
+        router.route("/metrics", get(scrape).with_state(state))
+    } else {
+        router
+    };
+    let router = router
+        .route(
+            "/.well-known/warrant-keys.json",
+            get(warrant_keys).with_state(keys.clone()),
+        )
+        .merge(warrant_consent::oauth::router(
+            OAuthState::new(
+                db.clone(),
+                keys.clone(),
+                verifier.clone(),
+                clock.clone(),
+                &public_url,
             )
-            .merge(warrant_consent::oauth::router(
-                OAuthState::new(
-                    db.clone(),
-                    keys.clone(),
-                    verifier.clone(),
-                    clock.clone(),
-                    &public_url,
-                )
-                .with_revoked(revoked.clone())
-                .with_access_token_ttl(
-                    i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
-                ),
-            ))
-            .merge(warrant_ui::router_for(warrant_ui::UiState {
-                idp: idp.clone(),
-                consent: Some(warrant_ui::ConsentUi {
-                    db: db.clone(),
-                    issuer: issuer.clone(),
-                    resource: warrant_consent::oauth::Resource::new(&public_url),
-                    tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
-                    revoked: Some(revoked.clone()),
-                    ceilings: Some(ceilings.clone()),
-                    catalog: Some(catalog.clone()),
-                }),
-                approvals: Some(warrant_ui::ApprovalsUi {
-                    approvals,
-                    clients: warrant_consent::oauth::Clients::new(db.clone()),
-                }),
-                connections: Some(upstream_keys::connections_ui(
-                    &config,
-                    &vault,
-                    person_oauth,
-                    person_sso,
-                    &gateway,
-                )),
-                ledger: ledger.clone(),
-            }));
+            .with_revoked(revoked.clone())
+            .with_access_token_ttl(
+                i64::try_from(config.oauth.access_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            ),
+        ))
+        .merge(warrant_ui::router_for(warrant_ui::UiState {
+            idp: idp.clone(),
+            consent: Some(warrant_ui::ConsentUi {
+                db: db.clone(),
+                issuer: issuer.clone(),
+                resource: warrant_consent::oauth::Resource::new(&public_url),
+                tool_servers: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+                revoked: Some(revoked.clone()),
+                ceilings: Some(ceilings.clone()),
+                catalog: Some(catalog.clone()),
+            }),
+            approvals: Some(warrant_ui::ApprovalsUi {
+                approvals,
+                clients: warrant_consent::oauth::Clients::new(db.clone()),
+            }),
+            connections: Some(upstream_keys::connections_ui(
+                &config,
+                &vault,
+                person_oauth,
+                person_sso,
+                &gateway,
+            )),
+            ledger: ledger.clone(),
+        }));
     // Behind a reverse proxy, the client's address (rate limits, logs) comes from it.
     let router = if config.server.trusted_proxies.is_empty() {
         router
@@ -514,12 +525,21 @@ fn spawn_session_sweeper(idp: &Idp, stop: CancellationToken) {
 /// How often expired rows are deleted.
 const SWEEP: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// What a live view's refresher tells `/metrics` after each success (and now: the view
+/// was just loaded).
+fn refreshed(view: &'static str, metrics: &Arc<Metrics>) -> impl Fn() + Send + Sync + 'static {
+    metrics.refreshed(view);
+    let metrics = metrics.clone();
+    move || metrics.refreshed(view)
+}
+
 /// Re-reads the revoked tokens and grants every second, so that a revocation made by
 /// another replica (or straight in the database) applies within a second. Revocations
 /// made by this process apply at once.
 fn spawn_revocation_refresher(
     revoked: &RevokedSet,
     clock: Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
     stop: CancellationToken,
 ) {
     let revoked = revoked.clone();
@@ -529,6 +549,7 @@ fn spawn_revocation_refresher(
         "revocation list readable again",
     )
     .first_after_a_period()
+    .telling(refreshed("revocations", metrics))
     .spawn(stop, move || {
         let (revoked, now) = (revoked.clone(), clock.unix());
         async move { revoked.refresh(now).await }
@@ -547,6 +568,7 @@ fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: Canc
         "trust ceilings readable again",
     )
     .first_after_a_period()
+    .telling(refreshed("ceilings", gateway.metrics()))
     .spawn(stop.clone(), move || {
         let view = view.clone();
         async move { view.refresh().await.map(drop) }
@@ -584,7 +606,7 @@ fn spawn_ceiling_refresher(ceilings: &CeilingView, gateway: &Gateway, stop: Canc
 /// restart: tokens signed with the new key verify here within that time, and the old key
 /// keeps verifying what it signed through its grace period. A key revoked by `warrant
 /// keys revoke` verifies nothing here from the next reload on.
-fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
+fn spawn_key_reloader(keys: &KeyRing, metrics: &Arc<Metrics>, stop: CancellationToken) {
     let keys = keys.clone();
     Periodic::every(
         REFRESH,
@@ -592,6 +614,7 @@ fn spawn_key_reloader(keys: &KeyRing, stop: CancellationToken) {
         "token signing keys readable again",
     )
     .first_after_a_period()
+    .telling(refreshed("keys", metrics))
     .spawn(stop, move || {
         let keys = keys.clone();
         async move {
@@ -664,7 +687,7 @@ impl Notify for ApprovalMail {
 
 /// Re-reads the catalog's decisions every second, so that an admin's change made on
 /// another replica applies within a second (changes made here apply at once).
-fn spawn_catalog_refresher(catalog: &CatalogView, stop: CancellationToken) {
+fn spawn_catalog_refresher(catalog: &CatalogView, metrics: &Arc<Metrics>, stop: CancellationToken) {
     let catalog = catalog.clone();
     Periodic::every(
         REFRESH,
@@ -672,6 +695,7 @@ fn spawn_catalog_refresher(catalog: &CatalogView, stop: CancellationToken) {
         "tool catalog readable again",
     )
     .first_after_a_period()
+    .telling(refreshed("catalog", metrics))
     .spawn(stop, move || {
         let catalog = catalog.clone();
         async move { catalog.refresh().await.map(drop) }
@@ -818,19 +842,54 @@ async fn warrant_keys(State(keys): State<KeyRing>) -> Response {
         .into_response()
 }
 
+/// The client's address (behind a trusted proxy: the client's, not the proxy's).
+fn client_ip(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The Prometheus metrics (see `warrant_plane::metrics`), for clients on loopback and
+/// in `metrics.allow_from`; others get 403.
+async fn scrape(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    if !client_ip(&request).is_some_and(|ip| state.metrics.allows(ip)) {
+        return (
+            StatusCode::FORBIDDEN,
+            "/metrics answers clients on loopback and in metrics.allow_from only\n",
+        )
+            .into_response();
+    }
+    let status = state.gateway.status();
+    let upstreams: Vec<UpstreamNow<'_>> = status
+        .iter()
+        .map(|u| UpstreamNow {
+            name: &u.name,
+            state: u.state,
+            tools: u.tools,
+        })
+        .collect();
+    let ledger = state.gateway.ledger().map(Ledger::state);
+    let text = state.gateway.metrics().render(&upstreams, ledger.as_ref());
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            warrant_plane::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response()
+}
+
 /// Readiness: the database answers. Upstreams are reported, not required: a down
 /// upstream withdraws its tools, it does not stop the gateway. Why an upstream is down
 /// (a command line, a host name, an upstream's error text) is shown only to a client on
 /// loopback (the client behind a trusted proxy, not the proxy); others see the states.
 async fn readyz(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    let on_loopback = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|info| {
-            let ip = info.0.ip();
-            ip.is_loopback()
-                || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
-        });
+    let on_loopback = client_ip(&request).is_some_and(|ip| {
+        ip.is_loopback()
+            || matches!(ip, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+    });
     let mut upstreams = state.gateway.status();
     if !on_loopback {
         for upstream in &mut upstreams {

@@ -284,7 +284,7 @@ pub async fn run_cli(mut command: tokio::process::Command, stdin: &str) -> std::
 }
 
 /// The Python of the test virtualenv (tests/python/.venv: the MCP SDK, the SMTP server,
-/// the Biscuit library), installed by scripts/test.sh.
+/// the Biscuit library, Prometheus's text parser), installed by scripts/test.sh.
 pub fn python() -> PathBuf {
     let python = repo_root().join("tests/python/.venv/bin/python");
     assert!(

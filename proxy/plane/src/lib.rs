@@ -22,6 +22,7 @@ pub mod demo;
 pub mod enforce;
 pub mod forwarded;
 pub(crate) mod locks;
+pub mod metrics;
 pub mod periodic;
 pub mod protocol;
 pub mod server;

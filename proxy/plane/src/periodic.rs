@@ -5,6 +5,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -12,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// A periodic task, configured; [`Periodic::spawn`] starts it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Periodic {
     every: Duration,
     /// Logged (with the error) when the work starts failing: what fails, and what that
@@ -22,6 +23,17 @@ pub struct Periodic {
     recovered: &'static str,
     at_once: bool,
     once_more_on_stop: bool,
+    /// Told of each success (a live view reports its refresh to `/metrics`).
+    on_success: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Periodic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Periodic")
+            .field("every", &self.every)
+            .field("failing", &self.failing)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Periodic {
@@ -33,7 +45,14 @@ impl Periodic {
             recovered,
             at_once: true,
             once_more_on_stop: false,
+            on_success: None,
         }
+    }
+
+    /// Calls `told` after each run that succeeded.
+    pub fn telling(mut self, told: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_success = Some(Arc::new(told));
+        self
     }
 
     /// The first run comes after one period (the state was just loaded).
@@ -73,6 +92,9 @@ impl Periodic {
                 }
                 match work().await {
                     Ok(()) => {
+                        if let Some(told) = &self.on_success {
+                            told();
+                        }
                         if health.succeeded() {
                             tracing::info!("{}", self.recovered);
                         }
@@ -113,7 +135,6 @@ impl Health {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;

@@ -5,7 +5,7 @@
 //! | rank | layer |
 //! |---|---|
 //! | 0 | `locks` |
-//! | 1 | `config`, `forwarded`, `periodic`, `demo` |
+//! | 1 | `config`, `forwarded`, `periodic`, `demo`, `metrics` |
 //! | 2 | `protocol` |
 //! | 3 | `upstream`, `enforce` (neither imports the other) |
 //! | 4 | `view` |
@@ -26,7 +26,7 @@ fn rank(module: &ModPath) -> Option<usize> {
     match module.first().map(String::as_str) {
         None => None,
         Some("locks") => Some(0),
-        Some("config" | "forwarded" | "periodic" | "demo") => Some(1),
+        Some("config" | "forwarded" | "metrics" | "periodic" | "demo") => Some(1),
         Some("protocol") => Some(2),
         Some("upstream" | "enforce") => Some(3),
         Some("view") => Some(4),

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod import;
 mod limits;
+mod metrics;
 mod oauth;
 mod policy;
 mod raw;
@@ -29,6 +30,7 @@ pub use audit::{AuditConfig, RawAudit};
 pub use auth::AuthConfig;
 pub use import::{ImportError, Imported, MovedSecret, import_mcp_servers};
 pub use limits::McpLimits;
+pub use metrics::{MetricsConfig, RawMetrics};
 pub use oauth::OAuthConfig;
 pub use policy::{DEFAULT_CEILING, PolicyConfig};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream};
@@ -65,6 +67,8 @@ pub struct Config {
     pub vault: VaultConfig,
     /// `[audit]`: the audit ledger.
     pub audit: AuditConfig,
+    /// `[metrics]`: who may scrape `/metrics`.
+    pub metrics: MetricsConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -217,6 +221,7 @@ pub fn validate(
     let policy = policy::validate_policy(raw.policy.clone().unwrap_or_default(), problems);
     let vault = vault::validate_vault(raw.vault.clone().unwrap_or_default(), problems);
     let audit = audit::validate_audit(raw.audit.clone().unwrap_or_default(), problems);
+    let metrics = metrics::validate_metrics(raw.metrics.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -284,6 +289,7 @@ pub fn validate(
             policy,
             vault,
             audit,
+            metrics,
             upstreams,
         })
     } else {
@@ -443,19 +449,11 @@ fn validate_server(
             ));
         }
     }
-    let mut trusted_proxies = Vec::new();
-    for (i, text) in raw.trusted_proxies.iter().flatten().enumerate() {
-        let parsed = text
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net.trunc()),
-            Err(_) => problems.push(Problem::new(
-                format!("server.trusted_proxies.{i}"),
-                format!("{text:?} is not an address or a network like 10.0.0.0/8 or fd00::/8"),
-            )),
-        }
-    }
+    let trusted_proxies = value::networks(
+        raw.trusted_proxies.clone(),
+        "server.trusted_proxies",
+        problems,
+    );
     Some(ServerConfig {
         listen: listen?,
         data_dir: o

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub vault: Option<super::vault::RawVault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<super::audit::RawAudit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<super::metrics::RawMetrics>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }

@@ -180,6 +180,29 @@ pub(crate) fn duration(
     }
 }
 
+/// Addresses or networks (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`) listed under `path`;
+/// each one that is neither is a problem.
+pub(crate) fn networks(
+    list: Option<Vec<String>>,
+    path: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::new();
+    for (i, text) in list.iter().flatten().enumerate() {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => problems.push(Problem::new(
+                format!("{path}.{i}"),
+                format!("{text:?} is not an address or a network like 10.0.0.0/8 or fd00::/8"),
+            )),
+        }
+    }
+    nets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

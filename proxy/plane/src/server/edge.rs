@@ -57,7 +57,11 @@ pub fn router(gateway: Gateway, config: &Config, shutdown: CancellationToken) ->
     manager.session_config.keep_alive = None;
     let sessions = Arc::new(manager);
     let limits = &config.mcp.limits;
-    let table = SessionTable::new(limits.max_sessions_per_client, limits.session_idle_timeout);
+    let table = SessionTable::new(
+        limits.max_sessions_per_client,
+        limits.session_idle_timeout,
+        gateway.metrics().sessions(),
+    );
     end_idle_sessions(
         table.clone(),
         sessions.clone(),
@@ -516,7 +520,7 @@ mod tests {
     #[test]
     fn an_answer_in_one_piece_keeps_its_length_while_its_session_is_held() {
         use axum::body::HttpBody as _;
-        let table = SessionTable::new(4, std::time::Duration::from_secs(60));
+        let table = SessionTable::new(4, std::time::Duration::from_secs(60), Default::default());
         table
             .start("owner".into())
             .expect("room")

@@ -24,7 +24,8 @@ use super::stage::credentials::{self, Credentials, KeySource};
 use crate::config::{Config, StartMode};
 use crate::enforce::approve::{ApprovalDesk, declares_url_elicitation};
 use crate::enforce::audience::Audience;
-use crate::enforce::auth::{Caller, McpAuth};
+use crate::enforce::auth::{Authorized, Caller, McpAuth};
+use crate::metrics::Metrics;
 use crate::periodic::Periodic;
 use crate::protocol::era::{Era, era_of, upstream_meta};
 use crate::protocol::error::GatewayError;
@@ -70,6 +71,8 @@ struct Inner {
     /// The audit ledger every call is recorded in (set once at start; none: nothing is
     /// recorded).
     ledger: std::sync::OnceLock<Ledger>,
+    /// What `/metrics` shows.
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -135,6 +138,7 @@ impl Gateway {
                 keyed,
                 keys: std::sync::OnceLock::new(),
                 ledger: std::sync::OnceLock::new(),
+                metrics: Arc::default(),
                 shutdown,
             }),
         }
@@ -292,6 +296,11 @@ impl Gateway {
         self.inner.ledger.get()
     }
 
+    /// What `/metrics` shows of this gateway.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Where keys of upstreams that take one per person, or keep a shared one in the
     /// vault, come from; set once, before clients arrive.
     pub fn set_key_source(&self, source: KeySource) {
@@ -444,6 +453,16 @@ impl Gateway {
     /// The current aggregated view for clients of `era`.
     pub(super) fn view(&self, era: Era) -> Arc<Aggregate> {
         self.inner.views.current(era)
+    }
+
+    /// The upstream and tool an exposed tool name routes to now, as a decision names
+    /// them (for calls nobody decided: without tokens).
+    pub(super) fn routed(&self, name: &str) -> Option<Authorized> {
+        self.view(Era::Modern).tool(name).map(|route| Authorized {
+            server: route.server.clone(),
+            tool: route.original.clone(),
+            risk: route.risk,
+        })
     }
 
     /// Lets lazy upstreams start and starting ones finish before a list is answered.

@@ -136,7 +136,7 @@ async fn stages(
     // handler forwards it under this record.
     let args = call.arguments().map(|a| a.get());
     let written = match record::allowed(gateway, caller, allowed.as_ref(), &call.name, args).await {
-        Ok(written) => written,
+        Ok(written) => Some(written),
         Err(e) => return Step::Answer(gateway_error(e, message)),
     };
     // 7. Forward.
@@ -240,14 +240,16 @@ pub(crate) async fn tools_call_handled(
                 .arguments
                 .as_ref()
                 .and_then(|a| serde_json::to_string(a).ok());
-            record::allowed(
-                gateway,
-                caller.as_ref(),
-                Some(&decided),
-                &name,
-                args.as_deref(),
+            Some(
+                record::allowed(
+                    gateway,
+                    caller.as_ref(),
+                    Some(&decided),
+                    &name,
+                    args.as_deref(),
+                )
+                .await?,
             )
-            .await?
         }
     };
     // 7. Forward, through rmcp. A connection built with a person's key or token that the

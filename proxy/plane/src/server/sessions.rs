@@ -5,6 +5,7 @@
 //! id then gets rmcp's 404, and the client starts a new one.
 
 use crate::locks::{Locked, Sharded};
+use prometheus_client::metrics::gauge::Gauge;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub(crate) struct SessionTable {
     /// Open sessions (and ones being started) per owner (taken when a session starts or
     /// ends; never while a shard of `by_id` is held).
     per_owner: Mutex<PerOwner>,
+    /// How many are open, for `/metrics`.
+    open: Gauge,
 }
 
 #[derive(Default)]
@@ -57,12 +60,15 @@ impl PerOwner {
 }
 
 impl SessionTable {
-    pub(crate) fn new(cap: usize, idle: Duration) -> Arc<Self> {
+    /// A table of at most `cap` sessions per owner, ending those idle for `idle`, that
+    /// keeps `open` counting the sessions open.
+    pub(crate) fn new(cap: usize, idle: Duration, open: Gauge) -> Arc<Self> {
         Arc::new(Self {
             cap,
             idle,
             by_id: Sharded::default(),
             per_owner: Mutex::default(),
+            open,
         })
     }
 
@@ -104,6 +110,7 @@ impl SessionTable {
     pub(crate) fn ended(&self, id: &str) {
         let removed = self.by_id.shard(id).remove(id);
         if let Some(entry) = removed {
+            self.open.dec();
             self.per_owner.locked().release(&entry.owner);
         }
     }
@@ -122,6 +129,8 @@ impl SessionTable {
                 !ended
             });
         }
+        self.open
+            .dec_by(i64::try_from(idle.len()).unwrap_or(i64::MAX));
         let mut per_owner = self.per_owner.locked();
         for owner in &owners {
             per_owner.release(owner);
@@ -140,7 +149,15 @@ impl Starting {
                 last: Instant::now(),
                 busy: 0,
             };
-            self.table.by_id.shard(id.as_str()).insert(id, entry);
+            if self
+                .table
+                .by_id
+                .shard(id.as_str())
+                .insert(id, entry)
+                .is_none()
+            {
+                self.table.open.inc();
+            }
         }
     }
 }
@@ -169,7 +186,8 @@ mod tests {
 
     #[test]
     fn owners_are_capped_and_idle_sessions_taken_out() {
-        let table = SessionTable::new(2, Duration::from_secs(60));
+        let open = Gauge::default();
+        let table = SessionTable::new(2, Duration::from_secs(60), open.clone());
         let a = table.start("a".into()).expect("room");
         let b = table.start("a".into()).expect("room");
         assert!(table.start("a".into()).is_none(), "the cap");
@@ -177,15 +195,19 @@ mod tests {
         drop(b); // never started
         a.started("s1".into());
         table.start("a".into()).expect("room").started("s2".into());
+        assert_eq!(open.get(), 2, "two sessions open");
         assert!(table.start("a".into()).is_none());
         let in_use = table.enter("s1").expect("known");
         assert!(table.enter("nope").is_none());
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(table.take_idle(later), ["s2"], "s1 is in use");
+        assert_eq!(open.get(), 1);
         drop(in_use);
         let soon = Instant::now() + Duration::from_secs(59);
         assert!(table.take_idle(soon).is_empty(), "s1 was just used");
         table.ended("s1");
+        table.ended("s1");
+        assert_eq!(open.get(), 0, "an end counted once");
         assert!(table.per_owner.locked().0.is_empty());
     }
 }

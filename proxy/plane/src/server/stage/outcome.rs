@@ -1,7 +1,7 @@
 //! Stage 9, record the outcome: how an allowed call ended (ok, a tool error, an
 //! upstream error, a timeout), how long it took and how large its answer was, in the
-//! audit ledger next to the call's own record. Written without waiting: the answer is
-//! not held for it.
+//! audit ledger next to the call's own record, and in the metrics. Written without
+//! waiting: the answer is not held for it.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -12,19 +12,23 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use warrant_consent::ledger::{Entry, Kind, Ledger, Outcome};
 
+use std::sync::Arc;
+
 use super::record::Recorded;
+use crate::metrics::Metrics;
 use crate::protocol::codes::REQUEST_TIMEOUT;
 use crate::server::gateway::Gateway;
 
 /// The answer of a direct call, watched as it goes to the client: once it has gone
 /// (or the client left), its outcome is recorded.
 pub(crate) fn watched(gateway: &Gateway, recorded: Option<Recorded>, answer: Response) -> Response {
-    let (Some(recorded), Some(ledger)) = (recorded, gateway.ledger()) else {
+    let Some(recorded) = recorded else {
         return answer;
     };
     let (parts, body) = answer.into_parts();
     let mut watch = Watch {
-        ledger: ledger.clone(),
+        ledger: gateway.ledger().cloned(),
+        metrics: gateway.metrics().clone(),
         recorded: Some(recorded),
         status: parts.status.as_u16(),
         bytes: 0,
@@ -47,7 +51,7 @@ pub(crate) fn recorded_result(
     recorded: Option<Recorded>,
     result: &Result<CallToolResponse, ErrorData>,
 ) {
-    let (Some(recorded), Some(ledger)) = (recorded, gateway.ledger()) else {
+    let Some(recorded) = recorded else {
         return;
     };
     let (outcome, bytes) = match result {
@@ -65,20 +69,44 @@ pub(crate) fn recorded_result(
         Ok(_) => (Outcome::Ok, 0),
         Err(e) => (error_outcome(e.code.0), json_len(e)),
     };
-    note(ledger, recorded, outcome, None, bytes);
+    note(
+        gateway.ledger(),
+        gateway.metrics(),
+        recorded,
+        outcome,
+        None,
+        bytes,
+    );
 }
 
-fn note(ledger: &Ledger, recorded: Recorded, outcome: Outcome, status: Option<u16>, bytes: u64) {
+/// Counts how the call ended, and records it next to the call's record.
+fn note(
+    ledger: Option<&Ledger>,
+    metrics: &Metrics,
+    recorded: Recorded,
+    outcome: Outcome,
+    status: Option<u16>,
+    bytes: u64,
+) {
+    let took = recorded.started.elapsed();
+    metrics.ended(
+        recorded.entry.upstream.as_deref().unwrap_or_default(),
+        outcome,
+        took,
+    );
+    let (Some(ledger), Some(seq)) = (ledger, recorded.seq) else {
+        return;
+    };
     let call = recorded.entry;
     let mut entry = Entry::new(Kind::CallOutcome);
     entry.token = call.token;
     entry.upstream = call.upstream;
     entry.tool = call.tool;
     entry.risk = call.risk;
-    entry.detail.call = Some(recorded.seq);
+    entry.detail.call = Some(seq);
     entry.detail.outcome = Some(outcome);
     entry.detail.status = status;
-    entry.detail.latency_us = Some(recorded.started.elapsed().as_micros() as u64);
+    entry.detail.latency_us = Some(took.as_micros() as u64);
     entry.detail.result_bytes = Some(bytes);
     ledger.note(entry);
 }
@@ -110,7 +138,8 @@ fn error_outcome(code: i32) -> Outcome {
 
 /// What is seen of a direct call's answer as it goes by.
 struct Watch {
-    ledger: Ledger,
+    ledger: Option<Ledger>,
+    metrics: Arc<Metrics>,
     recorded: Option<Recorded>,
     status: u16,
     bytes: u64,
@@ -133,7 +162,8 @@ impl Drop for Watch {
             // No answer went by: the stream ended (or the client left) before it.
             let outcome = self.outcome.unwrap_or(Outcome::UpstreamError);
             note(
-                &self.ledger,
+                self.ledger.as_ref(),
+                &self.metrics,
                 recorded,
                 outcome,
                 Some(self.status),

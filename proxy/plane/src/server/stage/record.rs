@@ -15,38 +15,57 @@ use crate::server::gateway::Gateway;
 /// An allowed call as recorded: what its outcome refers to.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded {
-    /// The number of the call's record in this process's chain.
-    pub(crate) seq: i64,
+    /// The number of the call's record in this process's chain (`None`: no ledger).
+    pub(crate) seq: Option<i64>,
     pub(crate) started: Instant,
     /// The call's own record (who, the upstream, the tool).
     pub(crate) entry: Entry,
 }
 
 /// Records that a call of the tool exposed as `name` is allowed and about to be
-/// forwarded; returns once the record is written. `None` when nothing is recorded
-/// (no ledger). An error when the ledger cannot be written: the call must not go.
+/// forwarded; returns once the record is written (at once without a ledger), and counts
+/// it. An error when the ledger cannot be written: the call must not go.
 pub(crate) async fn allowed(
     gateway: &Gateway,
     caller: Option<&Caller>,
     call: Option<&Authorized>,
     name: &str,
     args: Option<&str>,
-) -> Result<Option<Recorded>, GatewayError> {
-    let Some(ledger) = gateway.ledger() else {
-        return Ok(None);
-    };
+) -> Result<Recorded, GatewayError> {
     let started = Instant::now();
+    let routed;
+    let call = match call {
+        Some(call) => Some(call),
+        None => {
+            routed = gateway.routed(name);
+            routed.as_ref()
+        }
+    };
     let mut entry = call_entry(caller, call, name);
     entry.allowed = Some(true);
+    let metrics = gateway.metrics();
+    let upstream = entry.upstream.clone().unwrap_or_default();
+    let Some(ledger) = gateway.ledger() else {
+        metrics.decided(&upstream, true);
+        return Ok(Recorded {
+            seq: None,
+            started,
+            entry,
+        });
+    };
     entry.args = args.map(Arc::from);
     let kept = entry.clone();
     match ledger.append(entry).await {
-        Ok(written) => Ok(Some(Recorded {
-            seq: written.seq,
-            started,
-            entry: kept,
-        })),
+        Ok(written) => {
+            metrics.decided(&upstream, true);
+            Ok(Recorded {
+                seq: Some(written.seq),
+                started,
+                entry: kept,
+            })
+        }
         Err(e) => {
+            metrics.decided(&upstream, false);
             let reason = e.to_string();
             refuse(ledger, kept, format!("not forwarded: {reason}"));
             Err(GatewayError::LedgerUnavailable(match e {
@@ -66,6 +85,7 @@ pub(crate) fn refused(
     risk: Option<Risk>,
     reason: &str,
 ) {
+    gateway.metrics().decided(server, false);
     let Some(ledger) = gateway.ledger() else {
         return;
     };
