@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use warrant_consent::ledger::sink::{Options as SinkOptions, Sink};
 use warrant_consent::ledger::{CheckpointKey, Ledger, Options as LedgerOptions};
 
 use axum::extract::State;
@@ -98,6 +99,8 @@ pub struct Running {
     pub setup_link: Option<String>,
     /// This process's writer of the audit ledger (`None` with `audit.enabled = false`).
     pub ledger: Option<Ledger>,
+    /// Where the ledger is streamed to (`[[audit.sinks]]`).
+    sinks: Vec<Sink>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -123,7 +126,8 @@ impl Running {
     }
 
     /// Runs until the shutdown token is cancelled and the server has drained; then the
-    /// ledger writes what it holds, signs its head and syncs.
+    /// ledger writes what it holds, signs its head and syncs, and the sinks deliver
+    /// what is left.
     pub async fn wait(self) -> std::io::Result<()> {
         let result = match self.server.await {
             Ok(r) => r,
@@ -131,6 +135,9 @@ impl Running {
         };
         if let Some(ledger) = &self.ledger {
             ledger.close(LEDGER_CLOSE_BOUND).await;
+        }
+        for sink in self.sinks {
+            sink.finish(LEDGER_CLOSE_BOUND).await;
         }
         self.db.close().await;
         result
@@ -283,10 +290,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         sso: person_sso.clone(),
         public_url: public_url.clone(),
     });
+    let mut sinks = Vec::new();
     if let Some(ledger) = &ledger {
         gateway.set_ledger(ledger.clone());
         if let Some(retention) = config.audit.retention {
             spawn_ledger_retention(&db, ledger, retention, shutdown.child_token());
+        }
+        for sink in &config.audit.sinks {
+            let options = SinkOptions::new(&sink.name, sink.target.clone());
+            let started = Sink::start(&db, options, ledger.writer())?;
+            gateway
+                .metrics()
+                .add_sink(started.name(), started.state().clone());
+            sinks.push(started);
         }
     }
     gateway.follow_catalog();
@@ -415,6 +431,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         catalog,
         setup_link,
         ledger,
+        sinks,
         shutdown,
         server,
     })

@@ -27,6 +27,7 @@ pub mod chain;
 mod event;
 pub mod query;
 pub mod retention;
+pub mod sink;
 mod store;
 pub mod verify;
 mod writer;

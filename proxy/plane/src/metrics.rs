@@ -4,8 +4,8 @@
 //! live view is, read when scraped. `docs/configuration.md` lists every metric.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use warrant_consent::ledger::sink::SinkState;
 use warrant_consent::ledger::{LedgerState, Outcome};
 
 use crate::locks::Locked;
@@ -52,6 +53,11 @@ struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ViewLabels {
     view: &'static str,
 }
@@ -79,6 +85,10 @@ pub struct Metrics {
     ledger_written: Counter,
     ledger_dropped: Counter,
     view_age: Family<ViewLabels, Gauge<f64, AtomicU64>>,
+    sink_up: Family<SinkLabels, Gauge>,
+    sink_delivered: Family<SinkLabels, Counter>,
+    /// The ledger's sinks, read when scraped.
+    sinks: Mutex<Vec<(String, Arc<SinkState>)>>,
     /// When each live view was last read from the database.
     refreshed: Mutex<HashMap<&'static str, Instant>>,
     /// Scrapes render one at a time (each sets the values read when scraped first).
@@ -178,8 +188,23 @@ impl Metrics {
             Unit::Seconds,
             view_age.clone(),
         );
+        let sink_up = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "ledger_sink_up",
+            "1 while a sink of the audit ledger takes its records, 0 while deliveries fail",
+            sink_up.clone(),
+        );
+        let sink_delivered = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "ledger_sink_records_delivered",
+            "Records this process delivered to each sink of the audit ledger",
+            sink_delivered.clone(),
+        );
         Self {
             registry,
+            sink_up,
+            sink_delivered,
+            sinks: Mutex::default(),
             calls,
             outcomes,
             duration,
@@ -238,6 +263,11 @@ impl Metrics {
         self.sessions.clone()
     }
 
+    /// Shows how the ledger's sink `name` is doing.
+    pub fn add_sink(&self, name: &str, state: Arc<SinkState>) {
+        self.sinks.locked().push((name.to_owned(), state));
+    }
+
     /// The live view `view` was just read from the database.
     pub fn refreshed(&self, view: &'static str) {
         self.refreshed.locked().insert(view, Instant::now());
@@ -274,6 +304,16 @@ impl Metrics {
                 .set(i64::try_from(ledger.backlog).unwrap_or(i64::MAX));
             catch_up(&self.ledger_written, ledger.written);
             catch_up(&self.ledger_dropped, ledger.dropped);
+        }
+        for (name, state) in self.sinks.locked().iter() {
+            let labels = SinkLabels { sink: name.clone() };
+            self.sink_up
+                .get_or_create(&labels)
+                .set(i64::from(!state.failing.load(Ordering::Relaxed)));
+            catch_up(
+                &self.sink_delivered.get_or_create(&labels),
+                state.delivered.load(Ordering::Relaxed),
+            );
         }
         let now = Instant::now();
         for (view, at) in self.refreshed.locked().iter() {
