@@ -68,18 +68,46 @@ fn attribute_after(body: &str, anchor: &str, prefix: &str) -> Option<String> {
     Some(unescape(&rest[..end]))
 }
 
-/// Undoes askama's HTML escaping of attribute values.
+/// Undoes askama's HTML escaping of attribute values: the named entities it writes and
+/// every numeric one (`&#38;`, `&#x2f;`).
 pub fn unescape(s: &str) -> String {
-    s.replace("&#43;", "+")
-        .replace("&#47;", "/")
-        .replace("&#61;", "=")
-        .replace("&#x2f;", "/")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';').filter(|end| *end <= 10) else {
+            out.push('&');
+            rest = &rest[1..];
+            continue;
+        };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "quot" => Some('"'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A cookie-keeping HTTP client pointed at one site.

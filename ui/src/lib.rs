@@ -19,6 +19,7 @@ mod account;
 mod admin;
 mod approvals;
 mod assets;
+mod audit;
 mod ceilings;
 mod connections;
 mod consent;
@@ -98,6 +99,7 @@ pub fn router_for(state: UiState) -> Router {
         .merge(signin::routes())
         .merge(account::routes())
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(ceilings::routes())
         .merge(servers::routes())
         .merge(oidc::routes())

@@ -410,3 +410,70 @@ async fn retention_removes_up_to_a_signed_record() {
         report.problems
     );
 }
+
+#[tokio::test]
+async fn pages_of_filtered_records_come_newest_first_and_every_one_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = db(dir.path()).await;
+    // 120 calls, sequentially (each its own instant): user-0 made 40 of them, 32 of those
+    // allowed (every fifth call is refused).
+    let ledger = Ledger::open(&db, key(), options()).await.expect("open");
+    for i in 0..120 {
+        ledger.append(call(i)).await.expect("append");
+    }
+    ledger.close(Duration::from_secs(10)).await;
+    let filter = query::Filter {
+        user_id: Some("user-0".into()),
+        decision: Some("allow".into()),
+        ..query::Filter::default()
+    };
+    let mut seen = Vec::new();
+    let mut before: Option<query::Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = query::page(&db, &filter, before.as_ref(), 10)
+            .await
+            .expect("page");
+        pages += 1;
+        assert!(page.records.len() <= 10);
+        for r in &page.records {
+            assert_eq!(r.user_id.as_deref(), Some("user-0"));
+            assert_eq!(r.decision.as_deref(), Some("allow"));
+            seen.push((r.at, r.seq));
+        }
+        match page.older {
+            Some(cursor) => {
+                // Through a link and back.
+                before = query::Cursor::parse(&cursor.to_string());
+                assert_eq!(before.as_ref(), Some(&cursor));
+            }
+            None => break,
+        }
+    }
+    let expected = (0..120).filter(|i| i % 3 == 0 && i % 5 != 0).count();
+    assert_eq!(seen.len(), expected, "every match once");
+    assert_eq!(pages, expected.div_ceil(10));
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, sorted, "newest first");
+    let (_, seq) = seen[0];
+    let writer = query::page(&db, &query::Filter::default(), None, 1)
+        .await
+        .expect("page")
+        .records[0]
+        .writer
+        .clone();
+    let one = query::one(&db, &writer, seq)
+        .await
+        .expect("one")
+        .expect("found");
+    assert_eq!(one.seq, seq);
+    assert!(
+        query::one(&db, &writer, 10_000)
+            .await
+            .expect("one")
+            .is_none()
+    );
+    assert!(query::Cursor::parse("1.x y.2").is_none());
+    assert!(query::Cursor::parse("not a cursor").is_none());
+}

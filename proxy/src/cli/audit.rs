@@ -177,19 +177,9 @@ async fn open(config: &crate::config::Config) -> anyhow::Result<Db> {
     Ok(Db::open(url.as_deref(), &config.server.data_dir).await?)
 }
 
-/// An instant given as RFC 3339, or as an age before `now` (`24h`, `7d`): Unix
-/// microseconds.
+/// An instant given on the command line (see [`query::instant`]).
 fn instant(text: &str, now: i64) -> anyhow::Result<i64> {
-    if let Ok(age) = humantime::parse_duration(text) {
-        return Ok(now - i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
-    }
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .with_context(|| {
-            format!(
-                "{text:?} is neither a time in RFC 3339 (2026-12-01T00:00:00Z) nor an age (24h)"
-            )
-        })?;
-    Ok(i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
+    query::instant(text, now).map_err(anyhow::Error::msg)
 }
 
 /// The user id of `person` (an email, or a user id as it is).
