@@ -149,11 +149,84 @@ async fn the_audit_log_filters_pages_and_opens_records() {
     // Someone else's record is not found among one's own.
     let theirs = link.replacen("/admin/audit/", "/account/activity/", 1);
     assert_eq!(admin.get(&theirs).await.status, 404);
+    // Analytics and the graph count the same calls.
+    let analytics = admin.get("/admin/analytics?range=24h&by=upstream").await;
+    assert_eq!(analytics.status, 200, "{}", analytics.body);
+    assert!(
+        analytics.contains("In the last 24 hours: 2 calls allowed, 1 refused."),
+        "{}",
+        analytics.body
+    );
+    assert_eq!(analytics.body.matches("<svg class=\"chart\"").count(), 2);
+    let graph = admin.get("/admin/graph").await;
+    for text in ["alice@example.com", "flaky · seen", "&#60;b&#62;Ledger"] {
+        assert!(graph.contains(text), "{text}: {}", graph.body);
+    }
+    assert!(
+        !graph.contains("<b>Ledger"),
+        "names are text in the graph too"
+    );
     // Filters that match nothing say so; a bad time is said, not guessed.
     let none = admin.get("/admin/audit?person=nobody%40example.com").await;
     assert!(none.contains("Nobody has the email address nobody@example.com"));
     assert!(none.contains("No records match."));
     let bad = admin.get("/admin/audit?since=yesterday-ish").await;
     assert!(bad.contains("Not used:"), "{}", bad.body);
+    gw.stop().await;
+}
+
+/// The audit, analytics and graph pages in real Chromium (`tests/node/browser_audit.mjs`):
+/// the filter form, a record, the charts, the graph, one's own activity, 360 px wide; no
+/// console error or CSP violation; screenshots in `target/screenshots/audit/` for people
+/// to look at.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_pages_work_in_chromium() {
+    let (_upstream, url) = fixture_http("flaky_upstream").await;
+    let toml = format!("[upstreams.flaky]\nurl = {url:?}\n");
+    let gw = TestGateway::start_protected(&toml, Backend::current()).await;
+    review_low(&gw, "flaky", &["echo", "seen"]).await;
+    let agent = admin_approves_agent(&gw, "<b>Chromium</b> agent").await;
+    let (_alice, token) = member_with_agent(&gw, "alice@example.com", &["flaky.echo"]).await;
+    wait_until_listed(&gw, &token, "flaky__echo").await;
+    let mut raw = Raw::new(&gw.url());
+    raw.bearer = Some(token);
+    raw.initialize("2025-11-25").await;
+    for id in 1..=5 {
+        let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
+        assert_eq!(
+            raw.request(id, "tools/call", echo).await.result_text(id),
+            "hi"
+        );
+    }
+    let seen = json!({"name": "flaky__seen", "arguments": {}});
+    assert_eq!(raw.request(9, "tools/call", seen).await.status, 403);
+    let mut own = Raw::new(&gw.url());
+    own.bearer = Some(agent.tokens.access.clone());
+    own.initialize("2025-11-25").await;
+    let seen = json!({"name": "flaky__seen", "arguments": {}});
+    assert!(own.request(1, "tools/call", seen).await.status < 300);
+    // The refusal is written without waiting: let it land.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let out = warrant_e2e::repo_root()
+        .join("target/screenshots/audit")
+        .join(format!("{:?}", gw.backend).to_lowercase());
+    let (result, stderr) = warrant_e2e::browser_script(
+        "browser_audit.mjs",
+        &[
+            gw.public_url().as_ref(),
+            out.as_os_str(),
+            agent.browser.cookies().as_ref(),
+        ],
+    )
+    .await;
+    assert_eq!(result["ok"], true, "{result:#}\nstderr: {stderr}");
+    assert_eq!(result["refused"], 1, "{result:#}");
+    let shots = result["screenshots"].as_array().expect("screenshots");
+    assert_eq!(shots.len(), 7, "{result:#}");
+    for shot in shots {
+        let path = shot.as_str().expect("a path");
+        let size = std::fs::metadata(path).expect("screenshot written").len();
+        assert!(size > 5_000, "{path} is {size} bytes: an empty page?");
+    }
     gw.stop().await;
 }

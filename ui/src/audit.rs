@@ -227,7 +227,7 @@ async fn log(state: &UiState, mut f: Filters, own: Option<&str>) -> Result<Respo
             target: target(r),
             risk: r.risk.clone().unwrap_or_default(),
             decision: r.decision.clone().unwrap_or_default(),
-            reason: short(&reason_of(r), 140),
+            reason: short(&reason_of(r), 100),
         })
         .collect();
     let query = f.query();
@@ -341,7 +341,7 @@ async fn record(
         decision: found.decision.clone().unwrap_or_default(),
         reason: reason_of(&found),
         person: names.person(found.user_id.as_deref()),
-        agent: names.agent(found.agent.as_deref()),
+        agent: names.agent_in_full(found.agent.as_deref()),
         target: target(&found),
         risk: found.risk.clone().unwrap_or_default(),
         facts,
@@ -395,7 +395,19 @@ impl Names {
         .unwrap_or_default()
     }
 
+    /// The agent's name (its client id when it has none any more).
     fn agent(&self, id: Option<&str>) -> String {
+        id.map(|id| {
+            self.agents
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.to_owned())
+        })
+        .unwrap_or_default()
+    }
+
+    /// The agent's name and client id, for a record's own page.
+    fn agent_in_full(&self, id: Option<&str>) -> String {
         id.map(|id| match self.agents.get(id) {
             Some(name) => format!("{name} ({id})"),
             None => id.to_owned(),

@@ -17,10 +17,12 @@
 
 mod account;
 mod admin;
+mod analytics;
 mod approvals;
 mod assets;
 mod audit;
 mod ceilings;
+mod chart;
 mod connections;
 mod consent;
 mod email;
@@ -100,6 +102,7 @@ pub fn router_for(state: UiState) -> Router {
         .merge(account::routes())
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(analytics::routes())
         .merge(ceilings::routes())
         .merge(servers::routes())
         .merge(oidc::routes())

@@ -23,6 +23,7 @@
 //!   caller refuses what it was about to do) until a write succeeds again; records that
 //!   nobody waits for ([`Ledger::note`]) are kept in a bounded backlog and retried.
 
+pub mod analytics;
 pub mod chain;
 mod event;
 pub mod query;

@@ -146,7 +146,11 @@ pub async fn page(
         ));
         push_filter(&mut q, filter);
         if let Some(c) = before {
-            q.push(" AND (at < ")
+            // `at <=` first: a bound the time index can seek to (the rest alone would
+            // read every newer record).
+            q.push(" AND at <= ")
+                .push_bind(c.at)
+                .push(" AND (at < ")
                 .push_bind(c.at)
                 .push(" OR (at = ")
                 .push_bind(c.at)

@@ -477,3 +477,62 @@ async fn pages_of_filtered_records_come_newest_first_and_every_one_once() {
     assert!(query::Cursor::parse("1.x y.2").is_none());
     assert!(query::Cursor::parse("not a cursor").is_none());
 }
+
+#[tokio::test]
+async fn analytics_count_calls_and_refusals_and_place_latency_percentiles() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = db(dir.path()).await;
+    let since = now_micros();
+    let ledger = Ledger::open(&db, key(), options()).await.expect("open");
+    // "files": 100 calls (every fifth refused), outcomes of the 80 allowed at 1..=80 ms;
+    // "mail": 10 calls, all allowed, at 5 ms.
+    for i in 0..100u64 {
+        let mut e = Entry::new(Kind::Call);
+        e.upstream = Some(Arc::from("files"));
+        e.tool = Some(Arc::from("read"));
+        e.allowed = Some(i % 5 != 0);
+        ledger.append(e).await.expect("append");
+    }
+    for ms in 1..=80u64 {
+        let mut e = Entry::new(Kind::CallOutcome);
+        e.upstream = Some(Arc::from("files"));
+        e.tool = Some(Arc::from("read"));
+        e.detail.latency_us = Some(ms * 1000);
+        ledger.append(e).await.expect("append");
+    }
+    for _ in 0..10 {
+        let mut call = Entry::new(Kind::Call);
+        call.upstream = Some(Arc::from("mail"));
+        call.allowed = Some(true);
+        ledger.append(call).await.expect("append");
+        let mut outcome = Entry::new(Kind::CallOutcome);
+        outcome.upstream = Some(Arc::from("mail"));
+        outcome.detail.latency_us = Some(5000);
+        ledger.append(outcome).await.expect("append");
+    }
+    ledger.close(Duration::from_secs(10)).await;
+    let until = now_micros() + 1;
+    let report = analytics::report(&db, since, until, 60_000_000, analytics::By::Upstream, 10)
+        .await
+        .expect("report");
+    let files = &report.groups[0];
+    assert_eq!(files.key, "files");
+    assert_eq!((files.stats.calls, files.stats.refused), (80, 20));
+    let p50 = files.stats.p50_us.expect("p50") as f64;
+    assert!((40_000.0..=44_000.0).contains(&p50), "{p50}");
+    let p99 = files.stats.p99_us.expect("p99") as f64;
+    assert!((79_000.0..=88_000.0).contains(&p99), "{p99}");
+    let mail = &report.groups[1];
+    assert_eq!(
+        (mail.key.as_str(), mail.stats.calls, mail.stats.refused),
+        ("mail", 10, 0)
+    );
+    let total: u64 = report.steps.iter().map(|s| s.calls).sum();
+    let refused: u64 = report.steps.iter().map(|s| s.refused).sum();
+    assert_eq!((total, refused), (90, 20));
+    let by_tool = analytics::report(&db, since, until, 60_000_000, analytics::By::Tool, 1)
+        .await
+        .expect("report");
+    assert_eq!(by_tool.groups[0].key, "files · read");
+    assert_eq!(by_tool.more_groups, 1);
+}
