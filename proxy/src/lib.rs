@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod secret_key;
 pub mod store;
+pub mod telemetry;
 pub mod upstream_keys;
 pub mod vault_keys;
 

@@ -7,7 +7,8 @@
 //! their own), the consent screen (`/authorize`), approvals of critical calls, and the
 //! admin pages: users (roles, groups, ceilings, status, their agents), groups' ceilings,
 //! servers with their tools, prompts and templates (risk review, trust, quarantine) and
-//! how each is given a key (an upstream's shared key is set there).
+//! how each is given a key (an upstream's shared key is set there), and the audit log,
+//! analytics and "who reaches what" (each person sees their own agents' activity).
 //! Coming: "My agents" and the rest of the console.
 //!
 //! Handlers call the services of `warrant-idp` and `warrant-consent`; they hold

@@ -79,7 +79,10 @@ enum Command {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `serve` sets logging up once its configuration says where traces go.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging();
+    }
     match cli.command {
         Command::Check { config } => check::run(config),
         Command::Import {
@@ -130,10 +133,6 @@ fn run_async(threads: usize, future: impl Future<Output = anyhow::Result<ExitCod
 /// Logs go to standard error (standard output carries the demo server's protocol and
 /// the listening line). `RUST_LOG` sets the filter.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Without a collector nothing can fail.
+    let _ = crate::telemetry::init(None);
 }

@@ -31,8 +31,18 @@ pub(super) fn run(args: ServeArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
+    let traces = match crate::telemetry::init(Some(&config.telemetry)) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let threads = config.server.worker_threads;
-    super::run_async(threads, serve(config, embedded))
+    let code = super::run_async(threads, serve(config, embedded));
+    // The last spans go before the process ends.
+    drop(traces);
+    code
 }
 
 fn load(args: &ServeArgs) -> Result<(Config, bool), ExitCode> {

@@ -15,6 +15,7 @@ mod oauth;
 mod policy;
 mod raw;
 mod report;
+mod telemetry;
 mod upstream;
 mod upstream_auth;
 mod value;
@@ -35,6 +36,7 @@ pub use oauth::OAuthConfig;
 pub use policy::{DEFAULT_CEILING, PolicyConfig};
 pub use raw::{RawConfig, RawMcp, RawServer, RawUpstream};
 pub use report::{Problem, Report};
+pub use telemetry::{RawTelemetry, TelemetryConfig};
 pub use upstream::{ProtocolPin, StartMode, Transport, UpstreamConfig, with_key};
 use upstream::{is_name_char, validate_upstream};
 pub use upstream_auth::{API_KEY, AuthMode, KeyPlace, RawUpstreamAuth, UpstreamAuth};
@@ -69,6 +71,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[metrics]`: who may scrape `/metrics`.
     pub metrics: MetricsConfig,
+    /// `[telemetry]`: where traces go.
+    pub telemetry: TelemetryConfig,
     /// Upstreams by name, in name order.
     pub upstreams: Vec<UpstreamConfig>,
 }
@@ -222,6 +226,8 @@ pub fn validate(
     let vault = vault::validate_vault(raw.vault.clone().unwrap_or_default(), problems);
     let audit = audit::validate_audit(raw.audit.clone().unwrap_or_default(), problems);
     let metrics = metrics::validate_metrics(raw.metrics.clone().unwrap_or_default(), problems);
+    let telemetry =
+        telemetry::validate_telemetry(raw.telemetry.clone().unwrap_or_default(), problems);
     let mut upstreams = Vec::new();
     let mut prefixes: HashMap<String, String> = HashMap::new();
     for (name, value) in &raw.upstreams {
@@ -290,6 +296,7 @@ pub fn validate(
             vault,
             audit,
             metrics,
+            telemetry,
             upstreams,
         })
     } else {

@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub audit: Option<super::audit::RawAudit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<super::metrics::RawMetrics>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, toml::Value>,
 }

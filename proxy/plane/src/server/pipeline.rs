@@ -27,6 +27,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResponse};
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::{ErrorData, RoleServer};
+use tracing::Instrument;
 use warrant_consent::token::call_args;
 
 use super::gateway::Gateway;
@@ -64,6 +65,7 @@ pub(crate) async fn tools_call(
     call: CallParams<'_>,
 ) -> Step {
     let (mut allowed, mut recorded) = (None, None);
+    let span = tracing::debug_span!(target: "warrant::call", "tools/call", otel.kind = "server", mcp.tool = %call.name);
     let step = stages(
         gateway,
         manager,
@@ -73,6 +75,7 @@ pub(crate) async fn tools_call(
         call,
         (&mut allowed, &mut recorded),
     )
+    .instrument(span)
     .await;
     if let Step::Rmcp = &step {
         if let Some(allowed) = allowed {
@@ -102,7 +105,10 @@ async fn stages(
     };
     // 3. Decide (with tokens; without, every tool is open on loopback).
     if let (Some(auth), Some(caller)) = (gateway.auth(), caller) {
-        let decided = match decide::decide(gateway, auth, caller, era, &call).await {
+        let decided = match decide::decide(gateway, auth, caller, era, &call)
+            .instrument(stage_span("decide"))
+            .await
+        {
             Verdict::Allowed(decided) => decided,
             Verdict::Later => return Step::Rmcp,
             Verdict::Refused(refusal, call) => {
@@ -135,14 +141,19 @@ async fn stages(
     // it cannot be recorded. Recorded once: should the direct path not take it, the
     // handler forwards it under this record.
     let args = call.arguments().map(|a| a.get());
-    let written = match record::allowed(gateway, caller, allowed.as_ref(), &call.name, args).await {
+    let written = match record::allowed(gateway, caller, allowed.as_ref(), &call.name, args)
+        .instrument(stage_span("record"))
+        .await
+    {
         Ok(written) => Some(written),
         Err(e) => return Step::Answer(gateway_error(e, message)),
     };
     // 7. Forward.
     let who = (caller, allowed.as_ref());
     let Some((answer, redactions)) =
-        forward::call(gateway, parts, manager, who, &credentials, id, call).await
+        forward::call(gateway, parts, manager, who, &credentials, id, call)
+            .instrument(stage_span("forward"))
+            .await
     else {
         *recorded = written;
         return Step::Rmcp;
@@ -151,6 +162,11 @@ async fn stages(
     let answer = inspect::answer(answer, &redactions);
     // 9. Record the outcome (once the answer has gone by).
     Step::Answer(outcome::watched(gateway, written, answer))
+}
+
+/// The span of one stage of a call, under the call's own (traces, `[telemetry]`).
+fn stage_span(stage: &'static str) -> tracing::Span {
+    tracing::debug_span!(target: "warrant::call", "stage", otel.name = stage)
 }
 
 /// `error` as the JSON-RPC error answering `message` (HTTP 200).
@@ -167,6 +183,8 @@ fn gateway_error(error: GatewayError, message: &Incoming<'_>) -> Response {
 
 /// Runs stages 3 to 9 of a `tools/call` the MCP handler serves (see the module
 /// documentation), answering in the client's protocol.
+#[tracing::instrument(target = "warrant::call", level = "debug", name = "tools/call", skip_all,
+    fields(otel.kind = "server", mcp.tool = %request.name))]
 pub(crate) async fn tools_call_handled(
     gateway: &Gateway,
     mut request: CallToolRequestParams,
