@@ -8,7 +8,7 @@
 // Usage: node browser_audit.mjs BASE OUT_DIR ADMIN_COOKIE (cookie as `name=value`).
 // Prints one JSON line: {"ok":true,"screenshots":[...],"refused":N} (exit 0), or
 // {"ok":false,"error":"..."} (exit 1).
-import { chromium } from 'playwright-core';
+import { launch, newPage } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -21,32 +21,8 @@ mkdirSync(outDir, { recursive: true });
 const screenshots = [];
 const problems = [];
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
-
-async function pageFor(cookie, width) {
-  const context = await browser.newContext({ viewport: { width, height: 800 } });
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === 'localhost' || url.hostname === '127.0.0.1') return route.continue();
-    problems.push(`request outside loopback: ${url.href}`);
-    return route.abort();
-  });
-  const at = cookie.indexOf('=');
-  await context.addCookies([{ name: cookie.slice(0, at), value: cookie.slice(at + 1), url: base }]);
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  return page;
-}
+const browser = await launch();
+const pageFor = (cookie, width) => newPage(browser, { problems, width, height: 800, base, cookie });
 
 async function shot(page, name) {
   const path = join(outDir, `${name}.png`);

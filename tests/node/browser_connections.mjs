@@ -10,7 +10,7 @@
 // Usage: node browser_connections.mjs BASE OUT_DIR PERSON_COOKIE ADMIN_COOKIE
 // (cookies as `name=value`). Prints one JSON line: {"ok":true,"screenshots":[...]}
 // (exit 0), or {"ok":false,"error":"..."} (exit 1).
-import { chromium } from 'playwright-core';
+import { launch, newPage } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -28,31 +28,10 @@ let expected = null;
 const PERSON_KEY = 'key-typed-in-chromium-0c4f1e';
 const SHARED_KEY = 'shared-key-typed-in-chromium-9a7d2b';
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const browser = await launch();
 
 async function pageFor(cookie) {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === 'localhost' || url.hostname === '127.0.0.1') return route.continue();
-    problems.push(`request outside loopback: ${url.href}`);
-    return route.abort();
-  });
-  const at = cookie.indexOf('=');
-  await context.addCookies([{ name: cookie.slice(0, at), value: cookie.slice(at + 1), url: base }]);
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => {
-    if (m.type() === 'error' && m.text() !== expected) problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  return page;
+  return newPage(browser, { problems, base, cookie, isExpected: (text) => text === expected });
 }
 
 async function shot(page, name, secret) {

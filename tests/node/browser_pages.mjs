@@ -10,7 +10,7 @@
 // screen and approves; the redirect to the agent is caught and reported as "callback".
 // Prints one JSON line: {"ok":true,"screenshots":[...],"steps":[...]} (exit 0), or
 // {"ok":false,"error":"..."} (exit 1).
-import { chromium } from 'playwright-core';
+import { launch, newPage } from './chromium.mjs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -26,13 +26,7 @@ const steps = [];
 const problems = [];
 let callback = null;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const browser = await launch();
 
 async function shot(page, name) {
   const path = join(outDir, `${name}.png`);
@@ -41,24 +35,14 @@ async function shot(page, name) {
 }
 
 try {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
   // Loopback only: anything else is refused before it leaves.
-  await context.route('**/*', (route) => {
-    const url = new URL(route.request().url());
-    if (url.hostname === 'localhost' || url.hostname === '127.0.0.1') return route.continue();
-    problems.push(`request outside loopback: ${url.href}`);
-    return route.abort();
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const page = await newPage(browser, { problems });
   // The agent's loopback redirect URI (nothing listens there): Playwright does not route
   // redirect hops, so the hop is read from the request log.
   const isCallback = (u) => u.hostname === '127.0.0.1' && u.pathname === '/callback';
   page.on('request', (r) => { if (isCallback(new URL(r.url()))) callback = r.url(); });
 
-  const cdp = await context.newCDPSession(page);
+  const cdp = await page.context().newCDPSession(page);
   await cdp.send('WebAuthn.enable');
   await cdp.send('WebAuthn.addVirtualAuthenticator', {
     options: {

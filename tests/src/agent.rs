@@ -533,3 +533,30 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free loopback port")
 }
+
+/// On a gateway whose upstream `flaky` is the `flaky_upstream` fixture (its `echo` and
+/// `seen` reviewed low): a member `email` whose agent may call `flaky.echo` only, in a
+/// 2025-11-25 session, after `echo` answered `calls` times and `seen` was refused once
+/// (403, at the edge). Their user id and the agent's session.
+pub async fn member_calls_echo_and_is_refused_seen(
+    gw: &TestGateway,
+    email: &str,
+    calls: i64,
+) -> (String, crate::Raw) {
+    let (user, token) = member_with_agent(gw, email, &["flaky.echo"]).await;
+    wait_until_listed(gw, &token, "flaky__echo").await;
+    let mut raw = crate::Raw::new(&gw.url());
+    raw.bearer = Some(token);
+    raw.initialize("2025-11-25").await;
+    for id in 1..=calls {
+        let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
+        assert_eq!(
+            raw.request(id, "tools/call", echo).await.result_text(id),
+            "hi"
+        );
+    }
+    let seen = json!({"name": "flaky__seen", "arguments": {}});
+    let refused = raw.request(calls + 1, "tools/call", seen).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    (user, raw)
+}

@@ -132,3 +132,41 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
         .expect("read")
         .expect("a line")
 }
+
+/// `warrant serve --config CONFIG` on `data_dir` (and `database_url`), on a port the OS
+/// picks: the child (killed on drop) and its `/mcp` URL, once it printed it.
+pub async fn serve_config(
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> (tokio::process::Child, String) {
+    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("WARRANT_CONFIG")
+        .env_remove("WARRANT_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        command.env("WARRANT_DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("start warrant");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a line within 60s")
+        .expect("read")
+        .expect("the listening line");
+    let url = line
+        .strip_prefix("Warrant listening on ")
+        .unwrap_or_else(|| panic!("the listening line: {line}"))
+        .to_owned();
+    // Keep reading what it prints, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use warrant_consent::ledger::Entry;
-use warrant_e2e::agent::{admin_approves_agent, member_with_agent, review_low, wait_until_listed};
+use warrant_e2e::agent::{admin_approves_agent, member_calls_echo_and_is_refused_seen, review_low};
 use warrant_e2e::web::Page;
 use warrant_e2e::{Backend, Raw, TestGateway, fixture_http};
 
@@ -37,18 +37,8 @@ async fn the_audit_log_filters_pages_and_opens_records() {
     review_low(&gw, "flaky", &["echo", "seen"]).await;
     let agent = admin_approves_agent(&gw, "<b>Ledger</b> agent").await;
     let admin = &agent.browser;
-    let (alice, token) = member_with_agent(&gw, "alice@example.com", &["flaky.echo"]).await;
-    wait_until_listed(&gw, &token, "flaky__echo").await;
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token);
-    raw.initialize("2025-11-25").await;
-    let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
-    assert_eq!(
-        raw.request(1, "tools/call", echo).await.result_text(1),
-        "hi"
-    );
-    let seen = json!({"name": "flaky__seen", "arguments": {}});
-    assert_eq!(raw.request(2, "tools/call", seen).await.status, 403);
+    let (alice, _session) =
+        member_calls_echo_and_is_refused_seen(&gw, "alice@example.com", 1).await;
     // The admin's own agent calls too.
     let mut own = Raw::new(&gw.url());
     own.bearer = Some(agent.tokens.access.clone());
@@ -186,20 +176,7 @@ async fn the_audit_pages_work_in_chromium() {
     let gw = TestGateway::start_protected(&toml, Backend::current()).await;
     review_low(&gw, "flaky", &["echo", "seen"]).await;
     let agent = admin_approves_agent(&gw, "<b>Chromium</b> agent").await;
-    let (_alice, token) = member_with_agent(&gw, "alice@example.com", &["flaky.echo"]).await;
-    wait_until_listed(&gw, &token, "flaky__echo").await;
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token);
-    raw.initialize("2025-11-25").await;
-    for id in 1..=5 {
-        let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
-        assert_eq!(
-            raw.request(id, "tools/call", echo).await.result_text(id),
-            "hi"
-        );
-    }
-    let seen = json!({"name": "flaky__seen", "arguments": {}});
-    assert_eq!(raw.request(9, "tools/call", seen).await.status, 403);
+    member_calls_echo_and_is_refused_seen(&gw, "alice@example.com", 5).await;
     let mut own = Raw::new(&gw.url());
     own.bearer = Some(agent.tokens.access.clone());
     own.initialize("2025-11-25").await;

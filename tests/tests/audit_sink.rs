@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use warrant_e2e::agent::{member_with_agent, review_low, wait_until_listed};
-use warrant_e2e::{Backend, Raw, TestGateway, fixture_http};
+use serde_json::Value;
+use warrant_e2e::agent::{member_calls_echo_and_is_refused_seen, review_low};
+use warrant_e2e::{Backend, TestGateway, fixture_http};
 use warrant_idp::db::Db;
 use warrant_idp::on_pool;
 use warrant_proxy::app;
@@ -142,26 +142,7 @@ async fn every_record_of_every_writer_reaches_the_file_and_the_endpoint_once() {
     );
     let gw = TestGateway::start_protected(&toml, Backend::current()).await;
     review_low(&gw, "flaky", &["echo", "seen"]).await;
-    let (_alice, token) = member_with_agent(&gw, "alice@example.com", &["flaky.echo"]).await;
-    wait_until_listed(&gw, &token, "flaky__echo").await;
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token.clone());
-    raw.initialize("2025-11-25").await;
-    let echo = json!({"name": "flaky__echo", "arguments": {"message": "hi"}});
-    assert_eq!(
-        raw.request(1, "tools/call", echo.clone())
-            .await
-            .result_text(1),
-        "hi"
-    );
-    let refused = raw
-        .request(
-            2,
-            "tools/call",
-            json!({"name": "flaky__seen", "arguments": {}}),
-        )
-        .await;
-    assert_eq!(refused.status, 403);
+    member_calls_echo_and_is_refused_seen(&gw, "alice@example.com", 1).await;
     // A command writes with a writer of its own.
     let rotated = gw.warrant(&["keys", "rotate"], "").await;
     assert!(rotated.status.success(), "{rotated:?}");

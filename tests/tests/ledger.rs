@@ -5,12 +5,10 @@
 //! it can.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use warrant_e2e::agent::{member_with_agent, review_low, wait_until_listed};
 use warrant_e2e::{Backend, Raw, TestGateway, fixture_http, fresh_postgres, workspace_bin};
 use warrant_idp::db::Db;
@@ -244,44 +242,6 @@ async fn calls_and_refusals_are_recorded_and_a_changed_record_is_named() {
     );
 }
 
-/// `warrant serve` with the flaky upstream and no tokens (loopback), on the test run's
-/// backend: the child, its `/mcp` URL.
-async fn serve(
-    config: &std::path::Path,
-    data_dir: &std::path::Path,
-    database_url: Option<&str>,
-) -> (tokio::process::Child, String) {
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if let Some(url) = database_url {
-        command.env("WARRANT_DATABASE_URL", url);
-    }
-    let mut child = command.spawn().expect("start warrant");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("a line within 60s")
-        .expect("read")
-        .expect("the listening line");
-    let url = line
-        .strip_prefix("Warrant listening on ")
-        .unwrap_or_else(|| panic!("the listening line: {line}"))
-        .to_owned();
-    // Keep reading what it prints, so that it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_burst_it_loses_no_record_of_a_call_the_upstream_saw() {
     let (_upstream, upstream_url) = fixture_http("flaky_upstream").await;
@@ -297,7 +257,8 @@ async fn killed_mid_burst_it_loses_no_record_of_a_call_the_upstream_saw() {
         Backend::Sqlite => None,
         Backend::Postgres => Some(fresh_postgres().await),
     };
-    let (mut warrant, url) = serve(&config, &data_dir, database_url.as_deref()).await;
+    let (mut warrant, url) =
+        warrant_e2e::served::serve_config(&config, &data_dir, database_url.as_deref()).await;
 
     // 16 clients call as fast as they can until Warrant is gone.
     let mut clients = Vec::new();

@@ -7,8 +7,8 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use warrant_e2e::agent::{member_with_agent, review_low, wait_until_listed};
-use warrant_e2e::{Backend, Raw, TestGateway, fixture_http, python, repo_root};
+use warrant_e2e::agent::{member_calls_echo_and_is_refused_seen, review_low};
+use warrant_e2e::{Backend, TestGateway, fixture_http, python, repo_root};
 
 /// `text` parsed by `prometheus_client` (tests/python/metrics.py): every sample.
 async fn parsed(text: &str) -> Value {
@@ -75,29 +75,7 @@ async fn calls_upstreams_sessions_and_the_ledger_are_scraped_and_parsed() {
     );
     let gw = TestGateway::start_protected(&toml, Backend::current()).await;
     review_low(&gw, "flaky", &["echo", "seen"]).await;
-    let (_alice, token) = member_with_agent(&gw, "alice@example.com", &["flaky.echo"]).await;
-    wait_until_listed(&gw, &token, "flaky__echo").await;
-    let mut raw = Raw::new(&gw.url());
-    raw.bearer = Some(token);
-    raw.initialize("2025-11-25").await;
-    for id in 1..=2 {
-        let reply = raw
-            .request(
-                id,
-                "tools/call",
-                json!({"name": "flaky__echo", "arguments": {"message": "hi"}}),
-            )
-            .await;
-        assert_eq!(reply.result_text(id), "hi");
-    }
-    let refused = raw
-        .request(
-            3,
-            "tools/call",
-            json!({"name": "flaky__seen", "arguments": {}}),
-        )
-        .await;
-    assert_eq!(refused.status, 403, "{refused:?}");
+    member_calls_echo_and_is_refused_seen(&gw, "alice@example.com", 2).await;
 
     // The outcome is counted once the answer has gone by: scrape until it is.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

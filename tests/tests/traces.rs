@@ -3,15 +3,13 @@
 //! arrives with the OpenTelemetry project's own protobuf definitions: a `tools/call`
 //! span with the tool's name, and its record and forward stages under it.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use warrant_e2e::{Backend, Raw, fixture_http, fresh_postgres, workspace_bin};
+use warrant_e2e::{Backend, Raw, fixture_http, fresh_postgres};
 
 /// Every span received: (name, parent span id, span id, trace id, attributes as text).
 type Spans = Arc<Mutex<Vec<(String, Vec<u8>, Vec<u8>, Vec<u8>, String)>>>;
@@ -73,33 +71,16 @@ async fn a_call_is_traced_stage_by_stage_to_the_collector() {
         ),
     )
     .expect("config");
-    let mut command = tokio::process::Command::new(workspace_bin("warrant"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env_remove("WARRANT_CONFIG")
-        .env_remove("WARRANT_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if Backend::current() == Backend::Postgres {
-        command.env("WARRANT_DATABASE_URL", fresh_postgres().await);
-    }
-    let mut warrant = command.spawn().expect("start warrant");
-    let mut lines = BufReader::new(warrant.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("a line within 60 s")
-        .expect("read")
-        .expect("the listening line");
-    let url = line
-        .strip_prefix("Warrant listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let database_url = match Backend::current() {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(fresh_postgres().await),
+    };
+    let (mut warrant, url) = warrant_e2e::served::serve_config(
+        &config,
+        &dir.path().join("data"),
+        database_url.as_deref(),
+    )
+    .await;
     let mut raw = Raw::new(&url);
     raw.initialize("2025-11-25").await;
     let reply = raw
